@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the real daemons and checkers the test suite runs against (Debian packages).
+# Idempotent: skips apt entirely when every tool is already on PATH. Never starts services:
+# the tests start their own instances on loopback and stop them.
+set -euo pipefail
+
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d mariadb-server mariadb-backup
+  cloud-init prometheus bind9-utils rsync swaks iproute2)
+TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
+  named-checkzone rsync swaks ip)
+
+missing=()
+for tool in "${TOOLS[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all test tools present (${TOOLS[*]})"
+  exit 0
+fi
+echo "install-deps: missing ${missing[*]}; installing Debian packages: ${PACKAGES[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: must run as root (apt-get install) — or install: ${PACKAGES[*]}" >&2
+  exit 1
+fi
+
+# Keep package post-install scripts from starting system daemons (we start our own on loopback).
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+cleanup() { [ "$created_policy" -eq 1 ] && rm -f /usr/sbin/policy-rc.d; return 0; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+echo "postfix postfix/mailname string localhost" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/tmp/hastack-apt.log 2>&1 || {
+  tail -n 40 /tmp/hastack-apt.log >&2
+  echo "install-deps: apt-get install failed (full log: /tmp/hastack-apt.log)" >&2
+  exit 1
+}
+echo "install-deps: installed ${PACKAGES[*]}"
