@@ -5,9 +5,9 @@
 set -euo pipefail
 
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d mariadb-server mariadb-backup
-  cloud-init prometheus bind9-utils rsync swaks iproute2)
+  cloud-init prometheus prometheus-blackbox-exporter bind9-utils rsync swaks iproute2)
 TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
-  named-checkzone rsync swaks ip)
+  prometheus-blackbox-exporter named-checkzone rsync swaks ip)
 
 missing=()
 for tool in "${TOOLS[@]}"; do
