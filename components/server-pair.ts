@@ -1,0 +1,797 @@
+// A primary and a standby server for one service, running at once, one of them active.
+// Everything both sides share is declared once; the real differences (role, AZ, subnet) are
+// spelled out per Role. Flipping `active` must touch only the switch resources — the failover
+// record pair (dns) or the service EIP association (eip) — never an instance, a volume or a
+// security group: that is what makes a failover or fallback a small, reviewable stack update.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { stringify } from "yaml";
+import { Dns } from "./dns";
+
+export const Role = { Primary: "primary", Standby: "standby" } as const;
+export type Role = (typeof Role)[keyof typeof Role];
+export const ROLES: readonly Role[] = [Role.Primary, Role.Standby];
+
+export function otherRole(role: Role): Role {
+  return role === Role.Primary ? Role.Standby : Role.Primary;
+}
+
+export type Switchover = "dns" | "eip";
+
+/** Route 53 probes every 10 s (the "fast" interval): detection = 10 s × failureThreshold. */
+export const HEALTH_CHECK_INTERVAL_SECONDS = 10;
+/** Port of the hastack health agent that Route 53 probes in dns mode (see renderHealthAgent). */
+export const HEALTH_AGENT_PORT = 9780;
+/** How long an operator takes to confirm a manual (eip) switch, for RTO estimates. */
+export const OPERATOR_RESPONSE_SECONDS = 900;
+/** Where the data volume is mounted on every server. */
+export const DATA_MOUNT = "/srv/data";
+
+/** A port clients use. */
+export interface ServicePort {
+  protocol: "tcp" | "udp";
+  fromPort: number;
+  /** Last port of a range. Defaults to fromPort. */
+  toPort?: number;
+  description: string;
+  /** Allowed sources. Defaults to 0.0.0.0/0 when no sourceSecurityGroupIds are given either. */
+  cidrs?: string[];
+  /** Security groups allowed (e.g. the PBX for MySQL). Defaults to none. */
+  sourceSecurityGroupIds?: pulumi.Input<string>[];
+  /** Name in the stack outputs' port list (e.g. "smtp"). Defaults to not listed. */
+  name?: string;
+  /** How monitoring probes it. Defaults to not probed. */
+  probe?: "smtp_banner" | "imaps" | "tcp" | "mysql" | "sip_tcp" | "http";
+}
+
+export interface HealthCheckSpec {
+  /** What Route 53 probes on the service itself (eip mode) or what the agent probes (dns mode). */
+  type: "TCP" | "HTTP";
+  port: number;
+  /** For HTTP. Defaults to "/". */
+  resourcePath?: string;
+  failureThreshold: number;
+}
+
+/** Service-specific cloud-init content; renderCloudConfig adds what every server needs. */
+export interface CloudConfigParts {
+  hostname: string;
+  fqdn: string;
+  packages?: string[];
+  writeFiles?: { path: string; content: string; permissions?: string; owner?: string }[];
+  runcmd?: (string | string[])[];
+  /** The local TCP port the health agent probes; set by ServerPair in dns mode. Defaults to no agent. */
+  healthAgent?: { servicePort: number; failureThreshold: number };
+}
+
+export interface ServerPairArgs {
+  /** Service name used in tags, SSM paths and outputs: "mail", "pbx", "mysql", "nas". */
+  service: string;
+  /** Which side serves. */
+  active: Role;
+  switchover: Switchover;
+  vpcId: pulumi.Input<string>;
+  /** One subnet per side, in different AZs. */
+  subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
+  /** Pinned AMI; changes are ignored on existing servers (a new AMI never replaces a server). */
+  ami: string;
+  instanceType: string;
+  /** Defaults to 20. */
+  rootVolumeGb?: number;
+  dataVolumeGb: number;
+  /** EC2 key pair for SSH. Defaults to none (SSM or baked keys). */
+  keyName?: string;
+  /**
+   * Per-side cloud-init parts; ServerPair renders them (adding the data-volume mount and, in
+   * dns mode, the fencing health agent). Give either this or userData.
+   */
+  cloudConfig?: Record<Role, CloudConfigParts>;
+  /** Per-side user-data rendered by the caller (eip mode only: dns mode needs the agent). */
+  userData?: Record<Role, pulumi.Input<string>>;
+  servicePorts: ServicePort[];
+  /** TCP admin ports, reachable only from adminCidrs. Defaults to [22]. */
+  adminPorts?: number[];
+  adminCidrs: string[];
+  /** TCP ports open between the two servers (replication, sync). Defaults to [22]. */
+  peerPorts?: number[];
+  healthCheck: HealthCheckSpec;
+  /** Record TTL of the switch records, at most 60. Defaults to 60. */
+  ttl?: number;
+  /** Seconds until the service answers after an instance start. Defaults to 180. */
+  bootSeconds?: number;
+  dns: Dns;
+  /** FQDN clients use, e.g. "mail.example.co.id". */
+  serviceName: string;
+  /** FQDNs of per-server A records, e.g. mx1/mx2. Defaults to none. */
+  serverNames?: Record<Role, string>;
+}
+
+/** Per-side facts for outputs. */
+export interface SideSummary {
+  instanceId: pulumi.Output<string>;
+  privateIp: pulumi.Output<string>;
+  publicIp: pulumi.Output<string>;
+  az: string;
+}
+
+/** The monitoring and downtime-plan contract for one service (docs/outputs.md). */
+export interface ServiceSummary {
+  service: string;
+  activeSide: Role;
+  standbySide: Role;
+  switchover: Switchover;
+  dnsName: string;
+  ttl: number;
+  endpoint: pulumi.Output<string>;
+  ports: { name: string; port: number; protocol: "tcp" | "udp"; probe: string }[];
+  healthCheck: { type: string; port: number; intervalSeconds: number; failureThreshold: number };
+  healthCheckIds: Record<Role, pulumi.Output<string>>;
+  sides: Record<Role, SideSummary>;
+  bootSeconds: number;
+  rtoSeconds: number;
+  rpoSeconds: number;
+}
+
+export class ServerPair extends pulumi.ComponentResource {
+  public readonly service: string;
+  public readonly activeSide: Role;
+  public readonly switchover: Switchover;
+  public readonly serviceName: string;
+  /** SSM parameter path the servers may read secrets from: `/hastack/<service>`. */
+  public readonly ssmPrefix: string;
+  public readonly securityGroupId: pulumi.Output<string>;
+  public readonly instances: Record<Role, aws.ec2.Instance>;
+  public readonly dataVolumes: Record<Role, aws.ebs.Volume>;
+  public readonly publicIps: Record<Role, pulumi.Output<string>>;
+  public readonly privateIps: Record<Role, pulumi.Output<string>>;
+  public readonly endpointIp: pulumi.Output<string>;
+  public readonly healthCheckIds: Record<Role, pulumi.Output<string>>;
+  public readonly summary: ServiceSummary;
+
+  constructor(name: string, args: ServerPairArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hastack:server:ServerPair", name, {}, opts);
+    const ttl = args.ttl ?? 60;
+    const bootSeconds = args.bootSeconds ?? 180;
+    const adminPorts = args.adminPorts ?? [22];
+    const peerPorts = args.peerPorts ?? [22];
+    const problems = checkServerPairArgs(args);
+    if (problems.length > 0) {
+      throw new Error(`ServerPair ${name}: ${problems.join("; ")}`);
+    }
+    this.service = args.service;
+    this.activeSide = args.active;
+    this.switchover = args.switchover;
+    this.serviceName = args.serviceName;
+    this.ssmPrefix = `/hastack/${args.service}`;
+    const tags = (role?: Role): Record<string, string> => ({
+      "hastack:service": args.service,
+      ...(role ? { "hastack:role": role, Name: `${args.service}-${role}` } : {}),
+    });
+
+    const sg = new aws.ec2.SecurityGroup(
+      `${name}-sg`,
+      {
+        vpcId: args.vpcId,
+        description: `hastack ${args.service}: service ports, admin from admin CIDRs, peer sync`,
+        tags: tags(),
+      },
+      { parent: this },
+    );
+    this.securityGroupId = sg.id;
+    for (const rule of ingressRules(args.servicePorts, adminPorts, args.adminCidrs, peerPorts)) {
+      new aws.vpc.SecurityGroupIngressRule(
+        `${name}-in-${rule.key}`,
+        {
+          securityGroupId: sg.id,
+          ipProtocol: rule.protocol,
+          fromPort: rule.fromPort,
+          toPort: rule.toPort,
+          cidrIpv4: rule.cidr,
+          referencedSecurityGroupId: rule.fromPeer ? sg.id : rule.sourceSecurityGroupId,
+          description: rule.description,
+        },
+        { parent: this },
+      );
+    }
+    new aws.vpc.SecurityGroupEgressRule(
+      `${name}-out-all`,
+      {
+        securityGroupId: sg.id,
+        ipProtocol: "-1",
+        cidrIpv4: "0.0.0.0/0",
+        description: "outbound: package mirrors, SMTP relay, SIP trunks, AWS APIs",
+      },
+      { parent: this },
+    );
+    const securityGroupIds: pulumi.Input<string>[] = [sg.id];
+    if (args.switchover === "dns") {
+      // Route 53's health checkers come from AWS-published ranges; only they reach the agent.
+      const checkers = aws.getIpRangesOutput(
+        { services: ["route53_healthchecks"], regions: ["GLOBAL"] },
+        { parent: this },
+      );
+      const agentSg = new aws.ec2.SecurityGroup(
+        `${name}-health-sg`,
+        {
+          vpcId: args.vpcId,
+          description: `hastack ${args.service}: Route 53 health checkers to the health agent`,
+          ingress: [
+            {
+              protocol: "tcp",
+              fromPort: HEALTH_AGENT_PORT,
+              toPort: HEALTH_AGENT_PORT,
+              cidrBlocks: checkers.cidrBlocks,
+              description: "Route 53 health checkers",
+            },
+          ],
+          tags: tags(),
+        },
+        { parent: this },
+      );
+      securityGroupIds.push(agentSg.id);
+    }
+
+    const role = new aws.iam.Role(
+      `${name}-role`,
+      {
+        assumeRolePolicy: JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [
+            { Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" },
+          ],
+        }),
+        tags: tags(),
+      },
+      { parent: this },
+    );
+    new aws.iam.RolePolicy(
+      `${name}-read-secrets`,
+      {
+        role: role.id,
+        policy: JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Effect: "Allow",
+              Action: ["ssm:GetParameter", "ssm:GetParameters"],
+              Resource: `arn:aws:ssm:*:*:parameter${this.ssmPrefix}/*`,
+            },
+          ],
+        }),
+      },
+      { parent: this },
+    );
+    const profile = new aws.iam.InstanceProfile(
+      `${name}-profile`,
+      { role: role.name, tags: tags() },
+      { parent: this },
+    );
+
+    const userData = resolveUserData(args);
+    const instances = {} as Record<Role, aws.ec2.Instance>;
+    const dataVolumes = {} as Record<Role, aws.ebs.Volume>;
+    const eips = {} as Record<Role, aws.ec2.Eip>;
+    const healthChecks = {} as Record<Role, aws.route53.HealthCheck>;
+    for (const side of ROLES) {
+      const subnet = args.subnets[side];
+      instances[side] = new aws.ec2.Instance(
+        `${name}-${side}`,
+        {
+          ami: args.ami,
+          instanceType: args.instanceType,
+          subnetId: subnet.id,
+          vpcSecurityGroupIds: securityGroupIds,
+          iamInstanceProfile: profile.name,
+          keyName: args.keyName,
+          userData: userData[side],
+          metadataOptions: { httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 },
+          rootBlockDevice: {
+            encrypted: true,
+            volumeType: "gp3",
+            volumeSize: args.rootVolumeGb ?? 20,
+            deleteOnTermination: true,
+          },
+          disableApiTermination: true,
+          instanceInitiatedShutdownBehavior: "stop",
+          tags: tags(side),
+          volumeTags: tags(side),
+        },
+        {
+          parent: this,
+          protect: true,
+          // user-data runs at first boot only; a changed AMI or user-data must never replace or
+          // stop/start a live server. Config changes after boot go through reviewed commands.
+          ignoreChanges: ["ami", "userData", "userDataBase64"],
+        },
+      );
+      dataVolumes[side] = new aws.ebs.Volume(
+        `${name}-${side}-data`,
+        {
+          availabilityZone: subnet.az,
+          size: args.dataVolumeGb,
+          type: "gp3",
+          encrypted: true,
+          tags: { ...tags(side), Name: `${args.service}-${side}-data`, "hastack:backup": "true" },
+        },
+        { parent: this, protect: true, retainOnDelete: true },
+      );
+      new aws.ec2.VolumeAttachment(
+        `${name}-${side}-data-attach`,
+        {
+          deviceName: "/dev/sdf",
+          volumeId: dataVolumes[side].id,
+          instanceId: instances[side].id,
+          stopInstanceBeforeDetaching: true,
+        },
+        { parent: this },
+      );
+      // The server's own address: stable across stop/start, named in SPF and PTR records.
+      eips[side] = new aws.ec2.Eip(
+        `${name}-${side}-eip`,
+        { domain: "vpc", instance: instances[side].id, tags: tags(side) },
+        { parent: this, protect: true, retainOnDelete: true },
+      );
+      healthChecks[side] = new aws.route53.HealthCheck(
+        `${name}-${side}-hc`,
+        healthCheckInputs(args.switchover, args.healthCheck, eips[side].publicIp, `${args.service}-${side}`),
+        { parent: this },
+      );
+    }
+    this.instances = instances;
+    this.dataVolumes = dataVolumes;
+    this.publicIps = mapRoles((side) => eips[side].publicIp);
+    this.privateIps = mapRoles((side) => instances[side].privateIp);
+    this.healthCheckIds = mapRoles((side) => healthChecks[side].id);
+
+    if (args.serverNames) {
+      for (const side of ROLES) {
+        args.dns.record(this, `${name}-${side}-a`, {
+          name: args.serverNames[side],
+          type: "A",
+          ttl: 300,
+          records: [this.publicIps[side]],
+        });
+      }
+    }
+
+    // The switch: the only resources a flip of `active` may change.
+    if (args.switchover === "dns") {
+      for (const rec of failoverRecords(args.active)) {
+        args.dns.record(this, `${name}-${rec.side}-failover`, {
+          name: args.serviceName,
+          type: "A",
+          ttl,
+          records: [this.publicIps[rec.side]],
+          setIdentifier: `${args.service}-${rec.side}`,
+          failover: rec.failover,
+          healthCheckId: this.healthCheckIds[rec.side],
+        });
+      }
+      this.endpointIp = this.publicIps[args.active];
+    } else {
+      const serviceEip = new aws.ec2.Eip(
+        `${name}-service-eip`,
+        { domain: "vpc", tags: { ...tags(), Name: `${args.service}-service` } },
+        // Phones and SIP trunks register to this address: it must outlive any server.
+        { parent: this, protect: true, retainOnDelete: true },
+      );
+      new aws.ec2.EipAssociation(
+        `${name}-service-eip-assoc`,
+        { allocationId: serviceEip.allocationId, instanceId: instances[args.active].id },
+        { parent: this },
+      );
+      args.dns.record(this, `${name}-service-a`, {
+        name: args.serviceName,
+        type: "A",
+        ttl,
+        records: [serviceEip.publicIp],
+      });
+      this.endpointIp = serviceEip.publicIp;
+    }
+
+    this.summary = {
+      service: args.service,
+      activeSide: args.active,
+      standbySide: otherRole(args.active),
+      switchover: args.switchover,
+      dnsName: args.serviceName,
+      ttl,
+      endpoint: args.switchover === "dns" ? pulumi.output(args.serviceName) : this.endpointIp,
+      ports: args.servicePorts
+        .filter((p) => p.name && p.probe)
+        .map((p) => ({ name: p.name!, port: p.fromPort, protocol: p.protocol, probe: p.probe! })),
+      healthCheck: {
+        type: args.switchover === "dns" ? "HTTP" : args.healthCheck.type,
+        port: args.switchover === "dns" ? HEALTH_AGENT_PORT : args.healthCheck.port,
+        intervalSeconds: HEALTH_CHECK_INTERVAL_SECONDS,
+        failureThreshold: args.healthCheck.failureThreshold,
+      },
+      healthCheckIds: this.healthCheckIds,
+      sides: mapRoles((side) => ({
+        instanceId: instances[side].id,
+        privateIp: this.privateIps[side],
+        publicIp: this.publicIps[side],
+        az: args.subnets[side].az,
+      })),
+      bootSeconds,
+      rtoSeconds: estimateRtoSeconds({
+        switchover: args.switchover,
+        ttl,
+        failureThreshold: args.healthCheck.failureThreshold,
+      }),
+      rpoSeconds: 0,
+    };
+    this.registerOutputs({
+      activeSide: this.activeSide,
+      endpointIp: this.endpointIp,
+      securityGroupId: this.securityGroupId,
+      healthCheckIds: this.healthCheckIds,
+    });
+  }
+}
+
+/** Problems with the arguments, as sentences; empty when they are fine. */
+export function checkServerPairArgs(args: ServerPairArgs): string[] {
+  const problems: string[] = [];
+  if (args.subnets.primary.az === args.subnets.standby.az) {
+    problems.push(
+      `primary and standby must be in different availability zones (both ${args.subnets.primary.az})`,
+    );
+  }
+  if ((args.ttl ?? 60) > 60) {
+    problems.push(`switch record TTL must be at most 60 s so a failover is seen quickly, got ${args.ttl}`);
+  }
+  if (args.cloudConfig === undefined && args.userData === undefined) {
+    problems.push("give cloudConfig (preferred) or userData");
+  }
+  if (args.switchover === "dns" && args.cloudConfig === undefined) {
+    problems.push("dns switchover needs cloudConfig so the fencing health agent is installed");
+  }
+  if (args.adminCidrs.length === 0) {
+    problems.push("at least one admin CIDR is required");
+  }
+  if (args.adminCidrs.includes("0.0.0.0/0")) {
+    problems.push("admin ports must not be open to 0.0.0.0/0");
+  }
+  return problems;
+}
+
+/** Which side is PRIMARY in the failover record pair: the side named by `active`. */
+export function failoverRecords(active: Role): { side: Role; failover: "PRIMARY" | "SECONDARY" }[] {
+  return [
+    { side: active, failover: "PRIMARY" },
+    { side: otherRole(active), failover: "SECONDARY" },
+  ];
+}
+
+/**
+ * Designed recovery time. dns: detection (interval × threshold) plus the record TTL, automatic.
+ * eip: detection plus an operator confirming the switch, plus ~30 s to re-associate.
+ */
+export function estimateRtoSeconds(o: {
+  switchover: Switchover;
+  ttl: number;
+  failureThreshold: number;
+}): number {
+  const detection = HEALTH_CHECK_INTERVAL_SECONDS * o.failureThreshold;
+  return o.switchover === "dns" ? detection + o.ttl : detection + OPERATOR_RESPONSE_SECONDS + 30;
+}
+
+/** One security-group ingress rule, flattened (one source per rule, as AWS stores them). */
+export interface IngressRule {
+  key: string;
+  protocol: "tcp" | "udp";
+  fromPort: number;
+  toPort: number;
+  cidr?: string;
+  sourceSecurityGroupId?: pulumi.Input<string>;
+  fromPeer?: boolean;
+  description: string;
+}
+
+/**
+ * Flattens service, admin and peer ports into one rule per (port range, source). Logical names
+ * derive from port and source, not position, so adding a CIDR never renames other rules.
+ */
+export function ingressRules(
+  servicePorts: ServicePort[],
+  adminPorts: number[],
+  adminCidrs: string[],
+  peerPorts: number[],
+): IngressRule[] {
+  const rules: IngressRule[] = [];
+  const range = (p: { protocol: string; fromPort: number; toPort?: number }): string =>
+    `${p.protocol}${p.fromPort}${p.toPort && p.toPort !== p.fromPort ? `-${p.toPort}` : ""}`;
+  const slug = (cidr: string): string => cidr.replace(/[./]/g, "-");
+  for (const p of servicePorts) {
+    const toPort = p.toPort ?? p.fromPort;
+    const groups = p.sourceSecurityGroupIds ?? [];
+    const cidrs = p.cidrs ?? (groups.length === 0 ? ["0.0.0.0/0"] : []);
+    for (const cidr of cidrs) {
+      rules.push({
+        key: `${range(p)}-${slug(cidr)}`,
+        protocol: p.protocol,
+        fromPort: p.fromPort,
+        toPort,
+        cidr,
+        description: p.description,
+      });
+    }
+    groups.forEach((sg, i) =>
+      rules.push({
+        key: `${range(p)}-sg${i}`,
+        protocol: p.protocol,
+        fromPort: p.fromPort,
+        toPort,
+        sourceSecurityGroupId: sg,
+        description: `${p.description} (client security group)`,
+      }),
+    );
+  }
+  for (const port of adminPorts) {
+    for (const cidr of adminCidrs) {
+      rules.push({
+        key: `admin-tcp${port}-${slug(cidr)}`,
+        protocol: "tcp",
+        fromPort: port,
+        toPort: port,
+        cidr,
+        description: `admin: tcp ${port} from admin CIDR`,
+      });
+    }
+  }
+  for (const port of peerPorts) {
+    rules.push({
+      key: `peer-tcp${port}`,
+      protocol: "tcp",
+      fromPort: port,
+      toPort: port,
+      fromPeer: true,
+      description: `peer: tcp ${port} between primary and standby (replication/sync)`,
+    });
+  }
+  return rules;
+}
+
+function healthCheckInputs(
+  switchover: Switchover,
+  spec: HealthCheckSpec,
+  ip: pulumi.Input<string>,
+  label: string,
+): aws.route53.HealthCheckArgs {
+  const common = {
+    ipAddress: ip,
+    requestInterval: HEALTH_CHECK_INTERVAL_SECONDS,
+    failureThreshold: spec.failureThreshold,
+    tags: { Name: label, "hastack:service": label.split("-")[0] },
+  };
+  if (switchover === "dns") {
+    // Probe the fencing agent, not the service: it latches a failure so a recovered primary
+    // cannot take traffic back before its data is synced back (README: Failover and fallback).
+    return { ...common, type: "HTTP", port: HEALTH_AGENT_PORT, resourcePath: "/health" };
+  }
+  return spec.type === "HTTP"
+    ? { ...common, type: "HTTP", port: spec.port, resourcePath: spec.resourcePath ?? "/" }
+    : { ...common, type: "TCP", port: spec.port };
+}
+
+function resolveUserData(args: ServerPairArgs): Record<Role, pulumi.Input<string>> {
+  const cloudConfig = args.cloudConfig;
+  if (cloudConfig === undefined) {
+    return args.userData!;
+  }
+  return mapRoles((side) =>
+    renderCloudConfig({
+      ...cloudConfig[side],
+      healthAgent:
+        args.switchover === "dns"
+          ? { servicePort: args.healthCheck.port, failureThreshold: args.healthCheck.failureThreshold }
+          : undefined,
+    }),
+  );
+}
+
+function mapRoles<T>(f: (side: Role) => T): Record<Role, T> {
+  return { primary: f(Role.Primary), standby: f(Role.Standby) };
+}
+
+/**
+ * Renders `#cloud-config` user-data: host identity, the data volume formatted (only if blank)
+ * and mounted at /srv/data, the service's parts, and the fencing health agent when asked.
+ */
+export function renderCloudConfig(parts: CloudConfigParts): string {
+  const writeFiles = [
+    {
+      path: "/usr/local/sbin/hastack-mount-data",
+      permissions: "0755",
+      content: MOUNT_DATA_SCRIPT,
+    },
+    ...(parts.healthAgent ? renderHealthAgent(parts.healthAgent) : []),
+    ...(parts.writeFiles ?? []),
+  ];
+  const runcmd: (string | string[])[] = [
+    ["/usr/local/sbin/hastack-mount-data"],
+    ...(parts.healthAgent
+      ? [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "hastack-health-agent.service", "hastack-fence-on-boot.service"]]
+      : []),
+    ...(parts.runcmd ?? []),
+    // Marks first boot done: from now on a reboot fences the server (see the health agent).
+    ["touch", "/var/lib/hastack/provisioned"],
+  ];
+  const doc = {
+    hostname: parts.hostname,
+    fqdn: parts.fqdn,
+    prefer_fqdn_over_hostname: true,
+    manage_etc_hosts: true,
+    package_update: true,
+    packages: [...(parts.healthAgent ? ["python3"] : []), ...(parts.packages ?? [])],
+    write_files: writeFiles,
+    runcmd,
+  };
+  return "#cloud-config\n" + stringify(doc, { lineWidth: 0 });
+}
+
+/**
+ * The health agent Route 53 probes in dns mode, and its fence. It answers 200 only while the
+ * service port answers locally and the server is not fenced. It fences (latches unhealthy)
+ * after `failureThreshold` consecutive local failures — the same count Route 53 needs to fail
+ * over — and on every boot after the first. Only `hastack-unfence`, run by the operator after
+ * the data has been synced back, clears it: a recovered primary never takes traffic back alone.
+ */
+export function renderHealthAgent(o: {
+  servicePort: number;
+  failureThreshold: number;
+}): { path: string; content: string; permissions: string }[] {
+  return [
+    { path: "/usr/local/sbin/hastack-health-agent", permissions: "0755", content: HEALTH_AGENT_PY },
+    {
+      path: "/etc/default/hastack-health-agent",
+      permissions: "0644",
+      content:
+        `HASTACK_AGENT_PORT=${HEALTH_AGENT_PORT}\n` +
+        `HASTACK_SERVICE_PORT=${o.servicePort}\n` +
+        `HASTACK_FAIL_LIMIT=${o.failureThreshold}\n`,
+    },
+    {
+      path: "/etc/systemd/system/hastack-health-agent.service",
+      permissions: "0644",
+      content: [
+        "[Unit]",
+        "Description=hastack health agent (Route 53 health check target, fencing)",
+        "After=network-online.target hastack-fence-on-boot.service",
+        "",
+        "[Service]",
+        "EnvironmentFile=/etc/default/hastack-health-agent",
+        "ExecStart=/usr/local/sbin/hastack-health-agent",
+        "Restart=always",
+        "RestartSec=2",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+      ].join("\n"),
+    },
+    {
+      path: "/etc/systemd/system/hastack-fence-on-boot.service",
+      permissions: "0644",
+      content: [
+        "[Unit]",
+        "Description=hastack: fence this server on every boot after the first",
+        "Before=hastack-health-agent.service",
+        "ConditionPathExists=/var/lib/hastack/provisioned",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "ExecStart=/bin/sh -c 'echo \"fenced at boot $(date -u +%%FT%%TZ)\" > /var/lib/hastack/fenced'",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+      ].join("\n"),
+    },
+    {
+      path: "/usr/local/sbin/hastack-unfence",
+      permissions: "0755",
+      content: [
+        "#!/bin/sh",
+        "# Run only after this server's data has been synced back from the active side.",
+        "set -eu",
+        "rm -f /var/lib/hastack/fenced",
+        'logger -t hastack "unfenced by ${SUDO_USER:-root}"',
+        'echo "unfenced: Route 53 will see this server healthy within a few checks"',
+        "",
+      ].join("\n"),
+    },
+  ];
+}
+
+const MOUNT_DATA_SCRIPT = `#!/bin/sh
+# Formats the data volume only when it holds no filesystem, then mounts it at ${DATA_MOUNT}.
+set -eu
+mkdir -p /var/lib/hastack ${DATA_MOUNT}
+if grep -q ' ${DATA_MOUNT} ' /proc/mounts; then exit 0; fi
+root_disk=$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")
+dev=""
+i=0
+while [ "$i" -lt 60 ]; do
+  dev=$(lsblk -dpno NAME,TYPE | awk '$2 == "disk" { print $1 }' | grep -v "/dev/$root_disk\\$" | head -n 1 || true)
+  [ -n "$dev" ] && break
+  i=$((i + 1))
+  sleep 5
+done
+[ -n "$dev" ] || { echo "hastack: data volume not attached after 300 s" >&2; exit 1; }
+blkid "$dev" >/dev/null 2>&1 || mkfs.ext4 -q -L hastack-data "$dev"
+grep -q 'LABEL=hastack-data' /etc/fstab || echo 'LABEL=hastack-data ${DATA_MOUNT} ext4 defaults,nofail 0 2' >> /etc/fstab
+mount ${DATA_MOUNT}
+`;
+
+const HEALTH_AGENT_PY = `#!/usr/bin/env python3
+"""hastack health agent: the target of this server's Route 53 health check (dns switchover).
+
+200 only while the service port answers on 127.0.0.1 and the server is not fenced. After
+HASTACK_FAIL_LIMIT consecutive failed local checks it writes the fence file, so once Route 53
+has failed over, this server stays unhealthy until an operator runs hastack-unfence after the
+data has been synced back. Fallback is a decision, never an accident."""
+import http.server
+import os
+import socket
+import threading
+import time
+
+AGENT_PORT = int(os.environ.get("HASTACK_AGENT_PORT", "9780"))
+AGENT_HOST = os.environ.get("HASTACK_AGENT_HOST", "0.0.0.0")
+SERVICE_PORT = int(os.environ["HASTACK_SERVICE_PORT"])
+FAIL_LIMIT = int(os.environ.get("HASTACK_FAIL_LIMIT", "3"))
+INTERVAL = float(os.environ.get("HASTACK_CHECK_INTERVAL", "10"))
+FENCE = os.environ.get("HASTACK_FENCE_FILE", "/var/lib/hastack/fenced")
+failures = 0
+
+
+def service_up():
+    try:
+        with socket.create_connection(("127.0.0.1", SERVICE_PORT), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def fence(reason):
+    os.makedirs(os.path.dirname(FENCE), exist_ok=True)
+    with open(FENCE, "w") as f:
+        f.write("%s at %s\\n" % (reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+
+def watch():
+    global failures
+    while True:
+        if service_up():
+            failures = 0
+        else:
+            failures += 1
+            if failures >= FAIL_LIMIT and not os.path.exists(FENCE):
+                fence("fenced after %d failed checks of port %d" % (failures, SERVICE_PORT))
+        time.sleep(INTERVAL)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if os.path.exists(FENCE):
+            code, body = 503, "fenced: sync data back, then run hastack-unfence\\n"
+        elif not service_up():
+            code, body = 503, "service port %d not answering\\n" % SERVICE_PORT
+        else:
+            code, body = 200, "ok\\n"
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+threading.Thread(target=watch, daemon=True).start()
+http.server.ThreadingHTTPServer((AGENT_HOST, AGENT_PORT), Handler).serve_forever()
+`;

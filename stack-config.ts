@@ -1,0 +1,446 @@
+// The stack-config contract: every `hastack:*` key, its type, its default and its limits, as one
+// schema. index.ts validates the whole stack config against it before declaring any resource,
+// and reports every problem at once, each naming the full key (`hastack:mail.active`) and what
+// was expected, so an operator fixes a stack file in one pass instead of one error per run.
+import { z } from "zod";
+
+export const NAMESPACE = "hastack";
+
+/** Keys read from the `hastack` namespace. Anything else under `hastack:` is refused as a typo. */
+export const CONFIG_KEYS = [
+  "domain",
+  "zone",
+  "network",
+  "adminCidrs",
+  "officeCidrs",
+  "ami",
+  "keyName",
+  "sshUser",
+  "sshPrivateKey",
+  "alerts",
+  "contacts",
+  "mail",
+  "pbx",
+  "mysql",
+  "nas",
+] as const;
+
+/** Keys whose values are secrets (`pulumi config set --secret`); read with getSecret. */
+export const SECRET_KEYS = ["sshPrivateKey"] as const;
+
+const AMI = /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const AZ = /^[a-z]{2}(-[a-z]+)+-\d[a-z]$/;
+const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const DOMAIN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const FQDN = DOMAIN;
+
+function isIpv4(s: string): boolean {
+  const parts = s.split(".");
+  return (
+    parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)
+  );
+}
+
+const ipv4 = z.string().refine(isIpv4, { message: "an IPv4 address such as 203.0.113.25" });
+const cidr = z.string().refine(
+  (s) => {
+    const [ip, bits, ...rest] = s.split("/");
+    return (
+      rest.length === 0 && isIpv4(ip) && /^\d{1,2}$/.test(bits ?? "") && Number(bits) <= 32
+    );
+  },
+  { message: "an IPv4 CIDR such as 203.0.113.10/32" },
+);
+const port = z.number().int().min(1).max(65535);
+const az = z.string().regex(AZ, { message: "an availability zone such as ap-southeast-3a" });
+const ami = z
+  .string()
+  .regex(AMI, { message: "a pinned AMI id such as ami-0123456789abcdef0 (no lookups)" });
+const hostLabel = z
+  .string()
+  .regex(HOST_LABEL, { message: "a DNS label such as mail (lowercase, no dots)" });
+
+export const Roles = ["primary", "standby"] as const;
+const role = z.enum(Roles);
+
+/** Settings every server pair shares; each service object extends these. */
+const pairFields = {
+  /** Which side serves. Flipping it is the failover (→ standby) or fallback (→ primary). */
+  active: role,
+  /** How clients follow the active side. Defaults per service (mail, mysql: dns; pbx: eip). */
+  switchover: z.enum(["dns", "eip"]).optional(),
+  /** Defaults to t3.small. */
+  instanceType: z.string().min(1).default("t3.small"),
+  /** Pinned AMI for this pair. Defaults to hastack:ami. */
+  ami: ami.optional(),
+  /** Size of the data volume in GiB. Defaults to 50. */
+  dataVolumeGb: z.number().int().min(1).max(16384).default(50),
+  /** Root volume in GiB. Defaults to 20. */
+  rootVolumeGb: z.number().int().min(8).max(1024).default(20),
+  /** AZ of each side; must differ. Defaults to the first and second subnet's AZ. */
+  azs: z.object({ primary: az, standby: az }).strict().optional(),
+  /** Route 53 health check: failures before a side counts as down (10 s interval). Defaults to 3. */
+  healthCheck: z
+    .object({ failureThreshold: z.number().int().min(1).max(10).default(3) })
+    .strict()
+    .default({ failureThreshold: 3 }),
+  /** TTL of the service's switch records, at most 60 s so a failover is seen fast. Defaults to 60. */
+  ttl: z.number().int().min(5).max(60).default(60),
+  /** Seconds from an instance start to the service answering (for RTO and downtime plans). Defaults to 180. */
+  bootSeconds: z.number().int().min(10).max(3600).default(180),
+};
+
+const mailMigration = z
+  .object({
+    /** 0 = no migration; 1–9 = the steps of the planned move (README, issue 3). */
+    phase: z.number().int().min(0).max(9).default(0),
+    /** The server being replaced: same hostname/domain as the new one, only the IP differs. */
+    oldServer: z
+      .object({
+        hostname: z.string().regex(FQDN, { message: "a fully qualified host name" }),
+        ip: ipv4,
+        mxPreference: z.number().int().min(0).max(65535).default(0),
+        /** Preference the old MX is raised to in phase 5. Defaults to 10. */
+        raisedPreference: z.number().int().min(1).max(65535).default(10),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const mail = z
+  .object({
+    ...pairFields,
+    /** Host label of the mail service (mail.<domain>). Defaults to mail. */
+    hostname: hostLabel.default("mail"),
+    /** Labels of the per-server A records. Defaults to mx1 and mx2. */
+    serverNames: z
+      .object({ primary: hostLabel, standby: hostLabel })
+      .strict()
+      .default({ primary: "mx1", standby: "mx2" }),
+    /** Minutes between dsync runs primary → standby: the mail RPO. Defaults to 5. */
+    syncIntervalMinutes: z.number().int().min(1).max(1440).default(5),
+    /** Offer POP3S (995) besides IMAPS. Defaults to false. */
+    pop3: z.boolean().default(false),
+    migration: mailMigration.default({ phase: 0 }),
+  })
+  .strict();
+
+const mysql = z
+  .object({
+    ...pairFields,
+    /** Defaults to mariadb (what FreePBX and Debian ship). */
+    engine: z.enum(["mariadb", "mysql"]).default("mariadb"),
+    /** Host label of the database endpoint (db.<domain>). Defaults to db. */
+    hostname: hostLabel.default("db"),
+    /** Semi-synchronous replication: every acknowledged commit is on both servers. Defaults to true. */
+    semiSync: z.boolean().default(true),
+    /** A failover is refused when the standby lags more than this. Defaults to 30. */
+    maxFailoverLagSeconds: z.number().int().min(0).max(86400).default(30),
+    /** Promote the standby even if it lags beyond maxFailoverLagSeconds. Defaults to false. */
+    forceFailover: z.boolean().default(false),
+    /** Binary-log retention on both servers. Defaults to 7. */
+    binlogRetentionDays: z.number().int().min(1).max(99).default(7),
+    /** Databases created and replicated. Defaults to ["asteriskcdrdb", "app"]. */
+    databases: z.array(z.string().regex(/^[A-Za-z0-9_]{1,64}$/)).min(1).default(["asteriskcdrdb", "app"]),
+  })
+  .strict();
+
+const pbx = z
+  .object({
+    ...pairFields,
+    /** Host label of the PBX service (pbx.<domain>). Defaults to pbx. */
+    hostname: hostLabel.default("pbx"),
+    /** Labels of the per-server A records. Defaults to pbx1 and pbx2. */
+    serverNames: z
+      .object({ primary: hostLabel, standby: hostLabel })
+      .strict()
+      .default({ primary: "pbx1", standby: "pbx2" }),
+    /** RTP media port range (UDP). Defaults to 10000–20000. */
+    rtpPorts: z
+      .object({ from: port, to: port })
+      .strict()
+      .refine((r) => r.from <= r.to, { message: "from must not exceed to" })
+      .default({ from: 10000, to: 20000 }),
+    /** SIP trunk provider addresses allowed to reach SIP and RTP. */
+    sipTrunkCidrs: z.array(cidr).default([]),
+    /** Minutes between /etc/asterisk and /var/spool/asterisk syncs primary → standby (PBX RPO). Defaults to 15. */
+    syncIntervalMinutes: z.number().int().min(1).max(1440).default(15),
+  })
+  .strict();
+
+const retentionDays = z.number().int().min(1).max(3650);
+const nas = z
+  .object({
+    ...pairFields,
+    /** Host label of the NAS endpoint (nas.<domain>). Defaults to nas. */
+    hostname: hostLabel.default("nas"),
+    /** Retention in days per backup job. */
+    retentionDays: z
+      .object({
+        mail: retentionDays.default(14),
+        mysql: retentionDays.default(30),
+        pbx: retentionDays.default(30),
+      })
+      .strict()
+      .default({ mail: 14, mysql: 30, pbx: 30 }),
+    /** Hours between backups per job. Defaults to mail 24, mysql 6, pbx 24. */
+    intervalHours: z
+      .object({
+        mail: z.number().int().min(1).max(168).default(24),
+        mysql: z.number().int().min(1).max(168).default(6),
+        pbx: z.number().int().min(1).max(168).default(24),
+      })
+      .strict()
+      .default({ mail: 24, mysql: 6, pbx: 24 }),
+    /** AWS Backup plan for every server's data volume. */
+    awsBackup: z
+      .object({
+        retentionDays: retentionDays.default(35),
+        schedule: z.string().min(1).default("cron(0 19 * * ? *)"),
+      })
+      .strict()
+      .default({ retentionDays: 35, schedule: "cron(0 19 * * ? *)" }),
+  })
+  .strict();
+
+const zone = z
+  .object({
+    id: z.string().regex(/^Z[A-Z0-9]{4,32}$/, { message: "a Route 53 zone id such as Z0123456789ABC" }).optional(),
+    name: z.string().regex(DOMAIN, { message: "a DNS zone name" }).optional(),
+    /** Create the zone instead of looking it up. Defaults to false. */
+    create: z.boolean().default(false),
+  })
+  .strict()
+  .refine((v) => Number(v.id !== undefined) + Number(v.name !== undefined) + Number(v.create) === 1, {
+    message: "exactly one of id, name or create: true",
+  });
+
+const network = z.union([
+  z
+    .object({
+      vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, { message: "a VPC id such as vpc-0123456789abcdef0" }),
+      subnets: z
+        .array(
+          z
+            .object({
+              id: z.string().regex(/^subnet-[0-9a-f]{8,17}$/, { message: "a subnet id" }),
+              az,
+            })
+            .strict(),
+        )
+        .min(2, { message: "at least two subnets in two AZs" }),
+    })
+    .strict(),
+  z
+    .object({
+      /** No subnets: the stack makes a VPC with one public subnet per AZ. */
+      vpcCidr: cidr.default("10.20.0.0/16"),
+      azs: z.array(az).min(2, { message: "at least two AZs" }),
+    })
+    .strict(),
+]);
+
+const contact = z
+  .object({
+    name: z.string().min(1),
+    role: z.string().min(1),
+    phone: z.string().min(1).optional(),
+    email: z.string().email().optional(),
+  })
+  .strict();
+
+export const stackConfigSchema = z
+  .object({
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { message: "an AWS region such as ap-southeast-3" }),
+    domain: z.string().regex(DOMAIN, { message: "a mail domain such as example.co.id" }),
+    zone,
+    network,
+    adminCidrs: z.array(cidr).min(1, { message: "at least one admin CIDR" }),
+    officeCidrs: z.array(cidr).default([]),
+    ami,
+    keyName: z.string().min(1).optional(),
+    sshUser: z.string().min(1).default("admin"),
+    /** Secret; used by remote role-change commands. */
+    sshPrivateKey: z.string().min(1).optional(),
+    alerts: z
+      .object({ emails: z.array(z.string().email()).default([]) })
+      .strict()
+      .default({ emails: [] }),
+    contacts: z.array(contact).default([]),
+    mail,
+    pbx,
+    mysql,
+    nas,
+  })
+  .strict();
+
+export type StackConfig = z.infer<typeof stackConfigSchema>;
+export type MailConfig = StackConfig["mail"];
+export type MysqlConfig = StackConfig["mysql"];
+export type PbxConfig = StackConfig["pbx"];
+export type NasConfig = StackConfig["nas"];
+export type PairConfig = Pick<MailConfig, keyof typeof pairFields>;
+
+/** One config problem: the full key (`hastack:mail.active`) and what was expected. */
+export interface ConfigProblem {
+  key: string;
+  message: string;
+}
+
+/** Thrown with every problem found; its message lists them one per line. */
+export class ConfigError extends Error {
+  constructor(public readonly problems: ConfigProblem[]) {
+    super(
+      "invalid stack configuration:\n" +
+        problems.map((p) => `  - ${p.key} ${p.message}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Validates raw config (the values of `hastack:*` keys already JSON-parsed, plus `region` from
+ * `aws:region`) and returns it typed with defaults applied, or throws ConfigError listing every
+ * problem. Cross-field rules (distinct AZs, AZs that have a subnet, migration needs an old
+ * server) are checked here too.
+ */
+export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
+  const problems: ConfigProblem[] = [];
+  const result = stackConfigSchema.safeParse(raw);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      problems.push(describeIssue(issue, raw));
+    }
+    throw new ConfigError(dedupe(problems));
+  }
+  const cfg = result.data;
+  const subnetAzs = "subnets" in cfg.network ? cfg.network.subnets.map((s) => s.az) : cfg.network.azs;
+  for (const service of ["mail", "pbx", "mysql", "nas"] as const) {
+    const azs = cfg[service].azs ?? { primary: subnetAzs[0], standby: subnetAzs[1] };
+    if (azs.primary === azs.standby) {
+      problems.push({
+        key: configKey([service, "azs", "standby"]),
+        message: `must differ from ${configKey([service, "azs", "primary"])} (both "${azs.primary}"): primary and standby must not share an availability zone`,
+      });
+    }
+    for (const side of Roles) {
+      if (!subnetAzs.includes(azs[side])) {
+        problems.push({
+          key: configKey([service, "azs", side]),
+          message: `must be one of the network's AZs (${subnetAzs.join(", ")}), got "${azs[side]}"`,
+        });
+      }
+    }
+  }
+  const migration = cfg.mail.migration;
+  if (migration.phase > 0 && !migration.oldServer) {
+    problems.push({
+      key: configKey(["mail", "migration", "oldServer"]),
+      message: `is required when ${configKey(["mail", "migration", "phase"])} is ${migration.phase} (the server being replaced: hostname, ip, mxPreference)`,
+    });
+  }
+  if (migration.oldServer && migration.oldServer.raisedPreference <= migration.oldServer.mxPreference) {
+    problems.push({
+      key: configKey(["mail", "migration", "oldServer", "raisedPreference"]),
+      message: `must be greater than mxPreference (${migration.oldServer.mxPreference}), got ${migration.oldServer.raisedPreference}`,
+    });
+  }
+  if (migration.oldServer && migration.oldServer.mxPreference === 0 && migration.phase >= 6) {
+    // Phase 6 adds the new MX below the raised old one; nothing to check beyond raised > 0.
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+  return cfg;
+}
+
+/** `hastack:mail.active`, or `aws:region` for the region. */
+export function configKey(path: ReadonlyArray<PropertyKey>): string {
+  if (path[0] === "region") {
+    return "aws:region";
+  }
+  let key = `${NAMESPACE}:${String(path[0])}`;
+  for (const part of path.slice(1)) {
+    key += typeof part === "number" ? `[${part}]` : `.${String(part)}`;
+  }
+  return key;
+}
+
+function valueAt(raw: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let v: unknown = raw;
+  for (const p of path) {
+    if (v === null || typeof v !== "object") {
+      return undefined;
+    }
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+function show(v: unknown): string {
+  if (v === undefined) {
+    return "nothing";
+  }
+  return JSON.stringify(v);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): ConfigProblem {
+  const path = issue.path as PropertyKey[];
+  const key = configKey(path);
+  const got = valueAt(raw, path);
+  switch (issue.code) {
+    case "invalid_value": {
+      const options = issue.values.map((v) => JSON.stringify(v));
+      const expected =
+        options.length === 2 ? `${options[0]} or ${options[1]}` : `one of ${options.join(", ")}`;
+      return { key, message: `must be ${expected}, got ${show(got)}` };
+    }
+    case "invalid_type":
+      if (got === undefined) {
+        return { key, message: `is required (${issue.expected})` };
+      }
+      return { key, message: `must be ${article(issue.expected)}, got ${show(got)}` };
+    case "unrecognized_keys":
+      return {
+        key,
+        message: `has unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(", ")} (typo?)`,
+      };
+    case "too_small":
+    case "too_big":
+      return { key, message: `${rangeMessage(issue)}, got ${show(got)}` };
+    case "invalid_union":
+      return {
+        key,
+        message: `must be either {vpcId, subnets: [{id, az}, …]} (existing VPC) or {vpcCidr, azs: […]} (the stack creates the VPC), got ${show(got)}`,
+      };
+    default:
+      return { key, message: `must be ${issue.message}, got ${show(got)}` };
+  }
+}
+
+function rangeMessage(issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig): string {
+  if (issue.message && !issue.message.startsWith("Too ")) {
+    return `needs ${issue.message}`;
+  }
+  const bound = "minimum" in issue ? issue.minimum : issue.maximum;
+  const what = issue.origin === "array" ? "items" : issue.origin === "string" ? "characters" : "";
+  const rel = issue.code === "too_small" ? "at least" : "at most";
+  return `must be ${rel} ${String(bound)}${what ? " " + what : ""}`;
+}
+
+function article(t: string): string {
+  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.key} ${p.message}`;
+    if (seen.has(k)) {
+      return false;
+    }
+    seen.add(k);
+    return true;
+  });
+}
