@@ -4,10 +4,10 @@
 # the tests start their own instances on loopback and stop them.
 set -euo pipefail
 
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d mariadb-server mariadb-backup
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd mariadb-server mariadb-backup
   cloud-init prometheus prometheus-blackbox-exporter bind9-utils rsync swaks iproute2)
 TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
-  prometheus-blackbox-exporter named-checkzone rsync swaks ip)
+  prometheus-blackbox-exporter named-checkzone rsync swaks ip /usr/lib/dovecot/lmtp)
 
 missing=()
 for tool in "${TOOLS[@]}"; do
