@@ -1,0 +1,836 @@
+// The PBX pair: Asterisk (FreePBX-style install) on a primary and a standby server. What a call
+// leaves behind is kept off the single server: call-detail records go to the MySQL pair through
+// ODBC, and /etc/asterisk (config) and /var/spool/asterisk (voicemail, recordings) are pushed
+// from the active server to the other one every `syncIntervalMinutes` — the PBX RPO. The switch
+// is an Elastic IP by default (issue 5): SIP trunks and phones register to an IP address, and
+// Route 53 cannot probe SIP over UDP, so the health check is TCP 5060.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import * as random from "@pulumi/random";
+import * as command from "@pulumi/command";
+import type { PbxConfig } from "../stack-config";
+import { Dns } from "./dns";
+import {
+  CloudConfigParts,
+  ROLES,
+  Role,
+  ServerPair,
+  ServiceSummary,
+  ServicePort,
+  otherRole,
+} from "./server-pair";
+import {
+  IS_ACTIVE_SCRIPT,
+  IS_ACTIVE_SCRIPT_PATH,
+  SSH_KEYS_SCRIPT,
+  SSH_KEYS_SCRIPT_PATH,
+  renderSshKeysEnv,
+  shellQuote,
+  timerSchedule,
+} from "./backup-jobs";
+
+/** Connection name shared by res_odbc, odbc.ini and cdr_adaptive_odbc (distinct from FreePBX's own). */
+export const CDR_CONNECTION = "hastack-cdr";
+/** The MariaDB account Asterisk writes CDRs with. */
+export const CDR_DB_USER = "asteriskcdr";
+/** Where the boot script writes `password => …` (outside /etc/asterisk, so sync and backups never copy it). */
+export const CDR_PASSWORD_INCLUDE = "/etc/hastack/pbx/res_odbc_password.conf";
+/** The ODBC driver name Debian's odbc-mariadb registers. */
+export const ODBC_DRIVER_NAME = "MariaDB Unicode";
+/** Install paths of the sync pieces. */
+export const PBX_SYNC_SCRIPT_PATH = "/usr/local/sbin/hastack-pbx-sync";
+export const PBX_SYNC_ENV_PATH = "/etc/hastack/pbx-sync.env";
+export const PBX_SYNC_KEY_PATH = "/root/.ssh/hastack_pbx_sync";
+/**
+ * Seconds until phones and trunks have re-registered with the newly active server after the
+ * switch: the registration refresh interval the phones are provisioned with (FreePBX endpoint
+ * "expiration" 300 s; README). Calls out work at once; calls in wait for this.
+ */
+export const SIP_REREGISTER_SECONDS = 300;
+
+/** Arguments of PbxPair. Everything it needs is explicit: it reads no config itself. */
+export interface PbxPairArgs {
+  /** The parsed `hastack:pbx` object (active side, sizes, RTP range, trunk CIDRs, sync interval). */
+  config: PbxConfig;
+  /** The mail domain: names are `<hostname>.<domain>`, SRV records `_sip._udp.<domain>`. */
+  domain: string;
+  dns: Dns;
+  network: {
+    vpcId: pulumi.Input<string>;
+    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
+  };
+  /** Pinned AMI (Debian 12); config.ami wins when set. */
+  ami: string;
+  /** AWS region of the stack (the boot scripts read SSM there). */
+  region: string;
+  /** Admin sources: SSH, the web UI (80/443) and AMI (5038). */
+  adminCidrs: string[];
+  /** Office networks whose phones talk SIP and RTP to the PBX. */
+  officeCidrs: string[];
+  /** FQDN of the MySQL pair's endpoint, e.g. db.example.co.id. */
+  databaseEndpoint: string;
+  /** Defaults to 3306. */
+  databasePort?: number;
+  /** CDR database on the MySQL pair. Defaults to asteriskcdrdb. */
+  cdrDatabase?: string;
+  /** EC2 key pair. Defaults to none. */
+  keyName?: string;
+  /** Security groups allowed to pull backups over SSH (the NAS). Defaults to none. */
+  backupClientSecurityGroupIds?: pulumi.Input<string>[];
+  /** SNS topic ARNs in us-east-1 the health-check alarms notify. Defaults to none. */
+  alarmActions?: pulumi.Input<string>[];
+}
+
+export class PbxPair extends pulumi.ComponentResource {
+  public readonly pair: ServerPair;
+  /** The PBX's security group: the MySQL pair allows 3306 from it for CDRs. */
+  public readonly securityGroupId: pulumi.Output<string>;
+  /** The CDR account name and its password (secret) for the MySQL pair to create. */
+  public readonly cdrDbUser: string;
+  public readonly cdrDbPassword: pulumi.Output<string>;
+  /** SSM parameter holding the CDR password (SecureString). */
+  public readonly cdrDbPasswordParameter: string;
+  /** ServiceSummary with PBX RPO (sync interval) and RTO (switch + re-registration). */
+  public readonly summary: ServiceSummary;
+
+  constructor(name: string, args: PbxPairArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hastack:pbx:PbxPair", name, {}, opts);
+    const cfg = args.config;
+    const switchover = cfg.switchover ?? "eip";
+    const databasePort = args.databasePort ?? 3306;
+    const cdrDatabase = args.cdrDatabase ?? "asteriskcdrdb";
+    const serviceName = `${cfg.hostname}.${args.domain}`;
+    const serverNames = {
+      primary: `${cfg.serverNames.primary}.${args.domain}`,
+      standby: `${cfg.serverNames.standby}.${args.domain}`,
+    };
+    const ssmPrefix = "/hastack/pbx";
+    const voiceCidrs = [...cfg.sipTrunkCidrs, ...args.officeCidrs];
+    if (voiceCidrs.length === 0) {
+      pulumi.log.warn(
+        "hastack:pbx.sipTrunkCidrs and hastack:officeCidrs are both empty: no phone or trunk can reach SIP/RTP",
+        this,
+      );
+    }
+
+    this.cdrDbUser = CDR_DB_USER;
+    this.cdrDbPasswordParameter = `${ssmPrefix}/cdr-db-password`;
+    // Alphanumeric: it lands in an Asterisk config line and an ODBC connect string unquoted.
+    const cdrPassword = new random.RandomPassword(
+      `${name}-cdr-db-password`,
+      { length: 32, special: false },
+      { parent: this },
+    );
+    this.cdrDbPassword = pulumi.secret(cdrPassword.result);
+    new aws.ssm.Parameter(
+      `${name}-cdr-db-password`,
+      {
+        name: this.cdrDbPasswordParameter,
+        type: "SecureString",
+        value: cdrPassword.result,
+        description: "hastack: password of the Asterisk CDR account on the MySQL pair",
+      },
+      { parent: this },
+    );
+
+    // The key the active PBX pushes to the other with; each side authorizes it write-only.
+    const syncKey = sshKeyPair(`${name}-sync-key`, "hastack-pbx-sync", this);
+    new aws.ssm.Parameter(
+      `${name}-sync-key-private`,
+      {
+        name: `${ssmPrefix}/sync-ssh-private-key`,
+        type: "SecureString",
+        value: syncKey.privateKey,
+        description: "hastack: private key of the PBX config/recordings sync",
+      },
+      { parent: this },
+    );
+    new aws.ssm.Parameter(
+      `${name}-sync-key-public`,
+      {
+        name: `${ssmPrefix}/sync-ssh-public-key`,
+        type: "String",
+        value: syncKey.publicKey,
+        description: "hastack: public key of the PBX config/recordings sync",
+      },
+      { parent: this },
+    );
+
+    const cloudConfig = {} as Record<Role, CloudConfigParts>;
+    for (const side of ROLES) {
+      cloudConfig[side] = pbxCloudConfigParts({
+        role: side,
+        hostname: cfg.serverNames[side],
+        fqdn: serverNames[side],
+        serviceName,
+        peer: serverNames[otherRole(side)],
+        region: args.region,
+        ssmPrefix,
+        databaseEndpoint: args.databaseEndpoint,
+        databasePort,
+        cdrDatabase,
+        syncIntervalMinutes: cfg.syncIntervalMinutes,
+        rtpPorts: cfg.rtpPorts,
+        instanceType: cfg.instanceType,
+        installer: cfg.installer,
+      });
+    }
+
+    this.pair = new ServerPair(
+      `${name}-pair`,
+      {
+        service: "pbx",
+        active: cfg.active,
+        switchover,
+        vpcId: args.network.vpcId,
+        subnets: args.network.subnets,
+        ami: cfg.ami ?? args.ami,
+        instanceType: cfg.instanceType,
+        rootVolumeGb: cfg.rootVolumeGb,
+        dataVolumeGb: cfg.dataVolumeGb,
+        keyName: args.keyName,
+        cloudConfig,
+        servicePorts: pbxServicePorts({
+          rtpPorts: cfg.rtpPorts,
+          voiceCidrs,
+          backupClientSecurityGroupIds: args.backupClientSecurityGroupIds,
+        }),
+        adminPorts: PBX_ADMIN_PORTS,
+        adminCidrs: args.adminCidrs,
+        peerPorts: [22],
+        healthCheck: { type: "TCP", port: 5060, failureThreshold: cfg.healthCheck.failureThreshold },
+        ttl: cfg.ttl,
+        bootSeconds: cfg.bootSeconds,
+        dns: args.dns,
+        serviceName,
+        serverNames,
+      },
+      { parent: this },
+    );
+    this.securityGroupId = this.pair.securityGroupId;
+
+    for (const srv of sipSrvRecords(args.domain, serviceName)) {
+      args.dns.record(this, `${name}-srv-${srv.label}`, {
+        name: srv.name,
+        type: "SRV",
+        ttl: 300,
+        records: [srv.value],
+      });
+    }
+
+    // Route 53 publishes health-check metrics only in us-east-1, so the alarm lives there too
+    // (and so must any SNS topic it notifies).
+    const usEast1 = new aws.Provider(`${name}-us-east-1`, { region: "us-east-1" }, { parent: this });
+    for (const side of ROLES) {
+      new aws.cloudwatch.MetricAlarm(
+        `${name}-${side}-health-alarm`,
+        {
+          alarmDescription: `hastack pbx ${side} (${serverNames[side]}): Route 53 TCP 5060 health check failing`,
+          namespace: "AWS/Route53",
+          metricName: "HealthCheckStatus",
+          dimensions: { HealthCheckId: this.pair.healthCheckIds[side] },
+          statistic: "Minimum",
+          period: 60,
+          evaluationPeriods: 2,
+          threshold: 1,
+          comparisonOperator: "LessThanThreshold",
+          // No data means Route 53 stopped reporting: treat as down, never as fine.
+          treatMissingData: "breaching",
+          alarmActions: args.alarmActions ?? [],
+          okActions: args.alarmActions ?? [],
+          tags: { "hastack:service": "pbx", "hastack:role": side },
+        },
+        { parent: this, provider: usEast1 },
+      );
+    }
+
+    const pairSummary = this.pair.summary;
+    this.summary = {
+      ...pairSummary,
+      rtoSeconds: pbxRtoSeconds(pairSummary.rtoSeconds),
+      rpoSeconds: cfg.syncIntervalMinutes * 60,
+    };
+    this.registerOutputs({
+      securityGroupId: this.securityGroupId,
+      endpoint: this.summary.endpoint,
+      rtoSeconds: this.summary.rtoSeconds,
+      rpoSeconds: this.summary.rpoSeconds,
+    });
+  }
+}
+
+/** TCP ports only admin CIDRs reach: SSH, FreePBX web UI, Asterisk Manager Interface. */
+export const PBX_ADMIN_PORTS = [22, 80, 443, 5038];
+
+/**
+ * SIP (5060 UDP+TCP), SIP-TLS (5061 TCP) and the RTP range (UDP), each only from the trunk and
+ * office CIDRs: an open SIP port is scanned within minutes and toll fraud follows. SSH from the
+ * NAS's security group for backup pulls.
+ */
+export function pbxServicePorts(o: {
+  rtpPorts: { from: number; to: number };
+  voiceCidrs: string[];
+  backupClientSecurityGroupIds?: pulumi.Input<string>[];
+}): ServicePort[] {
+  const ports: ServicePort[] = [
+    {
+      protocol: "udp",
+      fromPort: 5060,
+      description: "SIP (UDP) from trunks and offices",
+      cidrs: o.voiceCidrs,
+    },
+    {
+      protocol: "tcp",
+      fromPort: 5060,
+      description: "SIP (TCP) from trunks and offices",
+      cidrs: o.voiceCidrs,
+      name: "sip",
+      probe: "sip_tcp",
+    },
+    {
+      protocol: "tcp",
+      fromPort: 5061,
+      description: "SIP over TLS from trunks and offices",
+      cidrs: o.voiceCidrs,
+      name: "sips",
+      probe: "tcp",
+    },
+    {
+      protocol: "udp",
+      fromPort: o.rtpPorts.from,
+      toPort: o.rtpPorts.to,
+      description: "RTP media from trunks and offices",
+      cidrs: o.voiceCidrs,
+    },
+  ];
+  if (o.backupClientSecurityGroupIds && o.backupClientSecurityGroupIds.length > 0) {
+    ports.push({
+      protocol: "tcp",
+      fromPort: 22,
+      description: "backup pulls (read-only rrsync) from the NAS",
+      cidrs: [],
+      sourceSecurityGroupIds: o.backupClientSecurityGroupIds,
+    });
+  }
+  return ports;
+}
+
+/** The SRV records phones and trunks can discover the PBX by: "priority weight port target". */
+export function sipSrvRecords(
+  domain: string,
+  target: string,
+): { label: string; name: string; value: string }[] {
+  return [
+    { label: "sip-udp", name: `_sip._udp.${domain}`, value: `10 100 5060 ${target}` },
+    { label: "sip-tcp", name: `_sip._tcp.${domain}`, value: `10 100 5060 ${target}` },
+    { label: "sips-tcp", name: `_sips._tcp.${domain}`, value: `10 100 5061 ${target}` },
+  ];
+}
+
+/** PBX RTO: the pair's switch estimate plus phones and trunks re-registering to the new server. */
+export function pbxRtoSeconds(pairRtoSeconds: number): number {
+  return pairRtoSeconds + SIP_REREGISTER_SECONDS;
+}
+
+/** Debian multiarch triplet for an instance type: Graviton families (m7g, t4g…) are arm64. */
+export function debianMultiarch(instanceType: string): string {
+  return /^[a-z]+\d+[a-z]*g[a-z]*\./.test(instanceType) ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
+}
+
+/** /etc/odbcinst.ini: the MariaDB Connector/ODBC driver from Debian's odbc-mariadb. */
+export function renderOdbcinstIni(o: { instanceType: string }): string {
+  return [
+    `[${ODBC_DRIVER_NAME}]`,
+    "Description = MariaDB Connector/ODBC (Unicode), Debian package odbc-mariadb",
+    `Driver = /usr/lib/${debianMultiarch(o.instanceType)}/odbc/libmaodbc.so`,
+    "Threading = 0",
+    "UsageCount = 1",
+    "",
+  ].join("\n");
+}
+
+/**
+ * /etc/odbc.ini: the CDR DSN on the MySQL pair's endpoint name (which follows its failover).
+ * No user or password here: Asterisk passes them from res_odbc.
+ */
+export function renderOdbcIni(o: { host: string; port: number; database: string }): string {
+  return [
+    `[${CDR_CONNECTION}]`,
+    `Description = Asterisk CDR on the MySQL pair (${o.host})`,
+    `Driver = ${ODBC_DRIVER_NAME}`,
+    `Server = ${o.host}`,
+    `Port = ${o.port}`,
+    `Database = ${o.database}`,
+    "Charset = utf8mb4",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The res_odbc connection. The password is not here: the last line includes the file the boot
+ * script writes from the SSM SecureString (Asterisk's #include continues the current section).
+ */
+export function renderResOdbcConf(o: { user: string }): string {
+  return [
+    "; hastack: CDR connection to the MySQL pair (rendered by components/pbx.ts)",
+    `[${CDR_CONNECTION}]`,
+    "enabled => yes",
+    `dsn => ${CDR_CONNECTION}`,
+    `username => ${o.user}`,
+    "pre-connect => yes",
+    "sanitysql => select 1",
+    "max_connections => 5",
+    // After a database failover the old connection is dead: retry soon, not never.
+    "negative_connection_cache => 30",
+    `#include "${CDR_PASSWORD_INCLUDE}"`,
+    "",
+  ].join("\n");
+}
+
+/** cdr_adaptive_odbc: every CDR to table `cdr`, Asterisk's `start` stored as FreePBX's `calldate`. */
+export function renderCdrAdaptiveOdbcConf(): string {
+  return [
+    "; hastack: CDRs to the MySQL pair (rendered by components/pbx.ts)",
+    `[${CDR_CONNECTION}]`,
+    `connection => ${CDR_CONNECTION}`,
+    "table => cdr",
+    "alias start => calldate",
+    "usegmtime => no",
+    "",
+  ].join("\n");
+}
+
+/** The file the boot script writes from SSM (exported for tests; never rendered with a real password). */
+export function renderCdrPasswordInclude(password: string): string {
+  return `password => ${password}\n`;
+}
+
+/**
+ * The CDR table FreePBX's reporting reads (asteriskcdrdb.cdr), plus a surrogate primary key:
+ * row-based replication on the MySQL pair needs one, and cdr_adaptive_odbc skips columns that
+ * are not CDR variables, so Asterisk never writes it.
+ */
+export function renderCdrTableSql(database: string): string {
+  const v = (col: string, len: number): string => `  \`${col}\` varchar(${len}) NOT NULL DEFAULT '',`;
+  const n = (col: string): string => `  \`${col}\` int NOT NULL DEFAULT 0,`;
+  return [
+    `CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4;`,
+    `CREATE TABLE IF NOT EXISTS \`${database}\`.\`cdr\` (`,
+    "  `id` bigint unsigned NOT NULL AUTO_INCREMENT,",
+    "  `calldate` datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,",
+    v("clid", 80),
+    v("src", 80),
+    v("dst", 80),
+    v("dcontext", 80),
+    v("channel", 80),
+    v("dstchannel", 80),
+    v("lastapp", 80),
+    v("lastdata", 80),
+    n("duration"),
+    n("billsec"),
+    v("disposition", 45),
+    n("amaflags"),
+    v("accountcode", 20),
+    v("uniqueid", 32),
+    v("userfield", 255),
+    v("did", 50),
+    v("recordingfile", 255),
+    v("cnum", 80),
+    v("cnam", 80),
+    v("outbound_cnum", 80),
+    v("outbound_cnam", 80),
+    v("dst_cnam", 80),
+    v("linkedid", 32),
+    v("peeraccount", 80),
+    n("sequence"),
+    "  PRIMARY KEY (`id`),",
+    "  KEY `calldate` (`calldate`),",
+    "  KEY `dst` (`dst`),",
+    "  KEY `accountcode` (`accountcode`),",
+    "  KEY `uniqueid` (`uniqueid`)",
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;",
+    "",
+  ].join("\n");
+}
+
+/** CDR variables Asterisk fills by name (cdr_adaptive_odbc matches them to columns). */
+export const ASTERISK_CDR_VARIABLES = [
+  "clid",
+  "src",
+  "dst",
+  "dcontext",
+  "channel",
+  "dstchannel",
+  "lastapp",
+  "lastdata",
+  "start",
+  "answer",
+  "end",
+  "duration",
+  "billsec",
+  "disposition",
+  "amaflags",
+  "accountcode",
+  "uniqueid",
+  "userfield",
+  "peeraccount",
+  "linkedid",
+  "sequence",
+];
+/** CDR variables FreePBX's dialplan sets (CDR(did) etc.). */
+export const FREEPBX_CDR_VARIABLES = [
+  "did",
+  "recordingfile",
+  "cnum",
+  "cnam",
+  "outbound_cnum",
+  "outbound_cnam",
+  "dst_cnam",
+];
+
+/** The sync env: what the active PBX pushes, to whom, and how. */
+export function renderPbxSyncEnv(o: {
+  serviceName: string;
+  peer: string;
+  /** Defaults to / (production). */
+  syncRoot?: string;
+  /** Defaults to / (production). */
+  peerRoot?: string;
+  activeCheck?: "dns" | "always" | "never";
+  rsyncRsh?: string;
+  bwlimit?: number;
+}): string {
+  const vars: Record<string, string | number | undefined> = {
+    SERVICE_NAME: o.serviceName,
+    ACTIVE_CHECK: o.activeCheck ?? "dns",
+    PEER: o.peer,
+    SYNC_ROOT: o.syncRoot ?? "/",
+    PEER_ROOT: o.peerRoot ?? "/",
+    SYNC_PATHS: PBX_SYNC_PATHS.join(" "),
+    EXCLUDES: PBX_SYNC_EXCLUDES.join(" "),
+    RSYNC_RSH:
+      o.rsyncRsh ??
+      `ssh -i ${PBX_SYNC_KEY_PATH} -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=20 -o ServerAliveInterval=30`,
+    BWLIMIT: o.bwlimit,
+  };
+  return (
+    Object.entries(vars)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${shellQuote(String(v))}`)
+      .join("\n") + "\n"
+  );
+}
+
+/** What the sync carries, relative to / (config; voicemail and recordings live in the spool). */
+export const PBX_SYNC_PATHS = ["etc/asterisk", "var/spool/asterisk"];
+/** Never synced: Asterisk's scratch space, and call files (a synced call file places a call). */
+export const PBX_SYNC_EXCLUDES = ["/var/spool/asterisk/tmp/", "/var/spool/asterisk/outgoing/"];
+
+/** systemd service + timer: the sync every `minutes` (a no-op on the server that is not active). */
+export function renderPbxSyncUnits(minutes: number): { path: string; content: string }[] {
+  return [
+    {
+      path: "/etc/systemd/system/hastack-pbx-sync.service",
+      content: [
+        "[Unit]",
+        "Description=hastack: push /etc/asterisk and /var/spool/asterisk to the other PBX",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        `ExecStart=${PBX_SYNC_SCRIPT_PATH} sync ${PBX_SYNC_ENV_PATH}`,
+        `TimeoutStartSec=${Math.max(minutes * 60 * 4, 3600)}`,
+        "Nice=10",
+        "",
+      ].join("\n"),
+    },
+    {
+      path: "/etc/systemd/system/hastack-pbx-sync.timer",
+      content: [
+        "[Unit]",
+        `Description=hastack: PBX sync every ${minutes} min (the PBX RPO)`,
+        "",
+        "[Timer]",
+        ...timerSchedule(minutes),
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+        "",
+      ].join("\n"),
+    },
+  ];
+}
+
+/**
+ * `hastack-pbx-sync sync|final|check ENV`.
+ *  - sync: timer run; pushes only from the active server (the service name resolves to it), so
+ *    after a failover the standby pushes back to the primary without anyone changing a file.
+ *  - final: the reverse sync before a fallback (or a planned switch): push regardless of the
+ *    active check, then `check`; fails unless the peer holds exactly what this server holds.
+ *  - check: dry run; exit 3 when the peer differs.
+ * --partial-dir keeps a half-sent recording so the next run resumes it; --delete-after removes
+ * files deleted here only after everything else arrived, so an interrupted run never deletes.
+ */
+export const PBX_SYNC_SCRIPT = `#!/bin/bash
+# hastack-pbx-sync sync|final|check ENV: push Asterisk config and spool to the other PBX.
+# Rendered by components/pbx.ts; test/sync.test.ts runs this same text against real rsync.
+set -euo pipefail
+cmd=\${1:-}
+env_file=\${2:-}
+log() { echo "hastack-pbx-sync: $*" >&2; }
+[ -n "$cmd" ] && [ -r "$env_file" ] || { log "usage: hastack-pbx-sync sync|final|check ENV"; exit 2; }
+# shellcheck disable=SC1090
+. "$env_file"
+: "\${PEER:?}" "\${SYNC_ROOT:?}" "\${PEER_ROOT:?}" "\${SYNC_PATHS:?}" "\${RSYNC_RSH:?}"
+
+active() {
+  case "\${ACTIVE_CHECK:-dns}" in
+    always) return 0 ;;
+    never) return 1 ;;
+    dns) ${IS_ACTIVE_SCRIPT_PATH} "$SERVICE_NAME" ;;
+    *) log "ACTIVE_CHECK must be dns, always or never"; exit 2 ;;
+  esac
+}
+
+push() { # extra rsync options...
+  local paths=() excl=() p e
+  cd "$SYNC_ROOT"
+  for p in $SYNC_PATHS; do [ -e "$p" ] && paths+=("$p"); done
+  [ "\${#paths[@]}" -gt 0 ] || { log "nothing to sync under $SYNC_ROOT ($SYNC_PATHS)"; return 0; }
+  for e in \${EXCLUDES:-}; do excl+=(--exclude="$e"); done
+  rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="\${RSYNC_TIMEOUT:-600}" \\
+    \${BWLIMIT:+--bwlimit="$BWLIMIT"} "\${excl[@]}" -e "$RSYNC_RSH" "$@" "\${paths[@]}" "$PEER:$PEER_ROOT/"
+}
+
+check() {
+  local diff
+  diff=$(push --dry-run --itemize-changes)
+  if [ -n "$diff" ]; then
+    log "$PEER differs from this server:"
+    printf '%s\\n' "$diff" | head -n 20 >&2
+    return 3
+  fi
+  log "$PEER holds exactly what this server holds"
+}
+
+exec 9>"\${LOCK_FILE:-/run/hastack-pbx-sync.lock}"
+flock -w "\${LOCK_WAIT_SECONDS:-600}" 9 || { log "another sync is still running"; exit 1; }
+case "$cmd" in
+  sync)
+    if ! active; then
+      log "not the active PBX ($SERVICE_NAME points elsewhere): nothing to push"
+      exit 0
+    fi
+    started=$(date +%s)
+    push
+    log "pushed to $PEER in $(($(date +%s) - started)) s"
+    ;;
+  final)
+    push
+    check
+    ;;
+  check) check ;;
+  *) log "unknown command $cmd (sync, final, check)"; exit 2 ;;
+esac
+`;
+
+/** The FreePBX install step's config: skip when the AMI has Asterisk, else a pinned installer. */
+export function renderPbxInstallEnv(installer?: { url: string; sha256: string }): string {
+  return [
+    `INSTALLER_URL=${shellQuote(installer?.url ?? "")}`,
+    `INSTALLER_SHA256=${shellQuote(installer?.sha256 ?? "")}`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * FreePBX-style install. Debian 12 ships no Asterisk package, so either the pinned AMI already
+ * carries Asterisk/FreePBX (preferred: nothing downloaded at boot) or the configured installer
+ * (e.g. FreePBX 17's sng_freepbx_debian_install.sh) is fetched and run only if its sha256
+ * matches: an unpinned script piped to a root shell is never run.
+ */
+export const PBX_INSTALL_SCRIPT = `#!/bin/bash
+# hastack-pbx-install: make sure Asterisk/FreePBX is installed (rendered by components/pbx.ts).
+set -euo pipefail
+. /etc/hastack/pbx-install.env
+if [ -x /usr/sbin/asterisk ]; then
+  echo "hastack-pbx-install: Asterisk present ($(/usr/sbin/asterisk -V 2>/dev/null || echo unknown version))"
+  exit 0
+fi
+if [ -z "\${INSTALLER_URL:-}" ] || [ -z "\${INSTALLER_SHA256:-}" ]; then
+  echo "hastack-pbx-install: no Asterisk on this AMI and no hastack:pbx.installer {url, sha256}: bake FreePBX into hastack:pbx.ami or pin an installer" >&2
+  exit 1
+fi
+installer=/root/hastack-freepbx-install.sh
+curl -fsSL --retry 5 --max-time 600 -o "$installer" "$INSTALLER_URL"
+echo "$INSTALLER_SHA256  $installer" | sha256sum --strict -c - || { echo "hastack-pbx-install: installer checksum mismatch, not running it" >&2; exit 1; }
+bash "$installer"
+`;
+
+/**
+ * Installs the CDR connection into Asterisk: the rendered files into /etc/asterisk, #include
+ * lines in res_odbc.conf and cdr_adaptive_odbc.conf (FreePBX keeps those as include lists),
+ * and the password from the SSM SecureString into a root:asterisk 0640 file outside
+ * /etc/asterisk. Retries while the parameter or Asterisk is not there yet.
+ */
+export const PBX_CDR_SETUP_SCRIPT = `#!/bin/bash
+# hastack-pbx-cdr-setup: CDRs to the MySQL pair (rendered by components/pbx.ts).
+set -euo pipefail
+. /etc/hastack/pbx-cdr.env
+etc=\${ASTERISK_ETC:-/etc/asterisk}
+[ -d "$etc" ] || { echo "hastack-pbx-cdr-setup: $etc missing (Asterisk not installed)" >&2; exit 1; }
+pw=""
+for _ in $(seq 1 60); do
+  pw=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$PASSWORD_PARAMETER" \\
+    --query Parameter.Value --output text 2>/dev/null) && [ -n "$pw" ] && break
+  sleep 10
+done
+[ -n "$pw" ] || { echo "hastack-pbx-cdr-setup: cannot read $PASSWORD_PARAMETER" >&2; exit 1; }
+mkdir -p "$(dirname "$PASSWORD_INCLUDE")"
+( umask 027; printf 'password => %s\\n' "$pw" >"$PASSWORD_INCLUDE.new" )
+chgrp asterisk "$PASSWORD_INCLUDE.new" 2>/dev/null || true
+mv -f "$PASSWORD_INCLUDE.new" "$PASSWORD_INCLUDE"
+install -m 0644 /etc/hastack/pbx/res_odbc_hastack.conf /etc/hastack/pbx/cdr_adaptive_odbc_hastack.conf "$etc/"
+for f in res_odbc cdr_adaptive_odbc; do
+  line="#include \\"\${f}_hastack.conf\\""
+  touch "$etc/$f.conf"
+  grep -qxF "$line" "$etc/$f.conf" || printf '%s\\n' "$line" >>"$etc/$f.conf"
+done
+if [ -S /var/run/asterisk/asterisk.ctl ]; then
+  asterisk -rx 'module reload res_odbc.so' || true
+  asterisk -rx 'module reload cdr_adaptive_odbc.so' || true
+fi
+echo "hastack-pbx-cdr-setup: CDRs go to $DSN_HOST via ODBC DSN ${CDR_CONNECTION}"
+`;
+
+/** Inputs of pbxCloudConfigParts: one side's view of the pair. */
+export interface PbxCloudConfigInput {
+  role: Role;
+  hostname: string;
+  fqdn: string;
+  serviceName: string;
+  /** The other server's name (sync target). */
+  peer: string;
+  region: string;
+  ssmPrefix: string;
+  databaseEndpoint: string;
+  databasePort: number;
+  cdrDatabase: string;
+  syncIntervalMinutes: number;
+  rtpPorts: { from: number; to: number };
+  instanceType: string;
+  installer?: { url: string; sha256: string };
+}
+
+/**
+ * One PBX server's cloud-init parts: FreePBX install, ODBC/CDR config, SSH trust for the sync
+ * and the NAS's read-only backup pulls, the sync timer. No secret is in here: the boot scripts
+ * read them from SSM with the instance profile.
+ */
+export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
+  return {
+    hostname: i.hostname,
+    fqdn: i.fqdn,
+    packages: ["rsync", "python3", "curl", "awscli", "unixodbc", "odbc-mariadb", "mariadb-client"],
+    writeFiles: [
+      { path: "/usr/local/sbin/hastack-pbx-install", permissions: "0755", content: PBX_INSTALL_SCRIPT },
+      { path: "/etc/hastack/pbx-install.env", permissions: "0644", content: renderPbxInstallEnv(i.installer) },
+      { path: "/etc/odbcinst.ini", permissions: "0644", content: renderOdbcinstIni(i) },
+      {
+        path: "/etc/odbc.ini",
+        permissions: "0644",
+        content: renderOdbcIni({ host: i.databaseEndpoint, port: i.databasePort, database: i.cdrDatabase }),
+      },
+      {
+        path: "/etc/hastack/pbx/res_odbc_hastack.conf",
+        permissions: "0644",
+        content: renderResOdbcConf({ user: CDR_DB_USER }),
+      },
+      {
+        path: "/etc/hastack/pbx/cdr_adaptive_odbc_hastack.conf",
+        permissions: "0644",
+        content: renderCdrAdaptiveOdbcConf(),
+      },
+      {
+        path: "/etc/hastack/pbx/rtp_hastack.conf",
+        permissions: "0644",
+        content: `; hastack: RTP range the security group opens\n[general]\nrtpstart=${i.rtpPorts.from}\nrtpend=${i.rtpPorts.to}\n`,
+      },
+      {
+        path: "/etc/hastack/pbx-cdr.env",
+        permissions: "0644",
+        content: [
+          `REGION=${shellQuote(i.region)}`,
+          `PASSWORD_PARAMETER=${shellQuote(`${i.ssmPrefix}/cdr-db-password`)}`,
+          `PASSWORD_INCLUDE=${shellQuote(CDR_PASSWORD_INCLUDE)}`,
+          `DSN_HOST=${shellQuote(i.databaseEndpoint)}`,
+          "",
+        ].join("\n"),
+      },
+      { path: "/usr/local/sbin/hastack-pbx-cdr-setup", permissions: "0755", content: PBX_CDR_SETUP_SCRIPT },
+      { path: IS_ACTIVE_SCRIPT_PATH, permissions: "0755", content: IS_ACTIVE_SCRIPT },
+      { path: SSH_KEYS_SCRIPT_PATH, permissions: "0755", content: SSH_KEYS_SCRIPT },
+      {
+        path: "/etc/hastack/ssh-keys.env",
+        permissions: "0644",
+        content: renderSshKeysEnv({
+          region: i.region,
+          privateKey: { parameter: `${i.ssmPrefix}/sync-ssh-private-key`, path: PBX_SYNC_KEY_PATH },
+          authorized: [
+            // The other PBX pushes here; it may write, never read back.
+            { parameter: `${i.ssmPrefix}/sync-ssh-public-key`, mode: "wo" },
+            // The NAS pulls backups; it may read, never write.
+            { parameter: `${i.ssmPrefix}/nas-backup-ssh-public-key`, mode: "ro" },
+          ],
+        }),
+      },
+      { path: PBX_SYNC_SCRIPT_PATH, permissions: "0755", content: PBX_SYNC_SCRIPT },
+      {
+        path: PBX_SYNC_ENV_PATH,
+        permissions: "0644",
+        content: renderPbxSyncEnv({ serviceName: i.serviceName, peer: i.peer }),
+      },
+      ...renderPbxSyncUnits(i.syncIntervalMinutes).map((u) => ({ ...u, permissions: "0644" })),
+    ],
+    runcmd: [
+      ["/usr/local/sbin/hastack-pbx-install"],
+      // rtp.conf: FreePBX manages it, so the range is included rather than overwritten.
+      [
+        "sh",
+        "-c",
+        "grep -qxF '#include \"/etc/hastack/pbx/rtp_hastack.conf\"' /etc/asterisk/rtp_custom.conf 2>/dev/null || echo '#include \"/etc/hastack/pbx/rtp_hastack.conf\"' >> /etc/asterisk/rtp_custom.conf",
+      ],
+      [SSH_KEYS_SCRIPT_PATH, "/etc/hastack/ssh-keys.env"],
+      ["/usr/local/sbin/hastack-pbx-cdr-setup"],
+      ["systemctl", "daemon-reload"],
+      ["systemctl", "enable", "--now", "hastack-pbx-sync.timer"],
+    ],
+  };
+}
+
+/**
+ * An ed25519 key pair made once, on the machine running `pulumi up` (ssh-keygen, openssh-client).
+ * stdout is secret and unlogged; only the public half is unsecreted.
+ */
+function sshKeyPair(
+  name: string,
+  comment: string,
+  parent: pulumi.Resource,
+): { privateKey: pulumi.Output<string>; publicKey: pulumi.Output<string> } {
+  const keygen = new command.local.Command(
+    name,
+    {
+      create:
+        `set -eu; d=$(mktemp -d); trap 'rm -rf "$d"' EXIT; ` +
+        `ssh-keygen -q -t ed25519 -N '' -C ${comment} -f "$d/key"; cat "$d/key.pub" "$d/key"`,
+      logging: "none",
+    },
+    { parent, additionalSecretOutputs: ["stdout"] },
+  );
+  const lines = keygen.stdout.apply((s) => (s ?? "").split("\n"));
+  return {
+    publicKey: pulumi.unsecret(lines.apply((l) => l[0] ?? "")),
+    privateKey: pulumi.secret(lines.apply((l) => l.slice(1).join("\n"))),
+  };
+}
