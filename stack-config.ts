@@ -166,6 +166,17 @@ const pbx = z
     sipTrunkCidrs: z.array(cidr).default([]),
     /** Minutes between /etc/asterisk and /var/spool/asterisk syncs primary → standby (PBX RPO). Defaults to 15. */
     syncIntervalMinutes: z.number().int().min(1).max(1440).default(15),
+    /**
+     * FreePBX installer fetched at first boot when the AMI has no Asterisk (Debian ships none),
+     * run only if its sha256 matches. Defaults to none: the pinned AMI must carry FreePBX.
+     */
+    installer: z
+      .object({
+        url: z.string().regex(/^https:\/\/\S+$/, { message: "an https:// URL" }),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: "a lowercase hex sha256" }),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -175,6 +186,11 @@ const nas = z
     ...pairFields,
     /** Host label of the NAS endpoint (nas.<domain>). Defaults to nas. */
     hostname: hostLabel.default("nas"),
+    /** Labels of the per-server A records. Defaults to nas1 and nas2. */
+    serverNames: z
+      .object({ primary: hostLabel, standby: hostLabel })
+      .strict()
+      .default({ primary: "nas1", standby: "nas2" }),
     /** Retention in days per backup job. */
     retentionDays: z
       .object({
@@ -306,53 +322,65 @@ export class ConfigError extends Error {
  * server) are checked here too.
  */
 export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
-  const problems: ConfigProblem[] = [];
   const result = stackConfigSchema.safeParse(raw);
-  if (!result.success) {
-    for (const issue of result.error.issues) {
-      problems.push(describeIssue(issue, raw));
-    }
-    throw new ConfigError(dedupe(problems));
+  const problems = result.success
+    ? []
+    : dedupe(result.error.issues.map((issue) => describeIssue(issue, raw)));
+  // Cross-field rules run on the raw values too, so one pass reports every problem.
+  problems.push(...crossFieldProblems(raw));
+  if (problems.length > 0 || !result.success) {
+    throw new ConfigError(problems);
   }
-  const cfg = result.data;
-  const subnetAzs = "subnets" in cfg.network ? cfg.network.subnets.map((s) => s.az) : cfg.network.azs;
+  return result.data;
+}
+
+function crossFieldProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const network = valueAt(raw, ["network"]);
+  const subnets = valueAt(network, ["subnets"]);
+  const subnetAzs = (
+    Array.isArray(subnets) ? subnets.map((s) => valueAt(s, ["az"])) : valueAt(network, ["azs"])
+  ) as unknown[];
+  if (!Array.isArray(subnetAzs) || subnetAzs.length < 2) {
+    return problems; // the schema already reports the network
+  }
   for (const service of ["mail", "pbx", "mysql", "nas"] as const) {
-    const azs = cfg[service].azs ?? { primary: subnetAzs[0], standby: subnetAzs[1] };
+    const azs = {
+      primary: valueAt(raw, [service, "azs", "primary"]) ?? subnetAzs[0],
+      standby: valueAt(raw, [service, "azs", "standby"]) ?? subnetAzs[1],
+    };
     if (azs.primary === azs.standby) {
       problems.push({
         key: configKey([service, "azs", "standby"]),
-        message: `must differ from ${configKey([service, "azs", "primary"])} (both "${azs.primary}"): primary and standby must not share an availability zone`,
+        message: `must differ from ${configKey([service, "azs", "primary"])} (both ${show(azs.primary)}): primary and standby must not share an availability zone`,
       });
     }
     for (const side of Roles) {
       if (!subnetAzs.includes(azs[side])) {
         problems.push({
           key: configKey([service, "azs", side]),
-          message: `must be one of the network's AZs (${subnetAzs.join(", ")}), got "${azs[side]}"`,
+          message: `must be one of the network's AZs (${subnetAzs.join(", ")}), got ${show(azs[side])}`,
         });
       }
     }
   }
-  const migration = cfg.mail.migration;
-  if (migration.phase > 0 && !migration.oldServer) {
+  const phase = valueAt(raw, ["mail", "migration", "phase"]);
+  const oldServer = valueAt(raw, ["mail", "migration", "oldServer"]);
+  if (typeof phase === "number" && phase > 0 && oldServer === undefined) {
     problems.push({
       key: configKey(["mail", "migration", "oldServer"]),
-      message: `is required when ${configKey(["mail", "migration", "phase"])} is ${migration.phase} (the server being replaced: hostname, ip, mxPreference)`,
+      message: `is required when ${configKey(["mail", "migration", "phase"])} is ${phase} (the server being replaced: hostname, ip, mxPreference)`,
     });
   }
-  if (migration.oldServer && migration.oldServer.raisedPreference <= migration.oldServer.mxPreference) {
+  const pref = valueAt(oldServer, ["mxPreference"]) ?? 0;
+  const raised = valueAt(oldServer, ["raisedPreference"]) ?? 10;
+  if (oldServer !== undefined && typeof pref === "number" && typeof raised === "number" && raised <= pref) {
     problems.push({
       key: configKey(["mail", "migration", "oldServer", "raisedPreference"]),
-      message: `must be greater than mxPreference (${migration.oldServer.mxPreference}), got ${migration.oldServer.raisedPreference}`,
+      message: `must be greater than mxPreference (${pref}), got ${raised}`,
     });
   }
-  if (migration.oldServer && migration.oldServer.mxPreference === 0 && migration.phase >= 6) {
-    // Phase 6 adds the new MX below the raised old one; nothing to check beyond raised > 0.
-  }
-  if (problems.length > 0) {
-    throw new ConfigError(problems);
-  }
-  return cfg;
+  return problems;
 }
 
 /** `hastack:mail.active`, or `aws:region` for the region. */
@@ -388,13 +416,20 @@ function show(v: unknown): string {
 function describeIssue(issue: z.core.$ZodIssue, raw: unknown): ConfigProblem {
   const path = issue.path as PropertyKey[];
   const key = configKey(path);
-  const got = valueAt(raw, path);
+  const value = valueAt(raw, path);
+  // A secret's value never appears in an error message.
+  const got =
+    value !== undefined && (SECRET_KEYS as readonly PropertyKey[]).includes(path[0])
+      ? "[secret]"
+      : value;
   switch (issue.code) {
     case "invalid_value": {
       const options = issue.values.map((v) => JSON.stringify(v));
       const expected =
         options.length === 2 ? `${options[0]} or ${options[1]}` : `one of ${options.join(", ")}`;
-      return { key, message: `must be ${expected}, got ${show(got)}` };
+      return got === undefined
+        ? { key, message: `is required (${expected})` }
+        : { key, message: `must be ${expected}, got ${show(got)}` };
     }
     case "invalid_type":
       if (got === undefined) {

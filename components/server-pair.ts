@@ -356,13 +356,15 @@ export class ServerPair extends pulumi.ComponentResource {
 
     // The switch: the only resources a flip of `active` may change.
     if (args.switchover === "dns") {
+      // Records are named by routing role, not by server: a flip rewrites each record's value
+      // and health check in one UPSERT, so Route 53 never sees two PRIMARY records at once.
       for (const rec of failoverRecords(args.active)) {
-        args.dns.record(this, `${name}-${rec.side}-failover`, {
+        args.dns.record(this, `${name}-failover-${rec.failover.toLowerCase()}`, {
           name: args.serviceName,
           type: "A",
           ttl,
           records: [this.publicIps[rec.side]],
-          setIdentifier: `${args.service}-${rec.side}`,
+          setIdentifier: `${args.service}-${rec.failover.toLowerCase()}`,
           failover: rec.failover,
           healthCheckId: this.healthCheckIds[rec.side],
         });
@@ -696,8 +698,8 @@ export function renderHealthAgent(o: {
         "#!/bin/sh",
         "# Run only after this server's data has been synced back from the active side.",
         "set -eu",
-        "rm -f /var/lib/hastack/fenced",
-        'logger -t hastack "unfenced by ${SUDO_USER:-root}"',
+        'rm -f "${HASTACK_FENCE_FILE:-/var/lib/hastack/fenced}"',
+        'logger -t hastack "unfenced by ${SUDO_USER:-root}" 2>/dev/null || true',
         'echo "unfenced: Route 53 will see this server healthy within a few checks"',
         "",
       ].join("\n"),
