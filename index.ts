@@ -28,8 +28,13 @@ export = async (): Promise<Record<string, unknown>> => {
     create: cfg.zone.create,
   });
 
-  const subnetsFor = (service: "mail" | "pbx" | "mysql" | "nas"): Record<Role, { id: pulumi.Input<string>; az: string }> => {
-    const azs = cfg[service].azs ?? { primary: network.subnets[0].az, standby: network.subnets[1].az };
+  const subnetsFor = (
+    service: "mail" | "pbx" | "mysql" | "nas",
+  ): Record<Role, { id: pulumi.Input<string>; az: string }> => {
+    const azs = cfg[service].azs ?? {
+      primary: network.subnets[0].az,
+      standby: network.subnets[1].az,
+    };
     return { primary: network.subnetIn(azs.primary), standby: network.subnetIn(azs.standby) };
   };
   const mail = new ServerPair("mail", {
@@ -85,7 +90,10 @@ function readConfig(): StackConfig {
     } else if (ns === NAMESPACE && (CONFIG_KEYS as readonly string[]).includes(key)) {
       raw[key] = parseValue(value);
     } else if (ns === NAMESPACE) {
-      problems.push({ key: fullKey, message: `is not a known key (known: ${CONFIG_KEYS.join(", ")})` });
+      problems.push({
+        key: fullKey,
+        message: `is not a known key (known: ${CONFIG_KEYS.join(", ")})`,
+      });
     }
   }
   let cfg: StackConfig | undefined;

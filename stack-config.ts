@@ -36,18 +36,14 @@ const FQDN = DOMAIN;
 
 function isIpv4(s: string): boolean {
   const parts = s.split(".");
-  return (
-    parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)
-  );
+  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
 }
 
 const ipv4 = z.string().refine(isIpv4, { message: "an IPv4 address such as 203.0.113.25" });
 const cidr = z.string().refine(
   (s) => {
     const [ip, bits, ...rest] = s.split("/");
-    return (
-      rest.length === 0 && isIpv4(ip) && /^\d{1,2}$/.test(bits ?? "") && Number(bits) <= 32
-    );
+    return rest.length === 0 && isIpv4(ip) && /^\d{1,2}$/.test(bits ?? "") && Number(bits) <= 32;
   },
   { message: "an IPv4 CIDR such as 203.0.113.10/32" },
 );
@@ -142,7 +138,10 @@ const mysql = z
     /** Binary-log retention on both servers. Defaults to 7. */
     binlogRetentionDays: z.number().int().min(1).max(99).default(7),
     /** Databases created and replicated. Defaults to ["asteriskcdrdb", "app"]. */
-    databases: z.array(z.string().regex(/^[A-Za-z0-9_]{1,64}$/)).min(1).default(["asteriskcdrdb", "app"]),
+    databases: z
+      .array(z.string().regex(/^[A-Za-z0-9_]{1,64}$/))
+      .min(1)
+      .default(["asteriskcdrdb", "app"]),
   })
   .strict();
 
@@ -222,20 +221,28 @@ const nas = z
 
 const zone = z
   .object({
-    id: z.string().regex(/^Z[A-Z0-9]{4,32}$/, { message: "a Route 53 zone id such as Z0123456789ABC" }).optional(),
+    id: z
+      .string()
+      .regex(/^Z[A-Z0-9]{4,32}$/, { message: "a Route 53 zone id such as Z0123456789ABC" })
+      .optional(),
     name: z.string().regex(DOMAIN, { message: "a DNS zone name" }).optional(),
     /** Create the zone instead of looking it up. Defaults to false. */
     create: z.boolean().default(false),
   })
   .strict()
-  .refine((v) => Number(v.id !== undefined) + Number(v.name !== undefined) + Number(v.create) === 1, {
-    message: "exactly one of id, name or create: true",
-  });
+  .refine(
+    (v) => Number(v.id !== undefined) + Number(v.name !== undefined) + Number(v.create) === 1,
+    {
+      message: "exactly one of id, name or create: true",
+    },
+  );
 
 const network = z.union([
   z
     .object({
-      vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, { message: "a VPC id such as vpc-0123456789abcdef0" }),
+      vpcId: z
+        .string()
+        .regex(/^vpc-[0-9a-f]{8,17}$/, { message: "a VPC id such as vpc-0123456789abcdef0" }),
       subnets: z
         .array(
           z
@@ -268,7 +275,9 @@ const contact = z
 
 export const stackConfigSchema = z
   .object({
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { message: "an AWS region such as ap-southeast-3" }),
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { message: "an AWS region such as ap-southeast-3" }),
     domain: z.string().regex(DOMAIN, { message: "a mail domain such as example.co.id" }),
     zone,
     network,
@@ -374,7 +383,12 @@ function crossFieldProblems(raw: Record<string, unknown>): ConfigProblem[] {
   }
   const pref = valueAt(oldServer, ["mxPreference"]) ?? 0;
   const raised = valueAt(oldServer, ["raisedPreference"]) ?? 10;
-  if (oldServer !== undefined && typeof pref === "number" && typeof raised === "number" && raised <= pref) {
+  if (
+    oldServer !== undefined &&
+    typeof pref === "number" &&
+    typeof raised === "number" &&
+    raised <= pref
+  ) {
     problems.push({
       key: configKey(["mail", "migration", "oldServer", "raisedPreference"]),
       message: `must be greater than mxPreference (${pref}), got ${raised}`,

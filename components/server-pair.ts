@@ -237,7 +237,11 @@ export class ServerPair extends pulumi.ComponentResource {
         assumeRolePolicy: JSON.stringify({
           Version: "2012-10-17",
           Statement: [
-            { Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" },
+            {
+              Effect: "Allow",
+              Principal: { Service: "ec2.amazonaws.com" },
+              Action: "sts:AssumeRole",
+            },
           ],
         }),
         tags: tags(),
@@ -284,7 +288,11 @@ export class ServerPair extends pulumi.ComponentResource {
           iamInstanceProfile: profile.name,
           keyName: args.keyName,
           userData: userData[side],
-          metadataOptions: { httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 },
+          metadataOptions: {
+            httpTokens: "required",
+            httpEndpoint: "enabled",
+            httpPutResponseHopLimit: 1,
+          },
           rootBlockDevice: {
             encrypted: true,
             volumeType: "gp3",
@@ -333,7 +341,12 @@ export class ServerPair extends pulumi.ComponentResource {
       );
       healthChecks[side] = new aws.route53.HealthCheck(
         `${name}-${side}-hc`,
-        healthCheckInputs(args.switchover, args.healthCheck, eips[side].publicIp, `${args.service}-${side}`),
+        healthCheckInputs(
+          args.switchover,
+          args.healthCheck,
+          eips[side].publicIp,
+          `${args.service}-${side}`,
+        ),
         { parent: this },
       );
     }
@@ -441,7 +454,9 @@ export function checkServerPairArgs(args: ServerPairArgs): string[] {
     );
   }
   if ((args.ttl ?? 60) > 60) {
-    problems.push(`switch record TTL must be at most 60 s so a failover is seen quickly, got ${args.ttl}`);
+    problems.push(
+      `switch record TTL must be at most 60 s so a failover is seen quickly, got ${args.ttl}`,
+    );
   }
   if (args.cloudConfig === undefined && args.userData === undefined) {
     problems.push("give cloudConfig (preferred) or userData");
@@ -587,7 +602,10 @@ function resolveUserData(args: ServerPairArgs): Record<Role, pulumi.Input<string
       ...cloudConfig[side],
       healthAgent:
         args.switchover === "dns"
-          ? { servicePort: args.healthCheck.port, failureThreshold: args.healthCheck.failureThreshold }
+          ? {
+              servicePort: args.healthCheck.port,
+              failureThreshold: args.healthCheck.failureThreshold,
+            }
           : undefined,
     }),
   );
@@ -614,7 +632,16 @@ export function renderCloudConfig(parts: CloudConfigParts): string {
   const runcmd: (string | string[])[] = [
     ["/usr/local/sbin/hastack-mount-data"],
     ...(parts.healthAgent
-      ? [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "hastack-health-agent.service", "hastack-fence-on-boot.service"]]
+      ? [
+          ["systemctl", "daemon-reload"],
+          [
+            "systemctl",
+            "enable",
+            "--now",
+            "hastack-health-agent.service",
+            "hastack-fence-on-boot.service",
+          ],
+        ]
       : []),
     ...(parts.runcmd ?? []),
     // Marks first boot done: from now on a reboot fences the server (see the health agent).

@@ -29,7 +29,10 @@ export interface SynthResource {
 
 export interface Deployment {
   version: 3;
-  deployment: { manifest: { time: string; magic: string; version: string }; resources: SynthResource[] };
+  deployment: {
+    manifest: { time: string; magic: string; version: string };
+    resources: SynthResource[];
+  };
 }
 
 export interface MockOptions {
@@ -129,10 +132,13 @@ export async function runUnderMocks(
   for (const c of captured) {
     const urn = await promiseOf(c.resource.urn);
     if (seen.has(urn)) {
-      throw new Error(`two resources share the URN ${urn}: child names must derive from their parent's`);
+      throw new Error(
+        `two resources share the URN ${urn}: child names must derive from their parent's`,
+      );
     }
     seen.add(urn);
-    const parentResource = (c.resource as unknown as { __parentResource?: pulumi.Resource }).__parentResource;
+    const parentResource = (c.resource as unknown as { __parentResource?: pulumi.Resource })
+      .__parentResource;
     const parent = parentResource ? await promiseOf(parentResource.urn) : stackUrn;
     const key = `${c.type}::${c.name}`;
     resources.push({
@@ -142,7 +148,9 @@ export async function runUnderMocks(
       custom: c.custom,
       ...(c.custom ? { id: statesByKey.get(key)?.id } : {}),
       parent,
-      protect: Boolean((c.resource as unknown as { __protect?: boolean }).__protect ?? c.opts.protect),
+      protect: Boolean(
+        (c.resource as unknown as { __protect?: boolean }).__protect ?? c.opts.protect,
+      ),
       retainOnDelete: Boolean(c.opts.retainOnDelete),
       ignoreChanges: [...(c.opts.ignoreChanges ?? [])],
       inputs: maskSecrets(inputsByKey.get(key) ?? {}) as Record<string, unknown>,
@@ -152,7 +160,11 @@ export async function runUnderMocks(
     version: 3,
     deployment: {
       // A fixed manifest keeps the file byte-identical for the same input.
-      manifest: { time: "1970-01-01T00:00:00Z", magic: "hastack-offline-synth", version: "v3.248.0" },
+      manifest: {
+        time: "1970-01-01T00:00:00Z",
+        magic: "hastack-offline-synth",
+        version: "v3.248.0",
+      },
       resources,
     },
   };
@@ -413,7 +425,9 @@ function maskSecrets(value: unknown): unknown {
 
 async function waitForRpcs(): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const settings = require("@pulumi/pulumi/runtime/settings") as { waitForRPCs?: () => Promise<void> };
+  const settings = require("@pulumi/pulumi/runtime/settings") as {
+    waitForRPCs?: () => Promise<void>;
+  };
   await settings.waitForRPCs?.();
 }
 
@@ -450,11 +464,15 @@ function mockResourceState(
   previousOutputs: Record<string, unknown> | undefined,
 ): { id: string; state: Record<string, unknown> } {
   const h = stableHash(`${args.type}::${args.name}`);
-  const id = (ID_PREFIX[args.type] ?? "") + (ID_PREFIX[args.type] ? hex(args.name, 17) : `${args.name}-id`);
+  const id =
+    (ID_PREFIX[args.type] ?? "") + (ID_PREFIX[args.type] ? hex(args.name, 17) : `${args.name}-id`);
   const state: Record<string, unknown> = { ...args.inputs };
   switch (args.type) {
     case "pulumi:pulumi:StackReference":
-      return { id: args.inputs.name as string, state: { ...state, outputs: previousOutputs ?? {} } };
+      return {
+        id: args.inputs.name as string,
+        state: { ...state, outputs: previousOutputs ?? {} },
+      };
     case "aws:ec2/instance:Instance":
       state.privateIp = `10.20.${(h >> 8) & 0xff}.${(h & 0x7f) + 10}`;
       state.publicIp = "";
@@ -486,7 +504,8 @@ function mockCall(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
   switch (args.token) {
     case "aws:route53/getZone:getZone": {
       const name = (args.inputs.name as string | undefined) ?? "example.co.id";
-      const zoneId = (args.inputs.zoneId as string | undefined) ?? `Z${hex(name, 13).toUpperCase()}`;
+      const zoneId =
+        (args.inputs.zoneId as string | undefined) ?? `Z${hex(name, 13).toUpperCase()}`;
       return { ...args.inputs, id: zoneId, zoneId, name };
     }
     case "aws:index/getIpRanges:getIpRanges":
@@ -500,7 +519,11 @@ function mockCall(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
     case "aws:index/getRegion:getRegion":
       return { name: "ap-southeast-3", region: "ap-southeast-3", id: "ap-southeast-3" };
     case "aws:index/getCallerIdentity:getCallerIdentity":
-      return { accountId: "123456789012", arn: "arn:aws:iam::123456789012:user/mock", userId: "mock" };
+      return {
+        accountId: "123456789012",
+        arn: "arn:aws:iam::123456789012:user/mock",
+        userId: "mock",
+      };
     default:
       return args.inputs;
   }

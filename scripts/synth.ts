@@ -65,7 +65,9 @@ async function main(): Promise<number> {
   try {
     const started = Date.now();
     const previous = flags.previous ? readDeployment(flags.previous) : undefined;
-    process.stderr.write(`synth: stack ${flags.stack}${previous ? ` (previous state: ${flags.previous})` : ""}\n`);
+    process.stderr.write(
+      `synth: stack ${flags.stack}${previous ? ` (previous state: ${flags.previous})` : ""}\n`,
+    );
     const deployment = await synthesize({
       projectDir,
       stack: flags.stack,

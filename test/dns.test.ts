@@ -31,9 +31,17 @@ describe("Dns", () => {
       await runUnderMocks(() => {
         const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
         const owner = new Owner("mail");
-        dns.record(owner, "mx-a", { name: "example.co.id", type: "MX", records: ["0 mx1.example.co.id"] });
+        dns.record(owner, "mx-a", {
+          name: "example.co.id",
+          type: "MX",
+          records: ["0 mx1.example.co.id"],
+        });
         try {
-          dns.record(owner, "mx-b", { name: "Example.co.id.", type: "MX", records: ["10 mx2.example.co.id"] });
+          dns.record(owner, "mx-b", {
+            name: "Example.co.id.",
+            type: "MX",
+            records: ["10 mx2.example.co.id"],
+          });
         } catch (e) {
           error = (e as Error).message;
         }
@@ -41,14 +49,21 @@ describe("Dns", () => {
       expect(error).to.contain("example.co.id MX is already declared by mx-a");
     });
     it("failover records share a name but not a set identifier", () => {
-      expect(recordSetKey({ name: "db.example.co.id", type: "A", setIdentifier: "mysql-primary" })).to.not.equal(
+      expect(
+        recordSetKey({ name: "db.example.co.id", type: "A", setIdentifier: "mysql-primary" }),
+      ).to.not.equal(
         recordSetKey({ name: "db.example.co.id", type: "A", setIdentifier: "mysql-secondary" }),
       );
     });
   });
 
   it("refuses names outside the zone, empty sets and failover without an identifier", () => {
-    expect(checkRecordSpec({ name: "mail.other.com", type: "A", records: [] , failover: "PRIMARY" }, "example.co.id")).to.deep.equal([
+    expect(
+      checkRecordSpec(
+        { name: "mail.other.com", type: "A", records: [], failover: "PRIMARY" },
+        "example.co.id",
+      ),
+    ).to.deep.equal([
       'name "mail.other.com" is outside the zone example.co.id',
       "a record set needs at least one value",
       "failover routing needs a setIdentifier",
@@ -64,6 +79,8 @@ describe("Dns", () => {
     const looked = await runUnderMocks(() => {
       new Dns("dns", { domain: "example.co.id", zoneId: "Z0123456789ABC" });
     });
-    expect(looked.deployment.resources.some((r) => r.type === "aws:route53/zone:Zone")).to.equal(false);
+    expect(looked.deployment.resources.some((r) => r.type === "aws:route53/zone:Zone")).to.equal(
+      false,
+    );
   });
 });

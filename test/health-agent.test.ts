@@ -36,7 +36,11 @@ function get(port: number): Promise<{ status: number; body: string }> {
 }
 
 /** Polls `cond` every 100 ms, at most `ms`. */
-async function waitFor(what: string, ms: number, cond: () => Promise<boolean> | boolean): Promise<void> {
+async function waitFor(
+  what: string,
+  ms: number,
+  cond: () => Promise<boolean> | boolean,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     try {
@@ -76,7 +80,9 @@ describe("fencing health agent (real python3 on loopback)", () => {
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-agent-"));
     for (const name of ["hastack-health-agent", "hastack-unfence"]) {
-      fs.writeFileSync(path.join(dir, name), files[`/usr/local/sbin/${name}`].content, { mode: 0o755 });
+      fs.writeFileSync(path.join(dir, name), files[`/usr/local/sbin/${name}`].content, {
+        mode: 0o755,
+      });
     }
     agentPort = await freePort();
     servicePort = await freePort();
@@ -108,7 +114,9 @@ describe("fencing health agent (real python3 on loopback)", () => {
     await new Promise<void>((r) => service!.close(() => r()));
     service = undefined;
     await waitFor("the fence file", 10000, () => fs.existsSync(env.HASTACK_FENCE_FILE!));
-    expect(fs.readFileSync(env.HASTACK_FENCE_FILE!, "utf8")).to.contain("fenced after 3 failed checks");
+    expect(fs.readFileSync(env.HASTACK_FENCE_FILE!, "utf8")).to.contain(
+      "fenced after 3 failed checks",
+    );
     service = await listen(servicePort);
     await new Promise((r) => setTimeout(r, 500)); // several check intervals with the service up
     const r = await get(agentPort);

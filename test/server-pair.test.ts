@@ -9,7 +9,13 @@ import {
   ServerPair,
   ServerPairArgs,
 } from "../components/server-pair";
-import { diffDeployments, Deployment, runUnderMocks, SynthResource } from "../scripts/offline-synth";
+import { StackConfigDoc } from "./stack-files";
+import {
+  diffDeployments,
+  Deployment,
+  runUnderMocks,
+  SynthResource,
+} from "../scripts/offline-synth";
 
 const ADMIN = ["203.0.113.10/32"];
 
@@ -93,7 +99,9 @@ describe("ServerPair", () => {
           (r) => r.inputs.failoverRoutingPolicies,
         );
         expect(failover).to.have.length(2);
-        const roles = failover.map((r) => (r.inputs.failoverRoutingPolicies as { type: string }[])[0].type);
+        const roles = failover.map(
+          (r) => (r.inputs.failoverRoutingPolicies as { type: string }[])[0].type,
+        );
         expect(roles.sort()).to.deep.equal(["PRIMARY", "SECONDARY"]);
         const primaryRecord = failover.find(
           (r) => (r.inputs.failoverRoutingPolicies as { type: string }[])[0].type === "PRIMARY",
@@ -105,7 +113,7 @@ describe("ServerPair", () => {
         for (const r of failover) {
           expect(r.inputs.name).to.equal("svc.example.co.id");
           expect(r.inputs.ttl).to.be.at.most(60);
-          expect(r.inputs.healthCheckId).to.be.a("string").and.not.empty;
+          expect(r.inputs.healthCheckId).to.match(/^svc-(primary|standby)-hc-id$/);
         }
       });
     }
@@ -137,7 +145,9 @@ describe("ServerPair", () => {
           expect(SWITCH_TYPES, c.urn).to.include(c.type);
         }
         if (switchover === "eip") {
-          expect(changes.map((c) => c.type)).to.deep.equal(["aws:ec2/eipAssociation:EipAssociation"]);
+          expect(changes.map((c) => c.type)).to.deep.equal([
+            "aws:ec2/eipAssociation:EipAssociation",
+          ]);
           expect(changes[0].changedKeys).to.deep.equal(["instanceId"]);
         } else {
           // Role-named records: each keeps its routing role, only its target moves.
@@ -171,7 +181,9 @@ describe("ServerPair", () => {
         expect(i.protect, i.name).to.equal(true);
         expect(i.ignoreChanges).to.include.members(["ami", "userData"]);
         expect(i.inputs.disableApiTermination).to.equal(true);
-        expect((i.inputs.metadataOptions as Record<string, unknown>).httpTokens).to.equal("required");
+        expect((i.inputs.metadataOptions as Record<string, unknown>).httpTokens).to.equal(
+          "required",
+        );
         expect((i.inputs.rootBlockDevice as Record<string, unknown>).encrypted).to.equal(true);
       }
     });
@@ -185,11 +197,16 @@ describe("ServerPair", () => {
     it("compliant: SSH only from the admin CIDRs, service port public, peer by security group", async () => {
       const d = await synthPair();
       const rules = ofType(d, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule");
-      const world = rules.filter((r) => r.inputs.cidrIpv4 === "0.0.0.0/0").map((r) => r.inputs.fromPort);
+      const world = rules
+        .filter((r) => r.inputs.cidrIpv4 === "0.0.0.0/0")
+        .map((r) => r.inputs.fromPort);
       expect(world).to.deep.equal([25]);
       const ssh = rules.filter((r) => r.inputs.fromPort === 22);
       expect(ssh.map((r) => r.inputs.cidrIpv4 ?? "peer-sg")).to.have.members([...ADMIN, "peer-sg"]);
-      const agent = byName(d, "svc-health-sg").inputs.ingress as { cidrBlocks: string[]; fromPort: number }[];
+      const agent = byName(d, "svc-health-sg").inputs.ingress as {
+        cidrBlocks: string[];
+        fromPort: number;
+      }[];
       expect(agent).to.have.length(1);
       expect(agent[0].fromPort).to.equal(9780);
       expect(agent[0].cidrBlocks).to.not.include("0.0.0.0/0");
@@ -201,7 +218,9 @@ describe("ServerPair", () => {
     });
     it("rule names derive from port and source, so adding a CIDR renames nothing", () => {
       const a = ingressRules([], [22], ["203.0.113.10/32"], []).map((r) => r.key);
-      const b = ingressRules([], [22], ["198.51.100.1/32", "203.0.113.10/32"], []).map((r) => r.key);
+      const b = ingressRules([], [22], ["198.51.100.1/32", "203.0.113.10/32"], []).map(
+        (r) => r.key,
+      );
       expect(b).to.include.members(a);
     });
   });
@@ -213,7 +232,7 @@ describe("ServerPair", () => {
         const pair = new ServerPair("svc", pairArgs(dns, { active: Role.Standby }));
         return { svc: pair.summary };
       });
-      const out = d.deployment.resources[0].outputs!.svc as Record<string, any>;
+      const out = d.deployment.resources[0].outputs!.svc as StackConfigDoc;
       expect(out.activeSide).to.equal("standby");
       expect(out.sides.primary.az).to.equal("ap-southeast-3a");
       expect(out.sides.standby.publicIp).to.match(/^198\.51\.100\.\d+$/);

@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import { ConfigError, parseStackConfig } from "../stack-config";
-import { readProdStack } from "./stack-files";
+import { readProdStack, StackConfigDoc } from "./stack-files";
 
 /** Raw config as index.ts hands it to parseStackConfig: hastack:* keys without namespace. */
-function prodRaw(): Record<string, any> {
-  const raw: Record<string, any> = {};
+function prodRaw(): StackConfigDoc {
+  const raw: StackConfigDoc = {};
   for (const [key, value] of Object.entries(readProdStack().config)) {
     if (key === "aws:region") {
       raw.region = value;
@@ -16,7 +16,7 @@ function prodRaw(): Record<string, any> {
   return raw;
 }
 
-function problemsOf(edit: (raw: Record<string, any>) => void): string[] {
+function problemsOf(edit: (raw: StackConfigDoc) => void): string[] {
   const raw = prodRaw();
   edit(raw);
   try {
@@ -39,7 +39,7 @@ describe("stack config", () => {
   });
 
   // Each kind of bad value, and the exact message an operator sees.
-  const cases: { what: string; edit: (raw: Record<string, any>) => void; expected: string }[] = [
+  const cases: { what: string; edit: (raw: StackConfigDoc) => void; expected: string }[] = [
     {
       what: "an active side that is neither primary nor standby",
       edit: (r) => (r.mail.active = "sideways"),
@@ -53,7 +53,8 @@ describe("stack config", () => {
     {
       what: "an unpinned AMI",
       edit: (r) => (r.ami = "latest"),
-      expected: 'hastack:ami must be a pinned AMI id such as ami-0123456789abcdef0 (no lookups), got "latest"',
+      expected:
+        'hastack:ami must be a pinned AMI id such as ami-0123456789abcdef0 (no lookups), got "latest"',
     },
     {
       what: "a switch TTL above 60 s",
@@ -73,7 +74,8 @@ describe("stack config", () => {
     {
       what: "an admin CIDR that is not a CIDR",
       edit: (r) => (r.adminCidrs = ["10.0.0.1"]),
-      expected: 'hastack:adminCidrs[0] must be an IPv4 CIDR such as 203.0.113.10/32, got "10.0.0.1"',
+      expected:
+        'hastack:adminCidrs[0] must be an IPv4 CIDR such as 203.0.113.10/32, got "10.0.0.1"',
     },
     {
       what: "no admin CIDR",
@@ -108,7 +110,8 @@ describe("stack config", () => {
     {
       what: "a zone given two ways",
       edit: (r) => (r.zone = { name: "kantor-contoh.co.id", id: "Z0123456789ABC" }),
-      expected: 'hastack:zone must be exactly one of id, name or create: true, got {"name":"kantor-contoh.co.id","id":"Z0123456789ABC"}',
+      expected:
+        'hastack:zone must be exactly one of id, name or create: true, got {"name":"kantor-contoh.co.id","id":"Z0123456789ABC"}',
     },
     {
       what: "a network that is neither existing nor created",
@@ -146,7 +149,7 @@ describe("stack config", () => {
     } catch (e) {
       message = (e as Error).message;
     }
-    expect(message).to.contain("hastack:sshPrivateKey must be a string, got \"[secret]\"");
+    expect(message).to.contain('hastack:sshPrivateKey must be a string, got "[secret]"');
     expect(message).not.to.contain("42");
   });
 });

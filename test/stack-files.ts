@@ -35,5 +35,10 @@ export async function synthProd(
   edit?: (config: StackConfigDoc) => void,
   previous?: Deployment,
 ): Promise<Deployment> {
-  return synthesize({ projectDir: PROJECT_DIR, stack: "prod", stackFile: writeStackFile(edit), previous });
+  return synthesize({
+    projectDir: PROJECT_DIR,
+    stack: "prod",
+    stackFile: writeStackFile(edit),
+    previous,
+  });
 }

@@ -5,7 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
 import { diffDeployments, readStackConfig, readProject } from "../scripts/offline-synth";
-import { PROJECT_DIR, synthProd, writeStackFile } from "./stack-files";
+import { PROJECT_DIR, StackConfigDoc, synthProd, writeStackFile } from "./stack-files";
 
 const run = promisify(execFile);
 const SYNTH = path.join(PROJECT_DIR, "dist", "scripts", "synth.js");
@@ -41,9 +41,21 @@ describe("offline synth", () => {
     expect(stack.urn).to.equal("urn:pulumi:prod::hastack::pulumi:pulumi:Stack::hastack-prod");
     expect(stack.outputs).to.include.keys("region", "domain", "services");
     for (const r of rest) {
-      expect(r).to.include.keys("urn", "type", "parent", "custom", "protect", "retainOnDelete", "ignoreChanges", "inputs");
+      expect(r).to.include.keys(
+        "urn",
+        "type",
+        "parent",
+        "custom",
+        "protect",
+        "retainOnDelete",
+        "ignoreChanges",
+        "inputs",
+      );
       expect(r.urn.startsWith("urn:pulumi:prod::hastack::")).to.equal(true);
-      expect(d.deployment.resources.some((p) => p.urn === r.parent), `parent of ${r.urn}`).to.equal(true);
+      expect(
+        d.deployment.resources.some((p) => p.urn === r.parent),
+        `parent of ${r.urn}`,
+      ).to.equal(true);
     }
   });
 
@@ -68,14 +80,15 @@ describe("offline synth", () => {
   for (const service of ["mail", "pbx", "mysql", "nas"]) {
     it(`flipping hastack:${service}.active changes only switch resources`, async function () {
       const before = await synthProd();
-      if (!(before.deployment.resources[0].outputs as any).services?.[service]) {
+      if (!(before.deployment.resources[0].outputs as StackConfigDoc).services?.[service]) {
         this.skip(); // component not wired yet
       }
       const after = await synthProd((c) => (c[`hastack:${service}`].active = "standby"));
       const changes = diffDeployments(before, after);
       expect(changes.length, "a flip must change something").to.be.greaterThan(0);
       const stray = changes.filter(
-        (c) => c.op !== "update" || !(SWITCH_TYPES.includes(c.type) || c.type.startsWith("command:")),
+        (c) =>
+          c.op !== "update" || !(SWITCH_TYPES.includes(c.type) || c.type.startsWith("command:")),
       );
       expect(stray, JSON.stringify(stray, null, 1)).to.deep.equal([]);
     });
@@ -86,14 +99,16 @@ describe("offline synth", () => {
       const file = writeStackFile((c) => (c["hastack:mail"].active = "sideways"));
       const r = await synthCli(["--stack", "prod", "--stack-file", file]);
       expect(r.code).to.equal(1);
-      expect(r.stderr).to.contain('hastack:mail.active must be "primary" or "standby", got "sideways"');
+      expect(r.stderr).to.contain(
+        'hastack:mail.active must be "primary" or "standby", got "sideways"',
+      );
       expect(r.stderr).not.to.match(/\n\s+at /);
       expect(r.stdout).to.equal("");
     });
     it("an unknown stack names the stacks that exist", async () => {
       const r = await synthCli(["--stack", "staging"]);
       expect(r.code).to.equal(1);
-      expect(r.stderr).to.contain('no stack file');
+      expect(r.stderr).to.contain("no stack file");
       expect(r.stderr).to.contain("(stacks here: prod)");
     });
     it("a stack name with a path in it is refused", async () => {
