@@ -961,6 +961,8 @@ export interface ServiceParams {
   activeSides: Side[];
   activeBefore?: Side;
   activeAfter?: Side;
+  /** The name clients use (services.<svc>.dnsName); deleting its record is an outage. */
+  dnsName?: string;
   source: "outputs" | "config" | "defaults";
 }
 
@@ -1022,6 +1024,8 @@ export function serviceParams(input: PlanInput, service: string): ServiceParams 
     activeSides,
     activeBefore,
     activeAfter,
+    dnsName:
+      typeof out?.dnsName === "string" ? out.dnsName.toLowerCase().replace(/\.$/, "") : undefined,
     source: out ? "outputs" : cfg ? "config" : "defaults",
   };
 }
@@ -1060,6 +1064,24 @@ const RECORD = "aws:route53/record:Record";
 const EIP_ASSOC = "aws:ec2/eipAssociation:EipAssociation";
 const INSTANCE = "aws:ec2/instance:Instance";
 const VOLUME_ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment";
+
+/** Whether a record's values name `target` (MX `10 mx1.example.co.id`, CNAME, SRV targets). */
+function pointsAt(
+  inputs: Record<string, unknown> | undefined,
+  target: string | undefined,
+): boolean {
+  if (!target || !Array.isArray(inputs?.records)) {
+    return false;
+  }
+  return inputs.records.some(
+    (v) =>
+      typeof v === "string" &&
+      v
+        .toLowerCase()
+        .split(/\s+/)
+        .some((w) => w.replace(/\.$/, "") === target),
+  );
+}
 
 function recordKey(inputs?: Record<string, unknown>): string | undefined {
   if (!inputs || typeof inputs.name !== "string" || typeof inputs.type !== "string") {
@@ -1104,7 +1126,13 @@ export function classifyStep(
     step.side === undefined ||
     params.activeSides.length === 0 ||
     params.activeSides.includes(step.side);
-  const dnsSwitch = DEFAULTS.route53PropagationSeconds + params.ttl;
+  // Resolvers cache the OLD answer for the old TTL: that bounds how long clients lag a switch.
+  const recordTtl = Math.max(
+    ...[step.oldInputs?.ttl, step.newInputs?.ttl].filter((t): t is number => typeof t === "number"),
+    0,
+  );
+  const ttl = recordTtl > 0 ? recordTtl : params.ttl;
+  const dnsSwitch = DEFAULTS.route53PropagationSeconds + ttl;
   const replaceDowntime = params.bootSeconds + DEFAULTS.provisionSeconds;
   const res = (
     cls: ImpactClass,
@@ -1142,7 +1170,10 @@ export function classifyStep(
       if (del && step.retainOnDelete) {
         return res("none", "leaves the stack only: retainOnDelete keeps it (and its data) in AWS");
       }
-      const dt = serving && step.type === "aws:ebs/volume:Volume" ? replaceDowntime : 0;
+      const dt =
+        serving && step.type === "aws:ebs/volume:Volume"
+          ? autoFailoverCapped(params, step, all, replaceDowntime)
+          : 0;
       return res(
         "data-risk",
         `${what} of a resource holding data${replace ? ` (forced by ${fmtKeys(step.replaceReasons)})` : ""}: the new one starts empty`,
@@ -1181,14 +1212,25 @@ export function classifyStep(
       if (replaced) {
         return res(
           "brief",
-          `DNS record ${what}d and re-declared: clients follow within TTL ${params.ttl} s`,
+          `DNS record ${what}d and re-declared: clients follow within TTL ${ttl} s`,
           dnsSwitch,
         );
       }
+      const name = key?.split(" ")[0];
+      const isServiceName = name !== undefined && name === params.dnsName;
+      const referrers = [...all, ...context].filter(
+        (s) => s !== step && s.type === RECORD && s.op !== "delete" && pointsAt(s.newInputs, name),
+      );
+      if (isServiceName || referrers.length > 0) {
+        return res(
+          "outage",
+          `DNS record deleted with nothing taking its name (${key})${isServiceName ? ": it is the service name" : `, yet ${referrers.map((r) => r.name).join(", ")} still point at it`}`,
+          null,
+        );
+      }
       return res(
-        serving ? "outage" : "none",
-        `DNS record deleted with nothing taking its name${key ? ` (${key})` : ""}`,
-        serving ? null : 0,
+        "none",
+        `DNS record removed${key ? ` (${key})` : ""}; nothing declared points at it`,
       );
     }
     if (step.type === EIP_ASSOC) {
@@ -1255,7 +1297,7 @@ export function classifyStep(
     if (step.type === RECORD) {
       return res(
         "brief",
-        `DNS switch: clients follow within TTL ${params.ttl} s (+ Route 53 propagation)`,
+        `DNS switch: clients follow within TTL ${ttl} s (+ Route 53 propagation)`,
         dnsSwitch,
       );
     }
