@@ -409,7 +409,7 @@ pull_rsync() {
   # .incoming survives an interrupted run and --partial-dir keeps a half-copied file, so the
   # next run resumes instead of starting over; --delete drops what the source no longer has.
   rsync -aH --numeric-ids --delete --partial-dir=.rsync-partial --timeout="\${RSYNC_TIMEOUT:-600}" \\
-    \${BWLIMIT:+--bwlimit="$BWLIMIT"} "\${link[@]}" "\${excl[@]}" -e "$RSYNC_RSH" \\
+    \${BWLIMIT:+--bwlimit="$BWLIMIT"} \${RSYNC_OPTS:-} "\${link[@]}" "\${excl[@]}" -e "$RSYNC_RSH" \\
     "$SOURCE_HOST:$SOURCE_PATH/" "$job_dir/.incoming/data/" || rc=$?
   # 24 = some files vanished while copying (mail expunged, recording moved): each file copied
   # is still whole, and the next run picks up the change.
@@ -550,7 +550,7 @@ exec 9>"$BACKUP_ROOT/.replicate.lock"
 flock -w "\${LOCK_WAIT_SECONDS:-3600}" 9 || { log "replication still running after the wait"; exit 1; }
 started=$(date +%s)
 rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="\${RSYNC_TIMEOUT:-600}" \\
-  \${BWLIMIT:+--bwlimit="$BWLIMIT"} \\
+  \${BWLIMIT:+--bwlimit="$BWLIMIT"} \${RSYNC_OPTS:-} \\
   --exclude=/.replicate.lock --exclude='/*/.incoming/' --exclude='/*/.lock' --exclude='/*/.latest.new' \\
   -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/"
 log "replicated $BACKUP_ROOT to $PEER:$PEER_ROOT in $(($(date +%s) - started)) s"

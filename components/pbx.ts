@@ -600,7 +600,7 @@ push() { # extra rsync options...
   [ "\${#paths[@]}" -gt 0 ] || { log "nothing to sync under $SYNC_ROOT ($SYNC_PATHS)"; return 0; }
   for e in \${EXCLUDES:-}; do excl+=(--exclude="$e"); done
   rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="\${RSYNC_TIMEOUT:-600}" \\
-    \${BWLIMIT:+--bwlimit="$BWLIMIT"} "\${excl[@]}" -e "$RSYNC_RSH" "$@" "\${paths[@]}" "$PEER:$PEER_ROOT/"
+    \${BWLIMIT:+--bwlimit="$BWLIMIT"} \${RSYNC_OPTS:-} "\${excl[@]}" -e "$RSYNC_RSH" "$@" "\${paths[@]}" "$PEER:$PEER_ROOT/"
 }
 
 check() {
