@@ -4,9 +4,10 @@
 // as default namespace, `secure:` values as secrets), so a team without an AWS account can see
 // exactly what a config change declares. Tests use runUnderMocks for single components.
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 
 /** What a secret looks like in synth output: never its value. */
@@ -104,7 +105,9 @@ export async function runUnderMocks(
         resource: t.resource,
         type: t.type,
         name: t.name,
-        custom: pulumi.CustomResource.isInstance(t.resource),
+        // The SDK sets its custom-resource flag only after transformations run; the prototype
+        // chain is already there.
+        custom: t.resource instanceof pulumi.CustomResource,
         opts: t.opts as pulumi.CustomResourceOptions,
       });
       return undefined;
@@ -129,17 +132,24 @@ export async function runUnderMocks(
     },
   ];
   const seen = new Set<string>();
-  for (const c of captured) {
-    const urn = await promiseOf(c.resource.urn);
+  const urns = await Promise.all(
+    captured.map(async (c) => {
+      const parentResource = (c.resource as unknown as { __parentResource?: pulumi.Resource })
+        .__parentResource;
+      return {
+        urn: await promiseOf(c.resource.urn),
+        parent: parentResource ? await promiseOf(parentResource.urn) : stackUrn,
+      };
+    }),
+  );
+  for (const [i, c] of captured.entries()) {
+    const { urn, parent } = urns[i];
     if (seen.has(urn)) {
       throw new Error(
         `two resources share the URN ${urn}: child names must derive from their parent's`,
       );
     }
     seen.add(urn);
-    const parentResource = (c.resource as unknown as { __parentResource?: pulumi.Resource })
-      .__parentResource;
-    const parent = parentResource ? await promiseOf(parentResource.urn) : stackUrn;
     const key = `${c.type}::${c.name}`;
     resources.push({
       urn,
@@ -215,6 +225,41 @@ export async function synthesize(o: SynthOptions): Promise<Deployment> {
     secretKeys,
     previousOutputs: o.previous ? stackOutputsOf(o.previous) : undefined,
   });
+}
+
+/** A stack file's `config:` map, as an edit sees it (arbitrary YAML, so loosely typed). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type StackConfigDoc = Record<string, any>;
+
+/**
+ * Writes a temporary copy of Pulumi.<stack>.yaml with `edit` applied to its `config:` map and
+ * returns its path: how tests and the benchmark try a flip or a migration step.
+ */
+export function writeEditedStackFile(
+  projectDir: string,
+  stack: string,
+  edit: (config: StackConfigDoc) => void,
+): string {
+  const source = path.join(projectDir, `Pulumi.${stack}.yaml`);
+  const doc = (readYaml(source) ?? {}) as { config?: StackConfigDoc };
+  doc.config = doc.config ?? {};
+  edit(doc.config);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-stack-"));
+  const file = path.join(dir, `Pulumi.${stack}.yaml`);
+  fs.writeFileSync(file, stringifyYaml(doc));
+  return file;
+}
+
+/** Synth of a stack with `edit` applied to a copy of its config. */
+export async function synthesizeEdited(
+  o: Omit<SynthOptions, "stackFile"> & { edit: (config: StackConfigDoc) => void },
+): Promise<Deployment> {
+  const stackFile = writeEditedStackFile(o.projectDir, o.stack, o.edit);
+  try {
+    return await synthesize({ ...o, stackFile });
+  } finally {
+    fs.rmSync(path.dirname(stackFile), { recursive: true, force: true });
+  }
 }
 
 /** The stack outputs recorded in a deployment (synth file or `pulumi stack export`). */
@@ -390,14 +435,10 @@ async function resolveDeep(value: unknown): Promise<unknown> {
     return Promise.all(value.map(resolveDeep));
   }
   if (value !== null && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      const r = await resolveDeep(v);
-      if (r !== undefined) {
-        out[k] = r;
-      }
-    }
-    return out;
+    const entries = await Promise.all(
+      Object.entries(value).map(async ([k, v]) => [k, await resolveDeep(v)] as const),
+    );
+    return Object.fromEntries(entries.filter(([, v]) => v !== undefined));
   }
   return value;
 }
@@ -466,7 +507,11 @@ function mockResourceState(
   const h = stableHash(`${args.type}::${args.name}`);
   const id =
     (ID_PREFIX[args.type] ?? "") + (ID_PREFIX[args.type] ? hex(args.name, 17) : `${args.name}-id`);
-  const state: Record<string, unknown> = { ...args.inputs };
+  // Providers auto-name resources that have no explicit name (logical name + random suffix).
+  const state: Record<string, unknown> = {
+    name: `${args.name}-${hex(args.name, 7)}`,
+    ...args.inputs,
+  };
   switch (args.type) {
     case "pulumi:pulumi:StackReference":
       return {
