@@ -205,9 +205,10 @@ export class ServerPair extends pulumi.ComponentResource {
     );
     const securityGroupIds: pulumi.Input<string>[] = [sg.id];
     if (args.switchover === "dns") {
-      // Route 53's health checkers come from AWS-published ranges; only they reach the agent.
+      // Route 53's health checkers come from AWS-published ranges (ip-ranges.json, listed per
+      // checker region, so no region filter); only they reach the agent.
       const checkers = aws.getIpRangesOutput(
-        { services: ["route53_healthchecks"], regions: ["GLOBAL"] },
+        { services: ["route53_healthchecks"] },
         { parent: this },
       );
       const agentSg = new aws.ec2.SecurityGroup(
