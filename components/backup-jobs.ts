@@ -596,13 +596,14 @@ get() { # PARAMETER [--with-decryption]: retries while the stack is still creati
   done
   return 1
 }
-install -d -m 0700 /root/.ssh
+ssh_dir=\${SSH_DIR:-/root/.ssh}
+install -d -m 0700 "$ssh_dir"
 if [ -n "\${PRIVATE_KEY_PARAMETER:-}" ]; then
   key=$(get "$PRIVATE_KEY_PARAMETER" --with-decryption) || { echo "hastack-ssh-keys: cannot read $PRIVATE_KEY_PARAMETER" >&2; exit 1; }
   ( umask 077; printf '%s\\n' "$key" >"$PRIVATE_KEY_PATH.new" )
   mv -f "$PRIVATE_KEY_PATH.new" "$PRIVATE_KEY_PATH"
 fi
-ak=/root/.ssh/authorized_keys
+ak=$ssh_dir/authorized_keys
 touch "$ak"
 ( umask 077; grep -v ' hastack-managed$' "$ak" >"$ak.new" || true )
 for entry in \${AUTHORIZED:-}; do

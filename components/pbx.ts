@@ -677,8 +677,9 @@ bash "$installer"
 export const PBX_CDR_SETUP_SCRIPT = `#!/bin/bash
 # hastack-pbx-cdr-setup: CDRs to the MySQL pair (rendered by components/pbx.ts).
 set -euo pipefail
-. /etc/hastack/pbx-cdr.env
+. "\${PBX_CDR_ENV:-/etc/hastack/pbx-cdr.env}"
 etc=\${ASTERISK_ETC:-/etc/asterisk}
+rendered=\${RENDERED_DIR:-/etc/hastack/pbx}
 [ -d "$etc" ] || { echo "hastack-pbx-cdr-setup: $etc missing (Asterisk not installed)" >&2; exit 1; }
 pw=""
 for _ in $(seq 1 60); do
@@ -691,7 +692,7 @@ mkdir -p "$(dirname "$PASSWORD_INCLUDE")"
 ( umask 027; printf 'password => %s\\n' "$pw" >"$PASSWORD_INCLUDE.new" )
 chgrp asterisk "$PASSWORD_INCLUDE.new" 2>/dev/null || true
 mv -f "$PASSWORD_INCLUDE.new" "$PASSWORD_INCLUDE"
-install -m 0644 /etc/hastack/pbx/res_odbc_hastack.conf /etc/hastack/pbx/cdr_adaptive_odbc_hastack.conf "$etc/"
+install -m 0644 "$rendered/res_odbc_hastack.conf" "$rendered/cdr_adaptive_odbc_hastack.conf" "$etc/"
 for f in res_odbc cdr_adaptive_odbc; do
   line="#include \\"\${f}_hastack.conf\\""
   touch "$etc/$f.conf"
