@@ -104,6 +104,11 @@ export interface ServerPairArgs {
   serviceName: string;
   /** FQDNs of per-server A records, e.g. mx1/mx2. Defaults to none. */
   serverNames?: Record<Role, string>;
+  /**
+   * Set each server EIP's reverse DNS (PTR) to its serverNames entry — what receiving mail
+   * servers check. Needs serverNames. Defaults to false.
+   */
+  reverseDns?: boolean;
 }
 
 /** Per-side facts for outputs. */
@@ -359,12 +364,20 @@ export class ServerPair extends pulumi.ComponentResource {
 
     if (args.serverNames) {
       for (const side of ROLES) {
-        args.dns.record(this, `${name}-${side}-a`, {
+        const forward = args.dns.record(this, `${name}-${side}-a`, {
           name: args.serverNames[side],
           type: "A",
           ttl: 300,
           records: [this.publicIps[side]],
         });
+        if (args.reverseDns) {
+          // AWS sets an EIP's PTR only once the forward record resolves to it.
+          new aws.ec2.EipDomainName(
+            `${name}-${side}-ptr`,
+            { allocationId: eips[side].allocationId, domainName: args.serverNames[side] },
+            { parent: this, dependsOn: [forward] },
+          );
+        }
       }
     }
 
@@ -464,6 +477,9 @@ export function checkServerPairArgs(args: ServerPairArgs): string[] {
   }
   if (args.switchover === "dns" && args.cloudConfig === undefined) {
     problems.push("dns switchover needs cloudConfig so the fencing health agent is installed");
+  }
+  if (args.reverseDns && !args.serverNames) {
+    problems.push("reverseDns needs serverNames (the PTR points at the server's own name)");
   }
   if (args.adminCidrs.length === 0) {
     problems.push("at least one admin CIDR is required");

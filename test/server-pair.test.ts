@@ -225,6 +225,26 @@ describe("ServerPair", () => {
     });
   });
 
+  describe("reverse DNS", () => {
+    it("sets each server EIP's PTR to its own name when asked", async () => {
+      const d = await synthPair({ reverseDns: true });
+      const ptrs = ofType(d, "aws:ec2/eipDomainName:EipDomainName");
+      expect(ptrs.map((p) => p.inputs.domainName)).to.deep.equal([
+        "svc1.example.co.id",
+        "svc2.example.co.id",
+      ]);
+      expect(ptrs.map((p) => p.inputs.allocationId)).to.deep.equal(
+        ofType(d, "aws:ec2/eip:Eip").map((e) => e.id),
+      );
+    });
+    it("declares no PTR by default, and refuses reverseDns without server names", async () => {
+      expect(ofType(await synthPair(), "aws:ec2/eipDomainName:EipDomainName")).to.have.length(0);
+      expect(
+        checkServerPairArgs(pairArgs({} as Dns, { reverseDns: true, serverNames: undefined })),
+      ).to.include("reverseDns needs serverNames (the PTR points at the server's own name)");
+    });
+  });
+
   describe("outputs and RTO", () => {
     it("exports active side, per-side facts and health-check ids", async () => {
       const d = await runUnderMocks(() => {
