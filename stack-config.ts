@@ -131,6 +131,8 @@ const mysql = z
     hostname: hostLabel.default("db"),
     /** Semi-synchronous replication: every acknowledged commit is on both servers. Defaults to true. */
     semiSync: z.boolean().default(true),
+    /** How long a commit waits for the standby's ack before semi-sync degrades to async. Defaults to 10000. */
+    semiSyncTimeoutMs: z.number().int().min(100).max(600000).default(10000),
     /** A failover is refused when the standby lags more than this. Defaults to 30. */
     maxFailoverLagSeconds: z.number().int().min(0).max(86400).default(30),
     /** Promote the standby even if it lags beyond maxFailoverLagSeconds. Defaults to false. */
