@@ -68,6 +68,23 @@ export interface Summary {
   seconds: number;
 }
 
+/** What a running drill holds, for the synchronous cleanup on SIGINT/SIGTERM. */
+const live = { children: new Set<ChildProcess>(), dirs: new Set<string>() };
+
+/** Kills every daemon the drill started and removes its work directories (signal handlers). */
+export function cleanupSync(): void {
+  for (const c of live.children) {
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill("SIGKILL");
+    }
+  }
+  live.children.clear();
+  for (const d of live.dirs) {
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+  live.dirs.clear();
+}
+
 /** Runs the drill; always stops what it started and (unless keep) removes its work directory. */
 export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<Summary> {
   const log = opts.log ?? ((): void => undefined);
@@ -75,6 +92,9 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
   const deadline = started + (opts.timeoutSeconds ?? 300) * 1000;
   const work = opts.workDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "hastack-backup-"));
   fs.mkdirSync(work, { recursive: true });
+  if (!opts.keep) {
+    live.dirs.add(work);
+  }
   const servers: MariadbServer[] = [];
   const problems: string[] = [];
   let mismatches = 0;
@@ -267,6 +287,7 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
     }
     if (!opts.keep) {
       fs.rmSync(work, { recursive: true, force: true });
+      live.dirs.delete(work);
     }
   }
   return {
@@ -559,9 +580,11 @@ export async function startMariadb(o: {
     ...(o.binlog ? ["--server-id=1", `--log-bin=${path.join(o.dir, "binlog")}`, "--binlog-format=ROW"] : []),
   ];
   const child = spawn(which("mariadbd") ?? "mariadbd", args, { stdio: "ignore" });
+  live.children.add(child);
   let exited = false;
   child.on("exit", () => {
     exited = true;
+    live.children.delete(child);
   });
   const server: MariadbServer = {
     port,
@@ -714,4 +737,103 @@ export async function runChecked(
 
 function tail(s: string, lines = 6): string {
   return s.trim().split("\n").slice(-lines).join(" | ");
+}
+
+export const USAGE = `usage: npm run rehearse -- backup [--rows N] [--timeout SECONDS] [--work-dir DIR] [--keep]
+  Backs up a real MariaDB (N CDR rows, default 5000), a Maildir tree and an Asterisk config and
+  spool tree with the scripts the NAS runs, replicates to a standby NAS directory, restores
+  everything from there into fresh places (a fresh MariaDB for the dump) and compares checksums.
+  Progress goes to stderr; the last stdout line is a JSON summary ("mismatches": 0 when it passed).
+  --keep leaves the work directory for inspection.`;
+
+/** Bad command-line input: the CLI prints the message and exits 2. */
+export class UsageError extends Error {}
+
+/** Parses the drill's flags; throws UsageError naming the flag and what was expected. */
+export function parseBackupDrillArgs(args: string[]): RehearseBackupOptions & { help?: boolean } {
+  const out: RehearseBackupOptions & { help?: boolean } = {};
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i];
+    const value = (): string => {
+      const v = args[++i];
+      if (v === undefined || v.startsWith("--")) {
+        throw new UsageError(`${flag} needs a value`);
+      }
+      return v;
+    };
+    const positive = (v: string, max: number): number => {
+      const n = Number(v);
+      if (!/^\d+$/.test(v) || n < 1 || n > max) {
+        throw new UsageError(`${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(v)}`);
+      }
+      return n;
+    };
+    switch (flag) {
+      case "--help":
+      case "-h":
+        out.help = true;
+        break;
+      case "--keep":
+        out.keep = true;
+        break;
+      case "--rows":
+        out.rows = positive(value(), 1_000_000);
+        break;
+      case "--timeout":
+        out.timeoutSeconds = positive(value(), 3600);
+        break;
+      case "--work-dir": {
+        const dir = value();
+        if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+          throw new UsageError(`--work-dir ${dir} must be empty or not exist yet`);
+        }
+        out.workDir = path.resolve(dir);
+        break;
+      }
+      default:
+        throw new UsageError(`unknown flag ${JSON.stringify(flag)}`);
+    }
+  }
+  return out;
+}
+
+/** Entry point for scripts/rehearse.ts: exit 0 when every restore matched, 1 if not, 2 for bad flags. */
+export async function main(args: string[]): Promise<number> {
+  let opts: RehearseBackupOptions & { help?: boolean };
+  try {
+    opts = parseBackupDrillArgs(args);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`rehearse backup: ${e.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (opts.help) {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  const log = (line: string): void => {
+    process.stderr.write(`rehearse backup: ${line}\n`);
+  };
+  // An interrupted drill must not leave daemons or temp dirs behind.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: stopping the drill's servers and removing its files`);
+    cleanupSync();
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    const summary = await rehearseBackup({ ...opts, log });
+    for (const p of summary.problems) {
+      log(`PROBLEM: ${p}`);
+    }
+    log(summary.ok ? "PASSED" : "FAILED");
+    process.stdout.write(JSON.stringify(summary) + "\n");
+    return summary.ok ? 0 : 1;
+  } finally {
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+  }
 }

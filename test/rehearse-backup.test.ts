@@ -4,7 +4,10 @@ import { expect } from "chai";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { rehearseBackup } from "../scripts/rehearse-backup";
+import { spawn } from "child_process";
+import { parseBackupDrillArgs, rehearseBackup, run } from "../scripts/rehearse-backup";
+
+const REHEARSE = path.resolve(__dirname, "..", "scripts", "rehearse.js");
 
 describe("rehearseBackup (real MariaDB, rsync, standby NAS, fresh restore)", function () {
   this.timeout(240_000);
@@ -40,5 +43,74 @@ describe("rehearseBackup (real MariaDB, rsync, standby NAS, fresh restore)", fun
     expect(s.ok).to.equal(false);
     expect(s.mismatches).to.be.greaterThan(0);
     expect(s.problems.join("\n")).to.match(/pbx-config.*(MANIFEST|does not match)/);
+  });
+});
+
+describe("rehearse backup CLI", function () {
+  this.timeout(120_000);
+
+  const good: [string[], object][] = [
+    [[], {}],
+    [["--rows", "200", "--keep"], { rows: 200, keep: true }],
+    [["--timeout", "90"], { timeoutSeconds: 90 }],
+    [["--help"], { help: true }],
+  ];
+  for (const [args, want] of good) {
+    it(`parses ${JSON.stringify(args)}`, () => expect(parseBackupDrillArgs(args)).to.deep.equal(want));
+  }
+  const bad: [string[], RegExp][] = [
+    [["--rows", "lots"], /--rows must be a whole number from 1 to 1000000, got "lots"/],
+    [["--rows"], /--rows needs a value/],
+    [["--timeout", "0"], /--timeout must be a whole number/],
+    [["--fast"], /unknown flag "--fast"/],
+  ];
+  for (const [args, want] of bad) {
+    it(`refuses ${JSON.stringify(args)}`, () => expect(() => parseBackupDrillArgs(args)).to.throw(want));
+  }
+
+  it("bad flags: exit 2, a message naming the flag, usage, no stack trace", async () => {
+    const r = await run("node", [REHEARSE, "backup", "--rows", "lots"], { deadline: Date.now() + 30_000 });
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.contain('--rows must be a whole number from 1 to 1000000, got "lots"');
+    expect(r.stderr).to.contain("usage: npm run rehearse -- backup");
+    expect(r.stderr).not.to.match(/\n\s+at /);
+  });
+
+  it("passes through the dispatcher: exit 0, last stdout line JSON with mismatches 0", async () => {
+    const r = await run("node", [REHEARSE, "backup", "--rows", "300"], { deadline: Date.now() + 100_000 });
+    expect(r.code, r.stderr).to.equal(0);
+    const last = r.stdout.trim().split("\n").pop()!;
+    const summary = JSON.parse(last);
+    expect(summary).to.include({ drill: "backup", ok: true, mismatches: 0, rows: 800 });
+    expect(r.stderr).to.contain("rehearse backup: PASSED");
+  });
+
+  it("SIGINT mid-drill stops its MariaDB and removes its work directory (exit 130)", async () => {
+    const work = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hastack-rb-int-")), "w");
+    const child = spawn("node", [REHEARSE, "backup", "--work-dir", work], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
+    const pidFile = path.join(work, "db-source", "mysqld.pid");
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && !(stderr.includes("source database:") && fs.existsSync(pidFile))) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(fs.existsSync(pidFile), stderr).to.equal(true);
+    const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
+    child.kill("SIGINT");
+    expect(await exited).to.equal(130);
+    expect(fs.existsSync(work), "work directory removed").to.equal(false);
+    let alive = true;
+    for (let i = 0; i < 100 && alive; i++) {
+      try {
+        process.kill(pid, 0);
+        await new Promise((r) => setTimeout(r, 50));
+      } catch {
+        alive = false;
+      }
+    }
+    expect(alive, `mariadbd ${pid} still running`).to.equal(false);
+    fs.rmSync(path.dirname(work), { recursive: true, force: true });
   });
 });
