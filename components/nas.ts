@@ -1,0 +1,463 @@
+/**
+ * NAS backups: where every service's data is kept a second and third time, and how.
+ *
+ * ## Design decision: a ServerPair that pulls over rsync/SSH, not Amazon EFS
+ *
+ * Two designs were weighed (issue 5):
+ *
+ * - **Amazon EFS with replication.** Managed, encrypted with KMS, multi-AZ by itself, nothing to
+ *   patch. But it is a mount target: every service server would mount it and push its own
+ *   backups, so a compromised or ransomware-encrypted mail or PBX server could also overwrite or
+ *   delete its backups. EFS replication is one-way to a read-only copy, designed for a 15-minute
+ *   RPO, and promoting it means deleting the replication; it cannot be rehearsed on loopback, so
+ *   the "exact scripts the stack renders" rule would cover only half of the path. NFS in transit
+ *   needs the EFS mount helper's TLS tunnel on every client, and storage costs ~4× gp3 per GB.
+ * - **A ServerPair (chosen).** Two Debian servers in two AZs, encrypted gp3 data volumes (AWS
+ *   Backup snapshots them too), the same pair, failover and monitoring machinery as every other
+ *   service. The *active NAS pulls*: each job runs on the NAS, reads the service through its
+ *   service name (so a service failover needs no NAS change) with an SSH key that every server
+ *   forces through `rrsync -ro` — the NAS can read a server, a server cannot touch the NAS.
+ *   Snapshots are hard-linked trees (`rsync --link-dest`), each with a sha256 MANIFEST, pruned
+ *   per job after `retentionDays`, and the whole tree is replicated to the standby NAS with
+ *   `rsync -aH --delete-after` (hard links kept, deletions only after a complete copy). Every
+ *   script is ours, so `npm run rehearse -- backup` runs exactly what the NAS runs.
+ *
+ * The NAS exports no NFS and no rsync daemon: nothing listens but SSH, from admin CIDRs and
+ * the peer NAS only (no 0.0.0.0/0 rule at all). The servers keep public addresses for egress
+ * (package mirrors, AWS APIs) because the stack's subnets are public; no port is open on them.
+ *
+ * Besides the file-level jobs, an AWS Backup plan snapshots every data volume tagged
+ * `hastack:backup=true` (ServerPair tags them) into a KMS-encrypted, protected vault.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import * as random from "@pulumi/random";
+import * as command from "@pulumi/command";
+import type { NasConfig } from "../stack-config";
+import { Dns } from "./dns";
+import { CloudConfigParts, ROLES, Role, ServerPair, ServiceSummary, otherRole } from "./server-pair";
+import {
+  BACKUP_ENV_DIR,
+  BACKUP_ROOT,
+  BACKUP_SCRIPT,
+  BACKUP_SCRIPT_PATH,
+  BackupJob,
+  DB_BACKUP_USER,
+  DB_DEFAULTS_PATH,
+  IS_ACTIVE_SCRIPT,
+  IS_ACTIVE_SCRIPT_PATH,
+  NAS_SSH_KEY_PATH,
+  REPLICATE_SCRIPT,
+  REPLICATE_SCRIPT_PATH,
+  SSH_KEYS_SCRIPT,
+  SSH_KEYS_SCRIPT_PATH,
+  backupJobs,
+  jobRpoSeconds,
+  renderJobEnv,
+  renderJobUnits,
+  renderReplicateEnv,
+  renderReplicateUnits,
+  renderSshKeysEnv,
+  shellQuote,
+  timerSchedule,
+} from "./backup-jobs";
+
+/** The tag AWS Backup selects on; ServerPair puts it on every data volume. */
+export const BACKUP_TAG = { key: "hastack:backup", value: "true" } as const;
+
+/** Arguments of NasBackups. Everything it needs is explicit: it reads no config itself. */
+export interface NasBackupsArgs {
+  /** The parsed `hastack:nas` object (active side, sizes, retention and interval per job, AWS Backup). */
+  config: NasConfig;
+  domain: string;
+  dns: Dns;
+  network: {
+    vpcId: pulumi.Input<string>;
+    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
+  };
+  /** Pinned AMI (Debian 12); config.ami wins when set. */
+  ami: string;
+  /** AWS region (the boot scripts read SSM there). */
+  region: string;
+  /** Admin sources for SSH. */
+  adminCidrs: string[];
+  /** What the jobs pull: the services' host labels (mail, db, pbx) and the databases dumped. */
+  sources: { mailHostname: string; mysqlHostname: string; pbxHostname: string; databases: string[] };
+  /** Where the mail servers keep Maildirs. Defaults to /srv/data/mail. */
+  mailDataPath?: string;
+  /** EC2 key pair. Defaults to none. */
+  keyName?: string;
+}
+
+/** One job as the stack outputs describe it (monitoring and the downtime plan read these). */
+export interface JobOutput {
+  service: string;
+  name: string;
+  schedule: string;
+  intervalHours: number;
+  retentionDays: number;
+  rpoSeconds: number;
+  target: string;
+}
+
+/** The `nas` stack output. */
+export interface NasOutputs {
+  endpoints: { primary: string; standby: string };
+  backupPlanId: pulumi.Output<string>;
+  vaultName: pulumi.Output<string>;
+  awsBackup: { schedule: string; retentionDays: number; selectionTag: string };
+  jobs: JobOutput[];
+}
+
+export class NasBackups extends pulumi.ComponentResource {
+  public readonly pair: ServerPair;
+  /** The NAS's security group: mail (22) and MySQL (3306) allow the pulls from it. */
+  public readonly securityGroupId: pulumi.Output<string>;
+  public readonly jobs: BackupJob[];
+  public readonly outputs: NasOutputs;
+  public readonly summary: ServiceSummary;
+  /** The MariaDB account the dump job uses, and its password (secret), for the MySQL pair to create. */
+  public readonly dbBackupUser: string;
+  public readonly dbBackupPassword: pulumi.Output<string>;
+
+  constructor(name: string, args: NasBackupsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hastack:nas:NasBackups", name, {}, opts);
+    const cfg = args.config;
+    const switchover = cfg.switchover ?? "dns";
+    const ssmPrefix = "/hastack/nas";
+    const serviceName = `${cfg.hostname}.${args.domain}`;
+    const serverNames = {
+      primary: `${cfg.serverNames.primary}.${args.domain}`,
+      standby: `${cfg.serverNames.standby}.${args.domain}`,
+    };
+    this.jobs = backupJobs({
+      domain: args.domain,
+      hostnames: {
+        mail: args.sources.mailHostname,
+        mysql: args.sources.mysqlHostname,
+        pbx: args.sources.pbxHostname,
+      },
+      intervalHours: cfg.intervalHours,
+      retentionDays: cfg.retentionDays,
+      databases: args.sources.databases,
+      mailDataPath: args.mailDataPath,
+    });
+
+    // The dump account's password: the NAS reads it from its prefix; the MySQL pair, which
+    // creates the account (renderBackupUserSql), from its own.
+    this.dbBackupUser = DB_BACKUP_USER;
+    const dbPassword = new random.RandomPassword(
+      `${name}-db-backup-password`,
+      { length: 32, special: false },
+      { parent: this },
+    );
+    this.dbBackupPassword = pulumi.secret(dbPassword.result);
+    for (const [suffix, parameter] of [
+      ["nas", `${ssmPrefix}/mysql-backup-password`],
+      ["mysql", "/hastack/mysql/backup-user-password"],
+    ]) {
+      new aws.ssm.Parameter(
+        `${name}-db-backup-password-${suffix}`,
+        {
+          name: parameter,
+          type: "SecureString",
+          value: dbPassword.result,
+          description: `hastack: password of the MariaDB account ${DB_BACKUP_USER} (NAS dump job)`,
+        },
+        { parent: this },
+      );
+    }
+
+    // The NAS's key: private half for the NAS, public half where each server reads it.
+    const key = sshKeyPair(`${name}-ssh-key`, "hastack-nas", this);
+    new aws.ssm.Parameter(
+      `${name}-ssh-key-private`,
+      {
+        name: `${ssmPrefix}/ssh-private-key`,
+        type: "SecureString",
+        value: key.privateKey,
+        description: "hastack: private key the NAS pulls backups and replicates with",
+      },
+      { parent: this },
+    );
+    for (const service of ["nas", "mail", "pbx"]) {
+      new aws.ssm.Parameter(
+        `${name}-ssh-key-public-${service}`,
+        {
+          name:
+            service === "nas" ? `${ssmPrefix}/ssh-public-key` : `/hastack/${service}/nas-backup-ssh-public-key`,
+          type: "String",
+          value: key.publicKey,
+          description: `hastack: the NAS's public key, authorized ${service === "nas" ? "write-only on the other NAS" : `read-only on the ${service} servers`}`,
+        },
+        { parent: this },
+      );
+    }
+
+    const cloudConfig = {} as Record<Role, CloudConfigParts>;
+    for (const side of ROLES) {
+      cloudConfig[side] = nasCloudConfigParts({
+        hostname: cfg.serverNames[side],
+        fqdn: serverNames[side],
+        serviceName,
+        peer: serverNames[otherRole(side)],
+        region: args.region,
+        ssmPrefix,
+        jobs: this.jobs,
+      });
+    }
+    this.pair = new ServerPair(
+      `${name}-pair`,
+      {
+        service: "nas",
+        active: cfg.active,
+        switchover,
+        vpcId: args.network.vpcId,
+        subnets: args.network.subnets,
+        ami: cfg.ami ?? args.ami,
+        instanceType: cfg.instanceType,
+        rootVolumeGb: cfg.rootVolumeGb,
+        dataVolumeGb: cfg.dataVolumeGb,
+        keyName: args.keyName,
+        cloudConfig,
+        // Nothing is served: the NAS pulls. SSH only from admins and the peer NAS.
+        servicePorts: [],
+        adminPorts: [22],
+        adminCidrs: args.adminCidrs,
+        peerPorts: [22],
+        healthCheck: { type: "TCP", port: 22, failureThreshold: cfg.healthCheck.failureThreshold },
+        ttl: cfg.ttl,
+        bootSeconds: cfg.bootSeconds,
+        dns: args.dns,
+        serviceName,
+        serverNames,
+      },
+      { parent: this },
+    );
+    this.securityGroupId = this.pair.securityGroupId;
+    this.summary = { ...this.pair.summary, rpoSeconds: replicationRpoSeconds() };
+
+    // AWS Backup: volume snapshots of every tagged data volume, in a vault nobody deletes by
+    // accident (protect + retainOnDelete) and encrypted with a key that outlives the stack.
+    const vaultKey = new aws.kms.Key(
+      `${name}-vault-key`,
+      {
+        description: "hastack: encrypts the AWS Backup vault",
+        enableKeyRotation: true,
+        deletionWindowInDays: 30,
+        tags: { "hastack:service": "nas" },
+      },
+      { parent: this, protect: true, retainOnDelete: true },
+    );
+    const vault = new aws.backup.Vault(
+      `${name}-vault`,
+      { kmsKeyArn: vaultKey.arn, forceDestroy: false, tags: { "hastack:service": "nas" } },
+      { parent: this, protect: true, retainOnDelete: true },
+    );
+    const plan = new aws.backup.Plan(
+      `${name}-plan`,
+      {
+        rules: [
+          {
+            ruleName: "hastack-data-volumes",
+            targetVaultName: vault.name,
+            schedule: cfg.awsBackup.schedule,
+            startWindow: 60,
+            completionWindow: 480,
+            lifecycle: { deleteAfter: cfg.awsBackup.retentionDays },
+            recoveryPointTags: { "hastack:service": "nas" },
+          },
+        ],
+        tags: { "hastack:service": "nas" },
+      },
+      { parent: this },
+    );
+    const backupRole = new aws.iam.Role(
+      `${name}-backup-role`,
+      {
+        assumeRolePolicy: JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [
+            { Effect: "Allow", Principal: { Service: "backup.amazonaws.com" }, Action: "sts:AssumeRole" },
+          ],
+        }),
+        tags: { "hastack:service": "nas" },
+      },
+      { parent: this },
+    );
+    for (const [suffix, policy] of [
+      ["backup", "AWSBackupServiceRolePolicyForBackup"],
+      ["restore", "AWSBackupServiceRolePolicyForRestores"],
+    ]) {
+      new aws.iam.RolePolicyAttachment(
+        `${name}-backup-role-${suffix}`,
+        { role: backupRole.name, policyArn: `arn:aws:iam::aws:policy/service-role/${policy}` },
+        { parent: this },
+      );
+    }
+    new aws.backup.Selection(
+      `${name}-selection`,
+      {
+        planId: plan.id,
+        iamRoleArn: backupRole.arn,
+        selectionTags: [{ type: "STRINGEQUALS", key: BACKUP_TAG.key, value: BACKUP_TAG.value }],
+      },
+      { parent: this },
+    );
+
+    this.outputs = {
+      endpoints: {
+        primary: `${serverNames.primary}:${BACKUP_ROOT}`,
+        standby: `${serverNames.standby}:${BACKUP_ROOT}`,
+      },
+      backupPlanId: plan.id,
+      vaultName: vault.name,
+      awsBackup: {
+        schedule: cfg.awsBackup.schedule,
+        retentionDays: cfg.awsBackup.retentionDays,
+        selectionTag: `${BACKUP_TAG.key}=${BACKUP_TAG.value}`,
+      },
+      jobs: jobOutputs(this.jobs, serviceName),
+    };
+    this.registerOutputs({
+      endpoints: this.outputs.endpoints,
+      backupPlanId: this.outputs.backupPlanId,
+      jobs: this.outputs.jobs,
+    });
+  }
+}
+
+/** The jobs as the `nas.jobs` stack output: schedule, retention, designed RPO, where they land. */
+export function jobOutputs(jobs: BackupJob[], nasServiceName: string): JobOutput[] {
+  return jobs.map((j) => ({
+    service: j.service,
+    name: j.name,
+    schedule: timerSchedule(j.intervalHours * 60)
+      .filter((l) => l !== "Persistent=true")
+      .join(" "),
+    intervalHours: j.intervalHours,
+    retentionDays: j.retentionDays,
+    rpoSeconds: jobRpoSeconds(j),
+    target: `${nasServiceName}:${BACKUP_ROOT}/${j.name}`,
+  }));
+}
+
+/** The standby NAS trails the primary by at most the hourly catch-up replication. */
+export function replicationRpoSeconds(): number {
+  return 3600;
+}
+
+/** Reads the dump account's password from SSM into the MariaDB client options file (0600). */
+export const NAS_DB_CREDENTIALS_SCRIPT = `#!/bin/bash
+# hastack-nas-db-credentials: the dump job's MariaDB credentials from SSM (rendered by components/nas.ts).
+set -euo pipefail
+. "\${NAS_DB_ENV:-/etc/hastack/nas-db.env}"
+pw=""
+for _ in $(seq 1 "\${ATTEMPTS:-30}"); do
+  pw=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$PASSWORD_PARAMETER" \\
+    --query Parameter.Value --output text 2>/dev/null) && [ -n "$pw" ] && break
+  sleep 10
+done
+[ -n "$pw" ] || { echo "hastack-nas-db-credentials: cannot read $PASSWORD_PARAMETER" >&2; exit 1; }
+mkdir -p "$(dirname "$DEFAULTS_FILE")"
+( umask 077; printf '[client]\\nuser=%s\\npassword=%s\\n' "$DB_USER" "$pw" >"$DEFAULTS_FILE.new" )
+mv -f "$DEFAULTS_FILE.new" "$DEFAULTS_FILE"
+`;
+
+/** Inputs of nasCloudConfigParts: one NAS server's view. */
+export interface NasCloudConfigInput {
+  hostname: string;
+  fqdn: string;
+  /** nas.<domain>: where it resolves decides which NAS runs the jobs. */
+  serviceName: string;
+  /** The other NAS (replication target). */
+  peer: string;
+  region: string;
+  ssmPrefix: string;
+  jobs: BackupJob[];
+}
+
+/**
+ * One NAS server's cloud-init parts: the backup and replication scripts, one env file and
+ * systemd timer per job, the SSH trust and the dump credentials (both from SSM at boot). Both
+ * servers get the same timers; only the active one acts on them.
+ */
+export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
+  const file = (path: string, content: string, permissions = "0644") => ({ path, content, permissions });
+  return {
+    hostname: i.hostname,
+    fqdn: i.fqdn,
+    packages: ["rsync", "python3", "curl", "awscli", "mariadb-client"],
+    writeFiles: [
+      file(BACKUP_SCRIPT_PATH, BACKUP_SCRIPT, "0755"),
+      file(REPLICATE_SCRIPT_PATH, REPLICATE_SCRIPT, "0755"),
+      file(IS_ACTIVE_SCRIPT_PATH, IS_ACTIVE_SCRIPT, "0755"),
+      file(SSH_KEYS_SCRIPT_PATH, SSH_KEYS_SCRIPT, "0755"),
+      file("/usr/local/sbin/hastack-nas-db-credentials", NAS_DB_CREDENTIALS_SCRIPT, "0755"),
+      file(
+        "/etc/hastack/ssh-keys.env",
+        renderSshKeysEnv({
+          region: i.region,
+          privateKey: { parameter: `${i.ssmPrefix}/ssh-private-key`, path: NAS_SSH_KEY_PATH },
+          // The other NAS replicates here: write-only.
+          authorized: [{ parameter: `${i.ssmPrefix}/ssh-public-key`, mode: "wo" }],
+        }),
+      ),
+      file(
+        "/etc/hastack/nas-db.env",
+        [
+          `REGION=${shellQuote(i.region)}`,
+          `PASSWORD_PARAMETER=${shellQuote(`${i.ssmPrefix}/mysql-backup-password`)}`,
+          `DB_USER=${shellQuote(DB_BACKUP_USER)}`,
+          `DEFAULTS_FILE=${shellQuote(DB_DEFAULTS_PATH)}`,
+          "",
+        ].join("\n"),
+      ),
+      file(`${BACKUP_ENV_DIR}/replicate.env`, renderReplicateEnv({ nasServiceName: i.serviceName, peer: i.peer })),
+      ...i.jobs.map((j) =>
+        file(`${BACKUP_ENV_DIR}/${j.name}.env`, renderJobEnv(j, { nasServiceName: i.serviceName })),
+      ),
+      ...i.jobs.flatMap((j) => renderJobUnits(j).map((u) => file(u.path, u.content))),
+      ...renderReplicateUnits().map((u) => file(u.path, u.content)),
+    ],
+    runcmd: [
+      [SSH_KEYS_SCRIPT_PATH, "/etc/hastack/ssh-keys.env"],
+      ["/usr/local/sbin/hastack-nas-db-credentials"],
+      ["install", "-d", "-m", "0700", BACKUP_ROOT],
+      ["systemctl", "daemon-reload"],
+      [
+        "systemctl",
+        "enable",
+        "--now",
+        ...i.jobs.map((j) => `hastack-backup-${j.name}.timer`),
+        "hastack-nas-replicate.timer",
+      ],
+    ],
+  };
+}
+
+/**
+ * An ed25519 key pair made once, on the machine running `pulumi up` (ssh-keygen, openssh-client).
+ * stdout is secret and unlogged; only the public half is unsecreted.
+ */
+function sshKeyPair(
+  name: string,
+  comment: string,
+  parent: pulumi.Resource,
+): { privateKey: pulumi.Output<string>; publicKey: pulumi.Output<string> } {
+  const keygen = new command.local.Command(
+    name,
+    {
+      create:
+        `set -eu; d=$(mktemp -d); trap 'rm -rf "$d"' EXIT; ` +
+        `ssh-keygen -q -t ed25519 -N '' -C ${comment} -f "$d/key"; cat "$d/key.pub" "$d/key"`,
+      logging: "none",
+    },
+    { parent, additionalSecretOutputs: ["stdout"] },
+  );
+  const lines = keygen.stdout.apply((s) => (s ?? "").split("\n"));
+  return {
+    publicKey: pulumi.unsecret(lines.apply((l) => l[0] ?? "")),
+    privateKey: pulumi.secret(lines.apply((l) => l.slice(1).join("\n"))),
+  };
+}
