@@ -35,7 +35,14 @@ import * as random from "@pulumi/random";
 import * as command from "@pulumi/command";
 import type { NasConfig } from "../stack-config";
 import { Dns } from "./dns";
-import { CloudConfigParts, ROLES, Role, ServerPair, ServiceSummary, otherRole } from "./server-pair";
+import {
+  CloudConfigParts,
+  ROLES,
+  Role,
+  ServerPair,
+  ServiceSummary,
+  otherRole,
+} from "./server-pair";
 import {
   BACKUP_ENV_DIR,
   BACKUP_ROOT,
@@ -82,7 +89,12 @@ export interface NasBackupsArgs {
   /** Admin sources for SSH. */
   adminCidrs: string[];
   /** What the jobs pull: the services' host labels (mail, db, pbx) and the databases dumped. */
-  sources: { mailHostname: string; mysqlHostname: string; pbxHostname: string; databases: string[] };
+  sources: {
+    mailHostname: string;
+    mysqlHostname: string;
+    pbxHostname: string;
+    databases: string[];
+  };
   /** Where the mail servers keep Maildirs. Defaults to /srv/data/mail. */
   mailDataPath?: string;
   /** EC2 key pair. Defaults to none. */
@@ -185,7 +197,9 @@ export class NasBackups extends pulumi.ComponentResource {
         `${name}-ssh-key-public-${service}`,
         {
           name:
-            service === "nas" ? `${ssmPrefix}/ssh-public-key` : `/hastack/${service}/nas-backup-ssh-public-key`,
+            service === "nas"
+              ? `${ssmPrefix}/ssh-public-key`
+              : `/hastack/${service}/nas-backup-ssh-public-key`,
           type: "String",
           value: key.publicKey,
           description: `hastack: the NAS's public key, authorized ${service === "nas" ? "write-only on the other NAS" : `read-only on the ${service} servers`}`,
@@ -278,7 +292,11 @@ export class NasBackups extends pulumi.ComponentResource {
         assumeRolePolicy: JSON.stringify({
           Version: "2012-10-17",
           Statement: [
-            { Effect: "Allow", Principal: { Service: "backup.amazonaws.com" }, Action: "sts:AssumeRole" },
+            {
+              Effect: "Allow",
+              Principal: { Service: "backup.amazonaws.com" },
+              Action: "sts:AssumeRole",
+            },
           ],
         }),
         tags: { "hastack:service": "nas" },
@@ -383,7 +401,11 @@ export interface NasCloudConfigInput {
  * servers get the same timers; only the active one acts on them.
  */
 export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
-  const file = (path: string, content: string, permissions = "0644") => ({ path, content, permissions });
+  const file = (path: string, content: string, permissions = "0644") => ({
+    path,
+    content,
+    permissions,
+  });
   return {
     hostname: i.hostname,
     fqdn: i.fqdn,
@@ -413,7 +435,10 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
           "",
         ].join("\n"),
       ),
-      file(`${BACKUP_ENV_DIR}/replicate.env`, renderReplicateEnv({ nasServiceName: i.serviceName, peer: i.peer })),
+      file(
+        `${BACKUP_ENV_DIR}/replicate.env`,
+        renderReplicateEnv({ nasServiceName: i.serviceName, peer: i.peer }),
+      ),
       ...i.jobs.map((j) =>
         file(`${BACKUP_ENV_DIR}/${j.name}.env`, renderJobEnv(j, { nasServiceName: i.serviceName })),
       ),

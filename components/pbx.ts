@@ -198,7 +198,11 @@ export class PbxPair extends pulumi.ComponentResource {
         adminPorts: PBX_ADMIN_PORTS,
         adminCidrs: args.adminCidrs,
         peerPorts: [22],
-        healthCheck: { type: "TCP", port: 5060, failureThreshold: cfg.healthCheck.failureThreshold },
+        healthCheck: {
+          type: "TCP",
+          port: 5060,
+          failureThreshold: cfg.healthCheck.failureThreshold,
+        },
         ttl: cfg.ttl,
         bootSeconds: cfg.bootSeconds,
         dns: args.dns,
@@ -220,7 +224,11 @@ export class PbxPair extends pulumi.ComponentResource {
 
     // Route 53 publishes health-check metrics only in us-east-1, so the alarm lives there too
     // (and so must any SNS topic it notifies).
-    const usEast1 = new aws.Provider(`${name}-us-east-1`, { region: "us-east-1" }, { parent: this });
+    const usEast1 = new aws.Provider(
+      `${name}-us-east-1`,
+      { region: "us-east-1" },
+      { parent: this },
+    );
     for (const side of ROLES) {
       new aws.cloudwatch.MetricAlarm(
         `${name}-${side}-health-alarm`,
@@ -411,7 +419,8 @@ export function renderCdrPasswordInclude(password: string): string {
  * are not CDR variables, so Asterisk never writes it.
  */
 export function renderCdrTableSql(database: string): string {
-  const v = (col: string, len: number): string => `  \`${col}\` varchar(${len}) NOT NULL DEFAULT '',`;
+  const v = (col: string, len: number): string =>
+    `  \`${col}\` varchar(${len}) NOT NULL DEFAULT '',`;
   const n = (col: string): string => `  \`${col}\` int NOT NULL DEFAULT 0,`;
   return [
     `CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4;`,
@@ -735,13 +744,25 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
     fqdn: i.fqdn,
     packages: ["rsync", "python3", "curl", "awscli", "unixodbc", "odbc-mariadb", "mariadb-client"],
     writeFiles: [
-      { path: "/usr/local/sbin/hastack-pbx-install", permissions: "0755", content: PBX_INSTALL_SCRIPT },
-      { path: "/etc/hastack/pbx-install.env", permissions: "0644", content: renderPbxInstallEnv(i.installer) },
+      {
+        path: "/usr/local/sbin/hastack-pbx-install",
+        permissions: "0755",
+        content: PBX_INSTALL_SCRIPT,
+      },
+      {
+        path: "/etc/hastack/pbx-install.env",
+        permissions: "0644",
+        content: renderPbxInstallEnv(i.installer),
+      },
       { path: "/etc/odbcinst.ini", permissions: "0644", content: renderOdbcinstIni(i) },
       {
         path: "/etc/odbc.ini",
         permissions: "0644",
-        content: renderOdbcIni({ host: i.databaseEndpoint, port: i.databasePort, database: i.cdrDatabase }),
+        content: renderOdbcIni({
+          host: i.databaseEndpoint,
+          port: i.databasePort,
+          database: i.cdrDatabase,
+        }),
       },
       {
         path: "/etc/hastack/pbx/res_odbc_hastack.conf",
@@ -769,7 +790,11 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
           "",
         ].join("\n"),
       },
-      { path: "/usr/local/sbin/hastack-pbx-cdr-setup", permissions: "0755", content: PBX_CDR_SETUP_SCRIPT },
+      {
+        path: "/usr/local/sbin/hastack-pbx-cdr-setup",
+        permissions: "0755",
+        content: PBX_CDR_SETUP_SCRIPT,
+      },
       { path: IS_ACTIVE_SCRIPT_PATH, permissions: "0755", content: IS_ACTIVE_SCRIPT },
       { path: SSH_KEYS_SCRIPT_PATH, permissions: "0755", content: SSH_KEYS_SCRIPT },
       {

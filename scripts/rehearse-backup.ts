@@ -113,17 +113,21 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
     makeAsteriskTrees(dirs.etcAsterisk, dirs.spool, opts.recordings ?? 12);
 
     log("starting the source MariaDB (binary log on, as on the database pair)");
-    const source = await startMariadb({ dir: path.join(work, "db-source"), binlog: true, deadline });
+    const source = await startMariadb({
+      dir: path.join(work, "db-source"),
+      binlog: true,
+      deadline,
+    });
     servers.push(source);
     const backupPassword = crypto.randomBytes(12).toString("hex");
-    await source.sql(renderBackupUserSql({ host: "127.0.0.1", passwordSql: `'${backupPassword}'` }));
+    await source.sql(
+      renderBackupUserSql({ host: "127.0.0.1", passwordSql: `'${backupPassword}'` }),
+    );
     const sourceRows = await seedDatabase(source, opts.rows ?? 5000);
     log(`source database: ${sourceRows} rows in asteriskcdrdb and app`);
-    fs.writeFileSync(
-      dirs.dbDefaults,
-      renderDbClientDefaults("hastack_backup", backupPassword),
-      { mode: 0o600 },
-    );
+    fs.writeFileSync(dirs.dbDefaults, renderDbClientDefaults("hastack_backup", backupPassword), {
+      mode: 0o600,
+    });
 
     const jobs = backupJobs({
       domain: "example.test",
@@ -149,7 +153,10 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       }),
     );
     const envFor = (job: BackupJob, root: string): string => {
-      const file = path.join(dirs.etc, `${job.name}${root === dirs.nasStandby ? ".standby" : ""}.env`);
+      const file = path.join(
+        dirs.etc,
+        `${job.name}${root === dirs.nasStandby ? ".standby" : ""}.env`,
+      );
       fs.writeFileSync(
         file,
         renderJobEnv(job, {
@@ -173,21 +180,25 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
     // hard-links what did not change, and the first must still verify afterwards.
     for (const round of [1, 2]) {
       if (round === 2) {
-        log("changing the sources: new mail, an expunged mail, edited config, a new recording, new CDRs");
+        log(
+          "changing the sources: new mail, an expunged mail, edited config, a new recording, new CDRs",
+        );
         mutateSources(dirs);
         await source.sql(cdrInsertSql(1000, 200));
       }
       const now = Math.floor(Date.now() / 1000) + (round - 1) * 3600;
       for (const job of jobs) {
         const t0 = Date.now();
-        await runChecked(
-          "bash",
-          [dirs.backupScript, "run", envFor(job, dirs.nasPrimary)],
-          { env: { HASTACK_NOW: String(now) }, deadline, what: `backup job ${job.name}` },
-        );
+        await runChecked("bash", [dirs.backupScript, "run", envFor(job, dirs.nasPrimary)], {
+          env: { HASTACK_NOW: String(now) },
+          deadline,
+          what: `backup job ${job.name}`,
+        });
         const snapshot = fs.readlinkSync(path.join(dirs.nasPrimary, job.name, "latest"));
         const stats = treeStats(path.join(dirs.nasPrimary, job.name, snapshot, "data"));
-        log(`round ${round}: ${job.name} → snapshot ${snapshot} (${stats.files} files, ${stats.bytes} bytes) and replicated`);
+        log(
+          `round ${round}: ${job.name} → snapshot ${snapshot} (${stats.files} files, ${stats.bytes} bytes) and replicated`,
+        );
         if (round === 2) {
           jobsOut.push({ name: job.name, snapshot, ...stats, seconds: (Date.now() - t0) / 1000 });
         }
@@ -204,11 +215,17 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
         mismatches += 1;
       }
       for (const snap of snapshots) {
-        const r = await run("bash", [dirs.backupScript, "verify", envFor(job, dirs.nasStandby), snap], {
-          deadline,
-        });
+        const r = await run(
+          "bash",
+          [dirs.backupScript, "verify", envFor(job, dirs.nasStandby), snap],
+          {
+            deadline,
+          },
+        );
         if (r.code !== 0) {
-          problems.push(`${job.name}/${snap} on the standby NAS fails its MANIFEST: ${tail(r.stderr)}`);
+          problems.push(
+            `${job.name}/${snap} on the standby NAS fails its MANIFEST: ${tail(r.stderr)}`,
+          );
           mismatches += 1;
         }
       }
@@ -228,12 +245,21 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       mismatches += diff.length;
       problems.push(...diff.map((d) => `${job.name}: ${d}`));
       files += restored.size;
-      bytes += [...expected.keys()].reduce((n, f) => n + fs.statSync(path.join(sourcePaths[job.name], f)).size, 0);
-      log(`${job.name}: ${restored.size} files restored, ${diff.length} differences from the source`);
+      bytes += [...expected.keys()].reduce(
+        (n, f) => n + fs.statSync(path.join(sourcePaths[job.name], f)).size,
+        0,
+      );
+      log(
+        `${job.name}: ${restored.size} files restored, ${diff.length} differences from the source`,
+      );
     }
 
     log("starting a fresh MariaDB and loading the dump from the standby NAS");
-    const fresh = await startMariadb({ dir: path.join(work, "db-restore"), binlog: false, deadline });
+    const fresh = await startMariadb({
+      dir: path.join(work, "db-restore"),
+      binlog: false,
+      deadline,
+    });
     servers.push(fresh);
     const restorePassword = crypto.randomBytes(12).toString("hex");
     await fresh.sql(
@@ -245,22 +271,36 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       mode: 0o600,
     });
     const dumpJob = jobs.find((j) => j.kind === "mariadb-dump")!;
-    await runChecked("bash", [dirs.backupScript, "restore", envFor(dumpJob, dirs.nasStandby), "latest"], {
-      env: {
-        RESTORE_DB_HOST: "127.0.0.1",
-        RESTORE_DB_PORT: String(fresh.port),
-        RESTORE_DB_DEFAULTS_FILE: restoreDefaults,
+    await runChecked(
+      "bash",
+      [dirs.backupScript, "restore", envFor(dumpJob, dirs.nasStandby), "latest"],
+      {
+        env: {
+          RESTORE_DB_HOST: "127.0.0.1",
+          RESTORE_DB_PORT: String(fresh.port),
+          RESTORE_DB_DEFAULTS_FILE: restoreDefaults,
+        },
+        deadline,
+        what: "restore of the database dump",
       },
-      deadline,
-      what: "restore of the database dump",
-    });
-    const dumpSnap = path.join(dirs.nasStandby, dumpJob.name, "latest", "data", `${dumpJob.name}.sql.gz`);
+    );
+    const dumpSnap = path.join(
+      dirs.nasStandby,
+      dumpJob.name,
+      "latest",
+      "data",
+      `${dumpJob.name}.sql.gz`,
+    );
     bytes += fs.statSync(dumpSnap).size;
     files += 1;
-    const gtid = await runChecked("sh", ["-c", `zcat "$1" | grep -c 'gtid_slave_pos' || true`, "sh", dumpSnap], {
-      deadline,
-      what: "reading the dump",
-    });
+    const gtid = await runChecked(
+      "sh",
+      ["-c", `zcat "$1" | grep -c 'gtid_slave_pos' || true`, "sh", dumpSnap],
+      {
+        deadline,
+        what: "reading the dump",
+      },
+    );
     if (Number(gtid.stdout.trim()) < 1) {
       problems.push("the dump carries no GTID position (--gtid --master-data=2)");
       mismatches += 1;
@@ -277,7 +317,9 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       }
       rows += g?.rows ?? 0;
     }
-    log(`database: ${rows} rows in ${want.size} tables restored, checksums ${mismatches === 0 ? "match" : "differ"}`);
+    log(
+      `database: ${rows} rows in ${want.size} tables restored, checksums ${mismatches === 0 ? "match" : "differ"}`,
+    );
   } catch (err) {
     problems.push((err as Error).message);
     mismatches = Math.max(mismatches, 1);
@@ -423,7 +465,8 @@ function makeMaildirs(root: string, mailboxes: number, messages: number): void {
 function makeAsteriskTrees(etc: string, spool: string, recordings: number): void {
   const conf: Record<string, string> = {
     "asterisk.conf": "[directories]\nastspooldir => /var/spool/asterisk\n",
-    "pjsip.conf": "#include pjsip_custom.conf\n[transport-udp]\ntype=transport\nprotocol=udp\nbind=0.0.0.0:5060\n",
+    "pjsip.conf":
+      "#include pjsip_custom.conf\n[transport-udp]\ntype=transport\nprotocol=udp\nbind=0.0.0.0:5060\n",
     "extensions.conf": "[from-internal]\nexten => _1XXX,1,Dial(PJSIP/${EXTEN})\n",
     "voicemail.conf": "[default]\n1001 => 1234,Alice,alice@example.test\n",
     "res_odbc.conf": '#include "res_odbc_hastack.conf"\n',
@@ -437,7 +480,10 @@ function makeAsteriskTrees(etc: string, spool: string, recordings: number): void
     for (let i = 0; i < 3; i++) {
       const base = path.join(inbox, `msg${String(i).padStart(4, "0")}`);
       fs.writeFileSync(`${base}.wav`, crypto.randomBytes(40_000 + i * 1000));
-      fs.writeFileSync(`${base}.txt`, `;\n[message]\ncallerid="Bob" <1002>\norigdate=Mon Jan 1 10:0${i}:00 AM UTC 2024\n`);
+      fs.writeFileSync(
+        `${base}.txt`,
+        `;\n[message]\ncallerid="Bob" <1002>\norigdate=Mon Jan 1 10:0${i}:00 AM UTC 2024\n`,
+      );
     }
   }
   const monitor = path.join(spool, "monitor", "2024", "05", "17");
@@ -452,17 +498,29 @@ function makeAsteriskTrees(etc: string, spool: string, recordings: number): void
   fs.mkdirSync(path.join(spool, "tmp"), { recursive: true });
   fs.writeFileSync(path.join(spool, "tmp", "scratch.wav"), crypto.randomBytes(1000));
   fs.mkdirSync(path.join(spool, "outgoing"), { recursive: true });
-  fs.writeFileSync(path.join(spool, "outgoing", "wakeup.call"), "Channel: PJSIP/1001\nApplication: Playback\n");
+  fs.writeFileSync(
+    path.join(spool, "outgoing", "wakeup.call"),
+    "Channel: PJSIP/1001\nApplication: Playback\n",
+  );
 }
 
 function mutateSources(dirs: Layout): void {
   const md = path.join(dirs.mail, "user0@example.test", "Maildir");
-  fs.writeFileSync(path.join(md, "new", "1800000000.M1P1.mx1.example.test,S=600"), "Subject: new\r\n\r\nhello");
+  fs.writeFileSync(
+    path.join(md, "new", "1800000000.M1P1.mx1.example.test,S=600"),
+    "Subject: new\r\n\r\nhello",
+  );
   const cur = fs.readdirSync(path.join(md, "cur")).sort();
   fs.rmSync(path.join(md, "cur", cur[0]));
-  fs.appendFileSync(path.join(dirs.etcAsterisk, "extensions.conf"), "exten => 2000,1,Voicemail(1001)\n");
+  fs.appendFileSync(
+    path.join(dirs.etcAsterisk, "extensions.conf"),
+    "exten => 2000,1,Voicemail(1001)\n",
+  );
   const monitor = path.join(dirs.spool, "monitor", "2024", "05", "17");
-  fs.writeFileSync(path.join(monitor, "in-1001-0812999-20240517-110000-1715943600.99.wav"), crypto.randomBytes(300_000));
+  fs.writeFileSync(
+    path.join(monitor, "in-1001-0812999-20240517-110000-1715943600.99.wav"),
+    crypto.randomBytes(300_000),
+  );
 }
 
 /** Path (relative, "/" separated) → sha256 of every regular file, minus anchored excludes. */
@@ -478,7 +536,13 @@ export function hashTree(root: string, excludes: string[]): Map<string, string> 
       if (ent.isDirectory()) {
         walk(r);
       } else if (ent.isFile()) {
-        out.set(r, crypto.createHash("sha256").update(fs.readFileSync(path.join(root, r))).digest("hex"));
+        out.set(
+          r,
+          crypto
+            .createHash("sha256")
+            .update(fs.readFileSync(path.join(root, r)))
+            .digest("hex"),
+        );
       }
     }
   };
@@ -577,7 +641,9 @@ export async function startMariadb(o: {
     `--pid-file=${path.join(o.dir, "mysqld.pid")}`,
     `--log-error=${path.join(o.dir, "error.log")}`,
     "--innodb-buffer-pool-size=64M",
-    ...(o.binlog ? ["--server-id=1", `--log-bin=${path.join(o.dir, "binlog")}`, "--binlog-format=ROW"] : []),
+    ...(o.binlog
+      ? ["--server-id=1", `--log-bin=${path.join(o.dir, "binlog")}`, "--binlog-format=ROW"]
+      : []),
   ];
   const child = spawn(which("mariadbd") ?? "mariadbd", args, { stdio: "ignore" });
   live.children.add(child);
@@ -600,9 +666,13 @@ export async function startMariadb(o: {
     stop: () => stopChild(child),
   };
   while (!exited) {
-    const r = await run("mariadb", ["--no-defaults", `--socket=${socket}`, "-uroot", "-e", "SELECT 1"], {
-      deadline,
-    });
+    const r = await run(
+      "mariadb",
+      ["--no-defaults", `--socket=${socket}`, "-uroot", "-e", "SELECT 1"],
+      {
+        deadline,
+      },
+    );
     if (r.code === 0) {
       return server;
     }
@@ -726,7 +796,13 @@ export function run(
 export async function runChecked(
   cmd: string,
   args: string[],
-  o: { env?: Record<string, string>; input?: string; deadline?: number; what: string; cwd?: string },
+  o: {
+    env?: Record<string, string>;
+    input?: string;
+    deadline?: number;
+    what: string;
+    cwd?: string;
+  },
 ): Promise<RunResult> {
   const r = await run(cmd, args, o);
   if (r.code !== 0) {
@@ -764,7 +840,9 @@ export function parseBackupDrillArgs(args: string[]): RehearseBackupOptions & { 
     const positive = (v: string, max: number): number => {
       const n = Number(v);
       if (!/^\d+$/.test(v) || n < 1 || n > max) {
-        throw new UsageError(`${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(v)}`);
+        throw new UsageError(
+          `${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(v)}`,
+        );
       }
       return n;
     };

@@ -57,7 +57,10 @@ describe("backupJobs", () => {
     ]);
   });
   it("never backs up Asterisk call files or scratch space", () => {
-    expect(jobs.find((j) => j.name === "pbx-spool")!.excludes).to.deep.equal(["/tmp/", "/outgoing/"]);
+    expect(jobs.find((j) => j.name === "pbx-spool")!.excludes).to.deep.equal([
+      "/tmp/",
+      "/outgoing/",
+    ]);
   });
   it("designs the RPO as the interval", () => {
     expect(jobs.map(jobRpoSeconds)).to.deep.equal([86400, 21600, 43200, 43200]);
@@ -85,7 +88,9 @@ describe("timerSchedule", () => {
       const onCalendar = timerSchedule(minutes).find((l) => l.startsWith("OnCalendar="));
       if (onCalendar) {
         const spec = onCalendar.slice("OnCalendar=".length);
-        const r = await run("systemd-analyze", ["calendar", spec], { deadline: Date.now() + 10_000 });
+        const r = await run("systemd-analyze", ["calendar", spec], {
+          deadline: Date.now() + 10_000,
+        });
         expect(r.code, `${spec}: ${r.stderr}`).to.equal(0);
         expect(r.stdout).to.contain(`Normalized form: ${spec}`);
       }
@@ -112,7 +117,9 @@ describe("renderJobEnv / shellQuote", () => {
   });
   it("the backup account can read and lock but not write", () => {
     const sql = renderBackupUserSql({ host: "10.20.%", passwordSql: "@pw" });
-    expect(sql).to.contain("GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, BINLOG MONITOR ON *.*");
+    expect(sql).to.contain(
+      "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, BINLOG MONITOR ON *.*",
+    );
     expect(sql).not.to.match(/INSERT|UPDATE|DELETE|ALL PRIVILEGES/);
   });
 });
@@ -126,7 +133,9 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
   let backup: string;
   let job: BackupJob;
 
-  before(() => requireTools({ rsync: "rsync", rrsync: "rsync", flock: "util-linux", sha256sum: "coreutils" }));
+  before(() =>
+    requireTools({ rsync: "rsync", rrsync: "rsync", flock: "util-linux", sha256sum: "coreutils" }),
+  );
 
   beforeEach(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-nasjob-"));
@@ -135,7 +144,10 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
     standby = path.join(tmp, "nas2");
     fs.mkdirSync(path.join(source, "u1", "Maildir", "cur"), { recursive: true });
     for (let i = 0; i < 20; i++) {
-      fs.writeFileSync(path.join(source, "u1", "Maildir", "cur", `m${i}:2,S`), crypto.randomBytes(3000));
+      fs.writeFileSync(
+        path.join(source, "u1", "Maildir", "cur", `m${i}:2,S`),
+        crypto.randomBytes(3000),
+      );
     }
     backup = path.join(tmp, "hastack-backup");
     fs.writeFileSync(backup, BACKUP_SCRIPT, { mode: 0o755 });
@@ -180,7 +192,10 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
     });
   const snapshots = (root: string): string[] =>
     fs.existsSync(path.join(root, job.name))
-      ? fs.readdirSync(path.join(root, job.name)).filter((d) => /^\d{8}T\d{6}Z$/.test(d)).sort()
+      ? fs
+          .readdirSync(path.join(root, job.name))
+          .filter((d) => /^\d{8}T\d{6}Z$/.test(d))
+          .sort()
       : [];
 
   it("takes a verified snapshot, replicates it with hard links kept, and restores it exactly", async () => {
@@ -190,8 +205,11 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
     expect(second.code, second.stderr).to.equal(0);
     expect(snapshots(standby)).to.deep.equal(["20240501T000000Z", "20240502T000000Z"]);
     // Unchanged mail is one inode shared by both snapshots, on the standby too (-H).
-    const f = (root: string, snap: string) => path.join(root, job.name, snap, "data", "u1", "Maildir", "cur", "m0:2,S");
-    expect(fs.statSync(f(standby, "20240501T000000Z")).ino).to.equal(fs.statSync(f(standby, "20240502T000000Z")).ino);
+    const f = (root: string, snap: string) =>
+      path.join(root, job.name, snap, "data", "u1", "Maildir", "cur", "m0:2,S");
+    expect(fs.statSync(f(standby, "20240501T000000Z")).ino).to.equal(
+      fs.statSync(f(standby, "20240502T000000Z")).ino,
+    );
     const dest = path.join(tmp, "restored");
     const r = await backupRun("restore", "2024-05-02T00:00:00Z", "latest", dest);
     expect(r.code, r.stderr).to.equal(0);

@@ -7,7 +7,12 @@ import { NasBackups, NasOutputs, jobOutputs, nasCloudConfigParts } from "../comp
 import { BACKUP_ROOT, backupJobs } from "../components/backup-jobs";
 import { renderCloudConfig } from "../components/server-pair";
 import { stackConfigSchema } from "../stack-config";
-import { Deployment, SynthResource, diffDeployments, runUnderMocks } from "../scripts/offline-synth";
+import {
+  Deployment,
+  SynthResource,
+  diffDeployments,
+  runUnderMocks,
+} from "../scripts/offline-synth";
 import { requireTools, run } from "../scripts/rehearse-backup";
 import * as fs from "fs";
 import * as os from "os";
@@ -19,7 +24,9 @@ function nasConfig(over: Record<string, unknown> = {}) {
   return stackConfigSchema.shape.nas.parse({ active: "primary", ...over });
 }
 
-async function synth(cfg: Record<string, unknown> = {}): Promise<{ d: Deployment; outputs: NasOutputs }> {
+async function synth(
+  cfg: Record<string, unknown> = {},
+): Promise<{ d: Deployment; outputs: NasOutputs }> {
   let outputs: NasOutputs | undefined;
   const d = await runUnderMocks(() => {
     const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
@@ -37,7 +44,12 @@ async function synth(cfg: Record<string, unknown> = {}): Promise<{ d: Deployment
       ami: "ami-0123456789abcdef0",
       region: "ap-southeast-3",
       adminCidrs: ADMIN,
-      sources: { mailHostname: "mail", mysqlHostname: "db", pbxHostname: "pbx", databases: ["asteriskcdrdb", "app"] },
+      sources: {
+        mailHostname: "mail",
+        mysqlHostname: "db",
+        pbxHostname: "pbx",
+        databases: ["asteriskcdrdb", "app"],
+      },
     });
     outputs = nas.outputs;
   });
@@ -62,7 +74,11 @@ describe("NasBackups", function () {
     const nas = one(d, "hastack:nas:NasBackups");
     const pair = one(d, "hastack:server:ServerPair");
     expect([pair.name, pair.parent]).to.deep.equal(["nas-pair", nas.urn]);
-    expect(ofType(d, "aws:ec2/instance:Instance").map((i) => (i.inputs.tags as Record<string, string>)["hastack:service"])).to.deep.equal(["nas", "nas"]);
+    expect(
+      ofType(d, "aws:ec2/instance:Instance").map(
+        (i) => (i.inputs.tags as Record<string, string>)["hastack:service"],
+      ),
+    ).to.deep.equal(["nas", "nas"]);
   });
 
   describe("invariant: the NAS is never reachable from 0.0.0.0/0", () => {
@@ -70,7 +86,9 @@ describe("NasBackups", function () {
       const rules = ofType(d, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule");
       expect(rules.map((r) => r.inputs.cidrIpv4)).not.to.include("0.0.0.0/0");
       expect(rules.every((r) => r.inputs.fromPort === 22 && r.inputs.toPort === 22)).to.equal(true);
-      expect(rules.filter((r) => r.inputs.cidrIpv4).map((r) => r.inputs.cidrIpv4)).to.deep.equal(ADMIN);
+      expect(rules.filter((r) => r.inputs.cidrIpv4).map((r) => r.inputs.cidrIpv4)).to.deep.equal(
+        ADMIN,
+      );
       for (const sg of ofType(d, "aws:ec2/securityGroup:SecurityGroup")) {
         for (const rule of (sg.inputs.ingress as { cidrBlocks?: string[] }[] | undefined) ?? []) {
           expect(rule.cidrBlocks ?? [], sg.name).not.to.include("0.0.0.0/0");
@@ -96,7 +114,12 @@ describe("NasBackups", function () {
             ami: "ami-0123456789abcdef0",
             region: "ap-southeast-3",
             adminCidrs: ["0.0.0.0/0"],
-            sources: { mailHostname: "mail", mysqlHostname: "db", pbxHostname: "pbx", databases: ["app"] },
+            sources: {
+              mailHostname: "mail",
+              mysqlHostname: "db",
+              pbxHostname: "pbx",
+              databases: ["app"],
+            },
           });
         } catch (e) {
           error = (e as Error).message;
@@ -110,7 +133,12 @@ describe("NasBackups", function () {
     it("the vault is KMS-encrypted, protected and retained; so is its key (rotated)", () => {
       const vault = one(d, "aws:backup/vault:Vault");
       const key = one(d, "aws:kms/key:Key");
-      expect([vault.protect, vault.retainOnDelete, key.protect, key.retainOnDelete]).to.deep.equal([true, true, true, true]);
+      expect([vault.protect, vault.retainOnDelete, key.protect, key.retainOnDelete]).to.deep.equal([
+        true,
+        true,
+        true,
+        true,
+      ]);
       expect(vault.inputs.kmsKeyArn).to.be.a("string").and.not.equal("");
       expect(vault.inputs.forceDestroy).to.equal(false);
       expect(key.inputs.enableKeyRotation).to.equal(true);
@@ -138,19 +166,27 @@ describe("NasBackups", function () {
       expect(rule.targetVaultName).to.be.a("string");
     });
     it("retention and schedule follow config", async () => {
-      const { d: custom } = await synth({ awsBackup: { retentionDays: 90, schedule: "cron(0 20 * * ? *)" } });
+      const { d: custom } = await synth({
+        awsBackup: { retentionDays: 90, schedule: "cron(0 20 * * ? *)" },
+      });
       const [rule] = one(custom, "aws:backup/plan:Plan").inputs.rules as Record<string, unknown>[];
       expect(rule.lifecycle).to.deep.equal({ deleteAfter: 90 });
       expect(rule.schedule).to.equal("cron(0 20 * * ? *)");
     });
     it("selects by the tag hastack:backup=true with a role AWS Backup assumes", () => {
       const sel = one(d, "aws:backup/selection:Selection");
-      expect(sel.inputs.selectionTags).to.deep.equal([{ type: "STRINGEQUALS", key: "hastack:backup", value: "true" }]);
+      expect(sel.inputs.selectionTags).to.deep.equal([
+        { type: "STRINGEQUALS", key: "hastack:backup", value: "true" },
+      ]);
       const role = ofType(d, "aws:iam/role:Role").find((r) => r.name === "nas-backup-role")!;
-      expect(JSON.parse(role.inputs.assumeRolePolicy as string).Statement[0].Principal).to.deep.equal({
+      expect(
+        JSON.parse(role.inputs.assumeRolePolicy as string).Statement[0].Principal,
+      ).to.deep.equal({
         Service: "backup.amazonaws.com",
       });
-      const attached = ofType(d, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").map((a) => a.inputs.policyArn);
+      const attached = ofType(d, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").map(
+        (a) => a.inputs.policyArn,
+      );
       expect(attached).to.deep.equal([
         "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup",
         "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores",
@@ -161,10 +197,42 @@ describe("NasBackups", function () {
   describe("jobs", () => {
     it("outputs per service: schedule, retention, interval, RPO, target on the NAS", async () => {
       expect(outputs.jobs).to.deep.equal([
-        { service: "mail", name: "mail-maildirs", schedule: "OnCalendar=*-*-* 00:00:00", intervalHours: 24, retentionDays: 14, rpoSeconds: 86400, target: `nas.example.co.id:${BACKUP_ROOT}/mail-maildirs` },
-        { service: "mysql", name: "mysql-dump", schedule: "OnCalendar=*-*-* 00/6:00:00", intervalHours: 6, retentionDays: 30, rpoSeconds: 21600, target: `nas.example.co.id:${BACKUP_ROOT}/mysql-dump` },
-        { service: "pbx", name: "pbx-config", schedule: "OnCalendar=*-*-* 00:00:00", intervalHours: 24, retentionDays: 30, rpoSeconds: 86400, target: `nas.example.co.id:${BACKUP_ROOT}/pbx-config` },
-        { service: "pbx", name: "pbx-spool", schedule: "OnCalendar=*-*-* 00:00:00", intervalHours: 24, retentionDays: 30, rpoSeconds: 86400, target: `nas.example.co.id:${BACKUP_ROOT}/pbx-spool` },
+        {
+          service: "mail",
+          name: "mail-maildirs",
+          schedule: "OnCalendar=*-*-* 00:00:00",
+          intervalHours: 24,
+          retentionDays: 14,
+          rpoSeconds: 86400,
+          target: `nas.example.co.id:${BACKUP_ROOT}/mail-maildirs`,
+        },
+        {
+          service: "mysql",
+          name: "mysql-dump",
+          schedule: "OnCalendar=*-*-* 00/6:00:00",
+          intervalHours: 6,
+          retentionDays: 30,
+          rpoSeconds: 21600,
+          target: `nas.example.co.id:${BACKUP_ROOT}/mysql-dump`,
+        },
+        {
+          service: "pbx",
+          name: "pbx-config",
+          schedule: "OnCalendar=*-*-* 00:00:00",
+          intervalHours: 24,
+          retentionDays: 30,
+          rpoSeconds: 86400,
+          target: `nas.example.co.id:${BACKUP_ROOT}/pbx-config`,
+        },
+        {
+          service: "pbx",
+          name: "pbx-spool",
+          schedule: "OnCalendar=*-*-* 00:00:00",
+          intervalHours: 24,
+          retentionDays: 30,
+          rpoSeconds: 86400,
+          target: `nas.example.co.id:${BACKUP_ROOT}/pbx-spool`,
+        },
       ]);
       expect(outputs.endpoints).to.deep.equal({
         primary: `nas1.example.co.id:${BACKUP_ROOT}`,
@@ -193,12 +261,20 @@ describe("NasBackups", function () {
     it("the dump password and the NAS private key are SecureStrings with secret values", () => {
       const params = ofType(d, "aws:ssm/parameter:Parameter");
       const byName = (n: string) => params.find((p) => p.inputs.name === n)!;
-      for (const n of ["/hastack/nas/mysql-backup-password", "/hastack/mysql/backup-user-password", "/hastack/nas/ssh-private-key"]) {
+      for (const n of [
+        "/hastack/nas/mysql-backup-password",
+        "/hastack/mysql/backup-user-password",
+        "/hastack/nas/ssh-private-key",
+      ]) {
         expect(byName(n).inputs.type, n).to.equal("SecureString");
         expect(byName(n).inputs.value, n).to.equal("[secret]");
       }
       // The public half goes where the mail and PBX servers (and the other NAS) read it.
-      for (const n of ["/hastack/nas/ssh-public-key", "/hastack/mail/nas-backup-ssh-public-key", "/hastack/pbx/nas-backup-ssh-public-key"]) {
+      for (const n of [
+        "/hastack/nas/ssh-public-key",
+        "/hastack/mail/nas-backup-ssh-public-key",
+        "/hastack/pbx/nas-backup-ssh-public-key",
+      ]) {
         expect(byName(n).inputs.type, n).to.equal("String");
       }
     });
@@ -245,7 +321,9 @@ describe("NAS cloud-init part", function () {
     try {
       const file = path.join(dir, "user-data");
       fs.writeFileSync(file, renderCloudConfig(parts));
-      const r = await run("cloud-init", ["schema", "--config-file", file], { deadline: Date.now() + 50_000 });
+      const r = await run("cloud-init", ["schema", "--config-file", file], {
+        deadline: Date.now() + 50_000,
+      });
       expect(r.code, r.stdout + r.stderr).to.equal(0);
       expect(r.stdout).to.match(/Valid cloud-config/);
     } finally {
@@ -259,10 +337,17 @@ describe("NAS cloud-init part", function () {
       expect(paths).to.include(`/etc/hastack/backup/${j.name}.env`);
       expect(paths).to.include(`/etc/systemd/system/hastack-backup-${j.name}.timer`);
     }
-    const replicate = parts.writeFiles!.find((f) => f.path === "/etc/hastack/backup/replicate.env")!;
+    const replicate = parts.writeFiles!.find(
+      (f) => f.path === "/etc/hastack/backup/replicate.env",
+    )!;
     expect(replicate.content).to.contain("PEER='nas2.example.co.id'");
-    const enable = (parts.runcmd ?? []).find((c) => Array.isArray(c) && c.includes("enable")) as string[];
-    expect(enable).to.include.members([...jobs.map((j) => `hastack-backup-${j.name}.timer`), "hastack-nas-replicate.timer"]);
+    const enable = (parts.runcmd ?? []).find(
+      (c) => Array.isArray(c) && c.includes("enable"),
+    ) as string[];
+    expect(enable).to.include.members([
+      ...jobs.map((j) => `hastack-backup-${j.name}.timer`),
+      "hastack-nas-replicate.timer",
+    ]);
   });
 
   it("jobOutputs uses the monotonic schedule for intervals that do not divide a day", () => {

@@ -39,7 +39,10 @@ function parseIni(text: string): Map<string, { keys: Map<string, string>; includ
   const sections = new Map<string, { keys: Map<string, string>; includes: string[] }>();
   let current: { keys: Map<string, string>; includes: string[] } | undefined;
   text.split("\n").forEach((raw, i) => {
-    const line = raw.replace(/\s;.*$/, "").replace(/^;.*$/, "").trim();
+    const line = raw
+      .replace(/\s;.*$/, "")
+      .replace(/^;.*$/, "")
+      .trim();
     if (line === "") {
       return;
     }
@@ -69,7 +72,9 @@ function parseIni(text: string): Map<string, { keys: Map<string, string>; includ
 describe("CDR/ODBC config (parsed; Asterisk itself is not packaged in Debian)", () => {
   const resOdbc = parseIni(renderResOdbcConf({ user: "asteriskcdr" }));
   const adaptive = parseIni(renderCdrAdaptiveOdbcConf());
-  const odbcIni = parseIni(renderOdbcIni({ host: "db.example.co.id", port: 3306, database: "asteriskcdrdb" }));
+  const odbcIni = parseIni(
+    renderOdbcIni({ host: "db.example.co.id", port: 3306, database: "asteriskcdrdb" }),
+  );
   const odbcinst = parseIni(renderOdbcinstIni({ instanceType: "t3.small" }));
 
   it("res_odbc: an enabled, pre-connected connection on the DSN, with user but no password in text", () => {
@@ -104,9 +109,18 @@ describe("CDR/ODBC config (parsed; Asterisk itself is not packaged in Debian)", 
   });
 
   it("every column of the cdr table is a CDR variable Asterisk or FreePBX fills, an alias target, or the key", () => {
-    const columns = [...renderCdrTableSql("asteriskcdrdb").matchAll(/^ {2}`(\w+)` /gm)].map((m) => m[1]);
-    const aliasTargets = [...adaptive.get(CDR_CONNECTION)!.keys].filter(([k]) => k.startsWith("alias ")).map(([, v]) => v);
-    const filled = new Set([...ASTERISK_CDR_VARIABLES, ...FREEPBX_CDR_VARIABLES, ...aliasTargets, "id"]);
+    const columns = [...renderCdrTableSql("asteriskcdrdb").matchAll(/^ {2}`(\w+)` /gm)].map(
+      (m) => m[1],
+    );
+    const aliasTargets = [...adaptive.get(CDR_CONNECTION)!.keys]
+      .filter(([k]) => k.startsWith("alias "))
+      .map(([, v]) => v);
+    const filled = new Set([
+      ...ASTERISK_CDR_VARIABLES,
+      ...FREEPBX_CDR_VARIABLES,
+      ...aliasTargets,
+      "id",
+    ]);
     expect(columns).to.include.members(["calldate", "src", "dst", "uniqueid", "recordingfile"]);
     expect(columns.filter((c) => !filled.has(c))).to.deep.equal([]);
   });
@@ -131,9 +145,15 @@ describe("CDR DSN for real: isql → MariaDB ODBC driver → mariadbd, with the 
   let db: MariadbServer | undefined;
 
   before(async () => {
-    requireTools({ isql: "unixodbc", mariadbd: "mariadb-server", "mariadb-install-db": "mariadb-server" });
+    requireTools({
+      isql: "unixodbc",
+      mariadbd: "mariadb-server",
+      "mariadb-install-db": "mariadb-server",
+    });
     if (!fs.existsSync("/usr/lib/x86_64-linux-gnu/odbc/libmaodbc.so")) {
-      throw new Error("MariaDB ODBC driver missing: install Debian package odbc-mariadb (test/install-deps.sh)");
+      throw new Error(
+        "MariaDB ODBC driver missing: install Debian package odbc-mariadb (test/install-deps.sh)",
+      );
     }
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-odbc-"));
     db = await startMariadb({ dir: path.join(tmp, "db"), binlog: false });
@@ -142,7 +162,10 @@ describe("CDR DSN for real: isql → MariaDB ODBC driver → mariadbd, with the 
         "CREATE USER 'asteriskcdr'@'127.0.0.1' IDENTIFIED BY 'Cdr0nlyPassw0rd';\n" +
         "GRANT SELECT, INSERT ON asteriskcdrdb.* TO 'asteriskcdr'@'127.0.0.1';\n",
     );
-    fs.writeFileSync(path.join(tmp, "odbcinst.ini"), renderOdbcinstIni({ instanceType: "t3.small" }));
+    fs.writeFileSync(
+      path.join(tmp, "odbcinst.ini"),
+      renderOdbcinstIni({ instanceType: "t3.small" }),
+    );
     fs.writeFileSync(
       path.join(tmp, "odbc.ini"),
       renderOdbcIni({ host: "127.0.0.1", port: db.port, database: "asteriskcdrdb" }),
@@ -221,8 +244,14 @@ esac
     fs.mkdirSync(etc);
     fs.mkdirSync(rendered);
     fs.writeFileSync(path.join(etc, "res_odbc.conf"), "#include res_odbc_additional.conf\n");
-    fs.writeFileSync(path.join(rendered, "res_odbc_hastack.conf"), renderResOdbcConf({ user: "asteriskcdr" }));
-    fs.writeFileSync(path.join(rendered, "cdr_adaptive_odbc_hastack.conf"), renderCdrAdaptiveOdbcConf());
+    fs.writeFileSync(
+      path.join(rendered, "res_odbc_hastack.conf"),
+      renderResOdbcConf({ user: "asteriskcdr" }),
+    );
+    fs.writeFileSync(
+      path.join(rendered, "cdr_adaptive_odbc_hastack.conf"),
+      renderCdrAdaptiveOdbcConf(),
+    );
     const include = path.join(tmp, "secret", "res_odbc_password.conf");
     fs.writeFileSync(
       path.join(tmp, "cdr.env"),
@@ -235,7 +264,10 @@ esac
       RENDERED_DIR: rendered,
     };
     for (let i = 0; i < 2; i++) {
-      const r = await run("bash", ["-c", PBX_CDR_SETUP_SCRIPT], { env, deadline: Date.now() + 20_000 });
+      const r = await run("bash", ["-c", PBX_CDR_SETUP_SCRIPT], {
+        env,
+        deadline: Date.now() + 20_000,
+      });
       expect(r.code, r.stderr).to.equal(0);
     }
     expect(fs.readFileSync(include, "utf8")).to.equal("password => Sup3rSecretCdr\n");
@@ -260,7 +292,10 @@ esac
       envFile,
       renderSshKeysEnv({
         region: "ap-southeast-3",
-        privateKey: { parameter: "/hastack/pbx/sync-ssh-private-key", path: path.join(sshDir, "sync") },
+        privateKey: {
+          parameter: "/hastack/pbx/sync-ssh-private-key",
+          path: path.join(sshDir, "sync"),
+        },
         authorized: [
           { parameter: "/hastack/pbx/sync-ssh-public-key", mode: "wo" },
           { parameter: "/hastack/pbx/nas-backup-ssh-public-key", mode: "ro" },
@@ -305,7 +340,9 @@ describe("PBX cloud-init part", function () {
     try {
       const file = path.join(dir, "user-data");
       fs.writeFileSync(file, renderCloudConfig(parts));
-      const r = await run("cloud-init", ["schema", "--config-file", file], { deadline: Date.now() + 50_000 });
+      const r = await run("cloud-init", ["schema", "--config-file", file], {
+        deadline: Date.now() + 50_000,
+      });
       expect(r.code, r.stdout + r.stderr).to.equal(0);
       expect(r.stdout).to.match(/Valid cloud-config/);
     } finally {
@@ -314,7 +351,13 @@ describe("PBX cloud-init part", function () {
   });
 
   it("installs the ODBC driver, rsync and the AWS CLI, and runs install → keys → CDR → sync timer in order", () => {
-    expect(parts.packages).to.include.members(["odbc-mariadb", "unixodbc", "rsync", "awscli", "python3"]);
+    expect(parts.packages).to.include.members([
+      "odbc-mariadb",
+      "unixodbc",
+      "rsync",
+      "awscli",
+      "python3",
+    ]);
     const cmds = (parts.runcmd ?? []).map((c) => (Array.isArray(c) ? c.join(" ") : c));
     const idx = (needle: string) => cmds.findIndex((c) => c.includes(needle));
     expect(idx("hastack-pbx-install")).to.be.lessThan(idx("hastack-ssh-keys"));

@@ -7,7 +7,12 @@ import { Dns } from "../components/dns";
 import { PbxPair, PbxPairArgs } from "../components/pbx";
 import { ServiceSummary } from "../components/server-pair";
 import { stackConfigSchema } from "../stack-config";
-import { Deployment, SynthResource, diffDeployments, runUnderMocks } from "../scripts/offline-synth";
+import {
+  Deployment,
+  SynthResource,
+  diffDeployments,
+  runUnderMocks,
+} from "../scripts/offline-synth";
 
 const ADMIN = ["203.0.113.10/32", "198.51.100.64/29"];
 const OFFICE = ["203.0.113.0/27"];
@@ -73,7 +78,9 @@ describe("PbxPair", function () {
 
   describe("invariant: SIP and RTP are never open to 0.0.0.0/0", () => {
     it("compliant: every SIP/RTP rule has a trunk or office CIDR as source", () => {
-      const voice = ofType(d, INGRESS).filter((r) => [5060, 5061, 10000].includes(r.inputs.fromPort as number));
+      const voice = ofType(d, INGRESS).filter((r) =>
+        [5060, 5061, 10000].includes(r.inputs.fromPort as number),
+      );
       expect(voice.length).to.equal(4 * (TRUNK.length + OFFICE.length));
       for (const r of voice) {
         expect([...TRUNK, ...OFFICE], ports(r)).to.include(r.inputs.cidrIpv4);
@@ -91,7 +98,9 @@ describe("PbxPair", function () {
     });
     it("non-compliant input (no trunk, no office) opens nothing instead of the world", async () => {
       const { d: closed } = await synth({ officeCidrs: [] }, { sipTrunkCidrs: [] });
-      const voice = ofType(closed, INGRESS).filter((r) => [5060, 5061, 10000].includes(r.inputs.fromPort as number));
+      const voice = ofType(closed, INGRESS).filter((r) =>
+        [5060, 5061, 10000].includes(r.inputs.fromPort as number),
+      );
       expect(voice).to.deep.equal([]);
     });
   });
@@ -100,18 +109,28 @@ describe("PbxPair", function () {
     it("compliant: 22, 80, 443 and 5038 each once per admin CIDR, nothing else", () => {
       for (const port of [80, 443, 5038]) {
         const rules = ofType(d, INGRESS).filter((r) => r.inputs.fromPort === port);
-        expect(rules.map((r) => r.inputs.cidrIpv4).sort(), `port ${port}`).to.deep.equal([...ADMIN].sort());
+        expect(rules.map((r) => r.inputs.cidrIpv4).sort(), `port ${port}`).to.deep.equal(
+          [...ADMIN].sort(),
+        );
         expect(rules.every((r) => r.inputs.ipProtocol === "tcp")).to.equal(true);
       }
       const ssh = ofType(d, INGRESS).filter((r) => r.inputs.fromPort === 22);
       // admin CIDRs, the peer PBX and the NAS's security group — never a CIDR beyond the admins'.
-      expect(ssh.filter((r) => r.inputs.cidrIpv4).map((r) => r.inputs.cidrIpv4).sort()).to.deep.equal([...ADMIN].sort());
+      expect(
+        ssh
+          .filter((r) => r.inputs.cidrIpv4)
+          .map((r) => r.inputs.cidrIpv4)
+          .sort(),
+      ).to.deep.equal([...ADMIN].sort());
       expect(ssh.filter((r) => r.inputs.referencedSecurityGroupId).length).to.equal(2);
     });
   });
 
   it("DNS: A records pbx1, pbx2 and pbx (the service EIP), SRV _sip._udp, _sip._tcp, _sips._tcp", () => {
-    const records = ofType(d, "aws:route53/record:Record").map((r) => [r.inputs.type, r.inputs.name]);
+    const records = ofType(d, "aws:route53/record:Record").map((r) => [
+      r.inputs.type,
+      r.inputs.name,
+    ]);
     expect(records).to.deep.include.members([
       ["A", "pbx1.example.co.id"],
       ["A", "pbx2.example.co.id"],
@@ -123,7 +142,9 @@ describe("PbxPair", function () {
     const srv = ofType(d, "aws:route53/record:Record").filter((r) => r.inputs.type === "SRV");
     for (const r of srv) {
       expect(r.inputs.records, r.inputs.name as string).to.have.length(1);
-      expect((r.inputs.records as string[])[0]).to.match(/^\d+ \d+ (5060|5061) pbx\.example\.co\.id$/);
+      expect((r.inputs.records as string[])[0]).to.match(
+        /^\d+ \d+ (5060|5061) pbx\.example\.co\.id$/,
+      );
     }
   });
 
@@ -141,7 +162,10 @@ describe("PbxPair", function () {
     const providers = ofType(d, "pulumi:providers:aws");
     expect(providers.map((p) => p.inputs.region)).to.deep.equal(["us-east-1"]);
     const alarms = ofType(d, "aws:cloudwatch/metricAlarm:MetricAlarm");
-    expect(alarms.map((a) => a.name)).to.deep.equal(["pbx-primary-health-alarm", "pbx-standby-health-alarm"]);
+    expect(alarms.map((a) => a.name)).to.deep.equal([
+      "pbx-primary-health-alarm",
+      "pbx-standby-health-alarm",
+    ]);
     for (const a of alarms) {
       expect(a.inputs).to.include({
         namespace: "AWS/Route53",
@@ -158,7 +182,9 @@ describe("PbxPair", function () {
     expect(ofType(d, "random:index/randomPassword:RandomPassword").map((r) => r.name)).to.include(
       "pbx-cdr-db-password",
     );
-    const param = ofType(d, "aws:ssm/parameter:Parameter").find((p) => p.inputs.name === "/hastack/pbx/cdr-db-password")!;
+    const param = ofType(d, "aws:ssm/parameter:Parameter").find(
+      (p) => p.inputs.name === "/hastack/pbx/cdr-db-password",
+    )!;
     expect(param.inputs.type).to.equal("SecureString");
     expect(param.inputs.value).to.equal("[secret]");
     const keyParam = ofType(d, "aws:ssm/parameter:Parameter").find(
@@ -179,7 +205,9 @@ describe("PbxPair", function () {
   });
 
   it("user-data points CDRs at the database endpoint and syncs to the other server", () => {
-    const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map((i) => i.inputs.userData as string);
+    const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map(
+      (i) => i.inputs.userData as string,
+    );
     expect(primary).to.contain("Server = db.example.co.id");
     expect(primary).to.contain("PEER='pbx2.example.co.id'");
     expect(standby).to.contain("PEER='pbx1.example.co.id'");
@@ -196,6 +224,8 @@ describe("PbxPair", function () {
   it("a failover flip changes only the Elastic IP association", async () => {
     const { d: flipped } = await synth({}, { active: "standby" });
     const changes = diffDeployments(d, flipped);
-    expect(changes.map((c) => [c.type, c.op])).to.deep.equal([["aws:ec2/eipAssociation:EipAssociation", "update"]]);
+    expect(changes.map((c) => [c.type, c.op])).to.deep.equal([
+      ["aws:ec2/eipAssociation:EipAssociation", "update"],
+    ]);
   });
 });

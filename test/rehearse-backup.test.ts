@@ -15,13 +15,23 @@ describe("rehearseBackup (real MariaDB, rsync, standby NAS, fresh restore)", fun
   it("restores every job from the standby NAS with zero mismatches", async () => {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-rb-test-"));
     const lines: string[] = [];
-    const s = await rehearseBackup({ workDir: work, rows: 2000, log: (l) => lines.push(l), timeoutSeconds: 200 });
+    const s = await rehearseBackup({
+      workDir: work,
+      rows: 2000,
+      log: (l) => lines.push(l),
+      timeoutSeconds: 200,
+    });
     expect(s.problems).to.deep.equal([]);
     expect(s.ok).to.equal(true);
     expect(s.mismatches).to.equal(0);
     // 2000 CDRs + 200 added between the rounds + 300 app documents.
     expect(s.rows).to.equal(2500);
-    expect(s.jobs.map((j) => j.name)).to.deep.equal(["mail-maildirs", "mysql-dump", "pbx-config", "pbx-spool"]);
+    expect(s.jobs.map((j) => j.name)).to.deep.equal([
+      "mail-maildirs",
+      "mysql-dump",
+      "pbx-config",
+      "pbx-spool",
+    ]);
     expect(s.files).to.be.greaterThan(250);
     expect(s.bytes).to.be.greaterThan(4_000_000);
     expect(lines.some((l) => l.includes("checksums match"))).to.equal(true);
@@ -56,7 +66,8 @@ describe("rehearse backup CLI", function () {
     [["--help"], { help: true }],
   ];
   for (const [args, want] of good) {
-    it(`parses ${JSON.stringify(args)}`, () => expect(parseBackupDrillArgs(args)).to.deep.equal(want));
+    it(`parses ${JSON.stringify(args)}`, () =>
+      expect(parseBackupDrillArgs(args)).to.deep.equal(want));
   }
   const bad: [string[], RegExp][] = [
     [["--rows", "lots"], /--rows must be a whole number from 1 to 1000000, got "lots"/],
@@ -65,11 +76,14 @@ describe("rehearse backup CLI", function () {
     [["--fast"], /unknown flag "--fast"/],
   ];
   for (const [args, want] of bad) {
-    it(`refuses ${JSON.stringify(args)}`, () => expect(() => parseBackupDrillArgs(args)).to.throw(want));
+    it(`refuses ${JSON.stringify(args)}`, () =>
+      expect(() => parseBackupDrillArgs(args)).to.throw(want));
   }
 
   it("bad flags: exit 2, a message naming the flag, usage, no stack trace", async () => {
-    const r = await run("node", [REHEARSE, "backup", "--rows", "lots"], { deadline: Date.now() + 30_000 });
+    const r = await run("node", [REHEARSE, "backup", "--rows", "lots"], {
+      deadline: Date.now() + 30_000,
+    });
     expect(r.code).to.equal(2);
     expect(r.stderr).to.contain('--rows must be a whole number from 1 to 1000000, got "lots"');
     expect(r.stderr).to.contain("usage: npm run rehearse -- backup");
@@ -77,7 +91,9 @@ describe("rehearse backup CLI", function () {
   });
 
   it("passes through the dispatcher: exit 0, last stdout line JSON with mismatches 0", async () => {
-    const r = await run("node", [REHEARSE, "backup", "--rows", "300"], { deadline: Date.now() + 100_000 });
+    const r = await run("node", [REHEARSE, "backup", "--rows", "300"], {
+      deadline: Date.now() + 100_000,
+    });
     expect(r.code, r.stderr).to.equal(0);
     const last = r.stdout.trim().split("\n").pop()!;
     const summary = JSON.parse(last);
@@ -87,13 +103,18 @@ describe("rehearse backup CLI", function () {
 
   it("SIGINT mid-drill stops its MariaDB and removes its work directory (exit 130)", async () => {
     const work = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hastack-rb-int-")), "w");
-    const child = spawn("node", [REHEARSE, "backup", "--work-dir", work], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("node", [REHEARSE, "backup", "--work-dir", work], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
     const pidFile = path.join(work, "db-source", "mysqld.pid");
     const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && !(stderr.includes("source database:") && fs.existsSync(pidFile))) {
+    while (
+      Date.now() < deadline &&
+      !(stderr.includes("source database:") && fs.existsSync(pidFile))
+    ) {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(fs.existsSync(pidFile), stderr).to.equal(true);

@@ -100,22 +100,34 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     const r = await sync("sync");
     expect(r.code, r.stderr).to.equal(0);
     expectConverged();
-    expect(fs.existsSync(path.join(peer, "var/spool/asterisk/outgoing/wakeup.call"))).to.equal(false);
+    expect(fs.existsSync(path.join(peer, "var/spool/asterisk/outgoing/wakeup.call"))).to.equal(
+      false,
+    );
     expect(fs.existsSync(path.join(peer, "var/spool/asterisk/tmp/scratch"))).to.equal(false);
   });
 
   it("converges new, changed and deleted files", async () => {
     expect((await sync("sync")).code).to.equal(0);
-    fs.writeFileSync(path.join(src, "etc/asterisk/pjsip.conf"), "[transport-tls]\ntype=transport\nprotocol=tls\n");
+    fs.writeFileSync(
+      path.join(src, "etc/asterisk/pjsip.conf"),
+      "[transport-tls]\ntype=transport\nprotocol=tls\n",
+    );
     fs.rmSync(path.join(src, "etc/asterisk/old_trunk.conf"));
-    fs.rmSync(path.join(src, "var/spool/asterisk/voicemail/default/1001/INBOX"), { recursive: true });
+    fs.rmSync(path.join(src, "var/spool/asterisk/voicemail/default/1001/INBOX"), {
+      recursive: true,
+    });
     fs.mkdirSync(path.join(src, "var/spool/asterisk/monitor/2024/05/18"), { recursive: true });
-    fs.writeFileSync(path.join(src, "var/spool/asterisk/monitor/2024/05/18/in-2.wav"), crypto.randomBytes(70_000));
+    fs.writeFileSync(
+      path.join(src, "var/spool/asterisk/monitor/2024/05/18/in-2.wav"),
+      crypto.randomBytes(70_000),
+    );
     const r = await sync("sync");
     expect(r.code, r.stderr).to.equal(0);
     expectConverged();
     expect(fs.existsSync(path.join(peer, "etc/asterisk/old_trunk.conf"))).to.equal(false);
-    expect(fs.readFileSync(path.join(peer, "etc/asterisk/pjsip.conf"), "utf8")).to.contain("protocol=tls");
+    expect(fs.readFileSync(path.join(peer, "etc/asterisk/pjsip.conf"), "utf8")).to.contain(
+      "protocol=tls",
+    );
   });
 
   it("check fails (exit 3) while the peer differs; final pushes and then passes", async () => {
@@ -160,7 +172,9 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     let seen = 0;
     while (Date.now() < deadline && seen < 3 * 1024 * 1024) {
       await new Promise((r) => setTimeout(r, 100));
-      const temps = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(".conference-long.wav.")) : [];
+      const temps = fs.existsSync(dir)
+        ? fs.readdirSync(dir).filter((f) => f.startsWith(".conference-long.wav."))
+        : [];
       seen = temps.reduce((n, f) => Math.max(n, fs.statSync(path.join(dir, f)).size), 0);
     }
     expect(seen, "transfer never got going").to.be.greaterThan(3 * 1024 * 1024 - 1);
@@ -177,7 +191,9 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     expect(fs.existsSync(partial), "partial file kept in .rsync-partial").to.equal(true);
     const partialSize = fs.statSync(partial).size;
     expect(partialSize).to.be.within(1, size - 1);
-    expect(fs.existsSync(path.join(peer, bigRel)), "no half file under the real name").to.equal(false);
+    expect(fs.existsSync(path.join(peer, bigRel)), "no half file under the real name").to.equal(
+      false,
+    );
     expect(
       fs.existsSync(path.join(peer, "etc/asterisk/old_trunk.conf")),
       "--delete-after: nothing deleted by an interrupted run",
@@ -189,7 +205,9 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     expect(fs.existsSync(path.join(peer, "etc/asterisk/old_trunk.conf"))).to.equal(false);
     expect(fs.existsSync(partial)).to.equal(false);
     // The resumed run sent only what the partial file lacked (plus delta overhead).
-    const literal = Number(/Literal data: ([\d,]+) bytes/.exec(resumed.stdout)?.[1].replace(/,/g, ""));
+    const literal = Number(
+      /Literal data: ([\d,]+) bytes/.exec(resumed.stdout)?.[1].replace(/,/g, ""),
+    );
     expect(literal).to.be.greaterThan(0);
     expect(literal).to.be.at.most(size - partialSize + 256 * 1024);
   });
