@@ -378,7 +378,42 @@ export function parsePreviewDigest(doc: Record<string, unknown>, path: string): 
       notes.push(`preview reported an error: ${String(d.message ?? "").trim()}`);
     }
   }
-  return { kind: "preview-json", steps: out, config, outputsBefore, outputsAfter, notes };
+  return {
+    kind: "preview-json",
+    steps: mergeByUrn(out),
+    config,
+    outputsBefore,
+    outputsAfter,
+    notes,
+  };
+}
+
+/**
+ * One step per URN: `--show-replacement-steps` lists create-replacement, replace and
+ * delete-replaced of one resource separately; they are one replacement.
+ */
+function mergeByUrn(steps: PlanStep[]): PlanStep[] {
+  const byUrn = new Map<string, PlanStep[]>();
+  for (const s of steps) {
+    byUrn.set(s.urn, [...(byUrn.get(s.urn) ?? []), s]);
+  }
+  return [...byUrn.values()].map((group) => {
+    if (group.length === 1) {
+      return group[0];
+    }
+    const op = logicalOp(group.map((s) => s.op));
+    const main = group.find((s) => s.op === op) ?? group[0];
+    return {
+      ...main,
+      op,
+      oldInputs: main.oldInputs ?? group.find((s) => s.oldInputs)?.oldInputs,
+      newInputs: main.newInputs ?? group.find((s) => s.newInputs)?.newInputs,
+      replaceReasons: unique(group.flatMap((s) => s.replaceReasons)),
+      diffReasons: unique(group.flatMap((s) => s.diffReasons)),
+      protect: group.some((s) => s.protect),
+      retainOnDelete: group.some((s) => s.retainOnDelete),
+    };
+  });
 }
 
 const EVENT_KEYS = [

@@ -161,6 +161,32 @@ describe("impact: pulumi preview --json", () => {
     expect(decideExit(plan).code).to.equal(0);
   });
 
+  it("--show-replacement-steps output (create-replacement, replace, delete-replaced) counts as one replace", () => {
+    const doc = JSON.parse(fixture("preview-pbx-failover.json").text);
+    const replace = doc.steps[1];
+    doc.steps.splice(1, 1, { ...replace, op: "create-replacement", oldState: undefined }, replace, {
+      ...replace,
+      op: "delete-replaced",
+      newState: undefined,
+      replaceReasons: undefined,
+    });
+    const plan = buildImpactPlan(parseInputs([{ path: "p.json", text: JSON.stringify(doc) }]));
+    const assoc = plan.steps.filter((s) => s.type === "aws:ec2/eipAssociation:EipAssociation");
+    expect(assoc.map((s) => [s.op, s.class, s.replaceReasons])).to.deep.equal([
+      ["replace", "brief", ["instanceId"]],
+    ]);
+  });
+
+  it("--json prints the classified plan and the verdict", () => {
+    const r = runCli([path.join(FIXTURES, "preview-pbx-failover.json"), "--json"]);
+    expect(r.code).to.equal(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.verdict.code).to.equal(0);
+    expect(
+      doc.plan.services.map((s: { service: string; class: string }) => [s.service, s.class]),
+    ).to.deep.equal([["pbx", "brief"]]);
+  });
+
   it("reads service parameters from the preview's config when the stack has no outputs yet", () => {
     const doc = JSON.parse(fixture("preview-mail-failover.json").text);
     doc.steps = doc.steps.filter((s: { urn: string }) => !s.urn.includes("pulumi:pulumi:Stack"));
