@@ -661,7 +661,9 @@ rejoin_peer() {
 }
 
 function cloneMariadb(d: Dialect): string {
-  return `local_sql -e "${d.stopReplica}; ${d.resetReplicaAll}; SET GLOBAL gtid_slave_pos = ''" || true
+  // A clone replaces this server's history: drop its own binlog (it serves no replica) so
+  // gtid_slave_pos can be set to the dump's position whatever it held before.
+  return `local_sql -e "${d.stopReplica}; ${d.resetReplicaAll}; RESET MASTER"
   # Loaded with sql_log_bin=0: the rows arrive under the peer's GTIDs (gtid_slave_pos below),
   # never as local transactions the peer lacks.
   if ! "$HASTACK_DUMP" --defaults-extra-file="$tmp/peer.cnf" --protocol=tcp --single-transaction \\
