@@ -298,9 +298,7 @@ describe("mysql scripts on real MariaDB: unplanned failover and fallback after a
     expect(r.code, r.stderr).to.equal(0);
     const j = await pair.runScript("rejoin", S);
     expect(j.code, j.stderr).to.equal(0);
-    expect((await pair.sql(P, "SELECT v FROM app.t WHERE id = 50")).trim()).to.equal(
-      "failed over",
-    );
+    expect((await pair.sql(P, "SELECT v FROM app.t WHERE id = 50")).trim()).to.equal("failed over");
     await caughtUp(pair, P, S);
     expect(await pair.checksums(S)).to.deep.equal(await pair.checksums(P));
   });
