@@ -1,0 +1,705 @@
+// The mail pair (issue 3): two identical Postfix + Dovecot servers — same host name and mail
+// domain, only the IP differs — with Maildir storage on each server's data volume, TLS, one MX
+// record set, SPF for both servers, a two-way dsync every few minutes (the mail RPO), and the
+// planned migration from an old server in nine reviewed phases (components/mail-migration.ts).
+//
+// Everything a server runs is rendered here by pure functions and delivered as cloud-init
+// user-data. The renderers take a MailLayout (paths, ports, users) so the tests run the very
+// same configs and scripts against real postconf/doveconf/dovecot on loopback; production uses
+// PRODUCTION_LAYOUT.
+
+/** Ports a mail server listens on. */
+export interface MailPorts {
+  smtp: number;
+  submission: number;
+  smtps: number;
+  imaps: number;
+  pop3s: number;
+  /** doveadm server: the peer's dsync endpoint (reachable only from the peer, see peerPorts). */
+  doveadm: number;
+}
+
+export const MAIL_PORTS: MailPorts = {
+  smtp: 25,
+  submission: 587,
+  smtps: 465,
+  imaps: 993,
+  pop3s: 995,
+  doveadm: 12345,
+};
+
+/** Where things live on a mail server. Tests move everything into a temp dir. */
+export interface MailLayout {
+  /** Maildirs: `<mailRoot>/<domain>/<user>/Maildir`, on the data volume. */
+  mailRoot: string;
+  tlsCert: string;
+  tlsKey: string;
+  /** The complete Dovecot configuration (Debian's conf.d is not used). */
+  dovecotConfig: string;
+  /** Dovecot passwd-file (users and password hashes), pulled from SSM. */
+  usersFile: string;
+  /** `doveadm_password`, pulled from SSM; included by dovecot.conf, mode 0600. */
+  secretsFile: string;
+  postfixConfigDir: string;
+  /** Postfix queue; Dovecot's LMTP and auth sockets live in its private/ directory. */
+  postfixQueueDir: string;
+  /** Postfix data_directory. */
+  postfixDataDir: string;
+  /** Sync state, peer address, last-success stamp. */
+  stateDir: string;
+  /** Where the hastack mail scripts are installed. */
+  sbinDir: string;
+  mailUser: string;
+  mailGroup: string;
+  mailUid: number;
+  /** Listen on this address only (tests: 127.0.0.1). Defaults to every interface. */
+  listenAddress?: string;
+  ports: MailPorts;
+  /** Run Postfix daemons chrooted in the queue (Debian's default). */
+  postfixChroot: boolean;
+  /** Dovecot's base_dir (sockets, pid). Defaults to Dovecot's built-in /run/dovecot. */
+  dovecotBaseDir?: string;
+  /** Dovecot's state_dir. Defaults to Dovecot's built-in /var/lib/dovecot. */
+  dovecotStateDir?: string;
+  /** Dovecot log file. Defaults to syslog. */
+  dovecotLog?: string;
+  /** Postfix log file (tests, which have no syslog). Defaults to syslog. */
+  postfixLog?: string;
+  /** Releases the fencing latch (ServerPair's health agent) once data is synced back. */
+  unfenceCommand: string;
+  /** CA file that verifies the old server's certificate in the migration. Defaults to the system CAs. */
+  tlsClientCaFile?: string;
+}
+
+export const PRODUCTION_LAYOUT: MailLayout = {
+  mailRoot: "/srv/data/mail",
+  tlsCert: "/srv/data/tls/mail.crt",
+  tlsKey: "/srv/data/tls/mail.key",
+  dovecotConfig: "/etc/dovecot/dovecot.conf",
+  usersFile: "/etc/dovecot/users",
+  secretsFile: "/etc/dovecot/hastack-secrets.conf",
+  postfixConfigDir: "/etc/postfix",
+  postfixQueueDir: "/var/spool/postfix",
+  postfixDataDir: "/var/lib/postfix",
+  stateDir: "/var/lib/hastack/mail",
+  sbinDir: "/usr/local/sbin",
+  mailUser: "vmail",
+  mailGroup: "vmail",
+  mailUid: 5000,
+  ports: MAIL_PORTS,
+  postfixChroot: true,
+  unfenceCommand: "/usr/local/sbin/hastack-unfence",
+};
+
+/** What both servers share: identity and options. */
+export interface MailServerSettings {
+  /** FQDN in the SMTP banner and HELO, the same on both servers (and the old one). */
+  hostname: string;
+  /** The mail domain (virtual mailbox domain). */
+  domain: string;
+  /** Offer POP3S besides IMAPS. */
+  pop3: boolean;
+  /** SSM path the servers read users and secrets from, e.g. /hastack/mail. */
+  ssmPrefix: string;
+}
+
+/** Largest message accepted (SMTP) — 50 MiB, what office attachments need. */
+export const MESSAGE_SIZE_LIMIT = 52428800;
+
+const HEADER = (file: string): string =>
+  `# ${file} — rendered by hastack (components/mail.ts); identical on both mail servers,\n` +
+  `# only the IP differs. Changes go through the stack, not this file.\n`;
+
+/** Postfix main.cf: virtual mailboxes delivered to Dovecot over LMTP, TLS, SASL via Dovecot. */
+export function renderMainCf(
+  s: MailServerSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  const cf = layout.postfixConfigDir;
+  const lines = [
+    HEADER("main.cf"),
+    "compatibility_level = 3.6",
+    `myhostname = ${s.hostname}`,
+    `mydomain = ${s.domain}`,
+    "myorigin = $mydomain",
+    // Every address of the domain is a virtual mailbox; nothing is delivered to local Unix users.
+    "mydestination =",
+    "local_transport = error:local delivery is disabled",
+    "alias_maps =",
+    "alias_database =",
+    "mynetworks = 127.0.0.0/8",
+    // master.cf binds each service to listenAddress when one is set (tests on 127.0.3.x).
+    "inet_interfaces = all",
+    "inet_protocols = ipv4",
+    `queue_directory = ${layout.postfixQueueDir}`,
+    `data_directory = ${layout.postfixDataDir}`,
+    ...(layout.postfixLog
+      ? [
+          `maillog_file = ${layout.postfixLog}`,
+          `maillog_file_prefixes = ${layout.postfixLog.replace(/\/[^/]*$/, "")}`,
+        ]
+      : []),
+    "smtpd_banner = $myhostname ESMTP",
+    "biff = no",
+    "append_dot_mydomain = no",
+    "readme_directory = no",
+    "disable_vrfy_command = yes",
+    "smtpd_helo_required = yes",
+    `message_size_limit = ${MESSAGE_SIZE_LIMIT}`,
+    "mailbox_size_limit = 0",
+    "recipient_delimiter = +",
+    "",
+    "# TLS: opportunistic on port 25 (RFC 3207), required for logins (submission/smtps).",
+    `smtpd_tls_cert_file = ${layout.tlsCert}`,
+    `smtpd_tls_key_file = ${layout.tlsKey}`,
+    "smtpd_tls_security_level = may",
+    "smtpd_tls_auth_only = yes",
+    "smtpd_tls_protocols = >=TLSv1.2",
+    "smtpd_tls_mandatory_protocols = >=TLSv1.2",
+    "smtpd_tls_received_header = yes",
+    "smtpd_tls_loglevel = 1",
+    "smtp_tls_security_level = may",
+    "smtp_tls_CApath = /etc/ssl/certs",
+    "smtp_tls_loglevel = 1",
+    "",
+    "# Logins are checked by Dovecot (one user database for IMAP and SMTP).",
+    "smtpd_sasl_type = dovecot",
+    "smtpd_sasl_path = private/auth",
+    "smtpd_sasl_auth_enable = no",
+    "",
+    "# Mailboxes: Postfix accepts only listed users; Dovecot stores Maildir on the data volume.",
+    `virtual_mailbox_domains = ${s.domain}`,
+    `virtual_mailbox_maps = texthash:${cf}/vmailbox`,
+    `virtual_alias_maps = texthash:${cf}/virtual`,
+    "virtual_transport = lmtp:unix:private/dovecot-lmtp",
+    "",
+    "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
+    "smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, reject_unlisted_recipient",
+    "",
+  ];
+  return lines.join("\n");
+}
+
+/** Postfix master.cf: SMTP (25), submission (587, STARTTLS) and smtps (465, implicit TLS). */
+export function renderMasterCf(layout: MailLayout = PRODUCTION_LAYOUT): string {
+  const chroot = layout.postfixChroot ? "y" : "n";
+  const endpoint = (standardName: string, port: number, standardPort: number): string =>
+    layout.listenAddress
+      ? `${layout.listenAddress}:${port}`
+      : port === standardPort
+        ? standardName
+        : String(port);
+  const row = (
+    service: string,
+    type: string,
+    priv: string,
+    unpriv: string,
+    ch: string,
+    wakeup: string,
+    maxproc: string,
+    command: string,
+  ): string =>
+    [
+      service.padEnd(10),
+      type.padEnd(5),
+      priv.padEnd(7),
+      unpriv.padEnd(7),
+      ch.padEnd(7),
+      wakeup.padEnd(7),
+      maxproc.padEnd(7),
+      command,
+    ].join(" ");
+  const loginOnly = [
+    "  -o smtpd_sasl_auth_enable=yes",
+    "  -o smtpd_tls_auth_only=yes",
+    "  -o smtpd_client_restrictions=permit_sasl_authenticated,reject",
+    "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
+    "  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
+    "  -o milter_macro_daemon_name=ORIGINATING",
+  ];
+  return [
+    HEADER("master.cf"),
+    "# service  type  private unpriv  chroot  wakeup  maxproc command + args",
+    row(endpoint("smtp", layout.ports.smtp, 25), "inet", "n", "-", chroot, "-", "-", "smtpd"),
+    row(
+      endpoint("submission", layout.ports.submission, 587),
+      "inet",
+      "n",
+      "-",
+      chroot,
+      "-",
+      "-",
+      "smtpd",
+    ),
+    "  -o syslog_name=postfix/submission",
+    "  -o smtpd_tls_security_level=encrypt",
+    ...loginOnly,
+    row(
+      endpoint("submissions", layout.ports.smtps, 465),
+      "inet",
+      "n",
+      "-",
+      chroot,
+      "-",
+      "-",
+      "smtpd",
+    ),
+    "  -o syslog_name=postfix/smtps",
+    "  -o smtpd_tls_wrappermode=yes",
+    ...loginOnly,
+    row("pickup", "unix", "n", "-", chroot, "60", "1", "pickup"),
+    row("cleanup", "unix", "n", "-", chroot, "-", "0", "cleanup"),
+    row("qmgr", "unix", "n", "-", "n", "300", "1", "qmgr"),
+    row("tlsmgr", "unix", "-", "-", chroot, "1000?", "1", "tlsmgr"),
+    row("rewrite", "unix", "-", "-", chroot, "-", "-", "trivial-rewrite"),
+    row("bounce", "unix", "-", "-", chroot, "-", "0", "bounce"),
+    row("defer", "unix", "-", "-", chroot, "-", "0", "bounce"),
+    row("trace", "unix", "-", "-", chroot, "-", "0", "bounce"),
+    row("verify", "unix", "-", "-", chroot, "-", "1", "verify"),
+    row("flush", "unix", "n", "-", chroot, "1000?", "0", "flush"),
+    row("proxymap", "unix", "-", "-", "n", "-", "-", "proxymap"),
+    row("proxywrite", "unix", "-", "-", "n", "-", "1", "proxymap"),
+    row("smtp", "unix", "-", "-", chroot, "-", "-", "smtp"),
+    row("relay", "unix", "-", "-", chroot, "-", "-", "smtp"),
+    "  -o syslog_name=postfix/$service_name",
+    row("showq", "unix", "n", "-", chroot, "-", "-", "showq"),
+    row("error", "unix", "-", "-", chroot, "-", "-", "error"),
+    row("retry", "unix", "-", "-", chroot, "-", "-", "error"),
+    row("discard", "unix", "-", "-", chroot, "-", "-", "discard"),
+    row("lmtp", "unix", "-", "-", chroot, "-", "-", "lmtp"),
+    row("anvil", "unix", "-", "-", chroot, "-", "1", "anvil"),
+    row("scache", "unix", "-", "-", chroot, "-", "1", "scache"),
+    row("postlog", "unix-dgram", "n", "-", "n", "-", "1", "postlogd"),
+    "",
+  ].join("\n");
+}
+
+/**
+ * Dovecot: IMAPS (POP3S optional), LMTP for Postfix, Maildir on the data volume, users from a
+ * passwd-file, and the doveadm server the peer's dsync connects to (its password comes from
+ * SSM via the secrets include, never from this file).
+ */
+export function renderDovecotConf(
+  s: MailServerSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  const home = `${layout.mailRoot}/%d/%n`;
+  const q = layout.postfixQueueDir;
+  const lines = [
+    HEADER("dovecot.conf"),
+    `protocols = imap lmtp${s.pop3 ? " pop3" : ""}`,
+    `listen = ${layout.listenAddress ?? "*"}`,
+    ...(layout.dovecotBaseDir ? [`base_dir = ${layout.dovecotBaseDir}`] : []),
+    ...(layout.dovecotStateDir ? [`state_dir = ${layout.dovecotStateDir}`] : []),
+    ...(layout.dovecotLog ? [`log_path = ${layout.dovecotLog}`] : []),
+    "",
+    "# Maildir on the data volume, owned by one virtual-mail user.",
+    `mail_home = ${home}`,
+    `mail_location = maildir:${home}/Maildir`,
+    `mail_uid = ${layout.mailUser}`,
+    `mail_gid = ${layout.mailGroup}`,
+    `first_valid_uid = ${layout.mailUid}`,
+    `last_valid_uid = ${layout.mailUid}`,
+    "namespace inbox {",
+    "  inbox = yes",
+    "  separator = /",
+    "  mailbox Drafts {",
+    "    special_use = \\Drafts",
+    "    auto = subscribe",
+    "  }",
+    "  mailbox Sent {",
+    "    special_use = \\Sent",
+    "    auto = subscribe",
+    "  }",
+    "  mailbox Junk {",
+    "    special_use = \\Junk",
+    "    auto = subscribe",
+    "  }",
+    "  mailbox Trash {",
+    "    special_use = \\Trash",
+    "    auto = subscribe",
+    "  }",
+    "}",
+    "",
+    "# One user database (user@domain:{SCHEME}hash) for IMAP, POP3 and SMTP logins.",
+    "auth_mechanisms = plain login",
+    "disable_plaintext_auth = yes",
+    "passdb {",
+    "  driver = passwd-file",
+    `  args = scheme=SHA512-CRYPT username_format=%Lu ${layout.usersFile}`,
+    "}",
+    "userdb {",
+    "  driver = passwd-file",
+    `  args = username_format=%Lu ${layout.usersFile}`,
+    `  default_fields = uid=${layout.mailUser} gid=${layout.mailGroup} home=${home}`,
+    "}",
+    "",
+    "ssl = required",
+    `ssl_cert = <${layout.tlsCert}`,
+    `ssl_key = <${layout.tlsKey}`,
+    "ssl_min_protocol = TLSv1.2",
+    "ssl_prefer_server_ciphers = yes",
+    "",
+    "service imap-login {",
+    "  inet_listener imap {",
+    "    port = 0",
+    "  }",
+    "  inet_listener imaps {",
+    `    port = ${layout.ports.imaps}`,
+    "    ssl = yes",
+    "  }",
+    "}",
+    ...(s.pop3
+      ? [
+          "service pop3-login {",
+          "  inet_listener pop3 {",
+          "    port = 0",
+          "  }",
+          "  inet_listener pop3s {",
+          `    port = ${layout.ports.pop3s}`,
+          "    ssl = yes",
+          "  }",
+          "}",
+        ]
+      : []),
+    "service lmtp {",
+    `  unix_listener ${q}/private/dovecot-lmtp {`,
+    "    mode = 0600",
+    "    user = postfix",
+    "    group = postfix",
+    "  }",
+    "}",
+    "protocol lmtp {",
+    `  postmaster_address = postmaster@${s.domain}`,
+    "}",
+    "service auth {",
+    `  unix_listener ${q}/private/auth {`,
+    "    mode = 0660",
+    "    user = postfix",
+    "    group = postfix",
+    "  }",
+    "}",
+    "",
+    "# Replication: the peer's `doveadm sync` connects here (tcp, peer security-group rule only).",
+    `doveadm_port = ${layout.ports.doveadm}`,
+    "service doveadm {",
+    "  inet_listener {",
+    `    port = ${layout.ports.doveadm}`,
+    "  }",
+    "}",
+    // doveadm_password: written from SSM at boot; absent until then, so the server refuses peers.
+    `!include_try ${layout.secretsFile}`,
+    "",
+  ];
+  return lines.join("\n");
+}
+
+/** Which server a script is rendered for: scripts differ only in the peer they talk to. */
+export type MailRole = "primary" | "standby";
+
+/** Everything the per-server scripts need besides the layout. */
+export interface MailScriptSettings extends MailServerSettings {
+  role: MailRole;
+}
+
+function peerOf(role: MailRole): MailRole {
+  return role === "primary" ? "standby" : "primary";
+}
+
+/** Shell-quotes one word for sh/bash. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+const SCRIPT_HEADER = (name: string, purpose: string[]): string =>
+  [
+    "#!/bin/bash",
+    `# ${name} — rendered by hastack (components/mail.ts).`,
+    ...purpose.map((l) => `# ${l}`),
+    "set -euo pipefail",
+    "umask 077",
+    `log() { echo "${name}: $*" >&2; }`,
+    "",
+  ].join("\n");
+
+/**
+ * hastack-mail-refresh: pulls what the stack keeps in SSM — the users (passwd-file lines the
+ * operator stores, migration step 2), the doveadm password and the peer's private address —
+ * validates them and installs them only when valid. `--require-users` fails when the user
+ * list is empty (the check of migration step 2).
+ */
+export function renderRefreshScript(
+  s: MailScriptSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  const domainRe = s.domain.replace(/\./g, "\\\\.");
+  return [
+    SCRIPT_HEADER("hastack-mail-refresh", [
+      "Pulls users, the doveadm password and the peer's address from SSM (the instance profile",
+      `may read ${s.ssmPrefix}/*) and installs them only when valid. Runs at boot, on a timer and`,
+      "before every sync, so both servers always know the same users.",
+      "usage: hastack-mail-refresh [--require-users]",
+    ]),
+    `PREFIX=${shellQuote(s.ssmPrefix)}`,
+    `PEER_ROLE=${peerOf(s.role)}`,
+    `USERS=${shellQuote(layout.usersFile)}`,
+    `SECRETS=${shellQuote(layout.secretsFile)}`,
+    `POSTFIX_DIR=${shellQuote(layout.postfixConfigDir)}`,
+    `DOVECOT_CONF=${shellQuote(layout.dovecotConfig)}`,
+    `STATE=${shellQuote(layout.stateDir)}`,
+    "require_users=0",
+    'if [ "${1:-}" = "--require-users" ]; then require_users=1; elif [ $# -gt 0 ]; then',
+    '  log "unknown argument $1 (expected --require-users)"; exit 2',
+    "fi",
+    "",
+    "# The region comes from the instance metadata (IMDSv2) unless the environment names it.",
+    'if [ -z "${AWS_DEFAULT_REGION:-}" ]; then',
+    "  token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)",
+    '  AWS_DEFAULT_REGION=$(curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/placement/region)',
+    "  export AWS_DEFAULT_REGION",
+    "fi",
+    'param() { aws ssm get-parameter --with-decryption --name "$PREFIX/$1" --query Parameter.Value --output text; }',
+    "tmp=$(mktemp -d); trap 'rm -rf \"$tmp\"' EXIT",
+    'mkdir -p "$STATE"',
+    "",
+    "# Users: user@domain:{SCHEME}hash, one per line; a short line gets the empty userdb fields",
+    "# Dovecot's passwd-file needs (uid, gid and home come from default_fields).",
+    'param users > "$tmp/users.raw"',
+    `if ! awk -F: -v re='^[a-z0-9._-]+@${domainRe}$' '`,
+    "  /^[[:space:]]*(#|$)/ { next }",
+    '  $1 !~ re || $2 !~ /^\\{[A-Z0-9.-]+\\}./ { printf "users line %d: expected user@domain:{SCHEME}hash (lowercase user)\\n", NR > "/dev/stderr"; bad = 1; next }',
+    '  { if (NF == 2) print $0 "::::::"; else print }',
+    '  END { exit bad }\' "$tmp/users.raw" > "$tmp/users"; then',
+    '  log "refusing the users parameter $PREFIX/users: fix the lines above; keeping the installed users"',
+    "  exit 1",
+    "fi",
+    'count=$(grep -c . "$tmp/users" || true)',
+    'if [ "$count" -eq 0 ] && [ "$require_users" -eq 1 ]; then',
+    '  log "no users in $PREFIX/users: import the users and passwords from the old server first (migration step 2)"',
+    "  exit 1",
+    "fi",
+    'install -m 0640 -o root -g dovecot "$tmp/users" "$USERS"',
+    "# Postfix accepts mail only for listed users (no backscatter from unknown recipients).",
+    'awk -F: \'{ print $1, "OK" }\' "$tmp/users" > "$tmp/vmailbox"',
+    'if ! cmp -s "$tmp/vmailbox" "$POSTFIX_DIR/vmailbox"; then',
+    '  install -m 0644 "$tmp/vmailbox" "$POSTFIX_DIR/vmailbox"',
+    '  if postfix -c "$POSTFIX_DIR" status >/dev/null 2>&1; then postfix -c "$POSTFIX_DIR" reload >/dev/null 2>&1; fi',
+    "fi",
+    "",
+    "# The doveadm password authenticates the peer's dsync; never in user-data or logs.",
+    'printf \'doveadm_password = %s\\n\' "$(param doveadm-password)" > "$tmp/secrets"',
+    'if ! cmp -s "$tmp/secrets" "$SECRETS"; then',
+    '  install -m 0600 -o root -g root "$tmp/secrets" "$SECRETS"',
+    '  if doveadm -c "$DOVECOT_CONF" reload >/dev/null 2>&1; then :; fi',
+    "fi",
+    'param "private-ip/$PEER_ROLE" > "$tmp/peer-ip"',
+    'install -m 0644 "$tmp/peer-ip" "$STATE/peer-ip"',
+    'log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip")"',
+    "",
+  ].join("\n");
+}
+
+/** The dsync command between the two servers: two-way, every user, to the peer's doveadm server. */
+export function pairSyncCommand(layout: MailLayout = PRODUCTION_LAYOUT): string {
+  // sync, never backup: mail that reached either server (the standby is the second MX) is
+  // merged, nothing is deleted to make one side look like the other. -l: per-user lock, so a
+  // slow run and a manual run never interleave; -T: give up on a stalled peer.
+  return `doveadm -c ${shellQuote(layout.dovecotConfig)} sync -A -l 60 -T 300 "tcp:$PEER:${layout.ports.doveadm}"`;
+}
+
+/**
+ * hastack-mail-sync: the two-way dsync of every mailbox with the peer. The primary's timer runs
+ * it every syncIntervalMinutes (the mail RPO); since it is two-way it is also the reverse sync
+ * before a fallback. `--verify` then compares every user's mailboxes (message counts) on both
+ * servers and fails on any difference. Writes `<stateDir>/last-sync` on success.
+ */
+export function renderSyncScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
+  const conf = shellQuote(layout.dovecotConfig);
+  return [
+    SCRIPT_HEADER("hastack-mail-sync", [
+      "Two-way dsync (doveadm sync) of every mailbox with the peer server over the doveadm",
+      `protocol (tcp ${layout.ports.doveadm}, open only between the two servers). Run by the primary's timer`,
+      "every sync interval; being two-way, it is also the reverse sync before a fallback.",
+      "usage: hastack-mail-sync [--verify]",
+    ]),
+    `SBIN=${shellQuote(layout.sbinDir)}`,
+    `STATE=${shellQuote(layout.stateDir)}`,
+    "verify=0",
+    'if [ "${1:-}" = "--verify" ]; then verify=1; elif [ $# -gt 0 ]; then',
+    '  log "unknown argument $1 (expected --verify)"; exit 2',
+    "fi",
+    'mkdir -p "$STATE"',
+    'exec 9>"$STATE/sync.lock"',
+    'if ! flock -w 600 9; then log "another sync has held the lock for 10 minutes; giving up"; exit 75; fi',
+    '"$SBIN/hastack-mail-refresh"',
+    'PEER=$(cat "$STATE/peer-ip")',
+    "started=$(date +%s)",
+    "rc=0",
+    `${pairSyncCommand(layout)} || rc=$?`,
+    "# 2 = synced without errors but something changed meanwhile: one more pass settles it.",
+    'if [ "$rc" -eq 2 ]; then',
+    "  rc=0",
+    `  ${pairSyncCommand(layout)} || rc=$?`,
+    "fi",
+    'if [ "$rc" -ne 0 ]; then log "sync with $PEER failed (doveadm exit $rc)"; exit "$rc"; fi',
+    'date +%s > "$STATE/last-sync"',
+    'log "synced every mailbox with $PEER in $(( $(date +%s) - started )) s"',
+    'if [ "$verify" -eq 1 ]; then',
+    "  differ=0",
+    `  for user in $(doveadm -c ${conf} user '*'); do`,
+    `    here=$(doveadm -c ${conf} -f tab mailbox status -u "$user" 'messages' '*' | sort)`,
+    `    there=$(doveadm -c ${conf} -f tab mailbox status -S "$PEER:${layout.ports.doveadm}" -u "$user" 'messages' '*' | sort)`,
+    '    if [ "$here" != "$there" ]; then log "$user: mailboxes differ from $PEER"; differ=1; fi',
+    "  done",
+    '  if [ "$differ" -ne 0 ]; then exit 1; fi',
+    '  log "verified: every mailbox holds the same number of messages on both servers"',
+    "fi",
+    "",
+  ].join("\n");
+}
+
+/**
+ * hastack-mail-fallback: run on the primary before traffic returns to it. The reverse sync
+ * (two-way, so everything the standby took while it served comes back), a verification that
+ * both servers hold the same messages, and only then the release of the fencing latch.
+ */
+export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
+  return [
+    SCRIPT_HEADER("hastack-mail-fallback", [
+      "Run on the primary before a fallback: reverse sync from the standby (two-way), verify",
+      "that both servers hold the same messages, then unfence so Route 53 sends traffic back.",
+    ]),
+    `${shellQuote(layout.sbinDir)}/hastack-mail-sync --verify`,
+    `${shellQuote(layout.unfenceCommand)}`,
+    'log "reverse sync verified; fence released — the primary may take traffic again"',
+    "",
+  ].join("\n");
+}
+
+/** One run of a migration step that copies mail from the old server (steps 3 and 7). */
+export interface MigrationSyncSpec {
+  /** initial = step 3 (doveadm backup -R); final = step 7 (doveadm sync -1 -R). */
+  mode: "initial" | "final";
+  oldIp: string;
+  /** Master user on the old server's IMAP (it logs in as each user through it). */
+  masterUser: string;
+  /** The old server's IMAPS port. Defaults to 993. */
+  oldPort?: number;
+}
+
+/** The exact command a migration step runs on the new active server. */
+export function migrationSyncCommand(
+  spec: MigrationSyncSpec,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  return [
+    `${layout.sbinDir}/hastack-mail-migrate`,
+    spec.mode,
+    spec.oldIp,
+    spec.masterUser,
+    String(spec.oldPort ?? 993),
+  ]
+    .map(shellQuote)
+    .join(" ");
+}
+
+/**
+ * hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT: copies every user's mailboxes
+ * from the old server over IMAPS (Dovecot imapc, logged in as the master user), on the new
+ * server. initial (step 3) = `doveadm backup -R`: the new server becomes an exact copy (it
+ * receives no mail yet). final (step 7) = `doveadm sync -1 -R`: merges what reached the old
+ * server since and deletes nothing, so mail delivered to the new server since step 6 stays.
+ *
+ * The old server's certificate names our own host name, which resolves to the new pair by now,
+ * and imapc can only verify a certificate against the host it connects to. So the TLS leg is a
+ * socat tunnel to OLD_IP that verifies the certificate against the host name, and imapc talks
+ * to the tunnel over loopback: the old server's real certificate is still checked.
+ */
+export function renderMigrateScript(
+  s: MailServerSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  const ca = layout.tlsClientCaFile ? `cafile=${layout.tlsClientCaFile}` : "capath=/etc/ssl/certs";
+  return [
+    SCRIPT_HEADER("hastack-mail-migrate", [
+      "Steps 3 and 7 of the move from the old server: copy every user's mailboxes from it over",
+      "IMAPS. initial = doveadm backup -R (step 3); final = doveadm sync -1 -R (step 7: merge,",
+      "delete nothing on this server). The old server must allow MASTER_USER to log in as any user",
+      `and its master password must be in SSM at ${s.ssmPrefix}/migration/master-password.`,
+      "usage: hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT",
+    ]),
+    `SBIN=${shellQuote(layout.sbinDir)}`,
+    `CONF=${shellQuote(layout.dovecotConfig)}`,
+    `PREFIX=${shellQuote(s.ssmPrefix)}`,
+    `OLD_NAME=${shellQuote(s.hostname)}`,
+    'if [ $# -ne 4 ]; then log "usage: hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT"; exit 2; fi',
+    "mode=$1 old_ip=$2 master=$3 port=$4",
+    'case "$mode" in',
+    "  initial) dsync=(backup -R) ;;",
+    "  final) dsync=(sync -1 -R) ;;",
+    '  *) log "mode must be initial (step 3) or final (step 7), got $mode"; exit 2 ;;',
+    "esac",
+    'if ! [[ "$old_ip" =~ ^[0-9]{1,3}(\\.[0-9]{1,3}){3}$ ]]; then log "OLD_IP must be an IPv4 address, got $old_ip"; exit 2; fi',
+    'if ! [[ "$port" =~ ^[0-9]+$ ]]; then log "PORT must be a number, got $port"; exit 2; fi',
+    'if ! [[ "$master" =~ ^[A-Za-z0-9._@-]+$ ]]; then log "MASTER_USER has unexpected characters: $master"; exit 2; fi',
+    '"$SBIN/hastack-mail-refresh" --require-users',
+    "users=$(doveadm -c \"$CONF\" user '*' | wc -l)",
+    "",
+    "# Region for the SSM read: see hastack-mail-refresh.",
+    'if [ -z "${AWS_DEFAULT_REGION:-}" ]; then',
+    "  token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)",
+    '  AWS_DEFAULT_REGION=$(curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/placement/region)',
+    "  export AWS_DEFAULT_REGION",
+    "fi",
+    "tmp=$(mktemp -d)",
+    "tunnel=",
+    'cleanup() { if [ -n "$tunnel" ]; then kill "$tunnel" 2>/dev/null || true; fi; rm -rf "$tmp"; }',
+    "trap cleanup EXIT",
+    "# doveadm reads the generated config as the mail user: the directory is 0711, the password",
+    "# file 0600 root (read by doveadm before it drops privileges), never on a command line.",
+    'chmod 0711 "$tmp"',
+    'password=$(aws ssm get-parameter --with-decryption --name "$PREFIX/migration/master-password" --query Parameter.Value --output text)',
+    'printf \'imapc_password = %s\\n\' "$password" > "$tmp/password.conf"',
+    "",
+    "# The TLS tunnel: verifies the old server's certificate against our shared host name.",
+    "lport=",
+    "for attempt in 1 2 3 4 5; do",
+    "  candidate=$((30000 + RANDOM % 20000))",
+    `  socat -d TCP-LISTEN:"$candidate",bind=127.0.0.1,reuseaddr,fork \\`,
+    `    OPENSSL:"$old_ip":"$port",verify=1,${ca},commonname="$OLD_NAME",snihost="$OLD_NAME",min-version=TLS1.2 \\`,
+    '    2>>"$tmp/tunnel.log" &',
+    "  tunnel=$!",
+    "  for i in $(seq 1 50); do",
+    '    if ss -Hltn "sport = :$candidate" | grep -q .; then lport=$candidate; break; fi',
+    '    if ! kill -0 "$tunnel" 2>/dev/null; then break; fi',
+    "    sleep 0.1",
+    "  done",
+    '  if [ -n "$lport" ]; then break; fi',
+    '  kill "$tunnel" 2>/dev/null || true',
+    "  tunnel=",
+    "done",
+    'if [ -z "$lport" ]; then log "could not start the TLS tunnel to $old_ip:$port"; cat "$tmp/tunnel.log" >&2; exit 1; fi',
+    'cat > "$tmp/migrate.conf" <<CONF',
+    "!include $CONF",
+    "imapc_host = 127.0.0.1",
+    "imapc_port = $lport",
+    "imapc_ssl = no",
+    "imapc_user = %u",
+    "imapc_master_user = $master",
+    "imapc_features = rfc822.size fetch-headers",
+    "mail_prefetch_count = 20",
+    "!include $tmp/password.conf",
+    "CONF",
+    'log "$mode: doveadm ${dsync[*]} for $users users from $OLD_NAME at $old_ip:$port (certificate verified)"',
+    "started=$(date +%s)",
+    "rc=0",
+    'doveadm -c "$tmp/migrate.conf" "${dsync[@]}" -A imapc: || rc=$?',
+    'if [ "$rc" -ne 0 ]; then',
+    '  log "$mode sync from the old server failed (doveadm exit $rc)"',
+    '  sed "s/^/tls tunnel: /" "$tmp/tunnel.log" | tail -n 5 >&2',
+    '  exit "$rc"',
+    "fi",
+    'log "$mode sync of $users users done in $(( $(date +%s) - started )) s"',
+    "",
+  ].join("\n");
+}
