@@ -182,7 +182,12 @@ export interface BackupRuntime {
   replicateEnvFile?: string;
   /** The replication script. Defaults to the installed hastack-nas-replicate. */
   replicateCommand?: string;
+  /** node_exporter textfile collector directory for the success metrics. Defaults to Debian's. */
+  textfileDir?: string;
 }
+
+/** Debian's prometheus-node-exporter textfile collector directory (docs/outputs.md). */
+export const TEXTFILE_DIR = "/var/lib/prometheus/node-exporter";
 
 /** The default remote shell: the NAS's own key, no prompts, fail fast on a dead host. */
 export function defaultRsyncRsh(keyPath: string): string {
@@ -193,6 +198,7 @@ export function defaultRsyncRsh(keyPath: string): string {
 export function renderJobEnv(job: BackupJob, rt: BackupRuntime): string {
   const common = {
     JOB: job.name,
+    BACKUP_SERVICE: job.service,
     KIND: job.kind,
     SERVICE_NAME: rt.nasServiceName,
     ACTIVE_CHECK: rt.activeCheck ?? "dns",
@@ -201,6 +207,7 @@ export function renderJobEnv(job: BackupJob, rt: BackupRuntime): string {
     REPLICATE_AFTER: rt.replicateAfter === false ? "no" : "yes",
     REPLICATE_ENV: rt.replicateEnvFile ?? `${BACKUP_ENV_DIR}/replicate.env`,
     REPLICATE_CMD: rt.replicateCommand ?? REPLICATE_SCRIPT_PATH,
+    TEXTFILE_DIR: rt.textfileDir ?? TEXTFILE_DIR,
   };
   if (job.kind === "rsync") {
     return envFile({
@@ -228,6 +235,10 @@ export function renderReplicateEnv(o: {
   backupRoot?: string;
   /** Defaults to backupRoot. */
   peerRoot?: string;
+  /** Role of the other NAS, the label of the replication metric. */
+  peerSide: string;
+  /** Defaults to Debian's textfile collector directory. */
+  textfileDir?: string;
   activeCheck?: "dns" | "always" | "never";
   rsyncRsh?: string;
 }): string {
@@ -238,6 +249,8 @@ export function renderReplicateEnv(o: {
     BACKUP_ROOT: root,
     PEER: o.peer,
     PEER_ROOT: o.peerRoot ?? root,
+    PEER_SIDE: o.peerSide,
+    TEXTFILE_DIR: o.textfileDir ?? TEXTFILE_DIR,
     RSYNC_RSH: o.rsyncRsh ?? defaultRsyncRsh(NAS_SSH_KEY_PATH),
   });
 }
@@ -435,6 +448,15 @@ write_manifest() { # DIR: sha256 of every file under DIR/data, sorted, into DIR/
   mv -f "$1/MANIFEST.sha256.part" "$1/MANIFEST.sha256"
 }
 
+# METRIC LABELS FILE: now as the metric's value, for node_exporter's textfile collector, written
+# atomically (docs/outputs.md); a metric that cannot be written never fails the backup itself.
+metric() {
+  local dir=\${TEXTFILE_DIR:-${TEXTFILE_DIR}} tmp
+  { mkdir -p "$dir" && tmp=$(mktemp "$dir/.hastack.XXXXXX") &&
+    printf '%s{%s} %s\\n' "$1" "$2" "$(date +%s)" >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$dir/$3.prom"; } ||
+    log "could not write metric $1 to $dir"
+}
+
 snapshot_dir() { # NAME or "latest" -> directory
   local s=\${1:-latest}
   [ "$s" = latest ] && s=$(readlink "$job_dir/latest" || true)
@@ -487,6 +509,8 @@ run() {
   mv -T "$job_dir/.latest.new" "$job_dir/latest"
   log "snapshot $stamp: $(wc -l <"$job_dir/$stamp/MANIFEST.sha256") files in $(($(date +%s) - started)) s"
   prune
+  metric hastack_backup_last_success_timestamp_seconds \\
+    "service=\\"\${BACKUP_SERVICE:-unknown}\\",backup=\\"$JOB\\"" "hastack_backup_$JOB"
   flock -u 9
   if [ "\${REPLICATE_AFTER:-yes}" = yes ]; then
     "\${REPLICATE_CMD:-${REPLICATE_SCRIPT_PATH}}" "$REPLICATE_ENV"
@@ -554,6 +578,11 @@ rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="\
   --exclude=/.replicate.lock --exclude='/*/.incoming/' --exclude='/*/.lock' --exclude='/*/.latest.new' \\
   -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/"
 log "replicated $BACKUP_ROOT to $PEER:$PEER_ROOT in $(($(date +%s) - started)) s"
+# Success metric for monitoring (docs/outputs.md), labelled with the side that received the copy.
+dir=\${TEXTFILE_DIR:-${TEXTFILE_DIR}}
+{ mkdir -p "$dir" && tmp=$(mktemp "$dir/.hastack.XXXXXX") &&
+  printf 'hastack_replication_last_success_timestamp_seconds{service="nas",side="%s"} %s\\n' "\${PEER_SIDE:-standby}" "$(date +%s)" >"$tmp" &&
+  chmod 0644 "$tmp" && mv -f "$tmp" "$dir/hastack_replication_nas.prom"; } || log "could not write the replication metric to $dir"
 `;
 
 /** Install path of the SSH trust script (NAS and PBX servers). */

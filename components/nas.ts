@@ -215,6 +215,7 @@ export class NasBackups extends pulumi.ComponentResource {
         fqdn: serverNames[side],
         serviceName,
         peer: serverNames[otherRole(side)],
+        peerSide: otherRole(side),
         region: args.region,
         ssmPrefix,
         jobs: this.jobs,
@@ -388,8 +389,9 @@ export interface NasCloudConfigInput {
   fqdn: string;
   /** nas.<domain>: where it resolves decides which NAS runs the jobs. */
   serviceName: string;
-  /** The other NAS (replication target). */
+  /** The other NAS (replication target) and its role (the replication metric's side label). */
   peer: string;
+  peerSide: Role;
   region: string;
   ssmPrefix: string;
   jobs: BackupJob[];
@@ -437,7 +439,11 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
       ),
       file(
         `${BACKUP_ENV_DIR}/replicate.env`,
-        renderReplicateEnv({ nasServiceName: i.serviceName, peer: i.peer }),
+        renderReplicateEnv({
+          nasServiceName: i.serviceName,
+          peer: i.peer,
+          peerSide: i.peerSide,
+        }),
       ),
       ...i.jobs.map((j) =>
         file(`${BACKUP_ENV_DIR}/${j.name}.env`, renderJobEnv(j, { nasServiceName: i.serviceName })),

@@ -24,6 +24,7 @@ import {
   IS_ACTIVE_SCRIPT_PATH,
   SSH_KEYS_SCRIPT,
   SSH_KEYS_SCRIPT_PATH,
+  TEXTFILE_DIR,
   renderSshKeysEnv,
   shellQuote,
   timerSchedule,
@@ -501,6 +502,8 @@ export const FREEPBX_CDR_VARIABLES = [
 export function renderPbxSyncEnv(o: {
   serviceName: string;
   peer: string;
+  /** Role of the peer: the side label of the replication metric. */
+  peerSide: string;
   /** Defaults to / (production). */
   syncRoot?: string;
   /** Defaults to / (production). */
@@ -508,11 +511,15 @@ export function renderPbxSyncEnv(o: {
   activeCheck?: "dns" | "always" | "never";
   rsyncRsh?: string;
   bwlimit?: number;
+  /** node_exporter textfile collector directory. Defaults to Debian's. */
+  textfileDir?: string;
 }): string {
   const vars: Record<string, string | number | undefined> = {
     SERVICE_NAME: o.serviceName,
     ACTIVE_CHECK: o.activeCheck ?? "dns",
     PEER: o.peer,
+    PEER_SIDE: o.peerSide,
+    TEXTFILE_DIR: o.textfileDir ?? TEXTFILE_DIR,
     SYNC_ROOT: o.syncRoot ?? "/",
     PEER_ROOT: o.peerRoot ?? "/",
     SYNC_PATHS: PBX_SYNC_PATHS.join(" "),
@@ -591,7 +598,7 @@ log() { echo "hastack-pbx-sync: $*" >&2; }
 [ -n "$cmd" ] && [ -r "$env_file" ] || { log "usage: hastack-pbx-sync sync|final|check ENV"; exit 2; }
 # shellcheck disable=SC1090
 . "$env_file"
-: "\${PEER:?}" "\${SYNC_ROOT:?}" "\${PEER_ROOT:?}" "\${SYNC_PATHS:?}" "\${RSYNC_RSH:?}"
+: "\${PEER:?}" "\${PEER_SIDE:?}" "\${SYNC_ROOT:?}" "\${PEER_ROOT:?}" "\${SYNC_PATHS:?}" "\${RSYNC_RSH:?}"
 
 active() {
   case "\${ACTIVE_CHECK:-dns}" in
@@ -610,6 +617,15 @@ push() { # extra rsync options...
   for e in \${EXCLUDES:-}; do excl+=(--exclude="$e"); done
   rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="\${RSYNC_TIMEOUT:-600}" \\
     \${BWLIMIT:+--bwlimit="$BWLIMIT"} \${RSYNC_OPTS:-} "\${excl[@]}" -e "$RSYNC_RSH" "$@" "\${paths[@]}" "$PEER:$PEER_ROOT/"
+}
+
+# Success metric for monitoring (docs/outputs.md): replication to PEER_SIDE is current as of now.
+# Written atomically; a metric that cannot be written never fails the sync.
+metric() {
+  local dir=\${TEXTFILE_DIR:-${TEXTFILE_DIR}} tmp
+  { mkdir -p "$dir" && tmp=$(mktemp "$dir/.hastack.XXXXXX") &&
+    printf 'hastack_replication_last_success_timestamp_seconds{service="pbx",side="%s"} %s\\n' "$PEER_SIDE" "$(date +%s)" >"$tmp" &&
+    chmod 0644 "$tmp" && mv -f "$tmp" "$dir/hastack_replication_pbx.prom"; } || log "could not write the metric to $dir"
 }
 
 check() {
@@ -633,11 +649,13 @@ case "$cmd" in
     fi
     started=$(date +%s)
     push
+    metric
     log "pushed to $PEER in $(($(date +%s) - started)) s"
     ;;
   final)
     push
     check
+    metric
     ;;
   check) check ;;
   *) log "unknown command $cmd (sync, final, check)"; exit 2 ;;
@@ -815,7 +833,11 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       {
         path: PBX_SYNC_ENV_PATH,
         permissions: "0644",
-        content: renderPbxSyncEnv({ serviceName: i.serviceName, peer: i.peer }),
+        content: renderPbxSyncEnv({
+          serviceName: i.serviceName,
+          peer: i.peer,
+          peerSide: otherRole(i.role),
+        }),
       },
       ...renderPbxSyncUnits(i.syncIntervalMinutes).map((u) => ({ ...u, permissions: "0644" })),
     ],

@@ -146,6 +146,8 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       renderReplicateEnv({
         nasServiceName: "nas.example.test",
         peer: "standby-nas",
+        peerSide: "standby",
+        textfileDir: dirs.metrics,
         backupRoot: dirs.nasPrimary,
         peerRoot: dirs.nasStandby,
         activeCheck: "always",
@@ -171,6 +173,7 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
           dbDefaultsFile: dirs.dbDefaults,
           replicateEnvFile: dirs.replicateEnv,
           replicateCommand: dirs.replicateScript,
+          textfileDir: dirs.metrics,
         }),
       );
       return file;
@@ -205,6 +208,15 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       }
     }
 
+    // What monitoring reads (docs/outputs.md): one success metric per job, one for replication.
+    for (const file of [
+      ...jobs.map((j) => `hastack_backup_${j.name}.prom`),
+      "hastack_replication_nas.prom",
+    ]) {
+      if (!fs.existsSync(path.join(dirs.metrics, file))) {
+        problems.push(`no success metric ${file} after the runs`);
+      }
+    }
     opts.afterReplication?.({ primary: dirs.nasPrimary, standby: dirs.nasStandby });
     log("verifying every snapshot on the standby NAS against its MANIFEST");
     for (const job of jobs) {
@@ -396,6 +408,7 @@ interface Layout {
   nasPrimary: string;
   nasStandby: string;
   restore: string;
+  metrics: string;
 }
 
 function layout(work: string): Layout {
@@ -420,6 +433,7 @@ function layout(work: string): Layout {
     nasPrimary: d("nas-primary"),
     nasStandby: d("nas-standby"),
     restore: d("restore"),
+    metrics: d("metrics"),
   };
 }
 

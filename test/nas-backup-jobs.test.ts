@@ -170,6 +170,7 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
         sourcePath,
         replicateEnvFile: path.join(tmp, "replicate.env"),
         replicateCommand: path.join(tmp, "hastack-nas-replicate"),
+        textfileDir: path.join(tmp, "metrics"),
       }),
     );
     fs.writeFileSync(
@@ -177,6 +178,8 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
       renderReplicateEnv({
         nasServiceName: "nas.example.test",
         peer: "nas2",
+        peerSide: "standby",
+        textfileDir: path.join(tmp, "metrics"),
         backupRoot: nas,
         peerRoot: standby,
         activeCheck,
@@ -204,6 +207,14 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
     const second = await backupRun("run", "2024-05-02T00:00:00Z");
     expect(second.code, second.stderr).to.equal(0);
     expect(snapshots(standby)).to.deep.equal(["20240501T000000Z", "20240502T000000Z"]);
+    // Success metrics for monitoring, in node_exporter's textfile format (docs/outputs.md).
+    const metric = (f: string) => fs.readFileSync(path.join(tmp, "metrics", f), "utf8");
+    expect(metric("hastack_backup_mail-maildirs.prom")).to.match(
+      /^hastack_backup_last_success_timestamp_seconds\{service="mail",backup="mail-maildirs"\} \d{10}\n$/,
+    );
+    expect(metric("hastack_replication_nas.prom")).to.match(
+      /^hastack_replication_last_success_timestamp_seconds\{service="nas",side="standby"\} \d{10}\n$/,
+    );
     // Unchanged mail is one inode shared by both snapshots, on the standby too (-H).
     const f = (root: string, snap: string) =>
       path.join(root, job.name, snap, "data", "u1", "Maildir", "cur", "m0:2,S");
@@ -243,6 +254,7 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
     expect(r.code).to.equal(0);
     expect(r.stderr).to.contain("not the active one");
     expect(snapshots(nas)).to.deep.equal([]);
+    expect(fs.existsSync(path.join(tmp, "metrics"))).to.equal(false);
   });
 
   it("a failed pull keeps .incoming for the next run and never moves latest", async () => {

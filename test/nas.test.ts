@@ -310,6 +310,7 @@ describe("NAS cloud-init part", function () {
     fqdn: "nas1.example.co.id",
     serviceName: "nas.example.co.id",
     peer: "nas2.example.co.id",
+    peerSide: "standby",
     region: "ap-southeast-3",
     ssmPrefix: "/hastack/nas",
     jobs,

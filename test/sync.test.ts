@@ -76,6 +76,8 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
       renderPbxSyncEnv({
         serviceName: "pbx.example.test",
         peer: "pbx2.example.test",
+        peerSide: "standby",
+        textfileDir: path.join(tmp, "metrics"),
         syncRoot: src,
         peerRoot: peer,
         activeCheck,
@@ -104,6 +106,11 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
       false,
     );
     expect(fs.existsSync(path.join(peer, "var/spool/asterisk/tmp/scratch"))).to.equal(false);
+    expect(
+      fs.readFileSync(path.join(tmp, "metrics", "hastack_replication_pbx.prom"), "utf8"),
+    ).to.match(
+      /^hastack_replication_last_success_timestamp_seconds\{service="pbx",side="standby"\} \d{10}\n$/,
+    );
   });
 
   it("converges new, changed and deleted files", async () => {
@@ -147,6 +154,9 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     expect(r.code).to.equal(0);
     expect(r.stderr).to.contain("not the active PBX");
     expect(fs.readdirSync(peer)).to.deep.equal([]);
+    expect(fs.existsSync(path.join(tmp, "metrics")), "no success metric without a push").to.equal(
+      false,
+    );
     // The reverse sync before a fallback is explicit and ignores the check.
     expect((await sync("final")).code).to.equal(0);
     expectConverged();
