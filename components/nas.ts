@@ -114,7 +114,11 @@ export interface JobOutput {
 
 /** The `nas` stack output. */
 export interface NasOutputs {
-  endpoints: { primary: string; standby: string };
+  /** Private addresses of the NAS servers (monitoring scrapes node_exporter there). */
+  endpoints: Record<Role, pulumi.Output<string>>;
+  /** Their names and the snapshot root, for people and restores. */
+  hosts: Record<Role, string>;
+  backupRoot: string;
   backupPlanId: pulumi.Output<string>;
   vaultName: pulumi.Output<string>;
   awsBackup: { schedule: string; retentionDays: number; selectionTag: string };
@@ -325,10 +329,9 @@ export class NasBackups extends pulumi.ComponentResource {
     );
 
     this.outputs = {
-      endpoints: {
-        primary: `${serverNames.primary}:${BACKUP_ROOT}`,
-        standby: `${serverNames.standby}:${BACKUP_ROOT}`,
-      },
+      endpoints: this.pair.privateIps,
+      hosts: serverNames,
+      backupRoot: BACKUP_ROOT,
       backupPlanId: plan.id,
       vaultName: vault.name,
       awsBackup: {

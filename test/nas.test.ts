@@ -234,10 +234,20 @@ describe("NasBackups", function () {
           target: `nas.example.co.id:${BACKUP_ROOT}/pbx-spool`,
         },
       ]);
-      expect(outputs.endpoints).to.deep.equal({
-        primary: `nas1.example.co.id:${BACKUP_ROOT}`,
-        standby: `nas2.example.co.id:${BACKUP_ROOT}`,
+      expect(outputs.hosts).to.deep.equal({
+        primary: "nas1.example.co.id",
+        standby: "nas2.example.co.id",
       });
+      expect(outputs.backupRoot).to.equal(BACKUP_ROOT);
+      const ip = (o: unknown) =>
+        new Promise((res) => (o as { apply: (f: (v: unknown) => void) => void }).apply(res));
+      const [primary, standby] = await Promise.all([
+        ip(outputs.endpoints.primary),
+        ip(outputs.endpoints.standby),
+      ]);
+      expect(primary).to.match(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(standby).to.match(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(primary).not.to.equal(standby);
     });
     it("retention and interval per job come from config, into the outputs and the NAS's job files", async () => {
       const { d: custom, outputs: o } = await synth({
