@@ -17,6 +17,7 @@ import { requireTools, run } from "../scripts/rehearse-backup";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as zlib from "zlib";
 
 const ADMIN = ["203.0.113.10/32"];
 
@@ -359,6 +360,16 @@ describe("NAS cloud-init part", function () {
       ...jobs.map((j) => `hastack-backup-${j.name}.timer`),
       "hastack-nas-replicate.timer",
     ]);
+  });
+
+  it("fits EC2's 16 KiB user-data limit once gzipped (cloud-init reads gzip user-data)", () => {
+    // Uncompressed it does not fit (the scripts are whole): ServerPair must send it gzipped.
+    const text = renderCloudConfig({
+      ...parts,
+      healthAgent: { servicePort: 22, failureThreshold: 3 },
+    });
+    expect(zlib.gzipSync(text).length).to.be.lessThan(16 * 1024);
+    expect(zlib.gunzipSync(zlib.gzipSync(text)).toString()).to.equal(text);
   });
 
   it("jobOutputs uses the monotonic schedule for intervals that do not divide a day", () => {

@@ -9,6 +9,7 @@ import { expect } from "chai";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as zlib from "zlib";
 import {
   ASTERISK_CDR_VARIABLES,
   CDR_CONNECTION,
@@ -363,6 +364,16 @@ describe("PBX cloud-init part", function () {
     expect(idx("hastack-pbx-install")).to.be.lessThan(idx("hastack-ssh-keys"));
     expect(idx("hastack-ssh-keys")).to.be.lessThan(idx("hastack-pbx-cdr-setup"));
     expect(idx("hastack-pbx-cdr-setup")).to.be.lessThan(idx("hastack-pbx-sync.timer"));
+  });
+
+  it("fits EC2's 16 KiB user-data limit as is (eip, the default) and gzipped in dns mode", () => {
+    expect(Buffer.byteLength(renderCloudConfig(parts))).to.be.lessThan(16 * 1024);
+    // With the health agent (dns switchover) only gzipped: ServerPair must send it compressed.
+    const withAgent = renderCloudConfig({
+      ...parts,
+      healthAgent: { servicePort: 5060, failureThreshold: 3 },
+    });
+    expect(zlib.gzipSync(withAgent).length).to.be.lessThan(16 * 1024);
   });
 
   it("carries no secret: only SSM parameter names", () => {
