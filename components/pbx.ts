@@ -34,6 +34,8 @@ import {
 export const CDR_CONNECTION = "hastack-cdr";
 /** The MariaDB account Asterisk writes CDRs with. */
 export const CDR_DB_USER = "asteriskcdr";
+/** Where the MySQL pair reads that account's password. */
+export const CDR_PASSWORD_PARAMETER_FOR_MYSQL = "/hastack/mysql/cdr-user-password";
 /** Where the boot script writes `password => …` (outside /etc/asterisk, so sync and backups never copy it). */
 export const CDR_PASSWORD_INCLUDE = "/etc/hastack/pbx/res_odbc_password.conf";
 /** The ODBC driver name Debian's odbc-mariadb registers. */
@@ -130,6 +132,18 @@ export class PbxPair extends pulumi.ComponentResource {
         type: "SecureString",
         value: cdrPassword.result,
         description: "hastack: password of the Asterisk CDR account on the MySQL pair",
+      },
+      { parent: this },
+    );
+    // The same secret where the MySQL servers may read it (ServerPair grants each pair only its
+    // own prefix): they create the account with it.
+    new aws.ssm.Parameter(
+      `${name}-cdr-db-password-mysql`,
+      {
+        name: CDR_PASSWORD_PARAMETER_FOR_MYSQL,
+        type: "SecureString",
+        value: cdrPassword.result,
+        description: `hastack: password of the MariaDB account ${CDR_DB_USER} (PBX CDRs), for the MySQL pair`,
       },
       { parent: this },
     );

@@ -187,6 +187,13 @@ describe("PbxPair", function () {
     )!;
     expect(param.inputs.type).to.equal("SecureString");
     expect(param.inputs.value).to.equal("[secret]");
+    const forMysql = ofType(d, "aws:ssm/parameter:Parameter").find(
+      (p) => p.inputs.name === "/hastack/mysql/cdr-user-password",
+    )!;
+    expect([forMysql.inputs.type, forMysql.inputs.value]).to.deep.equal([
+      "SecureString",
+      "[secret]",
+    ]);
     const keyParam = ofType(d, "aws:ssm/parameter:Parameter").find(
       (p) => p.inputs.name === "/hastack/pbx/sync-ssh-private-key",
     )!;
