@@ -4,7 +4,7 @@
 // servers and runs it through remote commands, and `npm run rehearse -- mysql` runs the very
 // same text against two real servers on loopback. The scripts take every host-specific value
 // (socket, peer address, password, role-file path) from the environment so one text serves both.
-import { Role } from "./server-pair";
+import { OPERATOR_RESPONSE_SECONDS, Role, Switchover } from "./server-pair";
 
 export type Engine = "mariadb" | "mysql";
 export type ReplicationMode = "semi-sync" | "async";
@@ -246,6 +246,7 @@ export interface MysqlSettings {
 /** An application account; its password arrives as HASTACK_ACCOUNT_PASSWORD_<index>. */
 export interface AccountSpec {
   user: string;
+  /** A database, or "*" for all (e.g. a backup account). */
   database: string;
   /** Defaults to "ALL PRIVILEGES" on that database only (no global privilege: fencing holds). */
   privileges?: string;
@@ -400,7 +401,10 @@ const PURPOSE: Record<ScriptName, string> = {
 /** Renders one role-change script (bash + SQL) for the engine and settings. */
 export function renderScript(name: ScriptName, s: MysqlSettings): string {
   const d = DIALECTS[s.engine];
-  return [prelude(name, s, d), MAIN[name](s, d)].join("\n");
+  // boot-role ships in user-data (16 KB limit): it carries only what it uses.
+  const parts =
+    name === "boot-role" ? [header(name, s, d)] : [header(name, s, d), sqlFunctions(s, d)];
+  return [...parts, MAIN[name](s, d)].join("\n");
 }
 
 /** All scripts, by name. */
@@ -428,20 +432,21 @@ export function renderReplicationUserSql(engine: Engine, host: string, pw: strin
 
 /** Creates one application account on this server, not binlogged (each server gets its own). */
 function renderAccountStep(engine: Engine, a: AccountSpec, index: number): string {
-  if (!/^[A-Za-z0-9_]{1,32}$/.test(a.user) || !/^[A-Za-z0-9_]{1,64}$/.test(a.database)) {
+  if (!/^[A-Za-z0-9_]{1,32}$/.test(a.user) || !/^(\*|[A-Za-z0-9_]{1,64})$/.test(a.database)) {
     throw new Error(
-      `account ${JSON.stringify(a.user)} on ${JSON.stringify(a.database)}: names must be [A-Za-z0-9_]`,
+      `account ${JSON.stringify(a.user)} on ${JSON.stringify(a.database)}: names must be [A-Za-z0-9_] (database may be "*")`,
     );
   }
   const env = accountPasswordEnv(index);
   const account = `'${a.user}'@'%'`;
+  const on = a.database === "*" ? "*.*" : `\\\`${a.database}\\\`.*`;
   return `pw=\${${env}:-}
 case "$pw" in "" | *[!A-Za-z0-9]*) die "${env} (password of ${a.user}) must be set and alphanumeric" ;; esac
 local_sql <<SQL
 SET SESSION sql_log_bin = 0;
 CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY '$pw';
 ALTER USER ${account} IDENTIFIED BY '$pw';
-GRANT ${a.privileges ?? "ALL PRIVILEGES"} ON \\\`${a.database}\\\`.* TO ${account};
+GRANT ${a.privileges ?? "ALL PRIVILEGES"} ON ${on} TO ${account};
 SQL
 log "account ${a.user} on ${a.database} ready (${engine})"`;
 }
@@ -471,11 +476,8 @@ function heredoc(tag: string, body: string): string {
   return `<<'${tag}'\n${body}${tag}`;
 }
 
-function prelude(name: ScriptName, s: MysqlSettings, d: Dialect): string {
-  const semiSql = (sourceOn: boolean, replicaOn: boolean): string =>
-    s.semiSync
-      ? `SET GLOBAL ${d.semi.sourceEnabled} = ${sourceOn ? "ON" : "OFF"}; SET GLOBAL ${d.semi.replicaEnabled} = ${replicaOn ? "ON" : "OFF"};`
-      : "";
+/** Shebang, parameters with their defaults, logging, temp dir, role file: every script has these. */
+function header(name: ScriptName, s: MysqlSettings, d: Dialect): string {
   return `#!/bin/bash
 # hastack-mysql-${name} (${s.engine}): rendered by components/mysql-scripts.ts; do not edit.
 # ${PURPOSE[name]}
@@ -510,18 +512,39 @@ refuse() { log "REFUSED: $*"; exit 3; }
 tmp=$(mktemp -d "\${TMPDIR:-/tmp}/hastack-mysql.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-# Local server, authenticated by the OS account (unix_socket / auth_socket).
-local_sql() { "$HASTACK_CLIENT" --socket="$HASTACK_SOCKET" --user="$HASTACK_LOCAL_USER" --batch --skip-column-names "$@"; }
-# The peer, over TCP with the replication account; the password sits in a 0600 option file,
-# never on a command line.
-peer_sql() { "$HASTACK_CLIENT" --defaults-extra-file="$tmp/peer.cnf" --protocol=tcp --batch --skip-column-names "$@"; }
-
 aws_region() {
   if [ -n "\${HASTACK_AWS_REGION:-}" ]; then echo "$HASTACK_AWS_REGION"; return; fi
   local token
   token=$(curl -sf --max-time 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) || return 1
   curl -sf --max-time 3 -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/placement/region
 }
+
+write_role() {
+  [ -n "$HASTACK_ROLE_CNF" ] || return 0
+  if [ "$1" = active ]; then
+    cat >"$HASTACK_ROLE_CNF.tmp" ${heredoc("ACTIVE", renderRoleConfig(s.engine, "active", s.semiSync))}
+  else
+    cat >"$HASTACK_ROLE_CNF.tmp" ${heredoc("PASSIVE", renderRoleConfig(s.engine, "passive", s.semiSync))}
+  fi
+  chmod 0644 "$HASTACK_ROLE_CNF.tmp"
+  mv -f "$HASTACK_ROLE_CNF.tmp" "$HASTACK_ROLE_CNF"
+  log "role file $HASTACK_ROLE_CNF: $1"
+}
+
+`;
+}
+
+/** Local/peer SQL, replication status, waits, promotion and cloning: the role-change toolkit. */
+function sqlFunctions(s: MysqlSettings, d: Dialect): string {
+  const semiSql = (sourceOn: boolean, replicaOn: boolean): string =>
+    s.semiSync
+      ? `SET GLOBAL ${d.semi.sourceEnabled} = ${sourceOn ? "ON" : "OFF"}; SET GLOBAL ${d.semi.replicaEnabled} = ${replicaOn ? "ON" : "OFF"};`
+      : "";
+  return `# Local server, authenticated by the OS account (unix_socket / auth_socket).
+local_sql() { "$HASTACK_CLIENT" --socket="$HASTACK_SOCKET" --user="$HASTACK_LOCAL_USER" --batch --skip-column-names "$@"; }
+# The peer, over TCP with the replication account; the password sits in a 0600 option file,
+# never on a command line.
+peer_sql() { "$HASTACK_CLIENT" --defaults-extra-file="$tmp/peer.cnf" --protocol=tcp --batch --skip-column-names "$@"; }
 
 need_password() {
   if [ -z "\${HASTACK_REPL_PASSWORD:-}" ] && [ -n "\${HASTACK_SSM_PASSWORD_PARAM:-}" ] && command -v aws >/dev/null 2>&1; then
@@ -582,18 +605,6 @@ wait_drained() {
     [ $((SECONDS - start)) -lt "$limit" ] || return 1
     sleep 0.2
   done
-}
-
-write_role() {
-  [ -n "$HASTACK_ROLE_CNF" ] || return 0
-  if [ "$1" = active ]; then
-    cat >"$HASTACK_ROLE_CNF.tmp" ${heredoc("ACTIVE", renderRoleConfig(s.engine, "active", s.semiSync))}
-  else
-    cat >"$HASTACK_ROLE_CNF.tmp" ${heredoc("PASSIVE", renderRoleConfig(s.engine, "passive", s.semiSync))}
-  fi
-  chmod 0644 "$HASTACK_ROLE_CNF.tmp"
-  mv -f "$HASTACK_ROLE_CNF.tmp" "$HASTACK_ROLE_CNF"
-  log "role file $HASTACK_ROLE_CNF: $1"
 }
 
 unfence() {
@@ -901,8 +912,13 @@ log "replicating from the active side $HASTACK_PEER_HOST:$HASTACK_PEER_PORT"
 side=\${HASTACK_SIDE:-}
 active=\${HASTACK_ACTIVE_SIDE:-}
 if [ -z "$active" ] && [ -n "\${HASTACK_SSM_ACTIVE_PARAM:-}" ] && command -v aws >/dev/null 2>&1; then
-  active=$(timeout 30 aws ssm get-parameter --region "$(aws_region)" --name "$HASTACK_SSM_ACTIVE_PARAM" \\
-    --query Parameter.Value --output text 2>/dev/null) || active=""
+  # On the very first boot the parameter may be seconds younger than the server: retry briefly.
+  for attempt in 1 2 3 4 5 6; do
+    active=$(timeout 20 aws ssm get-parameter --region "$(aws_region)" --name "$HASTACK_SSM_ACTIVE_PARAM" \\
+      --query Parameter.Value --output text 2>/dev/null) && break
+    active=""
+    [ "$attempt" = 6 ] || sleep 5
+  done
 fi
 case "$side:$active" in
   primary:primary | standby:standby) write_role active ;;
@@ -917,11 +933,17 @@ exit 0
 };
 
 /** The systemd drop-in that runs boot-role before every start of the database service. */
-export function renderBootRoleDropIn(engine: Engine, side: Role, ssmActiveParam: string): string {
+export function renderBootRoleDropIn(
+  engine: Engine,
+  side: Role,
+  ssmActiveParam: string,
+  region: string,
+): string {
   return [
     "# hastack: write the role file from the stack's intent before every start (see boot-role).",
     "[Service]",
     `Environment=HASTACK_SIDE=${side}`,
+    `Environment=HASTACK_AWS_REGION=${region}`,
     `Environment=HASTACK_SSM_ACTIVE_PARAM=${ssmActiveParam}`,
     `Environment=HASTACK_ROLE_CNF=${DIALECTS[engine].confDir}/90-hastack-role.cnf`,
     `ExecStartPre=-${BOOT_ROLE_PATH}`,
@@ -973,15 +995,16 @@ export function mysqlRpoSeconds(semiSync: boolean, maxFailoverLagSeconds: number
 }
 
 /**
- * Designed recovery time: the health check detects the failure, an operator reviews and
- * applies the flip (OPERATOR_RESPONSE_SECONDS), the failover script applies what the standby
- * received (at most maxFailoverLagSeconds), and clients see the new address within the TTL.
+ * Designed recovery time. Unlike a stateless service, the database needs the reviewed flip in
+ * both modes (DNS failover alone would send clients to a read-only standby): the pair's estimate,
+ * plus the operator's flip where the pair's estimate assumes none (dns), plus the failover
+ * script's drain bound.
  */
 export function mysqlRtoSeconds(o: {
-  detectionSeconds: number;
-  operatorSeconds: number;
+  switchover: Switchover;
+  pairRtoSeconds: number;
   maxFailoverLagSeconds: number;
-  ttl: number;
 }): number {
-  return o.detectionSeconds + o.operatorSeconds + o.maxFailoverLagSeconds + o.ttl;
+  const operator = o.switchover === "dns" ? OPERATOR_RESPONSE_SECONDS : 0;
+  return o.pairRtoSeconds + operator + o.maxFailoverLagSeconds;
 }

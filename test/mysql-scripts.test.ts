@@ -328,8 +328,14 @@ describe("mysql rendering: role-change scripts", () => {
     expect(names).not.to.include(accountPasswordEnv(2));
   });
   it("boot-role runs before every start and never blocks it", () => {
-    const dropIn = renderBootRoleDropIn("mariadb", "standby", "/hastack/mysql/active-side");
+    const dropIn = renderBootRoleDropIn(
+      "mariadb",
+      "standby",
+      "/hastack/mysql/active-side",
+      "ap-southeast-3",
+    );
     expect(dropIn).to.contain("Environment=HASTACK_SIDE=standby");
+    expect(dropIn).to.contain("Environment=HASTACK_AWS_REGION=ap-southeast-3");
     expect(dropIn).to.contain("Environment=HASTACK_SSM_ACTIVE_PARAM=/hastack/mysql/active-side");
     expect(dropIn).to.contain("ExecStartPre=-/usr/local/sbin/hastack-mysql-boot-role");
   });
@@ -442,22 +448,22 @@ describe("mysql rendering: designed RPO and RTO", () => {
       expect(mysqlRpoSeconds(r.semiSync, r.bound)).to.equal(r.want);
     });
   }
-  it("rto adds detection, the operator's flip, the drain bound and the TTL", () => {
-    expect(
-      mysqlRtoSeconds({
-        detectionSeconds: 30,
-        operatorSeconds: 900,
-        maxFailoverLagSeconds: 30,
-        ttl: 60,
-      }),
-    ).to.equal(1020);
-    expect(
-      mysqlRtoSeconds({
-        detectionSeconds: 10,
-        operatorSeconds: 0,
-        maxFailoverLagSeconds: 0,
-        ttl: 5,
-      }),
-    ).to.equal(15);
-  });
+  const rto: { switchover: "dns" | "eip"; pair: number; bound: number; want: number }[] = [
+    // dns: the pair assumes no operator; the database needs the reviewed flip anyway.
+    { switchover: "dns", pair: 90, bound: 30, want: 90 + 900 + 30 },
+    // eip: the pair's estimate already includes the operator.
+    { switchover: "eip", pair: 960, bound: 30, want: 960 + 30 },
+    { switchover: "dns", pair: 15, bound: 0, want: 915 },
+  ];
+  for (const r of rto) {
+    it(`rto ${r.switchover}, pair ${r.pair}s, drain bound ${r.bound}s → ${r.want}s`, () => {
+      expect(
+        mysqlRtoSeconds({
+          switchover: r.switchover,
+          pairRtoSeconds: r.pair,
+          maxFailoverLagSeconds: r.bound,
+        }),
+      ).to.equal(r.want);
+    });
+  }
 });

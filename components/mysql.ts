@@ -1,0 +1,450 @@
+// The MySQL/MariaDB pair (issue 4): a ServerPair running the database with GTID replication
+// primary → standby, semi-synchronous by default so every acknowledged commit exists on both
+// servers. A failover or fallback is a reviewed stack update: flipping `hastack:mysql.active`
+// moves db.<domain> (the pair's switch records) and runs the rendered role-change scripts
+// through remote commands — the same scripts `npm run rehearse -- mysql` runs on loopback
+// (components/mysql-scripts.ts). Instances, volumes and security groups never change on a flip.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import * as random from "@pulumi/random";
+import * as command from "@pulumi/command";
+import type { MysqlConfig } from "../stack-config";
+import { Dns } from "./dns";
+import {
+  BOOT_ROLE_PATH,
+  Engine,
+  MysqlSettings,
+  PROVISION_PATH,
+  ReplicationMode,
+  SSHD_ACCEPT_ENV,
+  STAGING_DIR,
+  ScriptEnvName,
+  ScriptName,
+  accountPasswordEnv,
+  mysqlRpoSeconds,
+  mysqlRtoSeconds,
+  remoteShell,
+  renderBootRoleDropIn,
+  renderProvisionScript,
+  renderRoleConfig,
+  renderScript,
+  renderServerConfig,
+  replicationMode,
+  DIALECTS,
+} from "./mysql-scripts";
+import {
+  CloudConfigParts,
+  ROLES,
+  Role,
+  ServerPair,
+  ServiceSummary,
+  ServicePort,
+  otherRole,
+} from "./server-pair";
+
+export const MYSQL_PORT = 3306;
+
+/** An application account created on both servers (e.g. the PBX's CDR writer). */
+export interface MysqlAccount {
+  user: string;
+  /** Database the grant applies to, or "*" for all (e.g. a backup account). */
+  database: string;
+  /** Secret. */
+  password: pulumi.Input<string>;
+  /** Defaults to "ALL PRIVILEGES" on that database. */
+  privileges?: string;
+}
+
+/** Arguments of MysqlPair. Everything it needs is explicit: it reads no config itself. */
+export interface MysqlPairArgs {
+  /** The parsed `hastack:mysql` object. */
+  config: MysqlConfig;
+  /** The mail domain: the endpoint is `<hostname>.<domain>` (db.<domain>). */
+  domain: string;
+  dns: Dns;
+  network: {
+    vpcId: pulumi.Input<string>;
+    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
+  };
+  /** Pinned AMI (Debian 12); config.ami wins when set. */
+  ami: string;
+  /** AWS region of the stack (the servers read SSM there). */
+  region: string;
+  adminCidrs: string[];
+  /** Security groups whose members may connect to 3306 (the PBX, applications). */
+  clientSecurityGroupIds: pulumi.Input<string>[];
+  /** Application accounts to create on both servers. Defaults to none. */
+  accounts?: MysqlAccount[];
+  /** EC2 key pair. Defaults to none. */
+  keyName?: string;
+  /** SSH user of the role-change commands. Defaults to admin (Debian's cloud user). */
+  sshUser?: string;
+  /**
+   * Private key (secret) the role-change commands log in with. Defaults to none: then no
+   * command is declared and the scripts must be run by hand (a warning says so).
+   */
+  sshPrivateKey?: pulumi.Input<string>;
+}
+
+/** The stack-output summary: the pair's, plus the engine and the replication mode. */
+export type MysqlSummary = ServiceSummary & { engine: Engine; replication: ReplicationMode };
+
+export class MysqlPair extends pulumi.ComponentResource {
+  public readonly pair: ServerPair;
+  public readonly engine: Engine;
+  public readonly replication: ReplicationMode;
+  /** FQDN clients use (follows `active`). */
+  public readonly endpoint: string;
+  public readonly securityGroupId: pulumi.Output<string>;
+  /** SSM SecureString with the replication password. */
+  public readonly replicationPasswordParameter: string;
+  /** SSM String naming the active side: the servers' boot-role reads it before every start. */
+  public readonly activeSideParameter: string;
+  /** The role-change commands declared for the current `active` (empty without an SSH key). */
+  public readonly commands: Record<string, command.remote.Command>;
+  public readonly summary: MysqlSummary;
+
+  constructor(name: string, args: MysqlPairArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hastack:mysql:MysqlPair", name, {}, opts);
+    const cfg = args.config;
+    const switchover = cfg.switchover ?? "dns";
+    const sshUser = args.sshUser ?? "admin";
+    const accounts = args.accounts ?? [];
+    this.engine = cfg.engine;
+    this.replication = replicationMode(cfg.semiSync);
+    this.endpoint = `${cfg.hostname}.${args.domain}`;
+    const ssmPrefix = "/hastack/mysql";
+    this.replicationPasswordParameter = `${ssmPrefix}/replication-password`;
+    this.activeSideParameter = `${ssmPrefix}/active-side`;
+    const settings = mysqlSettings(cfg, accounts);
+    const problems = checkMysqlPairArgs(args);
+    if (problems.length > 0) {
+      throw new Error(`MysqlPair ${name}: ${problems.join("; ")}`);
+    }
+
+    // Alphanumeric: the scripts refuse anything that would need quoting in SQL or an option file.
+    const password = new random.RandomPassword(
+      `${name}-replication-password`,
+      { length: 32, special: false },
+      { parent: this },
+    );
+    const replicationPassword = pulumi.secret(password.result);
+    new aws.ssm.Parameter(
+      `${name}-replication-password`,
+      {
+        name: this.replicationPasswordParameter,
+        type: "SecureString",
+        value: replicationPassword,
+        description: "hastack: password of the MySQL pair's replication account (hastack_repl)",
+      },
+      { parent: this },
+    );
+    // The stack's intent, read by each server before every database start: after a failover
+    // the old primary comes back read-only (and truncates its unacknowledged tail) instead of
+    // taking writes. Part of the switch: it changes with `active`.
+    const activeSide = new aws.ssm.Parameter(
+      `${name}-active-side`,
+      {
+        name: this.activeSideParameter,
+        type: "String",
+        // insecureValue: the provider treats `value` as secret; this one is public and a
+        // reviewer should see it change in the preview.
+        insecureValue: cfg.active,
+        description: "hastack: which side of the MySQL pair is active (hastack:mysql.active)",
+      },
+      { parent: this },
+    );
+
+    const cloudConfig = {} as Record<Role, CloudConfigParts>;
+    for (const side of ROLES) {
+      cloudConfig[side] = mysqlCloudConfigParts({
+        side,
+        hostname: `${cfg.hostname}-${side}`,
+        fqdn: `${cfg.hostname}-${side}.${args.domain}`,
+        settings,
+        region: args.region,
+        activeSideParameter: this.activeSideParameter,
+      });
+    }
+    this.pair = new ServerPair(
+      `${name}-pair`,
+      {
+        service: "mysql",
+        active: cfg.active,
+        switchover,
+        vpcId: args.network.vpcId,
+        subnets: args.network.subnets,
+        ami: cfg.ami ?? args.ami,
+        instanceType: cfg.instanceType,
+        rootVolumeGb: cfg.rootVolumeGb,
+        dataVolumeGb: cfg.dataVolumeGb,
+        keyName: args.keyName,
+        cloudConfig,
+        servicePorts: mysqlServicePorts(args.clientSecurityGroupIds),
+        adminCidrs: args.adminCidrs,
+        // Replication and the bootstrap dump; nothing else between the two servers.
+        peerPorts: [MYSQL_PORT],
+        healthCheck: {
+          type: "TCP",
+          port: MYSQL_PORT,
+          failureThreshold: cfg.healthCheck.failureThreshold,
+        },
+        ttl: cfg.ttl,
+        bootSeconds: cfg.bootSeconds,
+        dns: args.dns,
+        serviceName: this.endpoint,
+      },
+      { parent: this, dependsOn: [activeSide] },
+    );
+    this.securityGroupId = this.pair.securityGroupId;
+
+    this.commands = {};
+    if (args.sshPrivateKey === undefined) {
+      pulumi.log.warn(
+        "hastack:sshPrivateKey is not set: the MySQL pair declares no setup/bootstrap/failover/fallback " +
+          "commands; run the hastack-mysql scripts on the servers by hand (see README)",
+        this,
+      );
+    } else {
+      const privateKey = pulumi.secret(args.sshPrivateKey);
+      const accountEnv: Record<string, pulumi.Input<string>> = {};
+      accounts.forEach((a, i) => {
+        accountEnv[accountPasswordEnv(i)] = pulumi.secret(a.password);
+      });
+      const run = (step: RoleStep, deps: pulumi.Resource[]): command.remote.Command => {
+        const env: Partial<Record<ScriptEnvName, pulumi.Input<string>>> = {
+          HASTACK_PEER_HOST: this.pair.privateIps[otherRole(step.host)],
+          HASTACK_PEER_PORT: String(MYSQL_PORT),
+          HASTACK_REPL_PASSWORD: replicationPassword,
+          HASTACK_AWS_REGION: args.region,
+          HASTACK_SIDE: step.host,
+          ...(step.script === "setup" || step.script === "bootstrap"
+            ? { HASTACK_WAIT_SECONDS: "900" }
+            : {}),
+        };
+        const cmd = new command.remote.Command(
+          `${name}-${step.key}`,
+          {
+            connection: {
+              host: this.pair.publicIps[step.host],
+              user: sshUser,
+              privateKey,
+              // First boot installs packages before sshd answers for long.
+              dialErrorLimit: 40,
+            },
+            // Constant text: the script arrives on stdin, its parameters (and the password) in
+            // the environment, so neither is in the command line or the provider's error text.
+            create: `cloud-init status --wait >/dev/null 2>&1; ${remoteShell(accounts.length)}`,
+            stdin: renderScript(step.script, settings),
+            environment: pulumi.secret({
+              ...env,
+              ...(step.script === "setup" ? accountEnv : {}),
+            } as Record<string, pulumi.Input<string>>),
+            // Setup and bootstrap must not re-run on a flip (the primary may be down): only the
+            // role steps, which exist per `active`, carry it.
+            triggers: step.roleChange
+              ? [cfg.active, this.pair.instances[step.host].id]
+              : [this.pair.instances[step.host].id],
+          },
+          { parent: this, dependsOn: deps },
+        );
+        this.commands[step.key] = cmd;
+        return cmd;
+      };
+      const steps = roleSteps(cfg.active);
+      const done: Record<string, command.remote.Command> = {};
+      for (const step of steps) {
+        done[step.key] = run(
+          step,
+          step.after.map((k) => done[k]),
+        );
+      }
+    }
+
+    const pairSummary = this.pair.summary;
+    this.summary = {
+      ...pairSummary,
+      engine: this.engine,
+      replication: this.replication,
+      rpoSeconds: mysqlRpoSeconds(cfg.semiSync, cfg.maxFailoverLagSeconds),
+      rtoSeconds: mysqlRtoSeconds({
+        switchover,
+        pairRtoSeconds: pairSummary.rtoSeconds,
+        maxFailoverLagSeconds: cfg.maxFailoverLagSeconds,
+      }),
+    };
+    this.registerOutputs({
+      endpoint: this.summary.endpoint,
+      activeSide: this.summary.activeSide,
+      engine: this.engine,
+      replication: this.replication,
+      rpoSeconds: this.summary.rpoSeconds,
+      rtoSeconds: this.summary.rtoSeconds,
+    });
+  }
+}
+
+/** One remote command: which script, on which server, after which others. */
+export interface RoleStep {
+  key: string;
+  script: ScriptName;
+  host: Role;
+  after: string[];
+  /** Exists only for one value of `active` (failover, fallback, rejoin). */
+  roleChange: boolean;
+}
+
+/**
+ * The commands declared for an `active` value. Setup (both servers) and bootstrap (standby)
+ * exist always and never change on a flip. active=standby adds the failover on the standby
+ * (it runs when created, i.e. on the flip; nothing runs on the possibly dead primary);
+ * active=primary adds the fallback on the primary and then the rejoin on the standby (on the
+ * first deployment both find nothing to do). So a flip creates and deletes only these.
+ */
+export function roleSteps(active: Role): RoleStep[] {
+  const base: RoleStep[] = [
+    { key: "setup-primary", script: "setup", host: Role.Primary, after: [], roleChange: false },
+    { key: "setup-standby", script: "setup", host: Role.Standby, after: [], roleChange: false },
+    {
+      key: "bootstrap",
+      script: "bootstrap",
+      host: Role.Standby,
+      after: ["setup-primary", "setup-standby"],
+      roleChange: false,
+    },
+  ];
+  if (active === Role.Standby) {
+    return [
+      ...base,
+      {
+        key: "failover",
+        script: "failover",
+        host: Role.Standby,
+        after: ["bootstrap"],
+        roleChange: true,
+      },
+    ];
+  }
+  return [
+    ...base,
+    {
+      key: "fallback",
+      script: "fallback",
+      host: Role.Primary,
+      after: ["bootstrap"],
+      roleChange: true,
+    },
+    { key: "rejoin", script: "rejoin", host: Role.Standby, after: ["fallback"], roleChange: true },
+  ];
+}
+
+/** The script settings a config yields (accounts by name; their passwords travel separately). */
+export function mysqlSettings(
+  cfg: MysqlConfig,
+  accounts: Omit<MysqlAccount, "password">[] = [],
+): MysqlSettings {
+  return {
+    engine: cfg.engine,
+    semiSync: cfg.semiSync,
+    semiSyncTimeoutMs: cfg.semiSyncTimeoutMs,
+    binlogRetentionDays: cfg.binlogRetentionDays,
+    maxFailoverLagSeconds: cfg.maxFailoverLagSeconds,
+    forceFailover: cfg.forceFailover,
+    databases: cfg.databases,
+    accounts: accounts.map((a) => ({
+      user: a.user,
+      database: a.database,
+      privileges: a.privileges,
+    })),
+  };
+}
+
+/** 3306 only from the declared client security groups: never a CIDR, never 0.0.0.0/0. */
+export function mysqlServicePorts(clientSecurityGroupIds: pulumi.Input<string>[]): ServicePort[] {
+  return [
+    {
+      protocol: "tcp",
+      fromPort: MYSQL_PORT,
+      description: "MySQL from client security groups",
+      // Explicitly no CIDR: without client groups the port is open to nobody but the peer.
+      cidrs: [],
+      sourceSecurityGroupIds: clientSecurityGroupIds,
+      name: "mysql",
+      probe: "mysql",
+    },
+  ];
+}
+
+/**
+ * One server's cloud-init parts. Independent of `active` (user-data is first-boot only and
+ * must not change on a flip): the role comes from SSM at every start (boot-role).
+ */
+export function mysqlCloudConfigParts(o: {
+  side: Role;
+  hostname: string;
+  fqdn: string;
+  settings: MysqlSettings;
+  region: string;
+  activeSideParameter: string;
+}): CloudConfigParts {
+  const d = DIALECTS[o.settings.engine];
+  return {
+    hostname: o.hostname,
+    fqdn: o.fqdn,
+    packages: [...d.packages, "awscli", "curl"],
+    writeFiles: [
+      {
+        path: `${STAGING_DIR}/60-hastack.cnf`,
+        permissions: "0644",
+        content: renderServerConfig({ ...o.settings, side: o.side }),
+      },
+      {
+        // Read-only until boot-role has read the stack's intent.
+        path: `${STAGING_DIR}/90-hastack-role.cnf`,
+        permissions: "0644",
+        content: renderRoleConfig(o.settings.engine, "passive", o.settings.semiSync),
+      },
+      {
+        path: `${STAGING_DIR}/boot-role.conf`,
+        permissions: "0644",
+        content: renderBootRoleDropIn(o.settings.engine, o.side, o.activeSideParameter, o.region),
+      },
+      { path: BOOT_ROLE_PATH, permissions: "0755", content: renderScript("boot-role", o.settings) },
+      {
+        path: PROVISION_PATH,
+        permissions: "0755",
+        content: renderProvisionScript(o.settings.engine),
+      },
+      {
+        path: "/etc/ssh/sshd_config.d/60-hastack-env.conf",
+        permissions: "0644",
+        content: SSHD_ACCEPT_ENV,
+      },
+    ],
+    runcmd: [[PROVISION_PATH]],
+  };
+}
+
+/** Problems with the arguments, as sentences; empty when they are fine. */
+export function checkMysqlPairArgs(args: MysqlPairArgs): string[] {
+  const problems: string[] = [];
+  const names = new Set<string>();
+  for (const a of args.accounts ?? []) {
+    if (!/^[A-Za-z0-9_]{1,32}$/.test(a.user)) {
+      problems.push(`account user ${JSON.stringify(a.user)} must be 1-32 of [A-Za-z0-9_]`);
+    }
+    if (a.database !== "*" && !/^[A-Za-z0-9_]{1,64}$/.test(a.database)) {
+      problems.push(
+        `account ${a.user}: database ${JSON.stringify(a.database)} must be "*" or 1-64 of [A-Za-z0-9_]`,
+      );
+    }
+    if (names.has(a.user)) {
+      problems.push(`account ${a.user} is declared twice`);
+    }
+    names.add(a.user);
+    if (a.user === "hastack_repl" || a.user === "root") {
+      problems.push(`account name ${a.user} is reserved`);
+    }
+  }
+  return problems;
+}
