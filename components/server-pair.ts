@@ -5,6 +5,7 @@
 // security group: that is what makes a failover or fallback a small, reviewable stack update.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
+import { gzipSync } from "zlib";
 import { stringify } from "yaml";
 import { Dns } from "./dns";
 
@@ -293,7 +294,7 @@ export class ServerPair extends pulumi.ComponentResource {
           vpcSecurityGroupIds: securityGroupIds,
           iamInstanceProfile: profile.name,
           keyName: args.keyName,
-          userData: userData[side],
+          ...userDataInputs(userData[side]),
           metadataOptions: {
             httpTokens: "required",
             httpEndpoint: "enabled",
@@ -607,6 +608,29 @@ function healthCheckInputs(
   return spec.type === "HTTP"
     ? { ...common, type: "HTTP", port: spec.port, resourcePath: spec.resourcePath ?? "/" }
     : { ...common, type: "TCP", port: spec.port };
+}
+
+/** EC2 refuses user-data over 16 KiB (before base64). */
+export const USER_DATA_LIMIT_BYTES = 16 * 1024;
+
+/**
+ * Plain user-data when it fits EC2's limit; otherwise gzip-compressed as userDataBase64, which
+ * cloud-init reads as is. Node writes gzip headers with mtime 0, so the bytes are deterministic.
+ */
+export function userDataInputs(userData: pulumi.Input<string>): {
+  userData?: pulumi.Input<string>;
+  userDataBase64?: pulumi.Input<string>;
+} {
+  if (typeof userData !== "string" || Buffer.byteLength(userData) <= USER_DATA_LIMIT_BYTES) {
+    return { userData };
+  }
+  const packed = gzipSync(userData, { level: 9 });
+  if (packed.length > USER_DATA_LIMIT_BYTES) {
+    throw new Error(
+      `user-data is ${packed.length} bytes even gzipped; EC2 allows ${USER_DATA_LIMIT_BYTES}: move files to SSM or S3`,
+    );
+  }
+  return { userDataBase64: packed.toString("base64") };
 }
 
 function resolveUserData(args: ServerPairArgs): Record<Role, pulumi.Input<string>> {

@@ -1,4 +1,6 @@
 import { expect } from "chai";
+import { randomBytes } from "crypto";
+import { gunzipSync } from "zlib";
 import { Dns } from "../components/dns";
 import {
   checkServerPairArgs,
@@ -8,6 +10,7 @@ import {
   Role,
   ServerPair,
   ServerPairArgs,
+  userDataInputs,
 } from "../components/server-pair";
 import { StackConfigDoc } from "./stack-files";
 import {
@@ -222,6 +225,23 @@ describe("ServerPair", () => {
         (r) => r.key,
       );
       expect(b).to.include.members(a);
+    });
+  });
+
+  describe("user-data size", () => {
+    it("plain when it fits EC2's 16 KiB, gzip+base64 beyond (cloud-init reads both)", () => {
+      expect(userDataInputs("#cloud-config\n")).to.deep.equal({ userData: "#cloud-config\n" });
+      const big = "#cloud-config\n" + "write_files: []\n# padding\n".repeat(2000);
+      const packed = userDataInputs(big);
+      expect(packed.userData).to.equal(undefined);
+      expect(
+        gunzipSync(Buffer.from(packed.userDataBase64 as string, "base64")).toString(),
+      ).to.equal(big);
+      expect(userDataInputs(big)).to.deep.equal(packed); // deterministic bytes
+    });
+    it("refuses user-data that does not fit even gzipped", () => {
+      const noise = "#cloud-config\n# " + randomBytes(20000).toString("base64");
+      expect(() => userDataInputs(noise)).to.throw("even gzipped; EC2 allows 16384");
     });
   });
 
