@@ -74,15 +74,29 @@ const live = { children: new Set<ChildProcess>(), dirs: new Set<string>() };
 /** Kills every daemon the drill started and removes its work directories (signal handlers). */
 export function cleanupSync(): void {
   for (const c of live.children) {
-    if (c.exitCode === null && c.signalCode === null) {
-      c.kill("SIGKILL");
-    }
+    killGroup(c, "SIGKILL");
   }
   live.children.clear();
   for (const d of live.dirs) {
-    fs.rmSync(d, { recursive: true, force: true });
+    try {
+      fs.rmSync(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch (e) {
+      process.stderr.write(`rehearse backup: could not remove ${d}: ${(e as Error).message}\n`);
+    }
   }
   live.dirs.clear();
+}
+
+/** Every child runs in its own process group, so rsync and rrsync under a script die with it. */
+function killGroup(c: ChildProcess, signal: NodeJS.Signals): void {
+  if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) {
+    return;
+  }
+  try {
+    process.kill(-c.pid, signal);
+  } catch {
+    c.kill(signal);
+  }
 }
 
 /** Runs the drill; always stops what it started and (unless keep) removes its work directory. */
@@ -659,7 +673,7 @@ export async function startMariadb(o: {
       ? ["--server-id=1", `--log-bin=${path.join(o.dir, "binlog")}`, "--binlog-format=ROW"]
       : []),
   ];
-  const child = spawn(which("mariadbd") ?? "mariadbd", args, { stdio: "ignore" });
+  const child = spawn(which("mariadbd") ?? "mariadbd", args, { stdio: "ignore", detached: true });
   live.children.add(child);
   let exited = false;
   child.on("exit", () => {
@@ -783,7 +797,9 @@ export function run(
       env: { ...process.env, ...(o.env ?? {}) },
       cwd: o.cwd,
       stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
     });
+    live.children.add(child);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -791,14 +807,16 @@ export function run(
     const ms = Math.max(1000, (o.deadline ?? Date.now() + 120_000) - Date.now());
     const timer = setTimeout(() => {
       stderr += `\n(killed: deadline reached after ${Math.round(ms / 1000)} s)`;
-      child.kill("SIGKILL");
+      killGroup(child, "SIGKILL");
     }, ms);
     child.on("error", (err) => {
       clearTimeout(timer);
+      live.children.delete(child);
       resolve({ code: 127, stdout, stderr: `${stderr}${err.message}` });
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      live.children.delete(child);
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
     child.stdin.on("error", () => undefined);

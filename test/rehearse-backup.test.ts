@@ -101,37 +101,39 @@ describe("rehearse backup CLI", function () {
     expect(r.stderr).to.contain("rehearse backup: PASSED");
   });
 
-  it("SIGINT mid-drill stops its MariaDB and removes its work directory (exit 130)", async () => {
-    const work = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hastack-rb-int-")), "w");
-    const child = spawn("node", [REHEARSE, "backup", "--work-dir", work], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
-    const pidFile = path.join(work, "db-source", "mysqld.pid");
-    const deadline = Date.now() + 60_000;
-    while (
-      Date.now() < deadline &&
-      !(stderr.includes("source database:") && fs.existsSync(pidFile))
-    ) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(fs.existsSync(pidFile), stderr).to.equal(true);
-    const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-    child.kill("SIGINT");
-    expect(await exited).to.equal(130);
-    expect(fs.existsSync(work), "work directory removed").to.equal(false);
-    let alive = true;
-    for (let i = 0; i < 100 && alive; i++) {
-      try {
-        process.kill(pid, 0);
+  for (const stage of ["source database:", "round 1: mail-maildirs"]) {
+    it(`SIGINT after "${stage}" stops its MariaDB and removes its work directory (exit 130)`, async () => {
+      const work = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hastack-rb-int-")), "w");
+      const child = spawn("node", [REHEARSE, "backup", "--work-dir", work], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (d) => (stderr += d));
+      const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
+      const pidFile = path.join(work, "db-source", "mysqld.pid");
+      const deadline = Date.now() + 60_000;
+      while (
+        Date.now() < deadline &&
+        !(stderr.includes("source database:") && fs.existsSync(pidFile))
+      ) {
         await new Promise((r) => setTimeout(r, 50));
-      } catch {
-        alive = false;
       }
-    }
-    expect(alive, `mariadbd ${pid} still running`).to.equal(false);
-    fs.rmSync(path.dirname(work), { recursive: true, force: true });
-  });
+      expect(fs.existsSync(pidFile), stderr).to.equal(true);
+      const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
+      child.kill("SIGINT");
+      expect(await exited).to.equal(130);
+      expect(fs.existsSync(work), "work directory removed").to.equal(false);
+      let alive = true;
+      for (let i = 0; i < 100 && alive; i++) {
+        try {
+          process.kill(pid, 0);
+          await new Promise((r) => setTimeout(r, 50));
+        } catch {
+          alive = false;
+        }
+      }
+      expect(alive, `mariadbd ${pid} still running`).to.equal(false);
+      fs.rmSync(path.dirname(work), { recursive: true, force: true });
+    });
+  }
 });
