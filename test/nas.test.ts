@@ -57,6 +57,14 @@ async function synth(
   return { d, outputs: outputs! };
 }
 
+/** The instance's cloud-config, whether ServerPair sent it plain or gzipped (over 16 KiB). */
+function userDataOf(r: SynthResource): string {
+  if (typeof r.inputs.userData === "string") {
+    return r.inputs.userData;
+  }
+  return zlib.gunzipSync(Buffer.from(r.inputs.userDataBase64 as string, "base64")).toString();
+}
+
 const ofType = (d: Deployment, type: string): SynthResource[] =>
   d.deployment.resources.filter((r) => r.type === type);
 const one = (d: Deployment, type: string): SynthResource => {
@@ -261,7 +269,7 @@ describe("NasBackups", function () {
         ["pbx-config", 48, 90],
         ["pbx-spool", 48, 90],
       ]);
-      const userData = ofType(custom, "aws:ec2/instance:Instance")[0].inputs.userData as string;
+      const userData = userDataOf(ofType(custom, "aws:ec2/instance:Instance")[0]);
       expect(userData).to.contain("RETENTION_DAYS='60'");
       expect(userData).to.contain("OnCalendar=*-*-* 00/1:00:00");
       expect(userData).to.contain("OnUnitActiveSec=2880min");
@@ -291,7 +299,7 @@ describe("NasBackups", function () {
     });
     it("user-data names parameters, never values", () => {
       for (const i of ofType(d, "aws:ec2/instance:Instance")) {
-        const ud = i.inputs.userData as string;
+        const ud = userDataOf(i);
         expect(ud).to.contain("/hastack/nas/mysql-backup-password");
         expect(ud).not.to.contain("PRIVATE KEY");
         expect(ud).not.to.match(/password=[^%\s]/);

@@ -3,6 +3,7 @@
 // the CDR password secret end to end, the alarm where Route 53's metrics are, and a flip of
 // `active` touching only the switch.
 import { expect } from "chai";
+import * as zlib from "zlib";
 import { Dns } from "../components/dns";
 import { PbxPair, PbxPairArgs } from "../components/pbx";
 import { ServiceSummary } from "../components/server-pair";
@@ -52,6 +53,14 @@ async function synth(
     summary = pbx.summary;
   });
   return { d, summary: summary! };
+}
+
+/** The instance's cloud-config, whether ServerPair sent it plain or gzipped (over 16 KiB). */
+function userDataOf(r: SynthResource): string {
+  if (typeof r.inputs.userData === "string") {
+    return r.inputs.userData;
+  }
+  return zlib.gunzipSync(Buffer.from(r.inputs.userDataBase64 as string, "base64")).toString();
 }
 
 const ofType = (d: Deployment, type: string): SynthResource[] =>
@@ -199,8 +208,8 @@ describe("PbxPair", function () {
     )!;
     expect(keyParam.inputs.type).to.equal("SecureString");
     for (const i of ofType(d, "aws:ec2/instance:Instance")) {
-      expect(i.inputs.userData as string).to.contain("/hastack/pbx/cdr-db-password");
-      expect(i.inputs.userData as string).not.to.contain("PRIVATE KEY");
+      expect(userDataOf(i)).to.contain("/hastack/pbx/cdr-db-password");
+      expect(userDataOf(i)).not.to.contain("PRIVATE KEY");
     }
   });
 
@@ -212,9 +221,7 @@ describe("PbxPair", function () {
   });
 
   it("user-data points CDRs at the database endpoint and syncs to the other server", () => {
-    const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map(
-      (i) => i.inputs.userData as string,
-    );
+    const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map(userDataOf);
     expect(primary).to.contain("Server = db.example.co.id");
     expect(primary).to.contain("PEER='pbx2.example.co.id'");
     expect(standby).to.contain("PEER='pbx1.example.co.id'");
