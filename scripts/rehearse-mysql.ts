@@ -806,8 +806,9 @@ async function drill(
   }
   await pair.runScriptChecked("rejoin", S);
   const fallbackSeconds = seconds(fallbackStart);
+  const paused = /pausedSeconds=([\d.]+)/.exec(fallback.stdout)?.[1] ?? "?";
   log(
-    `   ${load2Acked} inserts acknowledged by the standby while it served; fallback took ${fallbackSeconds}s`,
+    `   ${load2Acked} inserts acknowledged by the standby while it served; fallback took ${fallbackSeconds}s, writes paused ${paused}s`,
   );
 
   log("8/8 verify: roles, replication, no acknowledged write lost, identical data");
