@@ -7,6 +7,7 @@
 // user-data. The renderers take a MailLayout (paths, ports, users) so the tests run the very
 // same configs and scripts against real postconf/doveconf/dovecot on loopback; production uses
 // PRODUCTION_LAYOUT.
+import type { CloudConfigParts } from "./server-pair";
 
 /** Ports a mail server listens on. */
 export interface MailPorts {
@@ -67,6 +68,8 @@ export interface MailLayout {
   postfixLog?: string;
   /** Releases the fencing latch (ServerPair's health agent) once data is synced back. */
   unfenceCommand: string;
+  /** node_exporter's textfile collector (docs/outputs.md: the replication metric). */
+  textfileDir: string;
   /** CA file that verifies the old server's certificate in the migration. Defaults to the system CAs. */
   tlsClientCaFile?: string;
 }
@@ -89,6 +92,7 @@ export const PRODUCTION_LAYOUT: MailLayout = {
   ports: MAIL_PORTS,
   postfixChroot: true,
   unfenceCommand: "/usr/local/sbin/hastack-unfence",
+  textfileDir: "/var/lib/prometheus/node-exporter",
 };
 
 /** What both servers share: identity and options. */
@@ -510,29 +514,40 @@ export function pairSyncCommand(layout: MailLayout = PRODUCTION_LAYOUT): string 
 /**
  * hastack-mail-sync: the two-way dsync of every mailbox with the peer. The primary's timer runs
  * it every syncIntervalMinutes (the mail RPO); since it is two-way it is also the reverse sync
- * before a fallback. `--verify` then compares every user's mailboxes (message counts) on both
- * servers and fails on any difference. Writes `<stateDir>/last-sync` on success.
+ * before a fallback (`--reverse`, README "Fallback"). `--verify` (implied by --reverse) then
+ * compares every user's mailboxes (message counts) on both servers and fails on any difference.
+ * On success it writes the replication metric monitoring alerts on (docs/outputs.md).
  */
-export function renderSyncScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
+export function renderSyncScript(
+  s: MailScriptSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
   const conf = shellQuote(layout.dovecotConfig);
   return [
     SCRIPT_HEADER("hastack-mail-sync", [
       "Two-way dsync (doveadm sync) of every mailbox with the peer server over the doveadm",
       `protocol (tcp ${layout.ports.doveadm}, open only between the two servers). Run by the primary's timer`,
       "every sync interval; being two-way, it is also the reverse sync before a fallback.",
-      "usage: hastack-mail-sync [--verify]",
+      "usage: hastack-mail-sync [--verify | --reverse]",
     ]),
     `SBIN=${shellQuote(layout.sbinDir)}`,
     `STATE=${shellQuote(layout.stateDir)}`,
+    `TEXTFILE_DIR=${shellQuote(layout.textfileDir)}`,
+    `ROLE=${s.role}`,
     "verify=0",
-    'if [ "${1:-}" = "--verify" ]; then verify=1; elif [ $# -gt 0 ]; then',
-    '  log "unknown argument $1 (expected --verify)"; exit 2',
-    "fi",
+    'case "${1:-}" in',
+    '  "") ;;',
+    "  --verify) verify=1 ;;",
+    "  # Two-way already carries what the peer took while it served; --reverse adds the proof.",
+    '  --reverse) verify=1; log "reverse sync: two-way, so everything the peer holds comes here too" ;;',
+    '  *) log "unknown argument $1 (expected --verify or --reverse)"; exit 2 ;;',
+    "esac",
     'mkdir -p "$STATE"',
     'exec 9>"$STATE/sync.lock"',
     'if ! flock -w 600 9; then log "another sync has held the lock for 10 minutes; giving up"; exit 75; fi',
     '"$SBIN/hastack-mail-refresh"',
     'PEER=$(cat "$STATE/peer-ip")',
+    'if [ "$ROLE" = primary ]; then PEER_ROLE=standby; else PEER_ROLE=primary; fi',
     "started=$(date +%s)",
     "rc=0",
     `${pairSyncCommand(layout)} || rc=$?`,
@@ -543,6 +558,11 @@ export function renderSyncScript(layout: MailLayout = PRODUCTION_LAYOUT): string
     "fi",
     'if [ "$rc" -ne 0 ]; then log "sync with $PEER failed (doveadm exit $rc)"; exit "$rc"; fi',
     'date +%s > "$STATE/last-sync"',
+    "# The metric monitoring alerts on: the peer's copy is current as of now (written atomically).",
+    'mkdir -p "$TEXTFILE_DIR"',
+    'metric=$(mktemp "$TEXTFILE_DIR/.hastack_replication.XXXXXX")',
+    'printf \'hastack_replication_last_success_timestamp_seconds{service="mail",side="%s"} %s\\n\' "$PEER_ROLE" "$(date +%s)" > "$metric"',
+    'chmod 0644 "$metric" && mv "$metric" "$TEXTFILE_DIR/hastack_replication_mail.prom"',
     'log "synced every mailbox with $PEER in $(( $(date +%s) - started )) s"',
     'if [ "$verify" -eq 1 ]; then',
     "  differ=0",
@@ -569,7 +589,7 @@ export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): st
       "Run on the primary before a fallback: reverse sync from the standby (two-way), verify",
       "that both servers hold the same messages, then unfence so Route 53 sends traffic back.",
     ]),
-    `${shellQuote(layout.sbinDir)}/hastack-mail-sync --verify`,
+    `${shellQuote(layout.sbinDir)}/hastack-mail-sync --reverse`,
     `${shellQuote(layout.unfenceCommand)}`,
     'log "reverse sync verified; fence released — the primary may take traffic again"',
     "",
@@ -614,6 +634,12 @@ export function migrationSyncCommand(
  * and imapc can only verify a certificate against the host it connects to. So the TLS leg is a
  * socat tunnel to OLD_IP that verifies the certificate against the host name, and imapc talks
  * to the tunnel over loopback: the old server's real certificate is still checked.
+ *
+ * One-way sync copies again, after a re-run, what it copied before once the two sides' UIDs
+ * diverge (new mail on the new server makes them diverge). So `final` then removes copies
+ * that are byte-identical to another message with the same Message-ID in the same mailbox —
+ * only exact duplicates, never two different messages — and a re-run (a rollback of step 7
+ * and forward again) leaves every mailbox as it was.
  */
 export function renderMigrateScript(
   s: MailServerSettings,
@@ -699,7 +725,274 @@ export function renderMigrateScript(
     '  sed "s/^/tls tunnel: /" "$tmp/tunnel.log" | tail -n 5 >&2',
     '  exit "$rc"',
     "fi",
-    'log "$mode sync of $users users done in $(( $(date +%s) - started )) s"',
+    'removed=0',
+    'if [ "$mode" = final ]; then',
+    "  while read -r user; do",
+    "    while IFS=$'\\t' read -r mailbox uids; do",
+    "      unset seen; declare -A seen=()",
+    "      for uid in $uids; do",
+    '        sum=$(doveadm -c "$CONF" fetch -u "$user" text mailbox "$mailbox" uid "$uid" </dev/null | sha256sum | cut -d" " -f1)',
+    '        if [ -n "${seen[$sum]:-}" ]; then',
+    '          doveadm -c "$CONF" expunge -u "$user" mailbox "$mailbox" uid "$uid" </dev/null',
+    "          removed=$((removed + 1))",
+    "        else",
+    "          seen[$sum]=1",
+    "        fi",
+    "      done",
+    "    done < <(doveadm -c \"$CONF\" -f tab fetch -u \"$user\" 'mailbox uid hdr.message-id' ALL | tail -n +2 |",
+    "      awk -F'\\t' '$3 != \"\" { k = $1 \"\\t\" $3; n[k]++; u[k] = u[k] \" \" $2 }",
+    '        END { for (k in n) if (n[k] > 1) { split(k, p, "\\t"); print p[1] "\\t" u[k] } }\')',
+    "  done < <(doveadm -c \"$CONF\" user '*')",
+    "fi",
+    'log "$mode sync of $users users done in $(( $(date +%s) - started )) s; $removed exact duplicates removed"',
     "",
   ].join("\n");
+}
+
+/** A systemd oneshot service plus the timer that runs it every `minutes`. */
+export function renderTimerUnits(o: {
+  name: string;
+  description: string;
+  execStart: string;
+  minutes: number;
+}): { service: string; timer: string } {
+  return {
+    service: [
+      "[Unit]",
+      `Description=${o.description}`,
+      "After=network-online.target dovecot.service postfix.service",
+      "Wants=network-online.target",
+      "",
+      "[Service]",
+      "Type=oneshot",
+      `ExecStart=${o.execStart}`,
+      "Nice=10",
+      "IOSchedulingClass=best-effort",
+      "IOSchedulingPriority=7",
+      // A stalled run must end; the timer does not start a new one while this one is active.
+      "TimeoutStartSec=6h",
+      "",
+    ].join("\n"),
+    timer: [
+      "[Unit]",
+      `Description=${o.description} (every ${o.minutes} min)`,
+      "",
+      "[Timer]",
+      "OnBootSec=3min",
+      `OnUnitActiveSec=${o.minutes}min`,
+      "AccuracySec=15s",
+      `Unit=${o.name}.service`,
+      "",
+      "[Install]",
+      "WantedBy=timers.target",
+      "",
+    ].join("\n"),
+  };
+}
+
+/** What one server's first boot needs besides what ServerPair adds (data volume, health agent). */
+export interface MailCloudConfigInput {
+  settings: MailServerSettings;
+  role: MailRole;
+  /** Minutes between pair syncs (hastack:mail.syncIntervalMinutes). */
+  syncIntervalMinutes: number;
+  /** FQDNs of both servers (mx1/mx2): names in the first-boot certificate. */
+  serverNames: Record<MailRole, string>;
+  layout?: MailLayout;
+}
+
+/** Where user-data stages the configs; the setup script installs them after the packages. */
+export const STAGING_DIR = "/etc/hastack/mail";
+
+/** Debian packages a mail server needs. */
+export function mailPackages(pop3: boolean): string[] {
+  return [
+    "postfix",
+    "dovecot-core",
+    "dovecot-imapd",
+    "dovecot-lmtpd",
+    ...(pop3 ? ["dovecot-pop3d"] : []),
+    "awscli",
+    "curl",
+    "openssl",
+    "socat",
+    // Monitoring scrapes it; the sync writes its success metric to the textfile collector.
+    "prometheus-node-exporter",
+  ];
+}
+
+/**
+ * hastack-mail-setup: first boot, after the packages. Creates the mail user and Maildir root on
+ * the data volume, a certificate if the volume holds none yet (self-signed until an operator
+ * installs a real one at the same paths), installs the staged configs over the packages'
+ * defaults, pulls users and secrets (retrying while the instance profile propagates), starts
+ * the services and the timers — the sync timer on the primary only.
+ */
+export function renderSetupScript(input: MailCloudConfigInput): string {
+  const L = input.layout ?? PRODUCTION_LAYOUT;
+  const s = input.settings;
+  const names = [s.hostname, input.serverNames.primary, input.serverNames.standby];
+  const san = names.map((n) => `DNS:${n}`).join(",");
+  return [
+    SCRIPT_HEADER("hastack-mail-setup", [
+      "First boot of a mail server: mail user, Maildir root, certificate, configs, users, timers.",
+    ]),
+    `if ! getent group ${L.mailGroup} >/dev/null; then groupadd --system --gid ${L.mailUid} ${L.mailGroup}; fi`,
+    `if ! getent passwd ${L.mailUser} >/dev/null; then`,
+    `  useradd --system --uid ${L.mailUid} --gid ${L.mailGroup} --home-dir ${L.mailRoot} --no-create-home --shell /usr/sbin/nologin ${L.mailUser}`,
+    "fi",
+    `install -d -o ${L.mailUser} -g ${L.mailGroup} -m 0750 ${L.mailRoot}`,
+    `install -d -m 0755 ${L.stateDir}`,
+    `install -d -m 0700 $(dirname ${L.tlsKey})`,
+    "# The certificate lives on the data volume: it survives a rebuilt root volume.",
+    `if [ ! -s ${L.tlsCert} ] || [ ! -s ${L.tlsKey} ]; then`,
+    `  openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=${s.hostname}" \\`,
+    `    -addext "subjectAltName=${san}" -keyout ${L.tlsKey} -out ${L.tlsCert}`,
+    `  chmod 0600 ${L.tlsKey}`,
+    '  log "made a self-signed certificate; install a real one at the same paths"',
+    "fi",
+    `install -m 0644 ${STAGING_DIR}/main.cf ${L.postfixConfigDir}/main.cf`,
+    `install -m 0644 ${STAGING_DIR}/master.cf ${L.postfixConfigDir}/master.cf`,
+    `install -m 0644 ${STAGING_DIR}/virtual ${L.postfixConfigDir}/virtual`,
+    `install -m 0644 ${STAGING_DIR}/dovecot.conf ${L.dovecotConfig}`,
+    `touch ${L.postfixConfigDir}/vmailbox`,
+    `echo ${shellQuote(s.domain)} > /etc/mailname`,
+    "# IAM instance profiles take seconds to work after launch: retry for up to 5 minutes.",
+    "for attempt in $(seq 1 30); do",
+    `  if ${L.sbinDir}/hastack-mail-refresh; then break; fi`,
+    '  if [ "$attempt" -eq 30 ]; then log "users and secrets still unreadable from SSM; the refresh timer keeps trying"; fi',
+    "  sleep 10",
+    "done",
+    "systemctl daemon-reload",
+    "systemctl enable dovecot postfix",
+    "systemctl restart dovecot postfix",
+    "systemctl enable --now hastack-mail-refresh.timer",
+    ...(input.role === "primary"
+      ? [
+          "# Only the primary starts the two-way sync: one initiator, no concurrent runs.",
+          "systemctl enable --now hastack-mail-sync.timer",
+        ]
+      : ["# The standby answers the primary's sync; it runs none itself (hastack-mail-sync by hand only)."]),
+    'log "mail server ready"',
+    "",
+  ].join("\n");
+}
+
+/** Aliases every domain needs (RFC 2142, RFC 5321): routed to postmaster's mailbox. */
+export function renderVirtualAliases(domain: string): string {
+  return [
+    "# /etc/postfix/virtual — rendered by hastack: role addresses, delivered to postmaster.",
+    `root@${domain} postmaster@${domain}`,
+    `abuse@${domain} postmaster@${domain}`,
+    `hostmaster@${domain} postmaster@${domain}`,
+    "",
+  ].join("\n");
+}
+
+/** cloud-init parts for one mail server (ServerPair adds the data volume and health agent). */
+export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigParts {
+  const L = input.layout ?? PRODUCTION_LAYOUT;
+  const s = input.settings;
+  const scriptSettings: MailScriptSettings = { ...s, role: input.role };
+  const sync = renderTimerUnits({
+    name: "hastack-mail-sync",
+    description: "hastack: two-way mailbox sync with the standby (mail RPO)",
+    execStart: `${L.sbinDir}/hastack-mail-sync`,
+    minutes: input.syncIntervalMinutes,
+  });
+  const refresh = renderTimerUnits({
+    name: "hastack-mail-refresh",
+    description: "hastack: users and secrets from SSM",
+    execStart: `${L.sbinDir}/hastack-mail-refresh`,
+    minutes: input.syncIntervalMinutes,
+  });
+  const script = (name: string, content: string): CloudConfigFile => ({
+    path: `${L.sbinDir}/${name}`,
+    permissions: "0755",
+    content,
+  });
+  const staged = (name: string, content: string): CloudConfigFile => ({
+    path: `${STAGING_DIR}/${name}`,
+    permissions: "0644",
+    content,
+  });
+  const unit = (name: string, content: string): CloudConfigFile => ({
+    path: `/etc/systemd/system/${name}`,
+    permissions: "0644",
+    content,
+  });
+  return {
+    hostname: s.hostname.split(".")[0],
+    fqdn: s.hostname,
+    packages: mailPackages(s.pop3),
+    writeFiles: [
+      staged("main.cf", renderMainCf(s, L)),
+      staged("master.cf", renderMasterCf(L)),
+      staged("virtual", renderVirtualAliases(s.domain)),
+      staged("dovecot.conf", renderDovecotConf(s, L)),
+      script("hastack-mail-setup", renderSetupScript(input)),
+      script("hastack-mail-refresh", renderRefreshScript(scriptSettings, L)),
+      script("hastack-mail-sync", renderSyncScript(scriptSettings, L)),
+      script("hastack-mail-fallback", renderFallbackScript(L)),
+      script("hastack-mail-migrate", renderMigrateScript(s, L)),
+      unit("hastack-mail-sync.service", sync.service),
+      unit("hastack-mail-sync.timer", sync.timer),
+      unit("hastack-mail-refresh.service", refresh.service),
+      unit("hastack-mail-refresh.timer", refresh.timer),
+    ],
+    runcmd: [[`${L.sbinDir}/hastack-mail-setup`]],
+  };
+}
+
+type CloudConfigFile = NonNullable<CloudConfigParts["writeFiles"]>[number];
+
+/** SPF for the domain: every server that sends its mail, nothing else (softfail). */
+export function spfRecord(ips: string[]): string {
+  // ~all (softfail), not -all: a forgotten sender (a web form, a scanner) is flagged, not
+  // bounced, while DMARC policy — the domain owner's call — decides what receivers do.
+  return `v=spf1 ${ips.map((ip) => `ip4:${ip}`).join(" ")} ~all`;
+}
+
+/** One check of migration step 4, with the command to run and what it must show. */
+export interface ServerCheck {
+  server: string;
+  check: "SMTP banner" | "IMAP login" | "a delivery";
+  command: string;
+  expect: string;
+}
+
+/**
+ * The step-4 test of the new servers, addressed by their own names (mx1/mx2) because the
+ * service name still leads to the old server's MX until step 6: the SMTP banner, an IMAP login
+ * over TLS (certificate checked for the shared host name), and a delivery.
+ */
+export function testChecklist(s: MailServerSettings, servers: string[]): ServerCheck[] {
+  const checks: ServerCheck[] = [];
+  for (const server of servers) {
+    checks.push(
+      {
+        server,
+        check: "SMTP banner",
+        command: `swaks --server ${server}:25 --quit-after CONNECT`,
+        expect: `220 ${s.hostname} ESMTP`,
+      },
+      {
+        server,
+        check: "IMAP login",
+        command:
+          `curl --ssl-reqd --connect-to ${s.hostname}:993:${server}:993 ` +
+          `--user postmaster@${s.domain} imaps://${s.hostname}/`,
+        expect: "the mailbox list (INBOX, Drafts, Sent, Junk, Trash) after the password prompt",
+      },
+      {
+        server,
+        check: "a delivery",
+        command:
+          `swaks --server ${server}:25 --from hastack-test@example.org --to postmaster@${s.domain} ` +
+          `--header "Subject: hastack step 4 test ${server}"`,
+        expect: "250 2.0.0 Ok: queued, then the message in postmaster's INBOX over IMAP",
+      },
+    );
+  }
+  return checks;
 }
