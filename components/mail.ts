@@ -725,7 +725,7 @@ export function renderMigrateScript(
     '  sed "s/^/tls tunnel: /" "$tmp/tunnel.log" | tail -n 5 >&2',
     '  exit "$rc"',
     "fi",
-    'removed=0',
+    "removed=0",
     'if [ "$mode" = final ]; then',
     "  while read -r user; do",
     "    while IFS=$'\\t' read -r mailbox uids; do",
@@ -739,8 +739,8 @@ export function renderMigrateScript(
     "          seen[$sum]=1",
     "        fi",
     "      done",
-    "    done < <(doveadm -c \"$CONF\" -f tab fetch -u \"$user\" 'mailbox uid hdr.message-id' ALL | tail -n +2 |",
-    "      awk -F'\\t' '$3 != \"\" { k = $1 \"\\t\" $3; n[k]++; u[k] = u[k] \" \" $2 }",
+    '    done < <(doveadm -c "$CONF" -f tab fetch -u "$user" \'mailbox uid hdr.message-id\' ALL | tail -n +2 |',
+    '      awk -F\'\\t\' \'$3 != "" { k = $1 "\\t" $3; n[k]++; u[k] = u[k] " " $2 }',
     '        END { for (k in n) if (n[k] > 1) { split(k, p, "\\t"); print p[1] "\\t" u[k] } }\')',
     "  done < <(doveadm -c \"$CONF\" user '*')",
     "fi",
@@ -872,7 +872,9 @@ export function renderSetupScript(input: MailCloudConfigInput): string {
           "# Only the primary starts the two-way sync: one initiator, no concurrent runs.",
           "systemctl enable --now hastack-mail-sync.timer",
         ]
-      : ["# The standby answers the primary's sync; it runs none itself (hastack-mail-sync by hand only)."]),
+      : [
+          "# The standby answers the primary's sync; it runs none itself (hastack-mail-sync by hand only).",
+        ]),
     'log "mail server ready"',
     "",
   ].join("\n");
