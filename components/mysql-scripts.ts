@@ -11,6 +11,8 @@ export type ReplicationMode = "semi-sync" | "async";
 
 /** The account each server lets its peer use: replication, the bootstrap dump, fencing. */
 export const REPLICATION_USER = "hastack_repl";
+/** SSM SecureString holding its password (ServerPair lets the servers read /hastack/mysql/*). */
+export const REPLICATION_PASSWORD_PARAMETER = "/hastack/mysql/replication-password";
 /** Where the data directory lives on the servers (the pair's data volume). */
 export const SERVER_DATADIR = "/srv/data/mysql";
 /** Staging directory cloud-init writes to; the provision script installs from it. */
@@ -500,6 +502,8 @@ SCRIPT=${name}
 : "\${HASTACK_CONNECT_SECONDS:=60}"
 : "\${HASTACK_REBUILD:=0}"
 : "\${HASTACK_UNFENCE=${UNFENCE_PATH}}"
+# Without the password in the environment (a hand run), it is read from SSM with the instance role.
+: "\${HASTACK_SSM_PASSWORD_PARAM:=${REPLICATION_PASSWORD_PARAMETER}}"
 REPL_USER=${REPLICATION_USER}
 DATABASES="${s.databases.join(" ")}"
 

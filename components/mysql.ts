@@ -15,6 +15,7 @@ import {
   Engine,
   MysqlSettings,
   PROVISION_PATH,
+  REPLICATION_PASSWORD_PARAMETER,
   ReplicationMode,
   SSHD_ACCEPT_ENV,
   STAGING_DIR,
@@ -110,17 +111,17 @@ export class MysqlPair extends pulumi.ComponentResource {
     const switchover = cfg.switchover ?? "dns";
     const sshUser = args.sshUser ?? "admin";
     const accounts = args.accounts ?? [];
-    this.engine = cfg.engine;
-    this.replication = replicationMode(cfg.semiSync);
-    this.endpoint = `${cfg.hostname}.${args.domain}`;
-    const ssmPrefix = "/hastack/mysql";
-    this.replicationPasswordParameter = `${ssmPrefix}/replication-password`;
-    this.activeSideParameter = `${ssmPrefix}/active-side`;
-    const settings = mysqlSettings(cfg, accounts);
     const problems = checkMysqlPairArgs(args);
     if (problems.length > 0) {
       throw new Error(`MysqlPair ${name}: ${problems.join("; ")}`);
     }
+    this.engine = cfg.engine;
+    this.replication = replicationMode(cfg.semiSync);
+    this.endpoint = `${cfg.hostname}.${args.domain}`;
+    const ssmPrefix = "/hastack/mysql";
+    this.replicationPasswordParameter = REPLICATION_PASSWORD_PARAMETER;
+    this.activeSideParameter = `${ssmPrefix}/active-side`;
+    const settings = mysqlSettings(cfg, accounts);
 
     // Alphanumeric: the scripts refuse anything that would need quoting in SQL or an option file.
     const password = new random.RandomPassword(
@@ -251,12 +252,10 @@ export class MysqlPair extends pulumi.ComponentResource {
         this.commands[step.key] = cmd;
         return cmd;
       };
-      const steps = roleSteps(cfg.active);
-      const done: Record<string, command.remote.Command> = {};
-      for (const step of steps) {
-        done[step.key] = run(
+      for (const step of roleSteps(cfg.active)) {
+        run(
           step,
-          step.after.map((k) => done[k]),
+          step.after.map((k) => this.commands[k]),
         );
       }
     }
