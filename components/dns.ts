@@ -35,6 +35,22 @@ export interface DnsArgs {
   zoneName?: string;
   /** Create the zone (protected: deleting a live zone takes every service offline). Defaults to false. */
   create?: boolean;
+  /**
+   * VPC for the private zone `internal.<domain>`: names servers use to reach each other by
+   * private address, so security-group rules that name a source group match the traffic
+   * (traffic to a public EIP would arrive from a public address). Defaults to no private zone.
+   */
+  internalVpcId?: pulumi.Input<string>;
+}
+
+/** `db.kantor.co.id` → `db.internal.kantor.co.id`: the private twin of a public name. */
+export function internalName(fqdn: string, domain: string): string {
+  const name = fqdn.toLowerCase().replace(/\.$/, "");
+  if (name !== domain && !name.endsWith(`.${domain}`)) {
+    throw new Error(`${fqdn} is not inside ${domain}`);
+  }
+  const label = name === domain ? "" : name.slice(0, -(domain.length + 1)) + ".";
+  return `${label}internal.${domain}`;
 }
 
 export class Dns extends pulumi.ComponentResource {
@@ -42,6 +58,9 @@ export class Dns extends pulumi.ComponentResource {
   public readonly domain: string;
   /** Name servers when the zone is created here (delegate the domain to them); else empty. */
   public readonly nameServers: pulumi.Output<string[]>;
+  /** `internal.<domain>`, resolvable only inside the VPC; undefined without internalVpcId. */
+  public readonly internalDomain?: string;
+  public readonly internalZoneId?: pulumi.Output<string>;
   private readonly declared = new Map<string, string>();
 
   constructor(name: string, args: DnsArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -69,7 +88,34 @@ export class Dns extends pulumi.ComponentResource {
       this.zoneId = found.zoneId;
       this.nameServers = pulumi.output([]);
     }
-    this.registerOutputs({ zoneId: this.zoneId, nameServers: this.nameServers });
+    if (args.internalVpcId !== undefined) {
+      this.internalDomain = `internal.${args.domain}`;
+      const internal = new aws.route53.Zone(
+        `${name}-internal`,
+        {
+          name: this.internalDomain,
+          comment: "hastack private names: server-to-server traffic by private address",
+          vpcs: [{ vpcId: args.internalVpcId }],
+          forceDestroy: false,
+        },
+        { parent: this },
+      );
+      this.internalZoneId = internal.zoneId;
+    }
+    this.registerOutputs({
+      zoneId: this.zoneId,
+      nameServers: this.nameServers,
+      internalZoneId: this.internalZoneId,
+    });
+  }
+
+  /** Whether a name lives in the private zone. */
+  isInternal(name: string): boolean {
+    const n = name.toLowerCase().replace(/\.$/, "");
+    return (
+      this.internalDomain !== undefined &&
+      (n === this.internalDomain || n.endsWith(`.${this.internalDomain}`))
+    );
   }
 
   /**
@@ -90,10 +136,18 @@ export class Dns extends pulumi.ComponentResource {
       );
     }
     this.declared.set(key, logicalName);
+    if (
+      spec.name.toLowerCase().includes(`.internal.${this.domain}`) &&
+      !this.isInternal(spec.name)
+    ) {
+      throw new Error(
+        `DNS record ${logicalName}: ${spec.name} needs the private zone (give internalVpcId)`,
+      );
+    }
     return new aws.route53.Record(
       logicalName,
       {
-        zoneId: this.zoneId,
+        zoneId: this.isInternal(spec.name) ? this.internalZoneId! : this.zoneId,
         name: spec.name,
         type: spec.type,
         ttl: spec.ttl ?? 300,

@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { gzipSync } from "zlib";
 import { stringify } from "yaml";
-import { Dns } from "./dns";
+import { Dns, internalName } from "./dns";
 
 export const Role = { Primary: "primary", Standby: "standby" } as const;
 export type Role = (typeof Role)[keyof typeof Role];
@@ -152,6 +152,10 @@ export class ServerPair extends pulumi.ComponentResource {
   public readonly privateIps: Record<Role, pulumi.Output<string>>;
   public readonly endpointIp: pulumi.Output<string>;
   public readonly healthCheckIds: Record<Role, pulumi.Output<string>>;
+  /** `<service>.internal.<domain>`: follows `active` by private address. Undefined without the private zone. */
+  public readonly internalServiceName?: string;
+  /** Private names of the two servers (`mx1.internal.<domain>`). */
+  public readonly internalServerNames?: Record<Role, string>;
   public readonly summary: ServiceSummary;
 
   constructor(name: string, args: ServerPairArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -209,34 +213,33 @@ export class ServerPair extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    const securityGroupIds: pulumi.Input<string>[] = [sg.id];
-    if (args.switchover === "dns") {
-      // Route 53's health checkers come from AWS-published ranges (ip-ranges.json, listed per
-      // checker region, so no region filter); only they reach the agent.
-      const checkers = aws.getIpRangesOutput(
-        { services: ["route53_healthchecks"] },
-        { parent: this },
-      );
-      const agentSg = new aws.ec2.SecurityGroup(
-        `${name}-health-sg`,
-        {
-          vpcId: args.vpcId,
-          description: `hastack ${args.service}: Route 53 health checkers to the health agent`,
-          ingress: [
-            {
-              protocol: "tcp",
-              fromPort: HEALTH_AGENT_PORT,
-              toPort: HEALTH_AGENT_PORT,
-              cidrBlocks: checkers.cidrBlocks,
-              description: "Route 53 health checkers",
-            },
-          ],
-          tags: tags(),
-        },
-        { parent: this },
-      );
-      securityGroupIds.push(agentSg.id);
-    }
+    // Route 53's health checkers come from AWS-published ranges (ip-ranges.json, listed per
+    // checker region, so no region filter); only they reach the probed port: the fencing agent
+    // in dns mode, the service's own health-check port in eip mode.
+    const probedPort = args.switchover === "dns" ? HEALTH_AGENT_PORT : args.healthCheck.port;
+    const checkers = aws.getIpRangesOutput(
+      { services: ["route53_healthchecks"] },
+      { parent: this },
+    );
+    const checkerSg = new aws.ec2.SecurityGroup(
+      `${name}-health-sg`,
+      {
+        vpcId: args.vpcId,
+        description: `hastack ${args.service}: Route 53 health checkers to the probed port`,
+        ingress: [
+          {
+            protocol: "tcp",
+            fromPort: probedPort,
+            toPort: probedPort,
+            cidrBlocks: checkers.cidrBlocks,
+            description: "Route 53 health checkers",
+          },
+        ],
+        tags: tags(),
+      },
+      { parent: this },
+    );
+    const securityGroupIds: pulumi.Input<string>[] = [sg.id, checkerSg.id];
 
     const role = new aws.iam.Role(
       `${name}-role`,
@@ -283,15 +286,29 @@ export class ServerPair extends pulumi.ComponentResource {
     const dataVolumes = {} as Record<Role, aws.ebs.Volume>;
     const eips = {} as Record<Role, aws.ec2.Eip>;
     const healthChecks = {} as Record<Role, aws.route53.HealthCheck>;
+    const enis = {} as Record<Role, aws.ec2.NetworkInterface>;
     for (const side of ROLES) {
       const subnet = args.subnets[side];
+      // Each server's primary interface carries one secondary private IP: the service EIP (eip
+      // mode) binds to it, so it never displaces the server's own EIP on the primary IP. Both
+      // modes get it, so changing `switchover` later never replaces a server.
+      enis[side] = new aws.ec2.NetworkInterface(
+        `${name}-${side}-eni`,
+        {
+          subnetId: subnet.id,
+          securityGroups: securityGroupIds,
+          privateIpsCount: 1,
+          description: `hastack ${args.service} ${side}`,
+          tags: tags(side),
+        },
+        { parent: this },
+      );
       instances[side] = new aws.ec2.Instance(
         `${name}-${side}`,
         {
           ami: args.ami,
           instanceType: args.instanceType,
-          subnetId: subnet.id,
-          vpcSecurityGroupIds: securityGroupIds,
+          primaryNetworkInterface: { networkInterfaceId: enis[side].id },
           iamInstanceProfile: profile.name,
           keyName: args.keyName,
           ...userDataInputs(userData[side]),
@@ -343,7 +360,12 @@ export class ServerPair extends pulumi.ComponentResource {
       // The server's own address: stable across stop/start, named in SPF and PTR records.
       eips[side] = new aws.ec2.Eip(
         `${name}-${side}-eip`,
-        { domain: "vpc", instance: instances[side].id, tags: tags(side) },
+        {
+          domain: "vpc",
+          networkInterface: enis[side].id,
+          associateWithPrivateIp: enis[side].privateIp,
+          tags: tags(side),
+        },
         { parent: this, protect: true, retainOnDelete: true },
       );
       healthChecks[side] = new aws.route53.HealthCheck(
@@ -360,7 +382,12 @@ export class ServerPair extends pulumi.ComponentResource {
     this.instances = instances;
     this.dataVolumes = dataVolumes;
     this.publicIps = mapRoles((side) => eips[side].publicIp);
-    this.privateIps = mapRoles((side) => instances[side].privateIp);
+    this.privateIps = mapRoles((side) => enis[side].privateIp);
+    const floatingIps = mapRoles((side) =>
+      pulumi
+        .all([enis[side].privateIp, enis[side].privateIps])
+        .apply(([primary, all]) => all.find((ip) => ip !== primary) ?? primary),
+    );
     this.healthCheckIds = mapRoles((side) => healthChecks[side].id);
 
     if (args.serverNames) {
@@ -382,20 +409,52 @@ export class ServerPair extends pulumi.ComponentResource {
       }
     }
 
+    // Private twins of the names, for server-to-server traffic (replication, sync, backups,
+    // CDR): it then arrives from private addresses, which security-group rules can name.
+    const internal = args.dns.internalDomain !== undefined;
+    this.internalServiceName = internal
+      ? internalName(args.serviceName, args.dns.domain)
+      : undefined;
+    this.internalServerNames =
+      internal && args.serverNames
+        ? mapRoles((side) => internalName(args.serverNames![side], args.dns.domain))
+        : undefined;
+    if (this.internalServerNames) {
+      for (const side of ROLES) {
+        args.dns.record(this, `${name}-${side}-internal-a`, {
+          name: this.internalServerNames[side],
+          type: "A",
+          ttl: 300,
+          records: [this.privateIps[side]],
+        });
+      }
+    }
+
     // The switch: the only resources a flip of `active` may change.
     if (args.switchover === "dns") {
       // Records are named by routing role, not by server: a flip rewrites each record's value
       // and health check in one UPSERT, so Route 53 never sees two PRIMARY records at once.
-      for (const rec of failoverRecords(args.active)) {
-        args.dns.record(this, `${name}-failover-${rec.failover.toLowerCase()}`, {
-          name: args.serviceName,
-          type: "A",
-          ttl,
-          records: [this.publicIps[rec.side]],
-          setIdentifier: `${args.service}-${rec.failover.toLowerCase()}`,
-          failover: rec.failover,
-          healthCheckId: this.healthCheckIds[rec.side],
-        });
+      const failoverPair = (
+        suffix: string,
+        fqdn: string,
+        ips: Record<Role, pulumi.Output<string>>,
+      ): void => {
+        for (const rec of failoverRecords(args.active)) {
+          const routing = rec.failover.toLowerCase();
+          args.dns.record(this, `${name}${suffix}-failover-${routing}`, {
+            name: fqdn,
+            type: "A",
+            ttl,
+            records: [ips[rec.side]],
+            setIdentifier: `${args.service}-${routing}`,
+            failover: rec.failover,
+            healthCheckId: this.healthCheckIds[rec.side],
+          });
+        }
+      };
+      failoverPair("", args.serviceName, this.publicIps);
+      if (this.internalServiceName) {
+        failoverPair("-internal", this.internalServiceName, this.privateIps);
       }
       this.endpointIp = this.publicIps[args.active];
     } else {
@@ -407,7 +466,12 @@ export class ServerPair extends pulumi.ComponentResource {
       );
       new aws.ec2.EipAssociation(
         `${name}-service-eip-assoc`,
-        { allocationId: serviceEip.allocationId, instanceId: instances[args.active].id },
+        {
+          allocationId: serviceEip.allocationId,
+          networkInterfaceId: enis[args.active].id,
+          privateIpAddress: floatingIps[args.active],
+          allowReassociation: true,
+        },
         { parent: this },
       );
       args.dns.record(this, `${name}-service-a`, {
@@ -416,6 +480,14 @@ export class ServerPair extends pulumi.ComponentResource {
         ttl,
         records: [serviceEip.publicIp],
       });
+      if (this.internalServiceName) {
+        args.dns.record(this, `${name}-service-internal-a`, {
+          name: this.internalServiceName,
+          type: "A",
+          ttl,
+          records: [floatingIps[args.active]],
+        });
+      }
       this.endpointIp = serviceEip.publicIp;
     }
 
@@ -667,11 +739,13 @@ export function renderCloudConfig(parts: CloudConfigParts): string {
       permissions: "0755",
       content: MOUNT_DATA_SCRIPT,
     },
+    ...SECONDARY_IP_FILES,
     ...(parts.healthAgent ? renderHealthAgent(parts.healthAgent) : []),
     ...(parts.writeFiles ?? []),
   ];
   const runcmd: (string | string[])[] = [
     ["/usr/local/sbin/hastack-mount-data"],
+    ["systemctl", "enable", "--now", "hastack-secondary-ips.service"],
     ...(parts.healthAgent
       ? [
           ["systemctl", "daemon-reload"],
@@ -774,6 +848,50 @@ export function renderHealthAgent(o: {
     },
   ];
 }
+
+/**
+ * EC2's DHCP hands out only the primary private IP; the secondary one (where the service EIP
+ * lands in eip mode) is read from the instance metadata (IMDSv2) and added at every boot.
+ */
+const SECONDARY_IP_FILES = [
+  {
+    path: "/usr/local/sbin/hastack-secondary-ips",
+    permissions: "0755",
+    content: `#!/bin/sh
+# Adds this interface's secondary private IPv4 addresses, read from IMDSv2.
+set -eu
+imds=http://169.254.169.254/latest
+token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$imds/api/token")
+md() { curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/$1"; }
+mac=$(md mac)
+primary=$(md local-ipv4)
+prefix=$(md "network/interfaces/macs/$mac/subnet-ipv4-cidr-block" | cut -d/ -f2)
+dev=$(ip -o link | awk -v mac="$mac" 'index($0, mac) { sub(":", "", $2); print $2; exit }')
+for addr in $(md "network/interfaces/macs/$mac/local-ipv4s"); do
+  [ "$addr" = "$primary" ] || ip addr replace "$addr/$prefix" dev "$dev"
+done
+`,
+  },
+  {
+    path: "/etc/systemd/system/hastack-secondary-ips.service",
+    permissions: "0644",
+    content: [
+      "[Unit]",
+      "Description=hastack: configure the secondary private IP (service EIP target)",
+      "After=network-online.target",
+      "Wants=network-online.target",
+      "",
+      "[Service]",
+      "Type=oneshot",
+      "RemainAfterExit=yes",
+      "ExecStart=/usr/local/sbin/hastack-secondary-ips",
+      "",
+      "[Install]",
+      "WantedBy=multi-user.target",
+      "",
+    ].join("\n"),
+  },
+];
 
 const MOUNT_DATA_SCRIPT = `#!/bin/sh
 # Formats the data volume only when it holds no filesystem, then mounts it at ${DATA_MOUNT}.

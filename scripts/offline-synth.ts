@@ -496,6 +496,7 @@ const ID_PREFIX: Record<string, string> = {
   "aws:ebs/volume:Volume": "vol-",
   "aws:ec2/securityGroup:SecurityGroup": "sg-",
   "aws:ec2/eip:Eip": "eipalloc-",
+  "aws:ec2/networkInterface:NetworkInterface": "eni-",
   "aws:ec2/vpc:Vpc": "vpc-",
   "aws:ec2/subnet:Subnet": "subnet-",
 };
@@ -523,6 +524,12 @@ function mockResourceState(
       state.publicIp = "";
       state.arn = `arn:aws:ec2:region:123456789012:instance/${id}`;
       break;
+    case "aws:ec2/networkInterface:NetworkInterface": {
+      const subnet = `10.20.${(h >> 8) & 0xff}`;
+      state.privateIp = `${subnet}.${(h & 0x7f) + 10}`;
+      state.privateIps = [state.privateIp, `${subnet}.${(h & 0x7f) + 138}`];
+      break;
+    }
     case "aws:ec2/eip:Eip":
       state.publicIp = `198.51.100.${(h % 250) + 2}`;
       state.allocationId = id;

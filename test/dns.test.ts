@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import * as pulumi from "@pulumi/pulumi";
-import { checkRecordSpec, Dns, recordSetKey } from "../components/dns";
+import { checkRecordSpec, Dns, internalName, recordSetKey } from "../components/dns";
 import { runUnderMocks } from "../scripts/offline-synth";
 
 class Owner extends pulumi.ComponentResource {
@@ -68,6 +68,49 @@ describe("Dns", () => {
       "a record set needs at least one value",
       "failover routing needs a setIdentifier",
     ]);
+  });
+
+  it("internal names go to the private zone; without it they are refused", async () => {
+    expect(internalName("db.example.co.id", "example.co.id")).to.equal("db.internal.example.co.id");
+    expect(() => internalName("db.other.com", "example.co.id")).to.throw(
+      "not inside example.co.id",
+    );
+    const d = await runUnderMocks(() => {
+      const dns = new Dns("dns", {
+        domain: "example.co.id",
+        zoneName: "example.co.id",
+        internalVpcId: "vpc-1",
+      });
+      dns.record(new Owner("db"), "db-internal", {
+        name: "db.internal.example.co.id",
+        type: "A",
+        records: ["10.0.0.5"],
+      });
+      dns.record(new Owner("mx"), "mx-public", {
+        name: "mx1.example.co.id",
+        type: "A",
+        records: ["198.51.100.7"],
+      });
+    });
+    const zoneOf = (n: string): unknown =>
+      d.deployment.resources.find((r) => r.name === n)!.inputs.zoneId;
+    const privateZone = d.deployment.resources.find((r) => r.name === "dns-internal")!;
+    expect(privateZone.inputs.vpcs).to.deep.equal([{ vpcId: "vpc-1" }]);
+    expect(zoneOf("db-internal")).to.not.equal(zoneOf("mx-public"));
+    let error = "";
+    await runUnderMocks(() => {
+      const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
+      try {
+        dns.record(new Owner("db"), "db-internal", {
+          name: "db.internal.example.co.id",
+          type: "A",
+          records: ["10.0.0.5"],
+        });
+      } catch (e) {
+        error = (e as Error).message;
+      }
+    });
+    expect(error).to.contain("needs the private zone");
   });
 
   it("creates a protected, retained zone only when asked", async () => {

@@ -75,8 +75,16 @@ describe("ServerPair", () => {
       const d = await synthPair();
       const volumes = ofType(d, "aws:ebs/volume:Volume").map((v) => v.inputs.availabilityZone);
       expect(volumes).to.deep.equal(["ap-southeast-3a", "ap-southeast-3b"]);
-      const subnets = ofType(d, "aws:ec2/instance:Instance").map((i) => i.inputs.subnetId);
+      const subnets = ofType(d, "aws:ec2/networkInterface:NetworkInterface").map(
+        (i) => i.inputs.subnetId,
+      );
       expect(subnets).to.deep.equal(["subnet-aaaaaaaa", "subnet-bbbbbbbb"]);
+      const enis = ofType(d, "aws:ec2/networkInterface:NetworkInterface").map((e) => e.id);
+      const attached = ofType(d, "aws:ec2/instance:Instance").map(
+        (i) =>
+          (i.inputs.primaryNetworkInterface as { networkInterfaceId: string }).networkInterfaceId,
+      );
+      expect(attached).to.deep.equal(enis);
     });
     it("non-compliant: the same AZ twice is refused before anything is declared", async () => {
       const same = { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" };
@@ -151,7 +159,7 @@ describe("ServerPair", () => {
           expect(changes.map((c) => c.type)).to.deep.equal([
             "aws:ec2/eipAssociation:EipAssociation",
           ]);
-          expect(changes[0].changedKeys).to.deep.equal(["instanceId"]);
+          expect(changes[0].changedKeys).to.deep.equal(["networkInterfaceId", "privateIpAddress"]);
         } else {
           // Role-named records: each keeps its routing role, only its target moves.
           expect(changes).to.have.length(2);
@@ -225,6 +233,97 @@ describe("ServerPair", () => {
         (r) => r.key,
       );
       expect(b).to.include.members(a);
+    });
+  });
+
+  describe("eip mode: the service address never displaces a server's own", () => {
+    it("the service EIP binds to the active server's secondary IP; each server EIP to its primary IP", async () => {
+      const d = await synthPair({
+        switchover: "eip",
+        active: Role.Standby,
+        userData: { primary: "#cloud-config\n", standby: "#cloud-config\n" },
+        cloudConfig: undefined,
+      });
+      const standbyEni = byName(d, "svc-standby-eni");
+      const assoc = byName(d, "svc-service-eip-assoc");
+      expect(assoc.inputs.networkInterfaceId).to.equal(standbyEni.id);
+      const serverEip = byName(d, "svc-standby-eip");
+      expect(serverEip.inputs.networkInterface).to.equal(standbyEni.id);
+      expect(serverEip.inputs.associateWithPrivateIp).to.match(/^10\.20\./);
+      expect(assoc.inputs.privateIpAddress).to.match(/^10\.20\./);
+      expect(assoc.inputs.privateIpAddress).to.not.equal(serverEip.inputs.associateWithPrivateIp);
+      expect(standbyEni.inputs.privateIpsCount).to.equal(1);
+    });
+    it("Route 53's checkers reach the probed port in both modes, and nothing else", async () => {
+      for (const [switchover, port] of [
+        ["dns", 9780],
+        ["eip", 25],
+      ] as const) {
+        const extra =
+          switchover === "eip"
+            ? {
+                userData: { primary: "#cloud-config\n", standby: "#cloud-config\n" },
+                cloudConfig: undefined,
+              }
+            : {};
+        const d = await synthPair({ switchover, ...extra });
+        const ingress = byName(d, "svc-health-sg").inputs.ingress as {
+          fromPort: number;
+          toPort: number;
+          cidrBlocks: string[];
+        }[];
+        expect(ingress.map((r) => [r.fromPort, r.toPort])).to.deep.equal([[port, port]]);
+        expect(ingress[0].cidrBlocks).to.include("15.177.0.0/18").and.not.include("0.0.0.0/0");
+        const enis = ofType(d, "aws:ec2/networkInterface:NetworkInterface");
+        for (const eni of enis) {
+          expect(eni.inputs.securityGroups).to.include(byName(d, "svc-health-sg").id);
+        }
+      }
+    });
+  });
+
+  describe("internal names (private zone)", () => {
+    const withInternal = async (over: Partial<ServerPairArgs> = {}): Promise<Deployment> =>
+      runUnderMocks(() => {
+        const dns = new Dns("dns", {
+          domain: "example.co.id",
+          zoneName: "example.co.id",
+          internalVpcId: "vpc-0123456789abcdef0",
+        });
+        new ServerPair("svc", pairArgs(dns, over));
+      });
+    it("each server and the service get private-address records in internal.<domain>", async () => {
+      const d = await withInternal();
+      const zone = byName(d, "dns-internal");
+      expect(zone.inputs.name).to.equal("internal.example.co.id");
+      const internal = ofType(d, "aws:route53/record:Record").filter((r) =>
+        String(r.inputs.name).endsWith("internal.example.co.id"),
+      );
+      expect(internal.map((r) => r.inputs.name).sort()).to.deep.equal([
+        "svc.internal.example.co.id",
+        "svc.internal.example.co.id",
+        "svc1.internal.example.co.id",
+        "svc2.internal.example.co.id",
+      ]);
+      for (const r of internal) {
+        expect(r.inputs.zoneId).to.equal(
+          zone.id === undefined ? r.inputs.zoneId : "dns-internal-id",
+        );
+        for (const ip of r.inputs.records as string[]) {
+          expect(ip).to.match(/^10\.20\./);
+        }
+      }
+    });
+    it("a flip moves the internal failover pair too, and still nothing but records", async () => {
+      const before = await withInternal();
+      const after = await withInternal({ active: Role.Standby });
+      const changes = diffDeployments(before, after);
+      expect(changes.map((c) => c.urn.split("::").pop()).sort()).to.deep.equal([
+        "svc-failover-primary",
+        "svc-failover-secondary",
+        "svc-internal-failover-primary",
+        "svc-internal-failover-secondary",
+      ]);
     });
   });
 
