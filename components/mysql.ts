@@ -101,7 +101,7 @@ export class MysqlPair extends pulumi.ComponentResource {
   public readonly replicationPasswordParameter: string;
   /** SSM String naming the active side: the servers' boot-role reads it before every start. */
   public readonly activeSideParameter: string;
-  /** The role-change commands declared for the current `active` (empty without an SSH key). */
+  /** The remote commands by step key (ROLE_STEPS); empty without an SSH key. */
   public readonly commands: Record<string, command.remote.Command>;
   public readonly summary: MysqlSummary;
 
@@ -212,50 +212,46 @@ export class MysqlPair extends pulumi.ComponentResource {
       accounts.forEach((a, i) => {
         accountEnv[accountPasswordEnv(i)] = pulumi.secret(a.password);
       });
-      const run = (step: RoleStep, deps: pulumi.Resource[]): command.remote.Command => {
+      for (const step of ROLE_STEPS) {
         const env: Partial<Record<ScriptEnvName, pulumi.Input<string>>> = {
           HASTACK_PEER_HOST: this.pair.privateIps[otherRole(step.host)],
           HASTACK_PEER_PORT: String(MYSQL_PORT),
           HASTACK_REPL_PASSWORD: replicationPassword,
           HASTACK_AWS_REGION: args.region,
           HASTACK_SIDE: step.host,
-          ...(step.script === "setup" || step.script === "bootstrap"
-            ? { HASTACK_WAIT_SECONDS: "900" }
-            : {}),
+          // First boot installs the packages before the server answers.
+          ...(step.runsWhen === undefined ? { HASTACK_WAIT_SECONDS: "900" } : {}),
         };
-        const cmd = new command.remote.Command(
+        const runs = step.runsWhen === undefined || step.runsWhen === cfg.active;
+        this.commands[step.key] = new command.remote.Command(
           `${name}-${step.key}`,
           {
             connection: {
               host: this.pair.publicIps[step.host],
               user: sshUser,
               privateKey,
-              // First boot installs packages before sshd answers for long.
+              // At first boot sshd may answer only after a while.
               dialErrorLimit: 40,
             },
             // Constant text: the script arrives on stdin, its parameters (and the password) in
             // the environment, so neither is in the command line or the provider's error text.
-            create: `cloud-init status --wait >/dev/null 2>&1; ${remoteShell(accounts.length)}`,
-            stdin: renderScript(step.script, settings),
+            // Without `create` the provider runs nothing and never dials the host.
+            create: runs
+              ? `cloud-init status --wait >/dev/null 2>&1; ${remoteShell(accounts.length)}`
+              : undefined,
+            stdin: runs ? renderScript(step.script, settings) : undefined,
             environment: pulumi.secret({
               ...env,
               ...(step.script === "setup" ? accountEnv : {}),
             } as Record<string, pulumi.Input<string>>),
-            // Setup and bootstrap must not re-run on a flip (the primary may be down): only the
-            // role steps, which exist per `active`, carry it.
-            triggers: step.roleChange
-              ? [cfg.active, this.pair.instances[step.host].id]
-              : [this.pair.instances[step.host].id],
+            // Setup and bootstrap must not re-run on a flip (the primary may be down); the role
+            // steps re-run exactly when `active` changes (and on a replaced server).
+            triggers:
+              step.runsWhen === undefined
+                ? [this.pair.instances[step.host].id]
+                : [cfg.active, this.pair.instances[step.host].id],
           },
-          { parent: this, dependsOn: deps },
-        );
-        this.commands[step.key] = cmd;
-        return cmd;
-      };
-      for (const step of roleSteps(cfg.active)) {
-        run(
-          step,
-          step.after.map((k) => this.commands[k]),
+          { parent: this, dependsOn: step.after.map((k) => this.commands[k]) },
         );
       }
     }
@@ -283,58 +279,59 @@ export class MysqlPair extends pulumi.ComponentResource {
   }
 }
 
-/** One remote command: which script, on which server, after which others. */
+/** One remote command: which script, on which server, after which others, for which `active`. */
 export interface RoleStep {
   key: string;
   script: ScriptName;
   host: Role;
   after: string[];
-  /** Exists only for one value of `active` (failover, fallback, rejoin). */
-  roleChange: boolean;
+  /** The `active` value for which it runs; for the other value it runs nothing. Defaults to both. */
+  runsWhen?: Role;
 }
 
 /**
- * The commands declared for an `active` value. Setup (both servers) and bootstrap (standby)
- * exist always and never change on a flip. active=standby adds the failover on the standby
- * (it runs when created, i.e. on the flip; nothing runs on the possibly dead primary);
- * active=primary adds the fallback on the primary and then the rejoin on the standby (on the
- * first deployment both find nothing to do). So a flip creates and deletes only these.
+ * The remote commands, the same set for either `active` value so a flip only updates them.
+ * Setup (both servers) and bootstrap (standby) never change on a flip. The role steps carry
+ * the script only for the `active` value they serve and nothing (no SSH connection at all)
+ * for the other: a flip to standby runs the failover on the standby and touches nothing on the
+ * possibly dead primary; a flip back runs the fallback on the primary, then the rejoin on the
+ * standby (on the first deployment both find nothing to do).
  */
-export function roleSteps(active: Role): RoleStep[] {
-  const base: RoleStep[] = [
-    { key: "setup-primary", script: "setup", host: Role.Primary, after: [], roleChange: false },
-    { key: "setup-standby", script: "setup", host: Role.Standby, after: [], roleChange: false },
-    {
-      key: "bootstrap",
-      script: "bootstrap",
-      host: Role.Standby,
-      after: ["setup-primary", "setup-standby"],
-      roleChange: false,
-    },
-  ];
-  if (active === Role.Standby) {
-    return [
-      ...base,
-      {
-        key: "failover",
-        script: "failover",
-        host: Role.Standby,
-        after: ["bootstrap"],
-        roleChange: true,
-      },
-    ];
-  }
-  return [
-    ...base,
-    {
-      key: "fallback",
-      script: "fallback",
-      host: Role.Primary,
-      after: ["bootstrap"],
-      roleChange: true,
-    },
-    { key: "rejoin", script: "rejoin", host: Role.Standby, after: ["fallback"], roleChange: true },
-  ];
+export const ROLE_STEPS: readonly RoleStep[] = [
+  { key: "setup-primary", script: "setup", host: Role.Primary, after: [] },
+  { key: "setup-standby", script: "setup", host: Role.Standby, after: [] },
+  {
+    key: "bootstrap",
+    script: "bootstrap",
+    host: Role.Standby,
+    after: ["setup-primary", "setup-standby"],
+  },
+  {
+    key: "failover",
+    script: "failover",
+    host: Role.Standby,
+    after: ["bootstrap"],
+    runsWhen: Role.Standby,
+  },
+  {
+    key: "fallback",
+    script: "fallback",
+    host: Role.Primary,
+    after: ["bootstrap"],
+    runsWhen: Role.Primary,
+  },
+  {
+    key: "rejoin",
+    script: "rejoin",
+    host: Role.Standby,
+    after: ["fallback"],
+    runsWhen: Role.Primary,
+  },
+];
+
+/** The scripts that run on the flip to `active` (in order). */
+export function flipScripts(active: Role): string[] {
+  return ROLE_STEPS.filter((s) => s.runsWhen === active).map((s) => `${s.script}@${s.host}`);
 }
 
 /** The script settings a config yields (accounts by name; their passwords travel separately). */

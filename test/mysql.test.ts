@@ -18,7 +18,8 @@ import {
   mysqlCloudConfigParts,
   mysqlServicePorts,
   mysqlSettings,
-  roleSteps,
+  ROLE_STEPS,
+  flipScripts,
 } from "../components/mysql";
 import { remoteShell, renderScript } from "../components/mysql-scripts";
 import { IngressRule, ingressRules, renderCloudConfig } from "../components/server-pair";
@@ -108,6 +109,7 @@ describe("MysqlPair: what it declares", () => {
         "aws:ssm/parameter:Parameter mysql-active-side",
         "aws:ssm/parameter:Parameter mysql-replication-password",
         `${COMMAND} mysql-bootstrap`,
+        `${COMMAND} mysql-failover`,
         `${COMMAND} mysql-fallback`,
         `${COMMAND} mysql-rejoin`,
         `${COMMAND} mysql-setup-primary`,
@@ -163,20 +165,23 @@ describe("MysqlPair: what it declares", () => {
     }
   });
 
-  it("orders the commands: setup on both, then bootstrap, then fallback, then rejoin", () => {
-    expect(roleSteps("primary").map((s) => `${s.key}<-${s.after.join("+")}`)).to.deep.equal([
+  it("while active=primary the failover command runs nothing (no create: the provider never dials)", () => {
+    const c = named(d, "mysql-failover").inputs;
+    expect(c.create).to.equal(undefined);
+    expect(c.stdin).to.equal(undefined);
+  });
+
+  it("orders the commands: setup on both, bootstrap, then the role steps", () => {
+    expect(ROLE_STEPS.map((s) => `${s.key}<-${s.after.join("+")}`)).to.deep.equal([
       "setup-primary<-",
       "setup-standby<-",
       "bootstrap<-setup-primary+setup-standby",
+      "failover<-bootstrap",
       "fallback<-bootstrap",
       "rejoin<-fallback",
     ]);
-    expect(roleSteps("standby").map((s) => `${s.key}@${s.host}`)).to.deep.equal([
-      "setup-primary@primary",
-      "setup-standby@standby",
-      "bootstrap@standby",
-      "failover@standby",
-    ]);
+    expect(flipScripts("standby")).to.deep.equal(["failover@standby"]);
+    expect(flipScripts("primary")).to.deep.equal(["fallback@primary", "rejoin@standby"]);
   });
 
   it("names db.<domain> as the endpoint, with failover records following the active side", () => {
@@ -235,38 +240,35 @@ describe("invariant: a flip of hastack:mysql.active changes only commands and sw
     standby = (await synthMysql({ config: { active: "standby" } })).d;
   });
 
-  it("failover (primary → standby): creates the failover command, drops fallback/rejoin, moves the records", () => {
-    const changes = diffDeployments(primary, standby);
-    const summary = changes.map((c) => `${c.op} ${c.urn.split("::").pop()}`).sort();
-    expect(summary).to.deep.equal(
+  const updates = (a: Deployment, b: Deployment): string[] =>
+    diffDeployments(a, b)
+      .map((c) => `${c.op} ${c.urn.split("::").pop()} ${c.changedKeys.join(",")}`)
+      .sort();
+
+  it("failover (primary → standby): only updates — the role commands, the intent, the records", () => {
+    expect(updates(primary, standby)).to.deep.equal(
       [
-        "create mysql-failover",
-        "delete mysql-fallback",
-        "delete mysql-rejoin",
-        "update mysql-active-side",
-        "update mysql-pair-failover-primary",
-        "update mysql-pair-failover-secondary",
+        "update mysql-active-side insecureValue",
+        "update mysql-failover create,stdin,triggers",
+        "update mysql-fallback create,stdin,triggers",
+        "update mysql-pair-failover-primary healthCheckId,records",
+        "update mysql-pair-failover-secondary healthCheckId,records",
+        "update mysql-rejoin create,stdin,triggers",
       ].sort(),
     );
-    for (const c of changes) {
+    for (const c of diffDeployments(primary, standby)) {
       expect(ALLOWED.has(c.type), `${c.op} ${c.urn}`).to.equal(true);
     }
+    // What runs: the failover on the standby; the primary's commands lose their script.
+    expect(named(standby, "mysql-failover").inputs.create).to.be.a("string");
+    expect(named(standby, "mysql-fallback").inputs.create).to.equal(undefined);
+    expect(named(standby, "mysql-rejoin").inputs.create).to.equal(undefined);
   });
 
   it("fallback (standby → primary) is the exact reverse", () => {
-    const back = diffDeployments(standby, primary)
-      .map((c) => `${c.op} ${c.urn.split("::").pop()}`)
-      .sort();
-    expect(back).to.deep.equal(
-      [
-        "delete mysql-failover",
-        "create mysql-fallback",
-        "create mysql-rejoin",
-        "update mysql-active-side",
-        "update mysql-pair-failover-primary",
-        "update mysql-pair-failover-secondary",
-      ].sort(),
-    );
+    expect(updates(standby, primary)).to.deep.equal(updates(primary, standby));
+    expect(named(primary, "mysql-fallback").inputs.create).to.be.a("string");
+    expect(named(primary, "mysql-rejoin").inputs.create).to.be.a("string");
   });
 
   it("never touches instances, volumes, security groups, setup or bootstrap", () => {
@@ -321,7 +323,9 @@ describe("invariant: the replication password is secret everywhere", () => {
     const commands = JSON.parse(json).deployment.resources.filter(
       (r: SynthResource) => r.type === COMMAND,
     );
-    for (const c of commands) {
+    const running = commands.filter((c: SynthResource) => c.inputs.create !== undefined);
+    expect(running).to.have.length(5);
+    for (const c of running) {
       expect(c.inputs.create).not.to.match(/PASSWORD=/);
       expect(c.inputs.stdin).to.contain("$HASTACK_REPL_PASSWORD");
     }
