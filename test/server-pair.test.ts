@@ -305,10 +305,10 @@ describe("ServerPair", () => {
         "svc1.internal.example.co.id",
         "svc2.internal.example.co.id",
       ]);
+      const publicZone = byName(d, "svc-primary-a").inputs.zoneId;
+      expect(internal[0].inputs.zoneId).to.not.equal(publicZone);
       for (const r of internal) {
-        expect(r.inputs.zoneId).to.equal(
-          zone.id === undefined ? r.inputs.zoneId : "dns-internal-id",
-        );
+        expect(r.inputs.zoneId).to.equal(internal[0].inputs.zoneId);
         for (const ip of r.inputs.records as string[]) {
           expect(ip).to.match(/^10\.20\./);
         }
