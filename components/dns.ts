@@ -43,6 +43,11 @@ export interface DnsArgs {
   internalVpcId?: pulumi.Input<string>;
 }
 
+/** The name a server uses to reach `fqdn`: its private twin when the private zone exists. */
+export function peerName(dns: Dns, fqdn: string): string {
+  return dns.internalDomain !== undefined ? internalName(fqdn, dns.domain) : fqdn;
+}
+
 /** `db.kantor.co.id` → `db.internal.kantor.co.id`: the private twin of a public name. */
 export function internalName(fqdn: string, domain: string): string {
   const name = fqdn.toLowerCase().replace(/\.$/, "");

@@ -34,7 +34,7 @@ import * as aws from "@pulumi/aws";
 import * as random from "@pulumi/random";
 import * as command from "@pulumi/command";
 import type { NasConfig } from "../stack-config";
-import { Dns } from "./dns";
+import { Dns, peerName } from "./dns";
 import {
   CloudConfigParts,
   ROLES,
@@ -147,7 +147,8 @@ export class NasBackups extends pulumi.ComponentResource {
       standby: `${cfg.serverNames.standby}.${args.domain}`,
     };
     this.jobs = backupJobs({
-      domain: args.domain,
+      // Pull from the services' private names: the sources' rules allow the NAS's group.
+      domain: args.dns.internalDomain ?? args.domain,
       hostnames: {
         mail: args.sources.mailHostname,
         mysql: args.sources.mysqlHostname,
@@ -218,7 +219,8 @@ export class NasBackups extends pulumi.ComponentResource {
         hostname: cfg.serverNames[side],
         fqdn: serverNames[side],
         serviceName,
-        peer: serverNames[otherRole(side)],
+        // Server-to-server traffic by private address (SG rules name the peer's group).
+        peer: peerName(args.dns, serverNames[otherRole(side)]),
         peerSide: otherRole(side),
         region: args.region,
         ssmPrefix,

@@ -9,7 +9,7 @@ import * as aws from "@pulumi/aws";
 import * as random from "@pulumi/random";
 import * as command from "@pulumi/command";
 import type { PbxConfig } from "../stack-config";
-import { Dns } from "./dns";
+import { Dns, peerName } from "./dns";
 import {
   CloudConfigParts,
   ROLES,
@@ -178,7 +178,8 @@ export class PbxPair extends pulumi.ComponentResource {
         hostname: cfg.serverNames[side],
         fqdn: serverNames[side],
         serviceName,
-        peer: serverNames[otherRole(side)],
+        // Server-to-server traffic by private address (SG rules name the peer's group).
+        peer: peerName(args.dns, serverNames[otherRole(side)]),
         region: args.region,
         ssmPrefix,
         databaseEndpoint: args.databaseEndpoint,
