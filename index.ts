@@ -10,12 +10,20 @@ import {
   parseStackConfig,
   StackConfig,
 } from "./stack-config";
-import { Dns } from "./components/dns";
+import * as aws from "@pulumi/aws";
+import { Alarms } from "./components/monitoring";
+import { Dns, internalName } from "./components/dns";
+import { MysqlPair } from "./components/mysql";
+import { NasBackups } from "./components/nas";
+import { PbxPair } from "./components/pbx";
 import { Network } from "./components/network";
 import { Role, ServerPair } from "./components/server-pair";
 
 export = async (): Promise<Record<string, unknown>> => {
   const cfg = readConfig();
+  const sshPrivateKey = cfg.sshPrivateKey
+    ? new pulumi.Config(NAMESPACE).requireSecret("sshPrivateKey")
+    : undefined;
 
   const network = new Network("network", {
     existing: "subnets" in cfg.network ? cfg.network : undefined,
@@ -26,23 +34,83 @@ export = async (): Promise<Record<string, unknown>> => {
     zoneId: cfg.zone.id,
     zoneName: cfg.zone.name,
     create: cfg.zone.create,
+    internalVpcId: network.vpcId,
   });
-
-  const subnetsFor = (
-    service: "mail" | "pbx" | "mysql" | "nas",
-  ): Record<Role, { id: pulumi.Input<string>; az: string }> => {
+  const placement = (service: Service): ServicePlacement => {
     const azs = cfg[service].azs ?? {
       primary: network.subnets[0].az,
       standby: network.subnets[1].az,
     };
-    return { primary: network.subnetIn(azs.primary), standby: network.subnetIn(azs.standby) };
+    return {
+      vpcId: network.vpcId,
+      subnets: { primary: network.subnetIn(azs.primary), standby: network.subnetIn(azs.standby) },
+    };
   };
+  const common = {
+    domain: cfg.domain,
+    dns,
+    ami: cfg.ami,
+    region: cfg.region,
+    adminCidrs: cfg.adminCidrs,
+    keyName: cfg.keyName,
+  };
+  // Route 53 health-check metrics exist only in us-east-1: alarms and their topic live there.
+  const usEast1 = new aws.Provider("us-east-1", { region: "us-east-1" });
+  const alerts = new Alarms("alerts", {
+    healthChecks: {},
+    emails: cfg.alerts.emails,
+    provider: usEast1,
+  });
+
+  const nas = new NasBackups("nas", {
+    ...common,
+    config: cfg.nas,
+    network: placement("nas"),
+    sources: {
+      mailHostname: cfg.mail.hostname,
+      mysqlHostname: cfg.mysql.hostname,
+      pbxHostname: cfg.pbx.hostname,
+      databases: cfg.mysql.databases,
+    },
+  });
+  const pbx = new PbxPair("pbx", {
+    ...common,
+    config: cfg.pbx,
+    network: placement("pbx"),
+    officeCidrs: cfg.officeCidrs,
+    databaseEndpoint: internalName(`${cfg.mysql.hostname}.${cfg.domain}`, cfg.domain),
+    backupClientSecurityGroupIds: [nas.securityGroupId],
+    alarmActions: [alerts.topicArn],
+    alarmProvider: usEast1,
+  });
+  const mysql = new MysqlPair("mysql", {
+    ...common,
+    config: cfg.mysql,
+    network: placement("mysql"),
+    clientSecurityGroupIds: [pbx.securityGroupId, nas.securityGroupId],
+    accounts: [
+      {
+        user: pbx.cdrDbUser,
+        database: "asteriskcdrdb",
+        password: pbx.cdrDbPassword,
+        privileges: "SELECT, INSERT",
+      },
+      {
+        user: nas.dbBackupUser,
+        database: "*",
+        password: nas.dbBackupPassword,
+        privileges: "SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT, RELOAD, BINLOG MONITOR",
+      },
+    ],
+    sshUser: cfg.sshUser,
+    sshPrivateKey,
+  });
   const mail = new ServerPair("mail", {
     service: "mail",
     active: cfg.mail.active,
     switchover: cfg.mail.switchover ?? "dns",
     vpcId: network.vpcId,
-    subnets: subnetsFor("mail"),
+    subnets: placement("mail").subnets,
     ami: cfg.mail.ami ?? cfg.ami,
     instanceType: cfg.mail.instanceType,
     rootVolumeGb: cfg.mail.rootVolumeGb,
@@ -66,15 +134,31 @@ export = async (): Promise<Record<string, unknown>> => {
       standby: `${cfg.mail.serverNames.standby}.${cfg.domain}`,
     },
   });
+  alerts.watch({
+    "mail-primary": mail.healthCheckIds.primary,
+    "mail-standby": mail.healthCheckIds.standby,
+    "mysql-primary": mysql.pair.healthCheckIds.primary,
+    "mysql-standby": mysql.pair.healthCheckIds.standby,
+    "nas-primary": nas.pair.healthCheckIds.primary,
+    "nas-standby": nas.pair.healthCheckIds.standby,
+  });
 
   return {
     region: cfg.region,
     domain: cfg.domain,
     zoneId: dns.zoneId,
-    services: { mail: mail.summary },
+    services: { mail: mail.summary, pbx: pbx.summary, mysql: mysql.summary, nas: nas.summary },
+    nas: nas.outputs,
+    alertsTopicArn: alerts.topicArn,
     contacts: cfg.contacts,
   };
 };
+
+type Service = "mail" | "pbx" | "mysql" | "nas";
+interface ServicePlacement {
+  vpcId: pulumi.Input<string>;
+  subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
+}
 
 /**
  * Reads every `hastack:*` key (and aws:region) and validates them in one go. Throws a RunError

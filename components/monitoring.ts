@@ -29,6 +29,9 @@ export class Alarms extends pulumi.ComponentResource {
   public readonly keyArn: pulumi.Output<string>;
   /** Alarm per health-check label. */
   public readonly alarms: Record<string, aws.cloudwatch.MetricAlarm>;
+  private readonly alarmName: string;
+  private readonly childOpts: pulumi.CustomResourceOptions;
+  private readonly evaluationPeriods: number;
 
   constructor(name: string, args: AlarmsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:monitoring:Alarms", name, {}, opts);
@@ -80,18 +83,46 @@ export class Alarms extends pulumi.ComponentResource {
         childOpts,
       );
     }
-    const alarms: Record<string, aws.cloudwatch.MetricAlarm> = {};
-    for (const [label, id] of Object.entries(args.healthChecks)) {
-      alarms[label] = new aws.cloudwatch.MetricAlarm(
-        `${name}-${label}`,
-        healthCheckAlarmArgs({ label, healthCheckId: id, topicArn: topic.arn, evaluationPeriods }),
-        childOpts,
-      );
-    }
     this.topicArn = topic.arn;
     this.keyArn = key.arn;
-    this.alarms = alarms;
+    this.alarms = {};
+    this.alarmName = name;
+    this.childOpts = childOpts;
+    this.evaluationPeriods = evaluationPeriods;
+    this.watch(args.healthChecks);
     this.registerOutputs({ topicArn: this.topicArn, keyArn: this.keyArn });
+  }
+
+  /**
+   * Adds an alarm per health check (label → id). The topic exists first so that components
+   * built later can notify it too; labels must be unique.
+   */
+  watch(healthChecks: Record<string, pulumi.Input<string>>): void {
+    const problems = checkAlarmsArgs({
+      healthChecks,
+      emails: [],
+      evaluationPeriods: this.evaluationPeriods,
+    });
+    for (const label of Object.keys(healthChecks)) {
+      if (this.alarms[label]) {
+        problems.push(`health check label ${JSON.stringify(label)} is watched already`);
+      }
+    }
+    if (problems.length > 0) {
+      throw new Error(`Alarms ${this.alarmName}: ${problems.join("; ")}`);
+    }
+    for (const [label, id] of Object.entries(healthChecks)) {
+      this.alarms[label] = new aws.cloudwatch.MetricAlarm(
+        `${this.alarmName}-${label}`,
+        healthCheckAlarmArgs({
+          label,
+          healthCheckId: id,
+          topicArn: this.topicArn,
+          evaluationPeriods: this.evaluationPeriods,
+        }),
+        this.childOpts,
+      );
+    }
   }
 }
 

@@ -82,6 +82,8 @@ export interface PbxPairArgs {
   backupClientSecurityGroupIds?: pulumi.Input<string>[];
   /** SNS topic ARNs in us-east-1 the health-check alarms notify. Defaults to none. */
   alarmActions?: pulumi.Input<string>[];
+  /** A us-east-1 provider to share (where Route 53 metrics live). Defaults to one of its own. */
+  alarmProvider?: aws.Provider;
 }
 
 export class PbxPair extends pulumi.ComponentResource {
@@ -240,11 +242,9 @@ export class PbxPair extends pulumi.ComponentResource {
 
     // Route 53 publishes health-check metrics only in us-east-1, so the alarm lives there too
     // (and so must any SNS topic it notifies).
-    const usEast1 = new aws.Provider(
-      `${name}-us-east-1`,
-      { region: "us-east-1" },
-      { parent: this },
-    );
+    const usEast1 =
+      args.alarmProvider ??
+      new aws.Provider(`${name}-us-east-1`, { region: "us-east-1" }, { parent: this });
     for (const side of ROLES) {
       new aws.cloudwatch.MetricAlarm(
         `${name}-${side}-health-alarm`,

@@ -541,6 +541,9 @@ function mockResourceState(
     case "random:index/randomPassword:RandomPassword":
       state.result = `mock-${hex(args.name, 24)}`;
       break;
+    case "aws:kms/key:Key":
+      state.keyId = id;
+      break;
     case "aws:sns/topic:Topic":
       state.arn = `arn:aws:sns:region:123456789012:${args.name}`;
       break;
