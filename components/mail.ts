@@ -7,7 +7,386 @@
 // user-data. The renderers take a MailLayout (paths, ports, users) so the tests run the very
 // same configs and scripts against real postconf/doveconf/dovecot on loopback; production uses
 // PRODUCTION_LAYOUT.
-import type { CloudConfigParts } from "./server-pair";
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
+import * as random from "@pulumi/random";
+import type { MailConfig } from "../stack-config";
+import { Dns } from "./dns";
+import {
+  checkMigrationInput,
+  checkPhaseTransition,
+  LAST_PHASE,
+  migrationPlan,
+  MigrationPlan,
+  phaseTitle,
+} from "./mail-migration";
+import {
+  CloudConfigParts,
+  otherRole,
+  Role,
+  ROLES,
+  ServerPair,
+  ServicePort,
+  ServiceSummary,
+} from "./server-pair";
+
+/** Where the mail servers read their secrets and users (ServerPair grants `/hastack/mail/*`). */
+export const MAIL_SSM_PREFIX = "/hastack/mail";
+
+export interface MailPairArgs {
+  /** hastack:mail, validated by parseStackConfig. */
+  config: MailConfig;
+  /** hastack:domain — the mail domain; every record lives in it. */
+  domain: string;
+  dns: Dns;
+  /** The VPC and one subnet per side (different AZs). */
+  network: {
+    vpcId: pulumi.Input<string>;
+    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
+  };
+  /** Pinned AMI (hastack:mail.ami, else hastack:ami). */
+  ami: string;
+  /** hastack:adminCidrs: SSH only from these. */
+  adminCidrs: string[];
+  /** EC2 key pair. Defaults to none. */
+  keyName?: string;
+  /**
+   * The migration phase the stack's last update applied — index.ts reads it from the previous
+   * outputs (services.mail.migrationPhase) or `synth --previous`. A move of more than one phase
+   * is refused. Defaults to unknown (a new stack): not checked.
+   */
+  previousPhase?: pulumi.Input<number | undefined>;
+  /** SSH user for the migration steps run on the active server. Defaults to "admin". */
+  sshUser?: string;
+  /**
+   * hastack:sshPrivateKey (secret): the migration steps 2, 3 and 7 run as remote commands.
+   * Defaults to none: they are not declared and the outputs list the commands to run by hand.
+   */
+  sshPrivateKey?: pulumi.Input<string>;
+}
+
+/** What an operator runs or checks: the migration step, the fallback, the PTRs (stack outputs). */
+export interface MailOperations {
+  migration: {
+    phase: number;
+    title: string;
+    mx: string[];
+    oldServerRecord: { name: string; ip: string } | null;
+    next: { phase: number; title: string } | null;
+    testChecklist: ServerCheck[];
+    stepCommands: Record<string, string>;
+  };
+  fallbackCommand: string;
+  /** Each server EIP's PTR (set by ServerPair's reverseDns): what receivers check. */
+  reverseDns: Record<Role, { ip: pulumi.Input<string>; ptr: string }>;
+}
+
+/** ServiceSummary plus what only mail has (docs/outputs.md). */
+export interface MailSummary extends ServiceSummary {
+  migrationPhase: pulumi.Output<number>;
+  syncIntervalMinutes: number;
+}
+
+/**
+ * The mail pair: a ServerPair of two identical Postfix + Dovecot servers, the domain's MX, SPF
+ * and migration records, the secrets the servers read from SSM, and the migration steps that
+ * run commands. The per-phase records come from migrationPlan; nothing here depends on the
+ * phase except those records and step commands, so a phase change never touches a server.
+ */
+export class MailPair extends pulumi.ComponentResource {
+  public readonly pair: ServerPair;
+  /** `mail.<domain>`: the host name of both servers and the name clients use. */
+  public readonly serviceName: string;
+  /** FQDN of each server's own A record (mx1/mx2): MX targets and PTR names. */
+  public readonly serverNames: Record<Role, string>;
+  /** What the configured phase declares. */
+  public readonly migration: MigrationPlan;
+  /** The applied phase, checked against previousPhase (a refused move fails the update). */
+  public readonly migrationPhase: pulumi.Output<number>;
+  public readonly summary: MailSummary;
+  /** Everything an operator needs for the migration and the fallback, for the stack outputs. */
+  public readonly operations: pulumi.Output<MailOperations>;
+  /** The migration step commands, when hastack:sshPrivateKey is set. */
+  public readonly commands: Record<string, command.remote.Command>;
+
+  constructor(name: string, args: MailPairArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hastack:mail:MailPair", name, {}, opts);
+    const cfg = args.config;
+    const switchover = cfg.switchover ?? "dns";
+    const sshUser = args.sshUser ?? "admin";
+    const layout = PRODUCTION_LAYOUT;
+    this.serviceName = `${cfg.hostname}.${args.domain}`;
+    this.serverNames = {
+      primary: `${cfg.serverNames.primary}.${args.domain}`,
+      standby: `${cfg.serverNames.standby}.${args.domain}`,
+    };
+    const active = cfg.active;
+    const old = cfg.migration.oldServer;
+    const phase = cfg.migration.phase;
+    const planInput = {
+      phase,
+      oldServer: old,
+      domain: args.domain,
+      activeServer: this.serverNames[active],
+      standbyServer: this.serverNames[otherRole(active)],
+    };
+    const problems = checkMigrationInput(planInput);
+    if (old && old.hostname.toLowerCase() !== this.serviceName) {
+      problems.push(
+        `hastack:mail.migration.oldServer.hostname must be the new servers' host name ` +
+          `${this.serviceName} (hastack:mail.hostname + hastack:domain) — step 1 builds them with ` +
+          `the old server's name, only the IP differs — got "${old.hostname}"`,
+      );
+    }
+    if (problems.length > 0) {
+      throw new Error(`MailPair ${name}: ${problems.join("; ")}`);
+    }
+    // A plain previous phase is checked now, before anything is declared; one that is still
+    // an Output (read from the stack's own state) fails the update when it resolves.
+    if (!pulumi.Output.isInstance(args.previousPhase)) {
+      checkPhaseTransition(args.previousPhase as number | undefined, phase);
+    }
+    this.migrationPhase = pulumi.output(args.previousPhase).apply((previous) => {
+      checkPhaseTransition(previous, phase);
+      return phase;
+    });
+    this.migration = migrationPlan(planInput);
+
+    const settings: MailServerSettings = {
+      hostname: this.serviceName,
+      domain: args.domain,
+      pop3: cfg.pop3,
+      ssmPrefix: MAIL_SSM_PREFIX,
+    };
+    const cloudConfig = {} as Record<Role, CloudConfigParts>;
+    for (const side of ROLES) {
+      cloudConfig[side] = mailCloudConfigParts({
+        settings,
+        role: side,
+        syncIntervalMinutes: cfg.syncIntervalMinutes,
+        serverNames: this.serverNames,
+        layout,
+      });
+    }
+    this.pair = new ServerPair(
+      `${name}-pair`,
+      {
+        service: "mail",
+        active,
+        switchover,
+        vpcId: args.network.vpcId,
+        subnets: args.network.subnets,
+        ami: args.ami,
+        instanceType: cfg.instanceType,
+        rootVolumeGb: cfg.rootVolumeGb,
+        dataVolumeGb: cfg.dataVolumeGb,
+        keyName: args.keyName,
+        cloudConfig,
+        servicePorts: mailServicePorts(cfg.pop3, layout.ports),
+        adminCidrs: args.adminCidrs,
+        // dsync between the servers: the doveadm server, reachable from the peer only.
+        peerPorts: [22, layout.ports.doveadm],
+        healthCheck: {
+          type: "TCP",
+          port: layout.ports.smtp,
+          failureThreshold: cfg.healthCheck.failureThreshold,
+        },
+        ttl: cfg.ttl,
+        bootSeconds: cfg.bootSeconds,
+        dns: args.dns,
+        serviceName: this.serviceName,
+        serverNames: this.serverNames,
+        // Receivers check that a sending IP's PTR names a host that resolves back to it.
+        reverseDns: true,
+      },
+      { parent: this },
+    );
+    if (this.pair.ssmPrefix !== MAIL_SSM_PREFIX) {
+      throw new Error(
+        `MailPair ${name}: the servers may read ${this.pair.ssmPrefix}/*, but their scripts read ${MAIL_SSM_PREFIX}`,
+      );
+    }
+
+    // Secrets and settings the servers pull at boot and before every sync.
+    const doveadmPassword = new random.RandomPassword(
+      `${name}-doveadm-password`,
+      // Alphanumeric: it lands unquoted in a Dovecot setting.
+      { length: 32, special: false },
+      { parent: this },
+    );
+    new aws.ssm.Parameter(
+      `${name}-doveadm-password`,
+      {
+        name: `${MAIL_SSM_PREFIX}/doveadm-password`,
+        type: "SecureString",
+        value: doveadmPassword.result,
+        description: "hastack: password of the doveadm server the peer's dsync logs in to",
+      },
+      { parent: this },
+    );
+    new aws.ssm.Parameter(
+      `${name}-users`,
+      {
+        name: `${MAIL_SSM_PREFIX}/users`,
+        type: "SecureString",
+        // Advanced: up to 8 KB of passwd-file lines (about 50 users with SHA512-CRYPT hashes).
+        tier: "Advanced",
+        value: pulumi.secret(USERS_PLACEHOLDER),
+        description:
+          "hastack: mail users, user@domain:{SCHEME}hash per line (migration step 2); set with aws ssm put-parameter --overwrite",
+      },
+      // The operator owns the value: the stack creates the parameter once and never resets it.
+      { parent: this, ignoreChanges: ["value"], protect: true, retainOnDelete: true },
+    );
+    for (const side of ROLES) {
+      new aws.ssm.Parameter(
+        `${name}-${side}-private-ip`,
+        {
+          name: `${MAIL_SSM_PREFIX}/private-ip/${side}`,
+          type: "String",
+          value: this.pair.privateIps[side],
+          description: `hastack: private address of the mail ${side} (its peer's dsync target)`,
+        },
+        { parent: this },
+      );
+    }
+
+    // DNS: the ONE MX record set of the domain, SPF, and the old server while it is in the MX.
+    args.dns.record(this, `${name}-mx`, {
+      name: args.domain,
+      type: "MX",
+      ttl: cfg.ttl,
+      records: this.migration.mx,
+    });
+    const senders: pulumi.Input<string>[] = [
+      this.pair.publicIps.primary,
+      this.pair.publicIps.standby,
+    ];
+    if (old && this.migration.spfAuthorisesOldServer) {
+      senders.push(old.ip);
+    }
+    args.dns.record(this, `${name}-spf`, {
+      name: args.domain,
+      type: "TXT",
+      ttl: 300,
+      records: [pulumi.all(senders).apply(spfRecord)],
+    });
+    if (this.migration.oldServerRecord) {
+      args.dns.record(this, `${name}-old-mx`, {
+        name: this.migration.oldServerRecord.name,
+        type: "A",
+        ttl: 300,
+        records: [this.migration.oldServerRecord.ip],
+      });
+    }
+
+    // Migration steps that run on the new active server: declared from their phase on, so
+    // each runs once when its phase is applied (and again only after a rollback past it).
+    const stepCommands: Record<string, string> = {};
+    if (old) {
+      const spec = { oldIp: old.ip, masterUser: old.masterUser };
+      if (this.migration.steps.importUsers) {
+        stepCommands["import-users"] = `${layout.sbinDir}/hastack-mail-refresh --require-users`;
+      }
+      if (this.migration.steps.initialSync) {
+        stepCommands["initial-sync"] = migrationSyncCommand({ ...spec, mode: "initial" }, layout);
+      }
+      if (this.migration.steps.finalSync) {
+        stepCommands["final-sync"] = migrationSyncCommand({ ...spec, mode: "final" }, layout);
+      }
+    }
+    this.commands = {};
+    if (Object.keys(stepCommands).length > 0 && args.sshPrivateKey === undefined) {
+      pulumi.log.warn(
+        `hastack:sshPrivateKey is not set: migration phase ${phase} declares no remote commands; ` +
+          `run on ${this.serverNames[active]}: ${Object.values(stepCommands)
+            .map((c) => `sudo ${c}`)
+            .join(" && ")}`,
+        this,
+      );
+    } else if (args.sshPrivateKey !== undefined) {
+      const privateKey = pulumi.secret(args.sshPrivateKey);
+      let previous: command.remote.Command | undefined;
+      for (const [key, text] of Object.entries(stepCommands)) {
+        previous = new command.remote.Command(
+          `${name}-${key}`,
+          {
+            connection: {
+              host: this.pair.publicIps[active],
+              user: sshUser,
+              privateKey,
+              dialErrorLimit: 40,
+            },
+            // First boot must have finished (users, secrets, services) before a step runs.
+            create: `cloud-init status --wait >/dev/null 2>&1; sudo -n ${text}`,
+          },
+          { parent: this, dependsOn: previous ? [previous] : [] },
+        );
+        this.commands[key] = previous;
+      }
+    }
+
+    this.summary = {
+      ...this.pair.summary,
+      // A failover loses at most what arrived since the last sync.
+      rpoSeconds: cfg.syncIntervalMinutes * 60,
+      migrationPhase: this.migrationPhase,
+      syncIntervalMinutes: cfg.syncIntervalMinutes,
+    };
+    const next = phase > 0 && phase < LAST_PHASE ? phase + 1 : undefined;
+    this.operations = pulumi.output<MailOperations>({
+      migration: {
+        phase,
+        title: this.migration.title,
+        mx: this.migration.mx,
+        oldServerRecord: this.migration.oldServerRecord ?? null,
+        next: next === undefined ? null : { phase: next, title: phaseTitle(next) },
+        // Step 4: what to test on each new server before the MX moves.
+        testChecklist: testChecklist(settings, [
+          this.serverNames.primary,
+          this.serverNames.standby,
+        ]),
+        // What the step commands run (by hand when hastack:sshPrivateKey is not set).
+        stepCommands: Object.fromEntries(
+          Object.entries(stepCommands).map(([k, c]) => [k, `sudo ${c}`]),
+        ),
+      },
+      // Before a fallback, on the primary: reverse sync (two-way), verify, then unfence.
+      fallbackCommand: `ssh ${sshUser}@${this.serverNames.primary} sudo ${layout.sbinDir}/hastack-mail-fallback`,
+      reverseDns: {
+        primary: { ip: this.pair.publicIps.primary, ptr: this.serverNames.primary },
+        standby: { ip: this.pair.publicIps.standby, ptr: this.serverNames.standby },
+      },
+    });
+    this.registerOutputs({
+      summary: this.summary,
+      migrationPhase: this.migrationPhase,
+      operations: this.operations,
+    });
+  }
+}
+
+/** Placeholder of the users parameter until the operator stores the users (step 2). */
+export const USERS_PLACEHOLDER =
+  "# hastack mail users: one user@domain:{SHA512-CRYPT}hash per line (doveadm pw -s SHA512-CRYPT)\n";
+
+/** The ports clients use, with their monitoring probes. */
+export function mailServicePorts(pop3: boolean, ports: MailPorts = MAIL_PORTS): ServicePort[] {
+  const tcp = (
+    port: number,
+    name: string,
+    description: string,
+    probe: ServicePort["probe"],
+  ): ServicePort => ({ protocol: "tcp", fromPort: port, description, name, probe });
+  return [
+    tcp(ports.smtp, "smtp", "SMTP: mail from other servers (MX)", "smtp_banner"),
+    tcp(ports.submission, "submission", "SMTP submission (STARTTLS, login)", "tcp"),
+    tcp(ports.smtps, "smtps", "SMTP submission (implicit TLS, login)", "tcp"),
+    tcp(ports.imaps, "imaps", "IMAP over TLS", "imaps"),
+    ...(pop3 ? [tcp(ports.pop3s, "pop3s", "POP3 over TLS", "tcp")] : []),
+  ];
+}
 
 /** Ports a mail server listens on. */
 export interface MailPorts {
