@@ -4,6 +4,7 @@
 // servers and runs it through remote commands, and `npm run rehearse -- mysql` runs the very
 // same text against two real servers on loopback. The scripts take every host-specific value
 // (socket, peer address, password, role-file path) from the environment so one text serves both.
+import type { MysqlConfig } from "../stack-config";
 import { OPERATOR_RESPONSE_SECONDS, Role, Switchover } from "./server-pair";
 
 export type Engine = "mariadb" | "mysql";
@@ -221,6 +222,24 @@ export const DIALECTS: Record<Engine, Dialect> = {
     replicaUpdates: "log_replica_updates",
   },
 };
+
+/** The script settings a config yields (accounts by name; their passwords travel separately). */
+export function mysqlSettings(cfg: MysqlConfig, accounts: AccountSpec[] = []): MysqlSettings {
+  return {
+    engine: cfg.engine,
+    semiSync: cfg.semiSync,
+    semiSyncTimeoutMs: cfg.semiSyncTimeoutMs,
+    binlogRetentionDays: cfg.binlogRetentionDays,
+    maxFailoverLagSeconds: cfg.maxFailoverLagSeconds,
+    forceFailover: cfg.forceFailover,
+    databases: cfg.databases,
+    accounts: accounts.map((a) => ({
+      user: a.user,
+      database: a.database,
+      privileges: a.privileges,
+    })),
+  };
+}
 
 /** server_id per side: distinct and stable, so GTIDs name the server that wrote them. */
 export function serverIdFor(side: Role): number {

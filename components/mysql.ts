@@ -31,6 +31,7 @@ import {
   renderScript,
   renderServerConfig,
   replicationMode,
+  mysqlSettings,
   DIALECTS,
 } from "./mysql-scripts";
 import {
@@ -332,27 +333,6 @@ export const ROLE_STEPS: readonly RoleStep[] = [
 /** The scripts that run on the flip to `active` (in order). */
 export function flipScripts(active: Role): string[] {
   return ROLE_STEPS.filter((s) => s.runsWhen === active).map((s) => `${s.script}@${s.host}`);
-}
-
-/** The script settings a config yields (accounts by name; their passwords travel separately). */
-export function mysqlSettings(
-  cfg: MysqlConfig,
-  accounts: Omit<MysqlAccount, "password">[] = [],
-): MysqlSettings {
-  return {
-    engine: cfg.engine,
-    semiSync: cfg.semiSync,
-    semiSyncTimeoutMs: cfg.semiSyncTimeoutMs,
-    binlogRetentionDays: cfg.binlogRetentionDays,
-    maxFailoverLagSeconds: cfg.maxFailoverLagSeconds,
-    forceFailover: cfg.forceFailover,
-    databases: cfg.databases,
-    accounts: accounts.map((a) => ({
-      user: a.user,
-      database: a.database,
-      privileges: a.privileges,
-    })),
-  };
 }
 
 /** 3306 only from the declared client security groups: never a CIDR, never 0.0.0.0/0. */

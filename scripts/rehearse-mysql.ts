@@ -17,12 +17,14 @@ import {
   MysqlSettings,
   ScriptName,
   accountPasswordEnv,
+  mysqlSettings,
   renderRoleConfig,
   renderScript,
   renderServerConfig,
 } from "../components/mysql-scripts";
 import { Role, ROLES, otherRole } from "../components/server-pair";
-import { stackConfigSchema } from "../stack-config";
+import { ConfigError, parseStackConfig, stackConfigSchema } from "../stack-config";
+import { SynthInputError, readProject, readStackConfig } from "./offline-synth";
 
 /** The binaries the drill runs, with the Debian package that ships each. */
 export const REQUIRED_BINARIES: Record<string, string> = {
@@ -32,6 +34,9 @@ export const REQUIRED_BINARIES: Record<string, string> = {
   "mariadb-dump": "mariadb-client (pulled in by mariadb-server)",
   bash: "bash",
 };
+
+/** A bad flag or stack name: the CLI prints it with the usage and exits 2. */
+export class UsageError extends Error {}
 
 export class MissingBinaryError extends Error {
   constructor(public readonly missing: { binary: string; pkg: string }[]) {
@@ -78,17 +83,59 @@ export function requireBinaries(): Record<string, string> {
 
 /** hastack:mysql settings with the schema's defaults (what a stack gets unless it says more). */
 export function defaultMysqlSettings(overrides: Partial<MysqlSettings> = {}): MysqlSettings {
-  const cfg = stackConfigSchema.shape.mysql.parse({ active: "primary" });
   return {
-    engine: cfg.engine,
-    semiSync: cfg.semiSync,
-    semiSyncTimeoutMs: cfg.semiSyncTimeoutMs,
-    binlogRetentionDays: cfg.binlogRetentionDays,
-    maxFailoverLagSeconds: cfg.maxFailoverLagSeconds,
-    forceFailover: cfg.forceFailover,
-    databases: cfg.databases,
+    ...mysqlSettings(stackConfigSchema.shape.mysql.parse({ active: "primary" })),
     ...overrides,
   };
+}
+
+/**
+ * The hastack:mysql settings of a stack (Pulumi.<stack>.yaml in projectDir), validated like the
+ * program does: the drill then runs that stack's exact config and scripts.
+ */
+export function stackMysqlSettings(projectDir: string, stack: string): MysqlSettings {
+  if (!/^[A-Za-z0-9_.-]+$/.test(stack)) {
+    throw new UsageError(
+      `--stack expects a stack name (letters, digits, _ . -), got ${JSON.stringify(stack)}`,
+    );
+  }
+  const file = path.join(projectDir, `Pulumi.${stack}.yaml`);
+  if (!fs.existsSync(file)) {
+    throw new UsageError(`--stack ${stack}: no stack file ${file}`);
+  }
+  let config: Record<string, string>;
+  try {
+    config = readStackConfig(file, readProject(projectDir)).config;
+  } catch (e) {
+    if (e instanceof SynthInputError) {
+      throw new UsageError(`--stack ${stack}: ${e.message}`);
+    }
+    throw e;
+  }
+  const raw: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const [ns, name] = key.split(":", 2);
+    const parsed = ((): unknown => {
+      try {
+        return JSON.parse(value);
+      } catch {
+        return value;
+      }
+    })();
+    if (ns === "aws" && name === "region") {
+      raw.region = parsed;
+    } else if (ns === "hastack") {
+      raw[name] = parsed;
+    }
+  }
+  try {
+    return mysqlSettings(parseStackConfig(raw).mysql);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      throw new UsageError(`--stack ${stack}: ${file}: ${e.message}`);
+    }
+    throw e;
+  }
 }
 
 /** A free TCP port on 127.0.0.1 (bound, then released). */
@@ -904,15 +951,14 @@ export function drillPassed(r: MysqlDrillResult): boolean {
   return r.lost === 0 && r.checksumsEqual && r.problems.length === 0;
 }
 
-const USAGE = `usage: npm run rehearse -- mysql [--writers N] [--load-seconds S] [--timeout S] [--keep]
+const USAGE = `usage: npm run rehearse -- mysql [--stack NAME] [--writers N] [--load-seconds S] [--timeout S] [--keep]
   Disaster drill on loopback MariaDB with the scripts MysqlPair renders: kill the primary
   under load, fail over, restart it, fall back. Last stdout line: JSON summary.
+  --stack NAME       use hastack:mysql from Pulumi.NAME.yaml (default: the schema's defaults)
   --writers N        concurrent writer sessions (1-32, default 4)
   --load-seconds S   load before the kill (1-60, default 3)
   --timeout S        bound on the whole drill (30-1800, default 240)
   --keep             keep the temp directory (datadirs, error logs) for inspection`;
-
-export class UsageError extends Error {}
 
 /** Parses the drill's flags; throws UsageError naming the flag and what was expected. */
 export function parseMysqlDrillArgs(args: string[]): MysqlDrillOptions & { help?: boolean } {
@@ -941,6 +987,14 @@ export function parseMysqlDrillArgs(args: string[]): MysqlDrillOptions & { help?
       case "--keep":
         out.keep = true;
         break;
+      case "--stack": {
+        const stack = args[++i];
+        if (stack === undefined) {
+          throw new UsageError("--stack expects a stack name, got nothing");
+        }
+        out.settings = stackMysqlSettings(process.cwd(), stack);
+        break;
+      }
       case "--help":
       case "-h":
         out.help = true;

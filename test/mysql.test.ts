@@ -17,11 +17,10 @@ import {
   checkMysqlPairArgs,
   mysqlCloudConfigParts,
   mysqlServicePorts,
-  mysqlSettings,
   ROLE_STEPS,
   flipScripts,
 } from "../components/mysql";
-import { remoteShell, renderScript } from "../components/mysql-scripts";
+import { mysqlSettings, remoteShell, renderScript } from "../components/mysql-scripts";
 import { IngressRule, ingressRules, renderCloudConfig } from "../components/server-pair";
 import {
   Deployment,

@@ -5,7 +5,9 @@
 import { expect } from "chai";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { MysqlSettings } from "../components/mysql-scripts";
 import { Role } from "../components/server-pair";
 import {
@@ -17,6 +19,7 @@ import {
   parseMysqlDrillArgs,
   requireBinaries,
   runMysqlDrill,
+  stackMysqlSettings,
   summaryLine,
 } from "../scripts/rehearse-mysql";
 
@@ -134,6 +137,35 @@ describe("rehearse mysql: CLI", function () {
     );
     expect(() => parseMysqlDrillArgs(["--fast"])).to.throw(/unknown flag "--fast"/);
   });
+  it("--stack takes the stack's hastack:mysql settings, validated like the program does", () => {
+    const root = path.join(__dirname, "..", "..");
+    const prod = parseYaml(fs.readFileSync(path.join(root, "Pulumi.prod.yaml"), "utf8")).config[
+      "hastack:mysql"
+    ];
+    const s = stackMysqlSettings(root, "prod");
+    expect(s).to.include({
+      engine: prod.engine,
+      semiSync: prod.semiSync,
+      maxFailoverLagSeconds: prod.maxFailoverLagSeconds,
+    });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-rehearse-stack-"));
+    try {
+      fs.copyFileSync(path.join(root, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
+      const doc = parseYaml(fs.readFileSync(path.join(root, "Pulumi.prod.yaml"), "utf8"));
+      doc.config["hastack:mysql"].maxFailoverLagSeconds = "soon";
+      fs.writeFileSync(path.join(dir, "Pulumi.bad.yaml"), stringifyYaml(doc));
+      expect(() => stackMysqlSettings(dir, "bad")).to.throw(
+        /hastack:mysql\.maxFailoverLagSeconds must be a number/,
+      );
+      expect(() => stackMysqlSettings(dir, "missing")).to.throw(
+        /no stack file .*Pulumi\.missing\.yaml/,
+      );
+      expect(() => stackMysqlSettings(dir, "../etc")).to.throw(/--stack expects a stack name/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("names the Debian package of a missing binary instead of installing it", () => {
     REQUIRED_BINARIES["hastack-no-such-daemon"] = "mariadb-server";
     try {
