@@ -17,6 +17,7 @@ import {
   checkMigrationInput,
   checkPhaseTransition,
   LAST_PHASE,
+  MigrationPhaseError,
   migrationPlan,
   MigrationPlan,
   phaseTitle,
@@ -144,11 +145,19 @@ export class MailPair extends pulumi.ComponentResource {
     }
     // A plain previous phase is checked now, before anything is declared; one that is still
     // an Output (read from the stack's own state) fails the update when it resolves.
+    // RunError: the CLI (and `npm run synth`) print the message alone, no stack trace.
+    const check = (previous: number | undefined): void => {
+      try {
+        checkPhaseTransition(previous, phase);
+      } catch (e) {
+        throw e instanceof MigrationPhaseError ? new pulumi.RunError(e.message) : e;
+      }
+    };
     if (!pulumi.Output.isInstance(args.previousPhase)) {
-      checkPhaseTransition(args.previousPhase as number | undefined, phase);
+      check(args.previousPhase as number | undefined);
     }
     this.migrationPhase = pulumi.output(args.previousPhase).apply((previous) => {
-      checkPhaseTransition(previous, phase);
+      check(previous);
       return phase;
     });
     this.migration = migrationPlan(planInput);
