@@ -81,6 +81,12 @@ export interface MigrationPlan {
   };
   /** The MX preference of the new pair's active server in this phase's steady state. */
   pairPreference: number;
+  /**
+   * Clients (IMAP, submission) should still reach the old server under the shared host name:
+   * until step 6 the new servers hold no live mail. (ServerPair owns that name's records; see
+   * the MailPair warning.)
+   */
+  clientsOnOldServer: boolean;
 }
 
 /** Default MX preference of the active server when no migration was ever configured. */
@@ -222,6 +228,7 @@ export function migrationPlan(input: MigrationPlanInput): MigrationPlan {
       spfAuthorisesOldServer: false,
       steps: { importUsers: false, initialSync: false, finalSync: false },
       pairPreference: p,
+      clientsOnOldServer: false,
     };
   }
   const oldName = oldServerRecordName(old, input.domain);
@@ -248,5 +255,6 @@ export function migrationPlan(input: MigrationPlanInput): MigrationPlan {
     spfAuthorisesOldServer: phase <= 7,
     steps: { importUsers: phase >= 2, initialSync: phase >= 3, finalSync: phase >= 7 },
     pairPreference: p,
+    clientsOnOldServer: phase <= 5,
   };
 }

@@ -89,6 +89,13 @@ describe("mail migration phases", () => {
     });
   }
 
+  it("clients stay on the old server until new mail lands on the new one (step 6)", () => {
+    const onOld = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].filter(
+      (phase) => migrationPlan({ ...base, phase }).clientsOnOldServer,
+    );
+    expect(onOld).to.deep.equal([1, 2, 3, 4, 5]);
+  });
+
   it("covers every phase 0–9 exactly once", () => {
     expect(table.map((r) => r.phase)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(MIGRATION_STEPS.map((s) => s.phase)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9]);
