@@ -667,6 +667,26 @@ start_replication() {
   done
 }
 
+# checkpoint_peer: make the source's commits up to now durable in its engine. MariaDB commits
+# to InnoDB lazily after the binlog; a source crashing within a second of the clone would, on
+# its restart as a replica (init_rpl_role=SLAVE), truncate transactions the clone holds but
+# this server's binlog does not, and could not rejoin. A binlog checkpoint naming the current
+# file proves every earlier commit durable.
+checkpoint_peer() {
+  ${
+    s.engine === "mariadb"
+      ? `peer_sql -e "FLUSH LOCAL BINARY LOGS; FLUSH LOCAL ENGINE LOGS" || { log "warning: could not checkpoint the source"; return 0; }
+  local file i
+  file=$(peer_sql -e "SHOW MASTER STATUS" | cut -f1)
+  for i in $(seq 1 50); do
+    [ "$(peer_sql -e "SHOW BINLOG EVENTS IN '$file'" | awk -F'\t' '$3 == "Binlog_checkpoint" { c = $6 } END { print c }')" = "$file" ] && return 0
+    sleep 0.2
+  done
+  log "warning: the source's binlog checkpoint did not reach $file within 10s"`
+      : ": # MySQL recovers a crashed source by committing its binlogged transactions: nothing to do"
+  }
+}
+
 # clone_from_peer: GTID-consistent dump of DATABASES from the peer, loaded without binlogging,
 # then replication from the dump's position. Streams; no temp copy of the data.
 clone_from_peer() {
@@ -709,8 +729,11 @@ function cloneMariadb(d: Dialect): string {
   local pos
   [ -f "$tmp/gtid" ] || die "the dump carried no GTID position (is binary logging on at the peer?)"
   pos=$(sed -n "s/^-- SET GLOBAL gtid_slave_pos='\\(.*\\)';$/\\1/p" "$tmp/gtid" | head -n 1)
-  local_sql -e "SET GLOBAL gtid_slave_pos = '$pos'"
+  # The binlog starts from the clone's position, so this server can serve the history after
+  # it as a source later (a rejoining old primary asks for exactly that position).
+  local_sql -e "RESET MASTER; SET GLOBAL gtid_binlog_state = '$pos'; SET GLOBAL gtid_slave_pos = '$pos'"
   start_replication || die "replication did not start after the clone (status $?)"
+  checkpoint_peer
   log "cloned at GTID position '$pos'; replicating"`;
 }
 
@@ -727,6 +750,7 @@ function cloneMysql(d: Dialect): string {
     die "clone from $HASTACK_PEER_HOST failed (dump or load, see above)"
   fi
   start_replication || die "replication did not start after the clone (status $?)"
+  checkpoint_peer
   log "cloned at GTID set '$(executed_local)'; replicating"`;
 }
 
