@@ -17,10 +17,21 @@ import { MysqlPair } from "./components/mysql";
 import { NasBackups } from "./components/nas";
 import { PbxPair } from "./components/pbx";
 import { Network } from "./components/network";
-import { Role, ServerPair } from "./components/server-pair";
+import { Role } from "./components/server-pair";
+import { MailPair } from "./components/mail";
+import { checkPhaseTransition, MigrationPhaseError } from "./components/mail-migration";
 
 export = async (): Promise<Record<string, unknown>> => {
   const cfg = readConfig();
+  // The migration may move one phase per update: compare with what the last update applied
+  // before declaring anything (a refused move must not leave a half-made change).
+  const previous = await previousOutputs();
+  const previousPhase = previous?.services?.mail?.migrationPhase;
+  try {
+    checkPhaseTransition(previousPhase, cfg.mail.migration.phase);
+  } catch (e) {
+    throw e instanceof MigrationPhaseError ? new pulumi.RunError(e.message) : e;
+  }
   const sshPrivateKey = cfg.sshPrivateKey
     ? new pulumi.Config(NAMESPACE).requireSecret("sshPrivateKey")
     : undefined;
@@ -105,38 +116,21 @@ export = async (): Promise<Record<string, unknown>> => {
     sshUser: cfg.sshUser,
     sshPrivateKey,
   });
-  const mail = new ServerPair("mail", {
-    service: "mail",
-    active: cfg.mail.active,
-    switchover: cfg.mail.switchover ?? "dns",
-    vpcId: network.vpcId,
-    subnets: placement("mail").subnets,
-    ami: cfg.mail.ami ?? cfg.ami,
-    instanceType: cfg.mail.instanceType,
-    rootVolumeGb: cfg.mail.rootVolumeGb,
-    dataVolumeGb: cfg.mail.dataVolumeGb,
-    keyName: cfg.keyName,
-    cloudConfig: {
-      primary: { hostname: cfg.mail.hostname, fqdn: `${cfg.mail.hostname}.${cfg.domain}` },
-      standby: { hostname: cfg.mail.hostname, fqdn: `${cfg.mail.hostname}.${cfg.domain}` },
-    },
-    servicePorts: [
-      { protocol: "tcp", fromPort: 25, description: "SMTP", name: "smtp", probe: "smtp_banner" },
-    ],
-    adminCidrs: cfg.adminCidrs,
-    healthCheck: { type: "TCP", port: 25, failureThreshold: cfg.mail.healthCheck.failureThreshold },
-    ttl: cfg.mail.ttl,
-    bootSeconds: cfg.mail.bootSeconds,
+  const mail = new MailPair("mail", {
+    config: cfg.mail,
+    domain: cfg.domain,
     dns,
-    serviceName: `${cfg.mail.hostname}.${cfg.domain}`,
-    serverNames: {
-      primary: `${cfg.mail.serverNames.primary}.${cfg.domain}`,
-      standby: `${cfg.mail.serverNames.standby}.${cfg.domain}`,
-    },
+    network: placement("mail"),
+    ami: cfg.mail.ami ?? cfg.ami,
+    adminCidrs: cfg.adminCidrs,
+    keyName: cfg.keyName,
+    previousPhase,
+    sshUser: cfg.sshUser,
+    sshPrivateKey,
   });
   alerts.watch({
-    "mail-primary": mail.healthCheckIds.primary,
-    "mail-standby": mail.healthCheckIds.standby,
+    "mail-primary": mail.pair.healthCheckIds.primary,
+    "mail-standby": mail.pair.healthCheckIds.standby,
     "mysql-primary": mysql.pair.healthCheckIds.primary,
     "mysql-standby": mysql.pair.healthCheckIds.standby,
     "nas-primary": nas.pair.healthCheckIds.primary,
@@ -149,12 +143,32 @@ export = async (): Promise<Record<string, unknown>> => {
     zoneId: dns.zoneId,
     services: { mail: mail.summary, pbx: pbx.summary, mysql: mysql.summary, nas: nas.summary },
     nas: nas.outputs,
+    mail: mail.operations,
     alertsTopicArn: alerts.topicArn,
     contacts: cfg.contacts,
   };
 };
 
 type Service = "mail" | "pbx" | "mysql" | "nas";
+
+/** What the previous outputs tell this program (the fields it reads). */
+interface PreviousOutputs {
+  services?: { mail?: { migrationPhase?: number } };
+}
+
+/**
+ * The stack's own outputs from its last update, through a reference to itself (offline synth
+ * serves them from --previous). A new stack has none.
+ */
+async function previousOutputs(): Promise<PreviousOutputs | undefined> {
+  const self = new pulumi.StackReference("previous-state", {
+    name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`,
+  });
+  const services = await new Promise<unknown>((resolve) =>
+    self.getOutput("services").apply((v) => resolve(v)),
+  );
+  return services === undefined ? undefined : ({ services } as PreviousOutputs);
+}
 interface ServicePlacement {
   vpcId: pulumi.Input<string>;
   subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;

@@ -161,17 +161,6 @@ export class MailPair extends pulumi.ComponentResource {
       return phase;
     });
     this.migration = migrationPlan(planInput);
-    if (this.migration.clientsOnOldServer) {
-      // ServerPair declares the service name's failover records from phase 1 on; until step 6
-      // clients that use that name should still reach the old server, which needs a ServerPair
-      // option to point the name elsewhere (reported to the foundation owner).
-      pulumi.log.warn(
-        `migration phase ${phase}: ${this.serviceName} already resolves to the new servers; ` +
-          `mail clients using that name reach them before step 6 moves the mail — point clients ` +
-          `at ${old?.ip} (the old server) until then`,
-        this,
-      );
-    }
 
     const settings: MailServerSettings = {
       hostname: this.serviceName,
@@ -219,6 +208,8 @@ export class MailPair extends pulumi.ComponentResource {
         serverNames: this.serverNames,
         // Receivers check that a sending IP's PTR names a host that resolves back to it.
         reverseDns: true,
+        // Until step 6 moves new mail to the new servers, clients keep using the old one.
+        serviceAddressOverride: this.migration.clientsOnOldServer && old ? old.ip : undefined,
       },
       { parent: this },
     );

@@ -110,6 +110,13 @@ export interface ServerPairArgs {
    * servers check. Needs serverNames. Defaults to false.
    */
   reverseDns?: boolean;
+  /**
+   * While a migration keeps clients on an old server: the public service name's PRIMARY
+   * record answers with this address, without a health check (the old server is not ours to
+   * probe). Still the same two failover records, so moving clients later is a record update.
+   * Defaults to none.
+   */
+  serviceAddressOverride?: pulumi.Input<string>;
 }
 
 /** Per-side facts for outputs. */
@@ -438,21 +445,23 @@ export class ServerPair extends pulumi.ComponentResource {
         suffix: string,
         fqdn: string,
         ips: Record<Role, pulumi.Output<string>>,
+        override?: pulumi.Input<string>,
       ): void => {
         for (const rec of failoverRecords(args.active)) {
           const routing = rec.failover.toLowerCase();
+          const overridden = override !== undefined && rec.failover === "PRIMARY";
           args.dns.record(this, `${name}${suffix}-failover-${routing}`, {
             name: fqdn,
             type: "A",
             ttl,
-            records: [ips[rec.side]],
+            records: [overridden ? override : ips[rec.side]],
             setIdentifier: `${args.service}-${routing}`,
             failover: rec.failover,
-            healthCheckId: this.healthCheckIds[rec.side],
+            healthCheckId: overridden ? undefined : this.healthCheckIds[rec.side],
           });
         }
       };
-      failoverPair("", args.serviceName, this.publicIps);
+      failoverPair("", args.serviceName, this.publicIps, args.serviceAddressOverride);
       if (this.internalServiceName) {
         failoverPair("-internal", this.internalServiceName, this.privateIps);
       }

@@ -700,6 +700,7 @@ export const REPLACE_FORCING: Record<string, string[]> = {
     "ebsBlockDevices",
     "ephemeralBlockDevices",
     "networkInterfaces",
+    "primaryNetworkInterface",
     "associatePublicIpAddress",
     "launchTemplate",
     "rootBlockDevice.encrypted",
@@ -714,6 +715,14 @@ export const REPLACE_FORCING: Record<string, string[]> = {
     "outpostArn",
   ],
   "aws:ec2/volumeAttachment:VolumeAttachment": ["deviceName", "instanceId", "volumeId"],
+  // The server's primary interface (ServerPair): a new subnet means a new interface, and with
+  // it a new server (primaryNetworkInterface above).
+  "aws:ec2/networkInterface:NetworkInterface": [
+    "subnetId",
+    "interfaceType",
+    "privateIpListEnabled",
+  ],
+  "aws:ec2/eipDomainName:EipDomainName": ["allocationId"],
   "aws:ec2/eip:Eip": [
     "domain",
     "address",
@@ -910,14 +919,17 @@ export function planInputFromSynth(
     }
     return types;
   };
-  const steps: PlanStep[] = [];
-  const context: PlanStep[] = [];
-  const urns = unique([...a.keys(), ...b.keys()]);
-  for (const urn of urns) {
+  interface Pending {
+    urn: string;
+    op: string;
+    diffReasons: string[];
+    replaceReasons: string[];
+  }
+  const pending: Pending[] = [];
+  for (const urn of unique([...a.keys(), ...b.keys()])) {
     const old = b.get(urn);
     const neu = a.get(urn);
     const res = (neu ?? old)!;
-    const parsed = parseUrn(urn);
     const oldInputs = old?.inputs ?? {};
     let op: string;
     let diffReasons: string[] = [];
@@ -936,12 +948,21 @@ export function planInputFromSynth(
         op = replaceReasons.length > 0 ? "replace" : "update";
       }
     }
+    pending.push({ urn, op, diffReasons, replaceReasons });
+  }
+  cascadeReplacements(pending, a);
+
+  const steps: PlanStep[] = [];
+  const context: PlanStep[] = [];
+  for (const { urn, op, diffReasons, replaceReasons } of pending) {
+    const old = b.get(urn);
+    const neu = a.get(urn);
     const target = op === "same" ? context : steps;
     target.push(
       makeStep({
         op,
         urn,
-        parsed,
+        parsed: parseUrn(urn),
         id: stringOrUndefined(old?.id) ?? stringOrUndefined(old?.outputs?.id),
         oldInputs: old?.inputs,
         newInputs: neu?.inputs,
@@ -962,6 +983,56 @@ export function planInputFromSynth(
     notes: [],
     context,
   };
+}
+
+/**
+ * A replaced resource gets a new id, which synth files cannot show (mock ids derive from names).
+ * So every input that holds a replaced resource's id changes too; where that input forces
+ * replacement (REPLACE_FORCING), the dependent is replaced as well — e.g. a server whose primary
+ * network interface moves to another subnet. Repeats until nothing more is replaced.
+ */
+function cascadeReplacements(
+  pending: { urn: string; op: string; diffReasons: string[]; replaceReasons: string[] }[],
+  after: Map<string, SynthResource>,
+): void {
+  const byUrn = new Map(pending.map((p) => [p.urn, p]));
+  const replacedIds = new Map<string, string>();
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const p of pending) {
+      const id = stringOrUndefined(after.get(p.urn)?.id);
+      if (p.op === "replace" && id && !replacedIds.has(id)) {
+        replacedIds.set(id, parseUrn(p.urn).name);
+        grew = true;
+      }
+    }
+    if (!grew) {
+      break;
+    }
+    for (const r of after.values()) {
+      const p = byUrn.get(r.urn);
+      if (!p || !r.custom || (p.op !== "same" && p.op !== "update")) {
+        continue;
+      }
+      const ignored = new Set(r.ignoreChanges ?? []);
+      const touched = Object.entries(r.inputs ?? {})
+        .filter(
+          ([k, v]) =>
+            !ignored.has(k) &&
+            [...replacedIds.keys()].some((id) => JSON.stringify(v).includes(JSON.stringify(id))),
+        )
+        .map(([k]) => k);
+      if (touched.length === 0) {
+        continue;
+      }
+      p.diffReasons = unique([...p.diffReasons, ...touched]).sort();
+      const forcing = REPLACE_FORCING[r.type] ?? [];
+      const forced = touched.filter((k) => forcing.some((f) => f === k || f.startsWith(`${k}.`)));
+      p.op = forced.length > 0 ? "replace" : "update";
+      p.replaceReasons = unique([...p.replaceReasons, ...forced]).sort();
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

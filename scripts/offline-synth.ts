@@ -94,6 +94,8 @@ export async function runUnderMocks(
     project,
     stack,
     false,
+    // What a self-managed backend calls every stack's organization.
+    "organization",
   );
   pulumi.runtime.setAllConfig(opts.config ?? {}, opts.secretKeys ?? []);
 

@@ -330,12 +330,18 @@ describe("MailPair under mocks", function () {
     const OLD_A = `mx-old.${DOMAIN}`;
     // For each transition: the resources that change, as "name op".
     const expected: Record<string, string[]> = {
-      "0→1": ["mail-mx update", "mail-old-mx create", "mail-spf update"],
+      // Clients stay on the old server (mail.<domain> PRIMARY → its IP) until step 6.
+      "0→1": [
+        "mail-mx update",
+        "mail-old-mx create",
+        "mail-spf update",
+        "mail-pair-failover-primary update",
+      ],
       "1→2": ["mail-import-users create"],
       "2→3": ["mail-initial-sync create"],
       "3→4": [],
       "4→5": ["mail-mx update"],
-      "5→6": ["mail-mx update"],
+      "5→6": ["mail-mx update", "mail-pair-failover-primary update"],
       "6→7": ["mail-final-sync create"],
       "7→8": ["mail-spf update"],
       "8→9": ["mail-mx update", "mail-old-mx delete"],
@@ -351,11 +357,28 @@ describe("MailPair under mocks", function () {
           expect(NEVER_TOUCHED, `${transition} touches ${c.urn}`).not.to.include(c.type);
           expect([RECORD, COMMAND]).to.include(c.type);
           if (c.op === "update") {
-            expect(c.changedKeys, c.urn).to.deep.equal(["records"]);
+            // The client record also drops (or regains) its health check: the old server is
+            // not ours to probe.
+            const keys = c.urn.endsWith("failover-primary")
+              ? ["healthCheckId", "records"]
+              : ["records"];
+            expect(c.changedKeys, c.urn).to.deep.equal(keys);
           }
         }
       });
     }
+
+    it("mail.<domain> sends clients to the old server until step 6, then to the active new server", () => {
+      const primary = (p: number) => byName(phases.get(p)!, "mail-pair-failover-primary")!.inputs;
+      for (const p of [1, 2, 3, 4, 5]) {
+        expect(primary(p).records, `phase ${p}`).to.deep.equal([OLD.ip]);
+        expect(primary(p).healthCheckId, `phase ${p}`).to.equal(undefined);
+      }
+      for (const p of [0, 6, 7, 8, 9]) {
+        expect(primary(p).records, `phase ${p}`).to.not.deep.equal([OLD.ip]);
+        expect(primary(p).healthCheckId, `phase ${p}`).to.equal("mail-pair-primary-hc-id");
+      }
+    });
 
     it("the MX record set per phase is exactly what the steps say", () => {
       const mx = (p: number) => record(phases.get(p)!, DOMAIN, "MX")!.inputs.records;

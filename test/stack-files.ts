@@ -33,3 +33,17 @@ export async function synthProd(
 ): Promise<Deployment> {
   return synthesizeEdited({ projectDir: PROJECT_DIR, stack: "prod", edit, previous });
 }
+
+/**
+ * What a flip of `active` may change — the switch and nothing else: DNS records, the service
+ * EIP association, the role-change commands, and the active-side parameter servers read at boot
+ * (so a rebooted old primary comes back read-only, never as a second writer).
+ */
+export function isSwitchResource(urn: string, type: string): boolean {
+  return (
+    type === "aws:route53/record:Record" ||
+    type === "aws:ec2/eipAssociation:EipAssociation" ||
+    type === "command:remote:Command" ||
+    (type === "aws:ssm/parameter:Parameter" && urn.endsWith("-active-side"))
+  );
+}
