@@ -25,6 +25,8 @@ export const HEALTH_CHECK_INTERVAL_SECONDS = 10;
 export const HEALTH_AGENT_PORT = 9780;
 /** How long an operator takes to confirm a manual (eip) switch, for RTO estimates. */
 export const OPERATOR_RESPONSE_SECONDS = 900;
+/** SSH and node_exporter: open on every server, from the admin CIDRs only. */
+export const ADMIN_PORTS = [22, 9100] as const;
 /** Where the data volume is mounted on every server. */
 export const DATA_MOUNT = "/srv/data";
 
@@ -90,7 +92,10 @@ export interface ServerPairArgs {
   /** Per-side user-data rendered by the caller (eip mode only: dns mode needs the agent). */
   userData?: Record<Role, pulumi.Input<string>>;
   servicePorts: ServicePort[];
-  /** TCP admin ports, reachable only from adminCidrs. Defaults to [22]. */
+  /**
+   * TCP admin ports, reachable only from adminCidrs; SSH and node_exporter (Prometheus scrapes
+   * from the admin network, docs/outputs.md) are always among them. Defaults to [22, 9100].
+   */
   adminPorts?: number[];
   adminCidrs: string[];
   /** TCP ports open between the two servers (replication, sync). Defaults to [22]. */
@@ -169,7 +174,7 @@ export class ServerPair extends pulumi.ComponentResource {
     super("hastack:server:ServerPair", name, {}, opts);
     const ttl = args.ttl ?? 60;
     const bootSeconds = args.bootSeconds ?? 180;
-    const adminPorts = args.adminPorts ?? [22];
+    const adminPorts = [...new Set([...ADMIN_PORTS, ...(args.adminPorts ?? [])])];
     const peerPorts = args.peerPorts ?? [22];
     const problems = checkServerPairArgs(args);
     if (problems.length > 0) {

@@ -545,6 +545,7 @@ function mockResourceState(
       break;
     case "aws:kms/key:Key":
       state.keyId = id;
+      state.arn = `arn:aws:kms:region:123456789012:key/${id}`;
       break;
     case "aws:sns/topic:Topic":
       state.arn = `arn:aws:sns:region:123456789012:${args.name}`;

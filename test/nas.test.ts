@@ -94,10 +94,16 @@ describe("NasBackups", function () {
     it("compliant: no ingress rule or inline ingress names 0.0.0.0/0; SSH only from admins and the peer", () => {
       const rules = ofType(d, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule");
       expect(rules.map((r) => r.inputs.cidrIpv4)).not.to.include("0.0.0.0/0");
-      expect(rules.every((r) => r.inputs.fromPort === 22 && r.inputs.toPort === 22)).to.equal(true);
-      expect(rules.filter((r) => r.inputs.cidrIpv4).map((r) => r.inputs.cidrIpv4)).to.deep.equal(
-        ADMIN,
-      );
+      // SSH, and node_exporter for monitoring (ServerPair's ADMIN_PORTS): nothing else.
+      expect(rules.map((r) => `${r.inputs.fromPort}-${r.inputs.toPort}`)).to.have.members([
+        ...ADMIN.map(() => "22-22"),
+        ...ADMIN.map(() => "9100-9100"),
+        "22-22",
+      ]);
+      expect(rules.filter((r) => r.inputs.cidrIpv4).map((r) => r.inputs.cidrIpv4)).to.have.members([
+        ...ADMIN,
+        ...ADMIN,
+      ]);
       for (const sg of ofType(d, "aws:ec2/securityGroup:SecurityGroup")) {
         for (const rule of (sg.inputs.ingress as { cidrBlocks?: string[] }[] | undefined) ?? []) {
           expect(rule.cidrBlocks ?? [], sg.name).not.to.include("0.0.0.0/0");

@@ -212,6 +212,10 @@ describe("ServerPair", () => {
         .filter((r) => r.inputs.cidrIpv4 === "0.0.0.0/0")
         .map((r) => r.inputs.fromPort);
       expect(world).to.deep.equal([25]);
+      const exporter = rules
+        .filter((r) => r.inputs.fromPort === 9100)
+        .map((r) => r.inputs.cidrIpv4);
+      expect(exporter, "node_exporter only from the admin network").to.deep.equal(ADMIN);
       const ssh = rules.filter((r) => r.inputs.fromPort === 22);
       expect(ssh.map((r) => r.inputs.cidrIpv4 ?? "peer-sg")).to.have.members([...ADMIN, "peer-sg"]);
       const agent = byName(d, "svc-health-sg").inputs.ingress as {
