@@ -31,8 +31,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
+import * as tls from "@pulumi/tls";
 import * as random from "@pulumi/random";
-import * as command from "@pulumi/command";
 import type { NasConfig } from "../stack-config";
 import { Dns, peerName } from "./dns";
 import {
@@ -186,13 +186,13 @@ export class NasBackups extends pulumi.ComponentResource {
     }
 
     // The NAS's key: private half for the NAS, public half where each server reads it.
-    const key = sshKeyPair(`${name}-ssh-key`, "hastack-nas", this);
+    const key = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
     new aws.ssm.Parameter(
       `${name}-ssh-key-private`,
       {
         name: `${ssmPrefix}/ssh-private-key`,
         type: "SecureString",
-        value: key.privateKey,
+        value: key.privateKeyOpenssh,
         description: "hastack: private key the NAS pulls backups and replicates with",
       },
       { parent: this },
@@ -206,7 +206,7 @@ export class NasBackups extends pulumi.ComponentResource {
               ? `${ssmPrefix}/ssh-public-key`
               : `/hastack/${service}/nas-backup-ssh-public-key`,
           type: "String",
-          value: key.publicKey,
+          value: key.publicKeyOpenssh,
           description: `hastack: the NAS's public key, authorized ${service === "nas" ? "write-only on the other NAS" : `read-only on the ${service} servers`}`,
         },
         { parent: this },
@@ -469,31 +469,5 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
         "hastack-nas-replicate.timer",
       ],
     ],
-  };
-}
-
-/**
- * An ed25519 key pair made once, on the machine running `pulumi up` (ssh-keygen, openssh-client).
- * stdout is secret and unlogged; only the public half is unsecreted.
- */
-function sshKeyPair(
-  name: string,
-  comment: string,
-  parent: pulumi.Resource,
-): { privateKey: pulumi.Output<string>; publicKey: pulumi.Output<string> } {
-  const keygen = new command.local.Command(
-    name,
-    {
-      create:
-        `set -eu; d=$(mktemp -d); trap 'rm -rf "$d"' EXIT; ` +
-        `ssh-keygen -q -t ed25519 -N '' -C ${comment} -f "$d/key"; cat "$d/key.pub" "$d/key"`,
-      logging: "none",
-    },
-    { parent, additionalSecretOutputs: ["stdout"] },
-  );
-  const lines = keygen.stdout.apply((s) => (s ?? "").split("\n"));
-  return {
-    publicKey: pulumi.unsecret(lines.apply((l) => l[0] ?? "")),
-    privateKey: pulumi.secret(lines.apply((l) => l.slice(1).join("\n"))),
   };
 }

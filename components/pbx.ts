@@ -6,8 +6,8 @@
 // Route 53 cannot probe SIP over UDP, so the health check is TCP 5060.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
+import * as tls from "@pulumi/tls";
 import * as random from "@pulumi/random";
-import * as command from "@pulumi/command";
 import type { PbxConfig } from "../stack-config";
 import { Dns, peerName } from "./dns";
 import {
@@ -151,13 +151,17 @@ export class PbxPair extends pulumi.ComponentResource {
     );
 
     // The key the active PBX pushes to the other with; each side authorizes it write-only.
-    const syncKey = sshKeyPair(`${name}-sync-key`, "hastack-pbx-sync", this);
+    const syncKey = new tls.PrivateKey(
+      `${name}-sync-key`,
+      { algorithm: "ED25519" },
+      { parent: this },
+    );
     new aws.ssm.Parameter(
       `${name}-sync-key-private`,
       {
         name: `${ssmPrefix}/sync-ssh-private-key`,
         type: "SecureString",
-        value: syncKey.privateKey,
+        value: syncKey.privateKeyOpenssh,
         description: "hastack: private key of the PBX config/recordings sync",
       },
       { parent: this },
@@ -167,7 +171,7 @@ export class PbxPair extends pulumi.ComponentResource {
       {
         name: `${ssmPrefix}/sync-ssh-public-key`,
         type: "String",
-        value: syncKey.publicKey,
+        value: syncKey.publicKeyOpenssh,
         description: "hastack: public key of the PBX config/recordings sync",
       },
       { parent: this },
@@ -869,31 +873,5 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       ["systemctl", "daemon-reload"],
       ["systemctl", "enable", "--now", "hastack-pbx-sync.timer"],
     ],
-  };
-}
-
-/**
- * An ed25519 key pair made once, on the machine running `pulumi up` (ssh-keygen, openssh-client).
- * stdout is secret and unlogged; only the public half is unsecreted.
- */
-function sshKeyPair(
-  name: string,
-  comment: string,
-  parent: pulumi.Resource,
-): { privateKey: pulumi.Output<string>; publicKey: pulumi.Output<string> } {
-  const keygen = new command.local.Command(
-    name,
-    {
-      create:
-        `set -eu; d=$(mktemp -d); trap 'rm -rf "$d"' EXIT; ` +
-        `ssh-keygen -q -t ed25519 -N '' -C ${comment} -f "$d/key"; cat "$d/key.pub" "$d/key"`,
-      logging: "none",
-    },
-    { parent, additionalSecretOutputs: ["stdout"] },
-  );
-  const lines = keygen.stdout.apply((s) => (s ?? "").split("\n"));
-  return {
-    publicKey: pulumi.unsecret(lines.apply((l) => l[0] ?? "")),
-    privateKey: pulumi.secret(lines.apply((l) => l.slice(1).join("\n"))),
   };
 }

@@ -543,6 +543,11 @@ function mockResourceState(
     case "random:index/randomPassword:RandomPassword":
       state.result = `mock-${hex(args.name, 24)}`;
       break;
+    case "tls:index/privateKey:PrivateKey":
+      state.publicKeyOpenssh = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${hex(args.name, 40)}\n`;
+      state.privateKeyOpenssh = `-----BEGIN OPENSSH PRIVATE KEY-----\n${hex(args.name, 64)}\n-----END OPENSSH PRIVATE KEY-----\n`;
+      state.privateKeyPem = state.privateKeyOpenssh;
+      break;
     case "aws:kms/key:Key":
       state.keyId = id;
       state.arn = `arn:aws:kms:region:123456789012:key/${id}`;

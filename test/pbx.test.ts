@@ -213,11 +213,18 @@ describe("PbxPair", function () {
     }
   });
 
-  it("the sync key is generated once by ssh-keygen with its output secret and unlogged", () => {
-    const keygen = ofType(d, "command:local:Command");
-    expect(keygen.map((k) => k.name)).to.deep.equal(["pbx-sync-key"]);
-    expect(keygen[0].inputs.logging).to.equal("none");
-    expect(keygen[0].inputs.create).to.contain("ssh-keygen -q -t ed25519");
+  it("the sync key is an ed25519 key whose private half is secret everywhere", () => {
+    const keys = ofType(d, "tls:index/privateKey:PrivateKey");
+    expect(keys.map((k) => [k.name, k.inputs.algorithm])).to.deep.equal([
+      ["pbx-sync-key", "ED25519"],
+    ]);
+    const privateParam = d.deployment.resources.find((r) => r.name === "pbx-sync-key-private")!;
+    expect(privateParam.inputs.type).to.equal("SecureString");
+    expect(privateParam.inputs.value).to.equal("[secret]");
+    const publicParam = d.deployment.resources.find((r) => r.name === "pbx-sync-key-public")!;
+    // aws.ssm.Parameter marks every value secret; the public half is a plain String parameter.
+    expect(publicParam.inputs.type).to.equal("String");
+    expect(JSON.stringify(d)).not.to.contain("BEGIN OPENSSH PRIVATE KEY");
   });
 
   it("user-data points CDRs at the database endpoint and syncs to the other server", () => {
