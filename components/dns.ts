@@ -127,7 +127,12 @@ export class Dns extends pulumi.ComponentResource {
    * Declares the one record set for (name, type[, setIdentifier]) as a child of `owner`.
    * Throws when that set was declared already: put every value in one call's `records`.
    */
-  record(owner: pulumi.Resource, logicalName: string, spec: RecordSpec): aws.route53.Record {
+  record(
+    owner: pulumi.Resource,
+    logicalName: string,
+    spec: RecordSpec,
+    opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {},
+  ): aws.route53.Record {
     const problems = checkRecordSpec(spec, this.domain);
     if (problems.length > 0) {
       throw new Error(`DNS record ${logicalName}: ${problems.join("; ")}`);
@@ -163,7 +168,7 @@ export class Dns extends pulumi.ComponentResource {
         // Never adopt a record someone made by hand: a collision must fail the update loudly.
         allowOverwrite: false,
       },
-      { parent: owner },
+      { parent: owner, dependsOn: opts.dependsOn },
     );
   }
 }

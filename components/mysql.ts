@@ -195,6 +195,9 @@ export class MysqlPair extends pulumi.ComponentResource {
         bootSeconds: cfg.bootSeconds,
         dns: args.dns,
         serviceName: this.endpoint,
+        // The endpoint moves only after the role steps: promote first, then point clients at
+        // the new primary — and not at all when a step refuses (e.g. the standby lags).
+        deferSwitch: true,
       },
       { parent: this, dependsOn: [activeSide] },
     );
@@ -256,6 +259,11 @@ export class MysqlPair extends pulumi.ComponentResource {
         );
       }
     }
+    this.pair.declareSwitch({
+      dependsOn: ROLE_STEPS.filter((step) => step.runsWhen !== undefined)
+        .map((step) => this.commands[step.key])
+        .filter((c) => c !== undefined),
+    });
 
     const pairSummary = this.pair.summary;
     this.summary = {

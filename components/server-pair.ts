@@ -122,6 +122,11 @@ export interface ServerPairArgs {
    * Defaults to none.
    */
   serviceAddressOverride?: pulumi.Input<string>;
+  /**
+   * Leave the switch resources to a later `declareSwitch({ dependsOn })`, so they can wait for
+   * role-change commands (MySQL promotes before its name moves). Defaults to false.
+   */
+  deferSwitch?: boolean;
 }
 
 /** Per-side facts for outputs. */
@@ -169,6 +174,7 @@ export class ServerPair extends pulumi.ComponentResource {
   /** Private names of the two servers (`mx1.internal.<domain>`). */
   public readonly internalServerNames?: Record<Role, string>;
   public readonly summary: ServiceSummary;
+  private pendingSwitch?: (dependsOn: pulumi.Input<pulumi.Resource>[]) => void;
 
   constructor(name: string, args: ServerPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:server:ServerPair", name, {}, opts);
@@ -442,8 +448,50 @@ export class ServerPair extends pulumi.ComponentResource {
       }
     }
 
+    // The service EIP itself is no switch: phones and SIP trunks register to it, so it must
+    // outlive any server. Only its association moves.
+    const serviceEip =
+      args.switchover === "eip"
+        ? new aws.ec2.Eip(
+            `${name}-service-eip`,
+            { domain: "vpc", tags: { ...tags(), Name: `${args.service}-service` } },
+            { parent: this, protect: true, retainOnDelete: true },
+          )
+        : undefined;
+    if (serviceEip) {
+      args.dns.record(this, `${name}-service-a`, {
+        name: args.serviceName,
+        type: "A",
+        ttl,
+        records: [serviceEip.publicIp],
+      });
+    }
+    this.endpointIp = serviceEip ? serviceEip.publicIp : this.publicIps[args.active];
+
     // The switch: the only resources a flip of `active` may change.
-    if (args.switchover === "dns") {
+    this.pendingSwitch = (dependsOn) => {
+      const opts = { dependsOn };
+      if (serviceEip) {
+        new aws.ec2.EipAssociation(
+          `${name}-service-eip-assoc`,
+          {
+            allocationId: serviceEip.allocationId,
+            networkInterfaceId: enis[args.active].id,
+            privateIpAddress: floatingIps[args.active],
+            allowReassociation: true,
+          },
+          { parent: this, dependsOn },
+        );
+        if (this.internalServiceName) {
+          args.dns.record(
+            this,
+            `${name}-service-internal-a`,
+            { name: this.internalServiceName, type: "A", ttl, records: [floatingIps[args.active]] },
+            opts,
+          );
+        }
+        return;
+      }
       // Records are named by routing role, not by server: a flip rewrites each record's value
       // and health check in one UPSERT, so Route 53 never sees two PRIMARY records at once.
       const failoverPair = (
@@ -455,54 +503,29 @@ export class ServerPair extends pulumi.ComponentResource {
         for (const rec of failoverRecords(args.active)) {
           const routing = rec.failover.toLowerCase();
           const overridden = override !== undefined && rec.failover === "PRIMARY";
-          args.dns.record(this, `${name}${suffix}-failover-${routing}`, {
-            name: fqdn,
-            type: "A",
-            ttl,
-            records: [overridden ? override : ips[rec.side]],
-            setIdentifier: `${args.service}-${routing}`,
-            failover: rec.failover,
-            healthCheckId: overridden ? undefined : this.healthCheckIds[rec.side],
-          });
+          args.dns.record(
+            this,
+            `${name}${suffix}-failover-${routing}`,
+            {
+              name: fqdn,
+              type: "A",
+              ttl,
+              records: [overridden ? override : ips[rec.side]],
+              setIdentifier: `${args.service}-${routing}`,
+              failover: rec.failover,
+              healthCheckId: overridden ? undefined : this.healthCheckIds[rec.side],
+            },
+            opts,
+          );
         }
       };
       failoverPair("", args.serviceName, this.publicIps, args.serviceAddressOverride);
       if (this.internalServiceName) {
         failoverPair("-internal", this.internalServiceName, this.privateIps);
       }
-      this.endpointIp = this.publicIps[args.active];
-    } else {
-      const serviceEip = new aws.ec2.Eip(
-        `${name}-service-eip`,
-        { domain: "vpc", tags: { ...tags(), Name: `${args.service}-service` } },
-        // Phones and SIP trunks register to this address: it must outlive any server.
-        { parent: this, protect: true, retainOnDelete: true },
-      );
-      new aws.ec2.EipAssociation(
-        `${name}-service-eip-assoc`,
-        {
-          allocationId: serviceEip.allocationId,
-          networkInterfaceId: enis[args.active].id,
-          privateIpAddress: floatingIps[args.active],
-          allowReassociation: true,
-        },
-        { parent: this },
-      );
-      args.dns.record(this, `${name}-service-a`, {
-        name: args.serviceName,
-        type: "A",
-        ttl,
-        records: [serviceEip.publicIp],
-      });
-      if (this.internalServiceName) {
-        args.dns.record(this, `${name}-service-internal-a`, {
-          name: this.internalServiceName,
-          type: "A",
-          ttl,
-          records: [floatingIps[args.active]],
-        });
-      }
-      this.endpointIp = serviceEip.publicIp;
+    };
+    if (!args.deferSwitch) {
+      this.declareSwitch();
     }
 
     this.summary = {
@@ -543,6 +566,20 @@ export class ServerPair extends pulumi.ComponentResource {
       securityGroupId: this.securityGroupId,
       healthCheckIds: this.healthCheckIds,
     });
+  }
+
+  /**
+   * Declares the switch resources (failover records, or the service EIP association and the
+   * internal name). With `deferSwitch`, a component calls this once its role-change steps exist,
+   * so traffic moves only after them — and not at all when a step refuses.
+   */
+  declareSwitch(opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): void {
+    if (!this.pendingSwitch) {
+      throw new Error(`ServerPair ${this.service}: the switch is declared already`);
+    }
+    const declare = this.pendingSwitch;
+    this.pendingSwitch = undefined;
+    declare(opts.dependsOn ?? []);
   }
 }
 

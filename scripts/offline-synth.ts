@@ -25,6 +25,8 @@ export interface SynthResource {
   retainOnDelete: boolean;
   ignoreChanges: string[];
   inputs: Record<string, unknown>;
+  /** URNs of explicit `dependsOn` resources (only when there are any). */
+  dependsOn?: string[];
   outputs?: Record<string, unknown>;
 }
 
@@ -138,14 +140,16 @@ export async function runUnderMocks(
     captured.map(async (c) => {
       const parentResource = (c.resource as unknown as { __parentResource?: pulumi.Resource })
         .__parentResource;
+      const deps = await resolveResources(c.opts.dependsOn);
       return {
         urn: await promiseOf(c.resource.urn),
         parent: parentResource ? await promiseOf(parentResource.urn) : stackUrn,
+        dependsOn: await Promise.all(deps.map((r) => promiseOf(r.urn))),
       };
     }),
   );
   for (const [i, c] of captured.entries()) {
-    const { urn, parent } = urns[i];
+    const { urn, parent, dependsOn } = urns[i];
     if (seen.has(urn)) {
       throw new Error(
         `two resources share the URN ${urn}: child names must derive from their parent's`,
@@ -166,6 +170,7 @@ export async function runUnderMocks(
       retainOnDelete: Boolean(c.opts.retainOnDelete),
       ignoreChanges: [...(c.opts.ignoreChanges ?? [])],
       inputs: maskSecrets(inputsByKey.get(key) ?? {}) as Record<string, unknown>,
+      ...(dependsOn.length > 0 ? { dependsOn } : {}),
     });
   }
   return {
@@ -418,6 +423,23 @@ function readYaml(file: string): unknown {
 /** Resolves an Output's value (a test helper too: `await promiseOf(pair.endpointIp)`). */
 export function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => output.apply((v) => resolve(v)));
+}
+
+/** The resources a `dependsOn` option names (it may hold Outputs and Promises). */
+async function resolveResources(value: unknown): Promise<pulumi.Resource[]> {
+  if (value === undefined || value === null) {
+    return [];
+  }
+  if (pulumi.Output.isInstance(value)) {
+    return resolveResources(await promiseOf(value as pulumi.Output<unknown>));
+  }
+  if (value instanceof Promise) {
+    return resolveResources(await value);
+  }
+  if (Array.isArray(value)) {
+    return (await Promise.all(value.map(resolveResources))).flat();
+  }
+  return pulumi.Resource.isInstance(value) ? [value as pulumi.Resource] : [];
 }
 
 async function resolveDeep(value: unknown): Promise<unknown> {

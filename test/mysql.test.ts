@@ -194,10 +194,31 @@ describe("MysqlPair: what it declares", () => {
     ]);
   });
 
+  it("moves the endpoint only after the role steps: failover records depend on them", () => {
+    const roleSteps = ofType(d, COMMAND)
+      .filter((c) => ["mysql-failover", "mysql-fallback", "mysql-rejoin"].includes(c.name))
+      .map((c) => c.urn)
+      .sort();
+    expect(roleSteps).to.have.length(3);
+    const records = ofType(d, "aws:route53/record:Record").filter((r) =>
+      /-failover-(primary|secondary)$/.test(r.name),
+    );
+    expect(records).to.have.length(2); // this Dns has no private zone: the public pair
+    for (const r of records) {
+      expect([...(r.dependsOn ?? [])].sort(), r.name).to.deep.equal(roleSteps);
+    }
+  });
+
   it("declares no command without an SSH key (the scripts are then run by hand)", async () => {
     const { d: noKey } = await synthMysql({ args: { sshPrivateKey: undefined } });
     expect(ofType(noKey, COMMAND)).to.deep.equal([]);
     expect(ofType(noKey, "aws:ec2/instance:Instance")).to.have.length(2);
+    // The switch is still declared, with nothing to wait for.
+    const records = ofType(noKey, "aws:route53/record:Record").filter((r) =>
+      /-failover-(primary|secondary)$/.test(r.name),
+    );
+    expect(records.map((r) => r.dependsOn)).to.deep.equal(records.map(() => undefined));
+    expect(records.length).to.be.greaterThan(0);
   });
 });
 

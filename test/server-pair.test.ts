@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import * as aws from "@pulumi/aws";
 import { randomBytes } from "crypto";
 import { gunzipSync } from "zlib";
 import { Dns } from "../components/dns";
@@ -328,6 +329,38 @@ describe("ServerPair", () => {
         "svc-internal-failover-primary",
         "svc-internal-failover-secondary",
       ]);
+    });
+  });
+
+  describe("deferred switch", () => {
+    it("declares the switch only when asked, after what it must wait for, and only once", async () => {
+      let twice = "";
+      const d = await runUnderMocks(() => {
+        const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
+        const pair = new ServerPair("svc", pairArgs(dns, { deferSwitch: true }));
+        const gate = new aws.ec2.SecurityGroup("gate", { vpcId: "vpc-0123456789abcdef0" });
+        pair.declareSwitch({ dependsOn: [gate] });
+        try {
+          pair.declareSwitch();
+        } catch (e) {
+          twice = (e as Error).message;
+        }
+      });
+      const failover = ofType(d, "aws:route53/record:Record").filter(
+        (r) => r.inputs.failoverRoutingPolicies,
+      );
+      expect(failover).to.have.length(2);
+      for (const r of failover) {
+        expect(r.dependsOn).to.deep.equal([byName(d, "gate").urn]);
+      }
+      expect(twice).to.equal("ServerPair svc: the switch is declared already");
+    });
+    it("without declareSwitch a deferred pair has no switch resources", async () => {
+      const d = await synthPair({ deferSwitch: true });
+      const failover = ofType(d, "aws:route53/record:Record").filter(
+        (r) => r.inputs.failoverRoutingPolicies,
+      );
+      expect(failover).to.deep.equal([]);
     });
   });
 
