@@ -121,7 +121,7 @@ export = async (): Promise<Record<string, unknown>> => {
     domain: cfg.domain,
     dns,
     network: placement("mail"),
-    ami: cfg.mail.ami ?? cfg.ami,
+    ami: cfg.ami,
     adminCidrs: cfg.adminCidrs,
     keyName: cfg.keyName,
     previousPhase,

@@ -12,7 +12,6 @@ import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as random from "@pulumi/random";
 import type { MailConfig } from "../stack-config";
-import { Dns } from "./dns";
 import {
   checkMigrationInput,
   checkPhaseTransition,
@@ -25,6 +24,8 @@ import {
 import {
   CloudConfigParts,
   otherRole,
+  pairBasics,
+  PairPlacement,
   Role,
   ROLES,
   ServerPair,
@@ -35,23 +36,9 @@ import {
 /** Where the mail servers read their secrets and users (ServerPair grants `/hastack/mail/*`). */
 export const MAIL_SSM_PREFIX = "/hastack/mail";
 
-export interface MailPairArgs {
+export interface MailPairArgs extends PairPlacement {
   /** hastack:mail, validated by parseStackConfig. */
   config: MailConfig;
-  /** hastack:domain — the mail domain; every record lives in it. */
-  domain: string;
-  dns: Dns;
-  /** The VPC and one subnet per side (different AZs). */
-  network: {
-    vpcId: pulumi.Input<string>;
-    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
-  };
-  /** Pinned AMI (hastack:mail.ami, else hastack:ami). */
-  ami: string;
-  /** hastack:adminCidrs: SSH only from these. */
-  adminCidrs: string[];
-  /** EC2 key pair. Defaults to none. */
-  keyName?: string;
   /**
    * The migration phase the stack's last update applied — index.ts reads it from the previous
    * outputs (services.mail.migrationPhase) or `synth --previous`. A move of more than one phase
@@ -181,19 +168,9 @@ export class MailPair extends pulumi.ComponentResource {
     this.pair = new ServerPair(
       `${name}-pair`,
       {
-        service: "mail",
-        active,
-        switchover,
-        vpcId: args.network.vpcId,
-        subnets: args.network.subnets,
-        ami: args.ami,
-        instanceType: cfg.instanceType,
-        rootVolumeGb: cfg.rootVolumeGb,
-        dataVolumeGb: cfg.dataVolumeGb,
-        keyName: args.keyName,
+        ...pairBasics("mail", cfg, args, switchover),
         cloudConfig,
         servicePorts: mailServicePorts(cfg.pop3, layout.ports),
-        adminCidrs: args.adminCidrs,
         // dsync between the servers: the doveadm server, reachable from the peer only.
         peerPorts: [22, layout.ports.doveadm],
         healthCheck: {
@@ -201,9 +178,6 @@ export class MailPair extends pulumi.ComponentResource {
           port: layout.ports.smtp,
           failureThreshold: cfg.healthCheck.failureThreshold,
         },
-        ttl: cfg.ttl,
-        bootSeconds: cfg.bootSeconds,
-        dns: args.dns,
         serviceName: this.serviceName,
         serverNames: this.serverNames,
         // Receivers check that a sending IP's PTR names a host that resolves back to it.

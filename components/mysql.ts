@@ -9,7 +9,6 @@ import * as aws from "@pulumi/aws";
 import * as random from "@pulumi/random";
 import * as command from "@pulumi/command";
 import type { MysqlConfig } from "../stack-config";
-import { Dns } from "./dns";
 import {
   BOOT_ROLE_PATH,
   Engine,
@@ -36,12 +35,14 @@ import {
 } from "./mysql-scripts";
 import {
   CloudConfigParts,
-  ROLES,
-  Role,
-  ServerPair,
-  ServiceSummary,
-  ServicePort,
   otherRole,
+  pairBasics,
+  PairPlacement,
+  Role,
+  ROLES,
+  ServerPair,
+  ServicePort,
+  ServiceSummary,
 } from "./server-pair";
 
 export const MYSQL_PORT = 3306;
@@ -58,27 +59,15 @@ export interface MysqlAccount {
 }
 
 /** Arguments of MysqlPair. Everything it needs is explicit: it reads no config itself. */
-export interface MysqlPairArgs {
+export interface MysqlPairArgs extends PairPlacement {
   /** The parsed `hastack:mysql` object. */
   config: MysqlConfig;
-  /** The mail domain: the endpoint is `<hostname>.<domain>` (db.<domain>). */
-  domain: string;
-  dns: Dns;
-  network: {
-    vpcId: pulumi.Input<string>;
-    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
-  };
-  /** Pinned AMI (Debian 12); config.ami wins when set. */
-  ami: string;
   /** AWS region of the stack (the servers read SSM there). */
   region: string;
-  adminCidrs: string[];
   /** Security groups whose members may connect to 3306 (the PBX, applications). */
   clientSecurityGroupIds: pulumi.Input<string>[];
   /** Application accounts to create on both servers. Defaults to none. */
   accounts?: MysqlAccount[];
-  /** EC2 key pair. Defaults to none. */
-  keyName?: string;
   /** SSH user of the role-change commands. Defaults to admin (Debian's cloud user). */
   sshUser?: string;
   /**
@@ -171,19 +160,9 @@ export class MysqlPair extends pulumi.ComponentResource {
     this.pair = new ServerPair(
       `${name}-pair`,
       {
-        service: "mysql",
-        active: cfg.active,
-        switchover,
-        vpcId: args.network.vpcId,
-        subnets: args.network.subnets,
-        ami: cfg.ami ?? args.ami,
-        instanceType: cfg.instanceType,
-        rootVolumeGb: cfg.rootVolumeGb,
-        dataVolumeGb: cfg.dataVolumeGb,
-        keyName: args.keyName,
+        ...pairBasics("mysql", cfg, args, switchover),
         cloudConfig,
         servicePorts: mysqlServicePorts(args.clientSecurityGroupIds),
-        adminCidrs: args.adminCidrs,
         // Replication and the bootstrap dump; nothing else between the two servers.
         peerPorts: [MYSQL_PORT],
         healthCheck: {
@@ -191,9 +170,6 @@ export class MysqlPair extends pulumi.ComponentResource {
           port: MYSQL_PORT,
           failureThreshold: cfg.healthCheck.failureThreshold,
         },
-        ttl: cfg.ttl,
-        bootSeconds: cfg.bootSeconds,
-        dns: args.dns,
         serviceName: this.endpoint,
         // The endpoint moves only after the role steps: promote first, then point clients at
         // the new primary — and not at all when a step refuses (e.g. the standby lags).

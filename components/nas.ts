@@ -34,14 +34,16 @@ import * as aws from "@pulumi/aws";
 import * as tls from "@pulumi/tls";
 import * as random from "@pulumi/random";
 import type { NasConfig } from "../stack-config";
-import { Dns, peerName } from "./dns";
+import { peerName } from "./dns";
 import {
   CloudConfigParts,
-  ROLES,
+  otherRole,
+  pairBasics,
+  PairPlacement,
   Role,
+  ROLES,
   ServerPair,
   ServiceSummary,
-  otherRole,
 } from "./server-pair";
 import {
   BACKUP_ENV_DIR,
@@ -73,21 +75,11 @@ import {
 export const BACKUP_TAG = { key: "hastack:backup", value: "true" } as const;
 
 /** Arguments of NasBackups. Everything it needs is explicit: it reads no config itself. */
-export interface NasBackupsArgs {
+export interface NasBackupsArgs extends PairPlacement {
   /** The parsed `hastack:nas` object (active side, sizes, retention and interval per job, AWS Backup). */
   config: NasConfig;
-  domain: string;
-  dns: Dns;
-  network: {
-    vpcId: pulumi.Input<string>;
-    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
-  };
-  /** Pinned AMI (Debian 12); config.ami wins when set. */
-  ami: string;
   /** AWS region (the boot scripts read SSM there). */
   region: string;
-  /** Admin sources for SSH. */
-  adminCidrs: string[];
   /** What the jobs pull: the services' host labels (mail, db, pbx) and the databases dumped. */
   sources: {
     mailHostname: string;
@@ -97,8 +89,6 @@ export interface NasBackupsArgs {
   };
   /** Where the mail servers keep Maildirs. Defaults to /srv/data/mail. */
   mailDataPath?: string;
-  /** EC2 key pair. Defaults to none. */
-  keyName?: string;
 }
 
 /** One job as the stack outputs describe it (monitoring and the downtime plan read these). */
@@ -230,26 +220,13 @@ export class NasBackups extends pulumi.ComponentResource {
     this.pair = new ServerPair(
       `${name}-pair`,
       {
-        service: "nas",
-        active: cfg.active,
-        switchover,
-        vpcId: args.network.vpcId,
-        subnets: args.network.subnets,
-        ami: cfg.ami ?? args.ami,
-        instanceType: cfg.instanceType,
-        rootVolumeGb: cfg.rootVolumeGb,
-        dataVolumeGb: cfg.dataVolumeGb,
-        keyName: args.keyName,
+        ...pairBasics("nas", cfg, args, switchover),
         cloudConfig,
         // Nothing is served: the NAS pulls. SSH only from admins and the peer NAS.
         servicePorts: [],
         adminPorts: [22],
-        adminCidrs: args.adminCidrs,
         peerPorts: [22],
         healthCheck: { type: "TCP", port: 22, failureThreshold: cfg.healthCheck.failureThreshold },
-        ttl: cfg.ttl,
-        bootSeconds: cfg.bootSeconds,
-        dns: args.dns,
         serviceName,
         serverNames,
       },

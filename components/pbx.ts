@@ -9,15 +9,17 @@ import * as aws from "@pulumi/aws";
 import * as tls from "@pulumi/tls";
 import * as random from "@pulumi/random";
 import type { PbxConfig } from "../stack-config";
-import { Dns, peerName } from "./dns";
+import { peerName } from "./dns";
 import {
   CloudConfigParts,
-  ROLES,
-  Role,
-  ServerPair,
-  ServiceSummary,
-  ServicePort,
   otherRole,
+  pairBasics,
+  PairPlacement,
+  Role,
+  ROLES,
+  ServerPair,
+  ServicePort,
+  ServiceSummary,
 } from "./server-pair";
 import {
   IS_ACTIVE_SCRIPT,
@@ -52,22 +54,11 @@ export const PBX_SYNC_KEY_PATH = "/root/.ssh/hastack_pbx_sync";
 export const SIP_REREGISTER_SECONDS = 300;
 
 /** Arguments of PbxPair. Everything it needs is explicit: it reads no config itself. */
-export interface PbxPairArgs {
+export interface PbxPairArgs extends PairPlacement {
   /** The parsed `hastack:pbx` object (active side, sizes, RTP range, trunk CIDRs, sync interval). */
   config: PbxConfig;
-  /** The mail domain: names are `<hostname>.<domain>`, SRV records `_sip._udp.<domain>`. */
-  domain: string;
-  dns: Dns;
-  network: {
-    vpcId: pulumi.Input<string>;
-    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
-  };
-  /** Pinned AMI (Debian 12); config.ami wins when set. */
-  ami: string;
   /** AWS region of the stack (the boot scripts read SSM there). */
   region: string;
-  /** Admin sources: SSH, the web UI (80/443) and AMI (5038). */
-  adminCidrs: string[];
   /** Office networks whose phones talk SIP and RTP to the PBX. */
   officeCidrs: string[];
   /** FQDN of the MySQL pair's endpoint, e.g. db.example.co.id. */
@@ -76,8 +67,6 @@ export interface PbxPairArgs {
   databasePort?: number;
   /** CDR database on the MySQL pair. Defaults to asteriskcdrdb. */
   cdrDatabase?: string;
-  /** EC2 key pair. Defaults to none. */
-  keyName?: string;
   /** Security groups allowed to pull backups over SSH (the NAS). Defaults to none. */
   backupClientSecurityGroupIds?: pulumi.Input<string>[];
   /** SNS topic ARNs in us-east-1 the health-check alarms notify. Defaults to none. */
@@ -201,16 +190,7 @@ export class PbxPair extends pulumi.ComponentResource {
     this.pair = new ServerPair(
       `${name}-pair`,
       {
-        service: "pbx",
-        active: cfg.active,
-        switchover,
-        vpcId: args.network.vpcId,
-        subnets: args.network.subnets,
-        ami: cfg.ami ?? args.ami,
-        instanceType: cfg.instanceType,
-        rootVolumeGb: cfg.rootVolumeGb,
-        dataVolumeGb: cfg.dataVolumeGb,
-        keyName: args.keyName,
+        ...pairBasics("pbx", cfg, args, switchover),
         cloudConfig,
         servicePorts: pbxServicePorts({
           rtpPorts: cfg.rtpPorts,
@@ -218,16 +198,12 @@ export class PbxPair extends pulumi.ComponentResource {
           backupClientSecurityGroupIds: args.backupClientSecurityGroupIds,
         }),
         adminPorts: PBX_ADMIN_PORTS,
-        adminCidrs: args.adminCidrs,
         peerPorts: [22],
         healthCheck: {
           type: "TCP",
           port: 5060,
           failureThreshold: cfg.healthCheck.failureThreshold,
         },
-        ttl: cfg.ttl,
-        bootSeconds: cfg.bootSeconds,
-        dns: args.dns,
         serviceName,
         serverNames,
       },

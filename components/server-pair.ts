@@ -129,6 +129,83 @@ export interface ServerPairArgs {
   deferSwitch?: boolean;
 }
 
+/**
+ * Where a service's pair runs: what every service component takes besides its own config
+ * (index.ts builds it once from the stack config).
+ */
+export interface PairPlacement {
+  /** hastack:domain: every record lives in it. */
+  domain: string;
+  dns: Dns;
+  /** The VPC and one subnet per side (different AZs). */
+  network: {
+    vpcId: pulumi.Input<string>;
+    subnets: Record<Role, { id: pulumi.Input<string>; az: string }>;
+  };
+  /** Pinned AMI (hastack:ami); the service's own `ami` wins. */
+  ami: string;
+  /** hastack:adminCidrs: SSH, node_exporter and admin ports only from these. */
+  adminCidrs: string[];
+  /** EC2 key pair. Defaults to none. */
+  keyName?: string;
+}
+
+/** The settings every `hastack:<service>` object shares (stack-config's pair fields). */
+export interface PairConfigFields {
+  active: Role;
+  instanceType: string;
+  ami?: string;
+  rootVolumeGb: number;
+  dataVolumeGb: number;
+  ttl: number;
+  bootSeconds: number;
+}
+
+/**
+ * The ServerPair arguments a service's config object and placement decide, spelled once so the
+ * four services cannot drift apart; each component adds what is its own (ports, user-data,
+ * health check, names).
+ */
+export function pairBasics(
+  service: string,
+  cfg: PairConfigFields,
+  placement: PairPlacement,
+  switchover: Switchover,
+): Pick<
+  ServerPairArgs,
+  | "service"
+  | "active"
+  | "switchover"
+  | "vpcId"
+  | "subnets"
+  | "ami"
+  | "instanceType"
+  | "rootVolumeGb"
+  | "dataVolumeGb"
+  | "keyName"
+  | "adminCidrs"
+  | "ttl"
+  | "bootSeconds"
+  | "dns"
+> {
+  return {
+    service,
+    active: cfg.active,
+    switchover,
+    vpcId: placement.network.vpcId,
+    subnets: placement.network.subnets,
+    ami: cfg.ami ?? placement.ami,
+    instanceType: cfg.instanceType,
+    rootVolumeGb: cfg.rootVolumeGb,
+    dataVolumeGb: cfg.dataVolumeGb,
+    keyName: placement.keyName,
+    adminCidrs: placement.adminCidrs,
+    ttl: cfg.ttl,
+    bootSeconds: cfg.bootSeconds,
+    dns: placement.dns,
+  };
+}
+
 /** Per-side facts for outputs. */
 export interface SideSummary {
   instanceId: pulumi.Output<string>;
