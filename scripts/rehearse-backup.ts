@@ -11,6 +11,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { Drill, DrillUsageError, runDrill } from "./rehearse";
 import {
   BACKUP_SCRIPT,
   BackupJob,
@@ -855,9 +856,8 @@ export const USAGE = `usage: npm run rehearse -- backup [--rows N] [--timeout SE
   --keep leaves the work directory for inspection.`;
 
 /** Bad command-line input: the CLI prints the message and exits 2. */
-export class UsageError extends Error {}
 
-/** Parses the drill's flags; throws UsageError naming the flag and what was expected. */
+/** Parses the drill's flags; throws DrillUsageError naming the flag and what was expected. */
 export function parseBackupDrillArgs(args: string[]): RehearseBackupOptions & { help?: boolean } {
   const out: RehearseBackupOptions & { help?: boolean } = {};
   for (let i = 0; i < args.length; i++) {
@@ -865,14 +865,14 @@ export function parseBackupDrillArgs(args: string[]): RehearseBackupOptions & { 
     const value = (): string => {
       const v = args[++i];
       if (v === undefined || v.startsWith("--")) {
-        throw new UsageError(`${flag} needs a value`);
+        throw new DrillUsageError(`${flag} needs a value`);
       }
       return v;
     };
     const positive = (v: string, max: number): number => {
       const n = Number(v);
       if (!/^\d+$/.test(v) || n < 1 || n > max) {
-        throw new UsageError(
+        throw new DrillUsageError(
           `${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(v)}`,
         );
       }
@@ -895,55 +895,30 @@ export function parseBackupDrillArgs(args: string[]): RehearseBackupOptions & { 
       case "--work-dir": {
         const dir = value();
         if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
-          throw new UsageError(`--work-dir ${dir} must be empty or not exist yet`);
+          throw new DrillUsageError(`--work-dir ${dir} must be empty or not exist yet`);
         }
         out.workDir = path.resolve(dir);
         break;
       }
       default:
-        throw new UsageError(`unknown flag ${JSON.stringify(flag)}`);
+        throw new DrillUsageError(`unknown flag ${JSON.stringify(flag)}`);
     }
   }
   return out;
 }
 
+/** The backup drill for scripts/rehearse.ts: passes when every restore matched. */
+export const BACKUP_DRILL: Drill<RehearseBackupOptions> = {
+  usage: USAGE,
+  parseArgs: parseBackupDrillArgs,
+  run: async (options, log) => {
+    const summary = await rehearseBackup({ ...options, log });
+    return { passed: summary.ok, problems: summary.problems, summary: JSON.stringify(summary) };
+  },
+  cleanupSync,
+};
+
 /** Entry point for scripts/rehearse.ts: exit 0 when every restore matched, 1 if not, 2 for bad flags. */
-export async function main(args: string[]): Promise<number> {
-  let opts: RehearseBackupOptions & { help?: boolean };
-  try {
-    opts = parseBackupDrillArgs(args);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`rehearse backup: ${e.message}\n${USAGE}\n`);
-      return 2;
-    }
-    throw e;
-  }
-  if (opts.help) {
-    process.stdout.write(USAGE + "\n");
-    return 0;
-  }
-  const log = (line: string): void => {
-    process.stderr.write(`rehearse backup: ${line}\n`);
-  };
-  // An interrupted drill must not leave daemons or temp dirs behind.
-  const onSignal = (signal: NodeJS.Signals): void => {
-    log(`${signal}: stopping the drill's servers and removing its files`);
-    cleanupSync();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    const summary = await rehearseBackup({ ...opts, log });
-    for (const p of summary.problems) {
-      log(`PROBLEM: ${p}`);
-    }
-    log(summary.ok ? "PASSED" : "FAILED");
-    process.stdout.write(JSON.stringify(summary) + "\n");
-    return summary.ok ? 0 : 1;
-  } finally {
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
-  }
+export function main(args: string[]): Promise<number> {
+  return runDrill("backup", BACKUP_DRILL, args);
 }

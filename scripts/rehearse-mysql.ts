@@ -25,6 +25,7 @@ import {
 import { Role, ROLES, otherRole } from "../components/server-pair";
 import { ConfigError, parseStackConfig, stackConfigSchema } from "../stack-config";
 import { SynthInputError, readProject, readStackConfig } from "./offline-synth";
+import { Drill, DrillUsageError, runDrill } from "./rehearse";
 
 /** The binaries the drill runs, with the Debian package that ships each. */
 export const REQUIRED_BINARIES: Record<string, string> = {
@@ -36,7 +37,6 @@ export const REQUIRED_BINARIES: Record<string, string> = {
 };
 
 /** A bad flag or stack name: the CLI prints it with the usage and exits 2. */
-export class UsageError extends Error {}
 
 export class MissingBinaryError extends Error {
   constructor(public readonly missing: { binary: string; pkg: string }[]) {
@@ -95,20 +95,20 @@ export function defaultMysqlSettings(overrides: Partial<MysqlSettings> = {}): My
  */
 export function stackMysqlSettings(projectDir: string, stack: string): MysqlSettings {
   if (!/^[A-Za-z0-9_.-]+$/.test(stack)) {
-    throw new UsageError(
+    throw new DrillUsageError(
       `--stack expects a stack name (letters, digits, _ . -), got ${JSON.stringify(stack)}`,
     );
   }
   const file = path.join(projectDir, `Pulumi.${stack}.yaml`);
   if (!fs.existsSync(file)) {
-    throw new UsageError(`--stack ${stack}: no stack file ${file}`);
+    throw new DrillUsageError(`--stack ${stack}: no stack file ${file}`);
   }
   let config: Record<string, string>;
   try {
     config = readStackConfig(file, readProject(projectDir)).config;
   } catch (e) {
     if (e instanceof SynthInputError) {
-      throw new UsageError(`--stack ${stack}: ${e.message}`);
+      throw new DrillUsageError(`--stack ${stack}: ${e.message}`);
     }
     throw e;
   }
@@ -132,7 +132,7 @@ export function stackMysqlSettings(projectDir: string, stack: string): MysqlSett
     return mysqlSettings(parseStackConfig(raw).mysql);
   } catch (e) {
     if (e instanceof ConfigError) {
-      throw new UsageError(`--stack ${stack}: ${file}: ${e.message}`);
+      throw new DrillUsageError(`--stack ${stack}: ${file}: ${e.message}`);
     }
     throw e;
   }
@@ -960,13 +960,13 @@ const USAGE = `usage: npm run rehearse -- mysql [--stack NAME] [--writers N] [--
   --timeout S        bound on the whole drill (30-1800, default 240)
   --keep             keep the temp directory (datadirs, error logs) for inspection`;
 
-/** Parses the drill's flags; throws UsageError naming the flag and what was expected. */
+/** Parses the drill's flags; throws DrillUsageError naming the flag and what was expected. */
 export function parseMysqlDrillArgs(args: string[]): MysqlDrillOptions & { help?: boolean } {
   const out: MysqlDrillOptions & { help?: boolean } = {};
   const intFlag = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min || n > max) {
-      throw new UsageError(
+      throw new DrillUsageError(
         `${flag} expects a whole number from ${min} to ${max}, got ${v === undefined ? "nothing" : JSON.stringify(v)}`,
       );
     }
@@ -990,7 +990,7 @@ export function parseMysqlDrillArgs(args: string[]): MysqlDrillOptions & { help?
       case "--stack": {
         const stack = args[++i];
         if (stack === undefined) {
-          throw new UsageError("--stack expects a stack name, got nothing");
+          throw new DrillUsageError("--stack expects a stack name, got nothing");
         }
         out.settings = stackMysqlSettings(process.cwd(), stack);
         break;
@@ -1000,55 +1000,24 @@ export function parseMysqlDrillArgs(args: string[]): MysqlDrillOptions & { help?
         out.help = true;
         break;
       default:
-        throw new UsageError(`unknown flag ${JSON.stringify(a)} for the mysql drill`);
+        throw new DrillUsageError(`unknown flag ${JSON.stringify(a)} for the mysql drill`);
     }
   }
   return out;
 }
 
+/** The mysql drill for scripts/rehearse.ts: passes when no acknowledged write was lost. */
+export const MYSQL_DRILL: Drill<MysqlDrillOptions> = {
+  usage: USAGE,
+  parseArgs: parseMysqlDrillArgs,
+  run: async (options, log) => {
+    const result = await runMysqlDrill({ ...options, log });
+    return { passed: drillPassed(result), problems: result.problems, summary: summaryLine(result) };
+  },
+  cleanupSync: cleanupAllPairsSync,
+};
+
 /** CLI entry used by scripts/rehearse.ts: returns the exit code. */
-export async function main(args: string[]): Promise<number> {
-  let opts: MysqlDrillOptions & { help?: boolean };
-  try {
-    opts = parseMysqlDrillArgs(args);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`rehearse mysql: ${e.message}\n${USAGE}\n`);
-      return 2;
-    }
-    throw e;
-  }
-  if (opts.help) {
-    process.stdout.write(USAGE + "\n");
-    return 0;
-  }
-  const log = (line: string): void => {
-    process.stderr.write(`rehearse mysql: ${line}\n`);
-  };
-  // An interrupted drill must not leave daemons or temp dirs behind.
-  const onSignal = (signal: NodeJS.Signals): void => {
-    log(`${signal}: stopping the drill's servers and removing its files`);
-    cleanupAllPairsSync();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  process.once("exit", cleanupAllPairsSync);
-  try {
-    const result = await runMysqlDrill({ ...opts, log });
-    for (const p of result.problems) {
-      log(`PROBLEM: ${p}`);
-    }
-    const passed = drillPassed(result);
-    log(passed ? "PASSED" : "FAILED");
-    process.stdout.write(summaryLine(result) + "\n");
-    return passed ? 0 : 1;
-  } catch (e) {
-    log(`FAILED: ${(e as Error).message}`);
-    return 1;
-  } finally {
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
-    process.removeListener("exit", cleanupAllPairsSync);
-  }
+export function main(args: string[]): Promise<number> {
+  return runDrill("mysql", MYSQL_DRILL, args);
 }

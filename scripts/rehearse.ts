@@ -19,6 +19,78 @@ export function usage(): string {
   ].join("\n");
 }
 
+/** Bad flags for a drill: the CLI prints the message and the drill's usage, exit 2. */
+export class DrillUsageError extends Error {}
+
+/** What a drill module provides; `runDrill` is the command-line shell around it. */
+export interface Drill<Options> {
+  usage: string;
+  /** Parses the drill's flags; throws DrillUsageError for bad ones. */
+  parseArgs(args: string[]): Options & { help?: boolean };
+  /** Runs the drill, logging progress; `summary` is the JSON line printed last on stdout. */
+  run(
+    options: Options,
+    log: (line: string) => void,
+  ): Promise<{ passed: boolean; problems: string[]; summary: string }>;
+  /** Stops the drill's daemons and removes its files, synchronously (signals, exit). */
+  cleanupSync(): void;
+}
+
+/**
+ * The shell every drill shares: flags (exit 2 when bad), --help, progress on stderr, cleanup
+ * on SIGINT/SIGTERM (exit 130/143) and at exit, the problems, PASSED/FAILED and the JSON line.
+ * Exit 0 when the drill passed, 1 when not.
+ */
+export async function runDrill<Options>(
+  name: string,
+  drill: Drill<Options>,
+  args: string[],
+): Promise<number> {
+  let options: Options & { help?: boolean };
+  try {
+    options = drill.parseArgs(args);
+  } catch (e) {
+    if (e instanceof DrillUsageError) {
+      process.stderr.write(`rehearse ${name}: ${e.message}\n${drill.usage}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (options.help) {
+    process.stdout.write(drill.usage + "\n");
+    return 0;
+  }
+  const log = (line: string): void => {
+    process.stderr.write(`rehearse ${name}: ${line}\n`);
+  };
+  // An interrupted drill must not leave daemons or temp dirs behind.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: stopping the drill's servers and removing its files`);
+    drill.cleanupSync();
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  const onExit = (): void => drill.cleanupSync();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  process.once("exit", onExit);
+  try {
+    const result = await drill.run(options, log);
+    for (const p of result.problems) {
+      log(`PROBLEM: ${p}`);
+    }
+    log(result.passed ? "PASSED" : "FAILED");
+    process.stdout.write(result.summary + "\n");
+    return result.passed ? 0 : 1;
+  } catch (e) {
+    log(`FAILED: ${(e as Error).message}`);
+    return 1;
+  } finally {
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+    process.removeListener("exit", onExit);
+  }
+}
+
 interface DrillModule {
   main?: (args: string[]) => Promise<number>;
 }
