@@ -3,6 +3,7 @@
 // is never open to the world) each with a compliant and a non-compliant case, and its
 // user-data checked by the real `cloud-init schema`.
 import { expect } from "chai";
+import { testPlacement } from "./placement";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -55,16 +56,7 @@ async function synthMysql(o: SynthOptions = {}): Promise<{ d: Deployment; summar
     );
     const db = new MysqlPair("mysql", {
       config: mysqlConfig(o.config),
-      domain: "example.co.id",
-      dns,
-      network: {
-        vpcId: "vpc-0123456789abcdef0",
-        subnets: {
-          primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
-          standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3b" },
-        },
-      },
-      ami: "ami-0123456789abcdef0",
+      ...testPlacement(dns),
       region: "ap-southeast-3",
       adminCidrs: ["203.0.113.10/32"],
       clientSecurityGroupIds: clients,

@@ -2,6 +2,7 @@
 // encrypted, a protected AWS Backup vault, a plan with the configured retention selecting the
 // tag ServerPair puts on every data volume, jobs with per-service retention, secrets secret.
 import { expect } from "chai";
+import { testPlacement } from "./placement";
 import { Dns } from "../components/dns";
 import { NasBackups, NasOutputs, jobOutputs, nasCloudConfigParts } from "../components/nas";
 import { BACKUP_ROOT, backupJobs } from "../components/backup-jobs";
@@ -33,16 +34,7 @@ async function synth(
     const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
     const nas = new NasBackups("nas", {
       config: nasConfig(cfg),
-      domain: "example.co.id",
-      dns,
-      network: {
-        vpcId: "vpc-0123456789abcdef0",
-        subnets: {
-          primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
-          standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3b" },
-        },
-      },
-      ami: "ami-0123456789abcdef0",
+      ...testPlacement(dns),
       region: "ap-southeast-3",
       adminCidrs: ADMIN,
       sources: {
@@ -117,16 +109,7 @@ describe("NasBackups", function () {
         try {
           new NasBackups("nas", {
             config: nasConfig(),
-            domain: "example.co.id",
-            dns,
-            network: {
-              vpcId: "vpc-0123456789abcdef0",
-              subnets: {
-                primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
-                standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3b" },
-              },
-            },
-            ami: "ami-0123456789abcdef0",
+            ...testPlacement(dns),
             region: "ap-southeast-3",
             adminCidrs: ["0.0.0.0/0"],
             sources: {

@@ -3,6 +3,7 @@
 // the CDR password secret end to end, the alarm where Route 53's metrics are, and a flip of
 // `active` touching only the switch.
 import { expect } from "chai";
+import { testPlacement } from "./placement";
 import * as zlib from "zlib";
 import { Dns } from "../components/dns";
 import { PbxPair, PbxPairArgs } from "../components/pbx";
@@ -33,16 +34,7 @@ async function synth(
     const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
     const pbx = new PbxPair("pbx", {
       config: pbxConfig(cfg),
-      domain: "example.co.id",
-      dns,
-      network: {
-        vpcId: "vpc-0123456789abcdef0",
-        subnets: {
-          primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
-          standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3b" },
-        },
-      },
-      ami: "ami-0123456789abcdef0",
+      ...testPlacement(dns),
       region: "ap-southeast-3",
       adminCidrs: ADMIN,
       officeCidrs: OFFICE,
