@@ -94,6 +94,55 @@ describe("offline synth", () => {
     });
   }
 
+  describe("one migration phase at a time (--previous)", () => {
+    const phaseFile = (phase: number): string =>
+      writeStackFile((c) => (c["hastack:mail"].migration.phase = phase));
+    let dir: string;
+    before(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-phases-"));
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it("steps 0 → 1 → 2 are accepted; 2 → 5 is refused naming steps 3 and 4, nothing written", async () => {
+      let previous = path.join(dir, "p0.json");
+      expect((await synthCli(["--stack", "prod", "--out", previous])).code).to.equal(0);
+      for (const phase of [1, 2]) {
+        const out = path.join(dir, `p${phase}.json`);
+        const r = await synthCli([
+          "--stack",
+          "prod",
+          "--stack-file",
+          phaseFile(phase),
+          "--previous",
+          previous,
+          "--out",
+          out,
+        ]);
+        expect(r.code, r.stderr).to.equal(0);
+        previous = out;
+      }
+      const refused = path.join(dir, "p5.json");
+      const r = await synthCli([
+        "--stack",
+        "prod",
+        "--stack-file",
+        phaseFile(5),
+        "--previous",
+        previous,
+        "--out",
+        refused,
+      ]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(
+        "hastack:mail.migration.phase cannot move from phase 2 to phase 5",
+      );
+      expect(r.stderr).to.contain("step 3 (mailboxes synced old → new)");
+      expect(r.stderr).to.contain("step 4 (new server tested");
+      expect(r.stderr).not.to.match(/\n\s+at /);
+      expect(fs.existsSync(refused)).to.equal(false);
+    });
+  });
+
   describe("bad input", () => {
     it("a bad active value exits non-zero naming hastack:mail.active, with no stack trace", async () => {
       const file = writeStackFile((c) => (c["hastack:mail"].active = "sideways"));
