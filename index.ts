@@ -18,8 +18,7 @@ import { NasBackups } from "./components/nas";
 import { PbxPair } from "./components/pbx";
 import { Network } from "./components/network";
 import { Role } from "./components/server-pair";
-import { MailPair } from "./components/mail";
-import { checkPhaseTransition, MigrationPhaseError } from "./components/mail-migration";
+import { checkMigrationStep, MailPair } from "./components/mail";
 
 export = async (): Promise<Record<string, unknown>> => {
   const cfg = readConfig();
@@ -27,11 +26,7 @@ export = async (): Promise<Record<string, unknown>> => {
   // before declaring anything (a refused move must not leave a half-made change).
   const previous = await previousOutputs();
   const previousPhase = previous?.services?.mail?.migrationPhase;
-  try {
-    checkPhaseTransition(previousPhase, cfg.mail.migration.phase);
-  } catch (e) {
-    throw e instanceof MigrationPhaseError ? new pulumi.RunError(e.message) : e;
-  }
+  checkMigrationStep(previousPhase, cfg.mail.migration.phase);
   const sshPrivateKey = cfg.sshPrivateKey
     ? new pulumi.Config(NAMESPACE).requireSecret("sshPrivateKey")
     : undefined;

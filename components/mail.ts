@@ -132,14 +132,7 @@ export class MailPair extends pulumi.ComponentResource {
     }
     // A plain previous phase is checked now, before anything is declared; one that is still
     // an Output (read from the stack's own state) fails the update when it resolves.
-    // RunError: the CLI (and `npm run synth`) print the message alone, no stack trace.
-    const check = (previous: number | undefined): void => {
-      try {
-        checkPhaseTransition(previous, phase);
-      } catch (e) {
-        throw e instanceof MigrationPhaseError ? new pulumi.RunError(e.message) : e;
-      }
-    };
+    const check = (previous: number | undefined): void => checkMigrationStep(previous, phase);
     if (!pulumi.Output.isInstance(args.previousPhase)) {
       check(args.previousPhase as number | undefined);
     }
@@ -355,6 +348,18 @@ export class MailPair extends pulumi.ComponentResource {
 /** Placeholder of the users parameter until the operator stores the users (step 2). */
 export const USERS_PLACEHOLDER =
   "# hastack mail users: one user@domain:{SHA512-CRYPT}hash per line (doveadm pw -s SHA512-CRYPT)\n";
+
+/**
+ * Refuses a migration move of more than one phase (naming the skipped steps) as a RunError,
+ * which the CLI and `npm run synth` print as the message alone, without a stack trace.
+ */
+export function checkMigrationStep(previous: number | undefined, next: number): void {
+  try {
+    checkPhaseTransition(previous, next);
+  } catch (e) {
+    throw e instanceof MigrationPhaseError ? new pulumi.RunError(e.message) : e;
+  }
+}
 
 /** The ports clients use, with their monitoring probes. */
 export function mailServicePorts(pop3: boolean, ports: MailPorts = MAIL_PORTS): ServicePort[] {
