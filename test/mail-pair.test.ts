@@ -3,8 +3,8 @@
 // and, for every migration phase transition 0→1 … 8→9 (and 9→0), that the diff touches only
 // what that step needs and never a server, a volume or a security group.
 import { expect } from "chai";
+import { userDataOf } from "./deployment-queries";
 import * as pulumi from "@pulumi/pulumi";
-import * as zlib from "zlib";
 import { Dns } from "../components/dns";
 import { MailPair, MailPairArgs } from "../components/mail";
 import { stackConfigSchema } from "../stack-config";
@@ -86,13 +86,6 @@ const record = (s: Synth, name: string, type: string): SynthResource | undefined
   resources(s, RECORD).find((r) => r.inputs.name === name && r.inputs.type === type);
 const byName = (s: Synth, name: string): SynthResource | undefined =>
   s.d.deployment.resources.find((r) => r.name === name);
-
-function userDataOf(r: SynthResource): string {
-  if (typeof r.inputs.userData === "string") {
-    return r.inputs.userData;
-  }
-  return zlib.gunzipSync(Buffer.from(r.inputs.userDataBase64 as string, "base64")).toString("utf8");
-}
 
 describe("MailPair under mocks", function () {
   this.timeout(60000);

@@ -2,9 +2,10 @@
 // an encrypted SNS topic CloudWatch may publish to, one email subscription per address, all
 // through the us-east-1 provider when one is given.
 import { expect } from "chai";
+import { ofType } from "./deployment-queries";
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Deployment, SynthResource, runUnderMocks } from "../scripts/offline-synth";
+import { Deployment, runUnderMocks } from "../scripts/offline-synth";
 import {
   Alarms,
   alertsKeyPolicy,
@@ -18,10 +19,6 @@ const HEALTH_CHECKS = {
   "mail-standby": "hc-mail-standby",
   "pbx-primary": "hc-pbx-primary",
 };
-
-function ofType(d: Deployment, type: string): SynthResource[] {
-  return d.deployment.resources.filter((r) => r.type === type);
-}
 
 describe("Alarms (hastack:monitoring:Alarms)", () => {
   let d: Deployment;

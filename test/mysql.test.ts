@@ -3,6 +3,7 @@
 // is never open to the world) each with a compliant and a non-compliant case, and its
 // user-data checked by the real `cloud-init schema`.
 import { expect } from "chai";
+import { ofType } from "./deployment-queries";
 import { expectValidCloudConfig } from "./cloud-init";
 import { testPlacement } from "./placement";
 import * as pulumi from "@pulumi/pulumi";
@@ -70,8 +71,6 @@ async function synthMysql(o: SynthOptions = {}): Promise<{ d: Deployment; summar
   return { d, summary: { ...(outputs.mysql as MysqlSummary), engine: summary!.engine } };
 }
 
-const ofType = (d: Deployment, type: string): SynthResource[] =>
-  d.deployment.resources.filter((r) => r.type === type);
 const named = (d: Deployment, name: string): SynthResource => {
   const r = d.deployment.resources.find((x) => x.name === name);
   if (!r) {

@@ -2,6 +2,7 @@
 // encrypted, a protected AWS Backup vault, a plan with the configured retention selecting the
 // tag ServerPair puts on every data volume, jobs with per-service retention, secrets secret.
 import { expect } from "chai";
+import { ofType, userDataOf } from "./deployment-queries";
 import { expectValidCloudConfig } from "./cloud-init";
 import { testPlacement } from "./placement";
 import { Dns } from "../components/dns";
@@ -46,16 +47,6 @@ async function synth(
   return { d, outputs: outputs! };
 }
 
-/** The instance's cloud-config, whether ServerPair sent it plain or gzipped (over 16 KiB). */
-function userDataOf(r: SynthResource): string {
-  if (typeof r.inputs.userData === "string") {
-    return r.inputs.userData;
-  }
-  return zlib.gunzipSync(Buffer.from(r.inputs.userDataBase64 as string, "base64")).toString();
-}
-
-const ofType = (d: Deployment, type: string): SynthResource[] =>
-  d.deployment.resources.filter((r) => r.type === type);
 const one = (d: Deployment, type: string): SynthResource => {
   const rs = ofType(d, type);
   expect(rs, type).to.have.length(1);

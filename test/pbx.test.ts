@@ -3,8 +3,8 @@
 // the CDR password secret end to end, the alarm where Route 53's metrics are, and a flip of
 // `active` touching only the switch.
 import { expect } from "chai";
+import { ofType, userDataOf } from "./deployment-queries";
 import { testPlacement } from "./placement";
-import * as zlib from "zlib";
 import { Dns } from "../components/dns";
 import { PbxPair, PbxPairArgs } from "../components/pbx";
 import { ServiceSummary } from "../components/server-pair";
@@ -47,16 +47,6 @@ async function synth(
   return { d, summary: summary! };
 }
 
-/** The instance's cloud-config, whether ServerPair sent it plain or gzipped (over 16 KiB). */
-function userDataOf(r: SynthResource): string {
-  if (typeof r.inputs.userData === "string") {
-    return r.inputs.userData;
-  }
-  return zlib.gunzipSync(Buffer.from(r.inputs.userDataBase64 as string, "base64")).toString();
-}
-
-const ofType = (d: Deployment, type: string): SynthResource[] =>
-  d.deployment.resources.filter((r) => r.type === type);
 const ports = (r: SynthResource): string =>
   `${r.inputs.ipProtocol} ${r.inputs.fromPort}-${r.inputs.toPort}`;
 

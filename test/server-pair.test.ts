@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { ofType } from "./deployment-queries";
 import * as aws from "@pulumi/aws";
 import { randomBytes } from "crypto";
 import { gunzipSync } from "zlib";
@@ -57,8 +58,6 @@ async function synthPair(over: Partial<ServerPairArgs> = {}): Promise<Deployment
   });
 }
 
-const ofType = (d: Deployment, type: string): SynthResource[] =>
-  d.deployment.resources.filter((r) => r.type === type);
 const byName = (d: Deployment, name: string): SynthResource => {
   const r = d.deployment.resources.find((x) => x.name === name);
   if (!r) {
