@@ -8,10 +8,9 @@
 import { ChildProcess, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { Drill, DrillUsageError, runDrill } from "./rehearse";
+import { Drill, DrillUsageError, findBinary, freePort, runDrill } from "./rehearse";
 import {
   BACKUP_SCRIPT,
   BackupJob,
@@ -387,26 +386,12 @@ export const REQUIRED_TOOLS: Record<string, string> = {
 
 /** Throws naming the Debian package of every missing tool. */
 export function requireTools(tools: Record<string, string> = REQUIRED_TOOLS): void {
-  const missing = Object.entries(tools).filter(([t]) => which(t) === undefined);
+  const missing = Object.entries(tools).filter(([t]) => findBinary(t) === undefined);
   if (missing.length > 0) {
     throw new Error(
       `missing ${missing.map(([t, p]) => `${t} (Debian package ${p})`).join(", ")}: run test/install-deps.sh`,
     );
   }
-}
-
-export function which(tool: string): string | undefined {
-  const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/sbin"]);
-  for (const d of dirs) {
-    const p = path.join(d, tool);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
 }
 
 interface Layout {
@@ -625,18 +610,6 @@ export interface MariadbServer {
   stop(): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (bound then released). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** Initialises a datadir and starts mariadbd on loopback, as root (--user=root); waits until it answers. */
 export async function startMariadb(o: {
   dir: string;
@@ -674,7 +647,10 @@ export async function startMariadb(o: {
       ? ["--server-id=1", `--log-bin=${path.join(o.dir, "binlog")}`, "--binlog-format=ROW"]
       : []),
   ];
-  const child = spawn(which("mariadbd") ?? "mariadbd", args, { stdio: "ignore", detached: true });
+  const child = spawn(findBinary("mariadbd") ?? "mariadbd", args, {
+    stdio: "ignore",
+    detached: true,
+  });
   live.children.add(child);
   let exited = false;
   child.on("exit", () => {

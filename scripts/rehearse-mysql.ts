@@ -9,7 +9,6 @@
 import { ChildProcess, execFile, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import {
@@ -25,7 +24,7 @@ import {
 import { Role, ROLES, otherRole } from "../components/server-pair";
 import { ConfigError, parseStackConfig, stackConfigSchema } from "../stack-config";
 import { SynthInputError, readProject, readStackConfig } from "./offline-synth";
-import { Drill, DrillUsageError, runDrill } from "./rehearse";
+import { Drill, DrillUsageError, findBinary, freePort, runDrill } from "./rehearse";
 
 /** The binaries the drill runs, with the Debian package that ships each. */
 export const REQUIRED_BINARIES: Record<string, string> = {
@@ -46,21 +45,6 @@ export class MissingBinaryError extends Error {
     );
     this.name = "MissingBinaryError";
   }
-}
-
-/** Absolute path of a binary on PATH or in the sbin directories, else undefined. */
-export function findBinary(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/sbin", "/usr/bin"]);
-  for (const dir of dirs) {
-    const p = path.join(dir, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
 }
 
 /** Throws MissingBinaryError naming the package of every missing binary. */
@@ -136,18 +120,6 @@ export function stackMysqlSettings(projectDir: string, stack: string): MysqlSett
     }
     throw e;
   }
-}
-
-/** A free TCP port on 127.0.0.1 (bound, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function sleep(ms: number): Promise<void> {

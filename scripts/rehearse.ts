@@ -3,6 +3,8 @@
 // exports `main(args: string[]): Promise<number>` (the exit code), printing progress to stderr
 // and a JSON summary as its last stdout line. Drill modules load lazily, so one drill's
 // missing binaries never stop another. Each drill cleans up after itself, also on SIGINT.
+import * as fs from "fs";
+import * as net from "net";
 import * as path from "path";
 
 /** Known drills and what each proves. */
@@ -17,6 +19,33 @@ export function usage(): string {
     "usage: npm run rehearse -- <drill> [flags]   (<drill> --help for its flags)",
     ...Object.entries(DRILLS).map(([name, what]) => `  ${name.padEnd(8)} ${what}`),
   ].join("\n");
+}
+
+/** Absolute path of a binary on PATH or in the sbin directories, else undefined. */
+export function findBinary(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/sbin", "/usr/bin"]);
+  for (const dir of dirs) {
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+/** A free TCP port on 127.0.0.1 (bound, then released; the race is harmless on loopback). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Bad flags for a drill: the CLI prints the message and the drill's usage, exit 2. */

@@ -1,6 +1,7 @@
 // The fencing health agent and the user-data it ships in, run for real: python3 serves the
 // agent on loopback against a real TCP listener; `cloud-init schema` checks the user-data.
 import { expect } from "chai";
+import { freePort } from "../scripts/rehearse";
 import { cloudInitSchema, expectValidCloudConfig } from "./cloud-init";
 import { ChildProcess, execFile, spawn } from "child_process";
 import * as fs from "fs";
@@ -12,17 +13,6 @@ import { promisify } from "util";
 import { renderCloudConfig, renderHealthAgent } from "../components/server-pair";
 
 const run = promisify(execFile);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function get(port: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -3,6 +3,7 @@
 // test/fixtures/monitoring), `prometheus-blackbox-exporter --config.check` — and the blackbox
 // modules probing real sockets on loopback.
 import { expect } from "chai";
+import { freePort } from "../scripts/rehearse";
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
@@ -274,18 +275,6 @@ describe("monitoring: the real checkers (promtool, blackbox exporter)", () => {
     expect(bad.code).to.equal(1);
   });
 });
-
-/** A free loopback port (closed again before use; the race is harmless in tests). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function get(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
