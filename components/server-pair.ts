@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { gzipSync } from "zlib";
 import { stringify } from "yaml";
+import type { PairConfig } from "../stack-config";
 import { Dns, internalName } from "./dns";
 
 export const Role = { Primary: "primary", Standby: "standby" } as const;
@@ -150,17 +151,6 @@ export interface PairPlacement {
   keyName?: string;
 }
 
-/** The settings every `hastack:<service>` object shares (stack-config's pair fields). */
-export interface PairConfigFields {
-  active: Role;
-  instanceType: string;
-  ami?: string;
-  rootVolumeGb: number;
-  dataVolumeGb: number;
-  ttl: number;
-  bootSeconds: number;
-}
-
 /**
  * The ServerPair arguments a service's config object and placement decide, spelled once so the
  * four services cannot drift apart; each component adds what is its own (ports, user-data,
@@ -168,7 +158,7 @@ export interface PairConfigFields {
  */
 export function pairBasics(
   service: string,
-  cfg: PairConfigFields,
+  cfg: PairConfig,
   placement: PairPlacement,
   switchover: Switchover,
 ): Pick<
