@@ -9,7 +9,7 @@ import {
   NAMESPACE,
   parseStackConfig,
   StackConfig,
-} from "./stack-config";
+} from "./lib/config/stack-config";
 import * as aws from "@pulumi/aws";
 import { Alarms } from "./components/monitoring";
 import { Dns, internalName } from "./components/dns";

@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as random from "@pulumi/random";
-import type { MailConfig } from "../stack-config";
+import type { MailConfig } from "../lib/config/stack-config";
 import {
   checkMigrationInput,
   checkPhaseTransition,

@@ -4,7 +4,7 @@
 // servers and runs it through remote commands, and `npm run rehearse -- mysql` runs the very
 // same text against two real servers on loopback. The scripts take every host-specific value
 // (socket, peer address, password, role-file path) from the environment so one text serves both.
-import type { MysqlConfig } from "../stack-config";
+import type { MysqlConfig } from "../lib/config/stack-config";
 import { OPERATOR_RESPONSE_SECONDS, Role, Switchover } from "./server-pair";
 
 export type Engine = "mariadb" | "mysql";

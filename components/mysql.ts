@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as random from "@pulumi/random";
 import * as command from "@pulumi/command";
-import type { MysqlConfig } from "../stack-config";
+import type { MysqlConfig } from "../lib/config/stack-config";
 import {
   BOOT_ROLE_PATH,
   Engine,

@@ -33,7 +33,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as tls from "@pulumi/tls";
 import * as random from "@pulumi/random";
-import type { NasConfig } from "../stack-config";
+import type { NasConfig } from "../lib/config/stack-config";
 import { peerName } from "./dns";
 import {
   CloudConfigParts,

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as tls from "@pulumi/tls";
 import * as random from "@pulumi/random";
-import type { PbxConfig } from "../stack-config";
+import type { PbxConfig } from "../lib/config/stack-config";
 import { peerName } from "./dns";
 import {
   CloudConfigParts,

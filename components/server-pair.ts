@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { gzipSync } from "zlib";
 import { stringify } from "yaml";
-import type { PairConfig } from "../stack-config";
+import type { PairConfig } from "../lib/config/stack-config";
 import { Dns, internalName } from "./dns";
 
 export const Role = { Primary: "primary", Standby: "standby" } as const;

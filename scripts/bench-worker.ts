@@ -1,12 +1,12 @@
 // One benchmark case in a fresh process: `node bench-worker.js CASE [DEPLOYMENT_FILE]`, where
 // CASE is prod, baseline (needs the prod synth file) or pairs:N. Prints one JSON Sample.
-import * as path from "path";
-import { flatBaselineProgram, generatedPairsProgram, Sample } from "./benchmark";
-import { readDeployment, runUnderMocks, synthesize, Deployment } from "./offline-synth";
+import { flatBaselineProgram, generatedPairsProgram, Sample } from "../lib/bench/benchmark";
+import { readDeployment, runUnderMocks, synthesize, Deployment } from "../lib/synth/offline-synth";
+import { PACKAGE_ROOT } from "../lib/package-root";
 
 async function main(): Promise<void> {
   const [name, file] = process.argv.slice(2);
-  const projectDir = path.resolve(__dirname, "..", "..");
+  const projectDir = PACKAGE_ROOT;
   // Load what every case uses before timing: the cases differ in what they declare, not in
   // which SDK modules Node has to read from disk.
   // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -5,8 +5,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
-import { measureBlastRadius, median, Sample, summarize, WORKER } from "./benchmark";
-import { synthesize } from "./offline-synth";
+import { measureBlastRadius, median, Sample, summarize, WORKER } from "../lib/bench/benchmark";
+import { synthesize } from "../lib/synth/offline-synth";
+import { PACKAGE_ROOT } from "../lib/package-root";
 
 const run = promisify(execFile);
 
@@ -30,7 +31,7 @@ function parseRuns(argv: string[]): number {
 
 async function main(): Promise<void> {
   const runs = parseRuns(process.argv.slice(2));
-  const projectDir = path.resolve(__dirname, "..", "..");
+  const projectDir = PACKAGE_ROOT;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-bench-"));
   const prodFile = path.join(dir, "prod.json");
   fs.writeFileSync(prodFile, JSON.stringify(await synthesize({ projectDir, stack: "prod" })));

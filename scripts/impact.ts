@@ -13,8 +13,8 @@ import {
   parseInputs,
   parseWindow,
   renderPlan,
-} from "./impact-plan";
-import { Lang, renderAnnouncement } from "./announcement";
+} from "../lib/impact/impact-plan";
+import { Lang, renderAnnouncement } from "../lib/announce/announcement";
 
 const USAGE = `usage: npm run impact -- INPUT [AFTER] [options]
 

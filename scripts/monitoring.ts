@@ -8,7 +8,7 @@ import {
   MonitoringOptions,
   readMonitoringOutputs,
   renderMonitoring,
-} from "./monitoring-export";
+} from "../lib/monitoring/monitoring-export";
 
 const USAGE = `usage: npm run monitoring -- --from OUTPUTS.json --out DIR [options]
 

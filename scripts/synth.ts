@@ -4,7 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { readDeployment, synthesize, SynthInputError } from "./offline-synth";
+import { readDeployment, synthesize, SynthInputError } from "../lib/synth/offline-synth";
+import { PACKAGE_ROOT } from "../lib/package-root";
 
 const USAGE = `usage: npm run synth -- --stack NAME [--out FILE] [--previous FILE] [--stack-file FILE]
   --stack NAME       stack to synthesize (reads Pulumi.NAME.yaml)
@@ -61,7 +62,7 @@ async function main(): Promise<number> {
     process.stderr.write(msg ? `synth: ${msg}\n${USAGE}\n` : `${USAGE}\n`);
     return msg ? 2 : 0;
   }
-  const projectDir = path.resolve(__dirname, "..", "..");
+  const projectDir = PACKAGE_ROOT;
   try {
     const started = Date.now();
     const previous = flags.previous ? readDeployment(flags.previous) : undefined;

@@ -1,0 +1,615 @@
+// Offline synth: runs the Pulumi program under the Node SDK's mock runtime — the official way to
+// unit-test Pulumi programs — and writes the desired state shaped like `pulumi stack export`.
+// It reads Pulumi.yaml and Pulumi.<stack>.yaml the way the CLI does (namespaced keys, the project
+// as default namespace, `secure:` values as secrets), so a team without an AWS account can see
+// exactly what a config change declares. Tests use runUnderMocks for single components.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
+
+/** What a secret looks like in synth output: never its value. */
+export const SECRET_PLACEHOLDER = "[secret]";
+
+export interface SynthResource {
+  urn: string;
+  type: string;
+  /** Logical name (last URN segment). */
+  name: string;
+  custom: boolean;
+  id?: string;
+  parent?: string;
+  protect: boolean;
+  retainOnDelete: boolean;
+  ignoreChanges: string[];
+  inputs: Record<string, unknown>;
+  /** URNs of explicit `dependsOn` resources (only when there are any). */
+  dependsOn?: string[];
+  outputs?: Record<string, unknown>;
+}
+
+export interface Deployment {
+  version: 3;
+  deployment: {
+    manifest: { time: string; magic: string; version: string };
+    resources: SynthResource[];
+  };
+}
+
+export interface MockOptions {
+  /** Defaults to "hastack". */
+  project?: string;
+  /** Defaults to "test". */
+  stack?: string;
+  /** Config as the CLI passes it: `"ns:key"` → string (objects JSON-encoded). Defaults to {}. */
+  config?: Record<string, string>;
+  /** Keys (`ns:key`) whose values are secret. Defaults to []. */
+  secretKeys?: string[];
+  /** Outputs the stack had last time (served to a self StackReference). Defaults to none. */
+  previousOutputs?: Record<string, unknown>;
+}
+
+/** Thrown for bad input (stack name, files, config): the CLI prints the message, no trace. */
+export class SynthInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SynthInputError";
+  }
+}
+
+interface Captured {
+  resource: pulumi.Resource;
+  type: string;
+  name: string;
+  custom: boolean;
+  opts: pulumi.CustomResourceOptions;
+}
+
+/**
+ * Runs `program` under mocks inside a Stack resource, records every resource (options through a
+ * stack transformation, since the mock monitor never sees them) and returns the deployment.
+ * The program's return value becomes the stack outputs.
+ */
+export async function runUnderMocks(
+  program: () => Promise<Record<string, unknown> | void> | Record<string, unknown> | void,
+  opts: MockOptions = {},
+): Promise<Deployment> {
+  const project = opts.project ?? "hastack";
+  const stack = opts.stack ?? "test";
+  const inputsByKey = new Map<string, Record<string, unknown>>();
+  const statesByKey = new Map<string, { id: string }>();
+  await pulumi.runtime.setMocks(
+    {
+      newResource(args: pulumi.runtime.MockResourceArgs) {
+        const key = `${args.type}::${args.name}`;
+        inputsByKey.set(key, args.inputs);
+        const mocked = mockResourceState(args, opts.previousOutputs);
+        statesByKey.set(key, { id: mocked.id });
+        return mocked;
+      },
+      call(args: pulumi.runtime.MockCallArgs) {
+        return mockCall(args);
+      },
+    },
+    project,
+    stack,
+    false,
+    // What a self-managed backend calls every stack's organization.
+    "organization",
+  );
+  pulumi.runtime.setAllConfig(opts.config ?? {}, opts.secretKeys ?? []);
+
+  const captured: Captured[] = [];
+  let returned: Record<string, unknown> | void = undefined;
+  await pulumi.runtime.runInPulumiStack(async () => {
+    pulumi.runtime.registerStackTransformation((t) => {
+      captured.push({
+        resource: t.resource,
+        type: t.type,
+        name: t.name,
+        // The SDK sets its custom-resource flag only after transformations run; the prototype
+        // chain is already there.
+        custom: t.resource instanceof pulumi.CustomResource,
+        opts: t.opts as pulumi.CustomResourceOptions,
+      });
+      return undefined;
+    });
+    returned = await program();
+    return returned ?? undefined;
+  });
+  await waitForRpcs();
+
+  const stackUrn = `urn:pulumi:${stack}::${project}::pulumi:pulumi:Stack::${project}-${stack}`;
+  const resources: SynthResource[] = [
+    {
+      urn: stackUrn,
+      type: "pulumi:pulumi:Stack",
+      name: `${project}-${stack}`,
+      custom: false,
+      protect: false,
+      retainOnDelete: false,
+      ignoreChanges: [],
+      inputs: {},
+      outputs: (await resolveDeep(returned ?? {})) as Record<string, unknown>,
+    },
+  ];
+  const seen = new Set<string>();
+  const urns = await Promise.all(
+    captured.map(async (c) => {
+      const parentResource = (c.resource as unknown as { __parentResource?: pulumi.Resource })
+        .__parentResource;
+      const deps = await resolveResources(c.opts.dependsOn);
+      return {
+        urn: await promiseOf(c.resource.urn),
+        parent: parentResource ? await promiseOf(parentResource.urn) : stackUrn,
+        dependsOn: await Promise.all(deps.map((r) => promiseOf(r.urn))),
+      };
+    }),
+  );
+  for (const [i, c] of captured.entries()) {
+    const { urn, parent, dependsOn } = urns[i];
+    if (seen.has(urn)) {
+      throw new Error(
+        `two resources share the URN ${urn}: child names must derive from their parent's`,
+      );
+    }
+    seen.add(urn);
+    const key = `${c.type}::${c.name}`;
+    resources.push({
+      urn,
+      type: c.type,
+      name: c.name,
+      custom: c.custom,
+      ...(c.custom ? { id: statesByKey.get(key)?.id } : {}),
+      parent,
+      protect: Boolean(
+        (c.resource as unknown as { __protect?: boolean }).__protect ?? c.opts.protect,
+      ),
+      retainOnDelete: Boolean(c.opts.retainOnDelete),
+      ignoreChanges: [...(c.opts.ignoreChanges ?? [])],
+      inputs: maskSecrets(inputsByKey.get(key) ?? {}) as Record<string, unknown>,
+      ...(dependsOn.length > 0 ? { dependsOn } : {}),
+    });
+  }
+  return {
+    version: 3,
+    deployment: {
+      // A fixed manifest keeps the file byte-identical for the same input.
+      manifest: {
+        time: "1970-01-01T00:00:00Z",
+        magic: "hastack-offline-synth",
+        version: "v3.248.0",
+      },
+      resources,
+    },
+  };
+}
+
+export interface SynthOptions {
+  /** Folder with Pulumi.yaml. */
+  projectDir: string;
+  /** Stack name: reads Pulumi.<stack>.yaml unless stackFile is given. */
+  stack: string;
+  /** Use this stack file instead of Pulumi.<stack>.yaml. */
+  stackFile?: string;
+  /** The stack's previous state (an earlier synth or `pulumi stack export`). */
+  previous?: Deployment;
+  /** The program module to run. Defaults to <projectDir>/dist/index.js, else the compiled index.js beside this script. */
+  programPath?: string;
+}
+
+/** Whole-program synth of a stack, as the CLI would run it, under mocks. */
+export async function synthesize(o: SynthOptions): Promise<Deployment> {
+  const project = readProject(o.projectDir);
+  const stackFile = o.stackFile ?? path.join(o.projectDir, `Pulumi.${o.stack}.yaml`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(o.stack)) {
+    throw new SynthInputError(
+      `--stack must be a stack name (letters, digits, _ . -), got ${JSON.stringify(o.stack)}`,
+    );
+  }
+  if (!fs.existsSync(stackFile)) {
+    const known = fs
+      .readdirSync(o.projectDir)
+      .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+      .filter((s): s is string => Boolean(s));
+    throw new SynthInputError(
+      `no stack file ${stackFile} for stack "${o.stack}" (stacks here: ${known.join(", ") || "none"})`,
+    );
+  }
+  const { config, secretKeys } = readStackConfig(stackFile, project);
+  const programPath = o.programPath ?? path.join(__dirname, "..", "..", "index.js");
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const program = require(programPath) as () => Promise<Record<string, unknown>>;
+  if (typeof program !== "function") {
+    throw new Error(`${programPath} must export the program function (export = async () => …)`);
+  }
+  return runUnderMocks(program, {
+    project: project.name,
+    stack: o.stack,
+    config,
+    secretKeys,
+    previousOutputs: o.previous ? stackOutputsOf(o.previous) : undefined,
+  });
+}
+
+/** A stack file's `config:` map, as an edit sees it (arbitrary YAML, so loosely typed). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type StackConfigDoc = Record<string, any>;
+
+/**
+ * Writes a temporary copy of Pulumi.<stack>.yaml with `edit` applied to its `config:` map and
+ * returns its path: how tests and the benchmark try a flip or a migration step.
+ */
+export function writeEditedStackFile(
+  projectDir: string,
+  stack: string,
+  edit: (config: StackConfigDoc) => void,
+): string {
+  const source = path.join(projectDir, `Pulumi.${stack}.yaml`);
+  const doc = (readYaml(source) ?? {}) as { config?: StackConfigDoc };
+  doc.config = doc.config ?? {};
+  edit(doc.config);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-stack-"));
+  const file = path.join(dir, `Pulumi.${stack}.yaml`);
+  fs.writeFileSync(file, stringifyYaml(doc));
+  return file;
+}
+
+/** Synth of a stack with `edit` applied to a copy of its config. */
+export async function synthesizeEdited(
+  o: Omit<SynthOptions, "stackFile"> & { edit: (config: StackConfigDoc) => void },
+): Promise<Deployment> {
+  const stackFile = writeEditedStackFile(o.projectDir, o.stack, o.edit);
+  try {
+    return await synthesize({ ...o, stackFile });
+  } finally {
+    fs.rmSync(path.dirname(stackFile), { recursive: true, force: true });
+  }
+}
+
+/** The stack outputs recorded in a deployment (synth file or `pulumi stack export`). */
+export function stackOutputsOf(d: Deployment): Record<string, unknown> {
+  const stackResource = d.deployment.resources.find((r) => r.type === "pulumi:pulumi:Stack");
+  return (stackResource?.outputs as Record<string, unknown>) ?? {};
+}
+
+/** Reads and checks a deployment file (synth output or `pulumi stack export`). */
+export function readDeployment(file: string): Deployment {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new SynthInputError(`${file}: cannot read a deployment (${(e as Error).message})`);
+  }
+  const d = parsed as Partial<Deployment>;
+  if (
+    typeof d !== "object" ||
+    d === null ||
+    d.version !== 3 ||
+    !Array.isArray(d.deployment?.resources)
+  ) {
+    throw new SynthInputError(
+      `${file}: expected a deployment {"version": 3, "deployment": {"resources": [...]}} (an offline synth file or \`pulumi stack export\`)`,
+    );
+  }
+  return d as Deployment;
+}
+
+/** A change between two deployments, per resource. */
+export interface ResourceChange {
+  urn: string;
+  type: string;
+  op: "create" | "update" | "delete";
+  /** Top-level input keys that differ (update only). */
+  changedKeys: string[];
+}
+
+/** Which resources a move from `before` to `after` creates, updates or deletes. */
+export function diffDeployments(before: Deployment, after: Deployment): ResourceChange[] {
+  const old = new Map(before.deployment.resources.map((r) => [r.urn, r]));
+  const changes: ResourceChange[] = [];
+  for (const r of after.deployment.resources) {
+    const prev = old.get(r.urn);
+    if (!prev) {
+      changes.push({ urn: r.urn, type: r.type, op: "create", changedKeys: [] });
+      continue;
+    }
+    old.delete(r.urn);
+    if (r.type === "pulumi:pulumi:Stack") {
+      continue;
+    }
+    const keys = new Set([...Object.keys(prev.inputs), ...Object.keys(r.inputs)]);
+    const changedKeys = [...keys]
+      .filter((k) => JSON.stringify(prev.inputs[k]) !== JSON.stringify(r.inputs[k]))
+      .sort();
+    if (changedKeys.length > 0) {
+      changes.push({ urn: r.urn, type: r.type, op: "update", changedKeys });
+    }
+  }
+  for (const r of old.values()) {
+    changes.push({ urn: r.urn, type: r.type, op: "delete", changedKeys: [] });
+  }
+  return changes;
+}
+
+/** Pulumi.yaml: the project name and project-level config defaults. */
+export function readProject(projectDir: string): { name: string; config: Record<string, unknown> } {
+  const file = path.join(projectDir, "Pulumi.yaml");
+  const doc = readYaml(file) as { name?: unknown; config?: Record<string, unknown> } | null;
+  if (!doc || typeof doc.name !== "string" || doc.name.length === 0) {
+    throw new SynthInputError(`${file}: expected a project with a "name"`);
+  }
+  const defaults: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(doc.config ?? {})) {
+    const v =
+      value !== null && typeof value === "object" && !Array.isArray(value)
+        ? ((value as Record<string, unknown>).value ?? (value as Record<string, unknown>).default)
+        : value;
+    if (v !== undefined) {
+      defaults[qualify(key, doc.name)] = v;
+    }
+  }
+  return { name: doc.name, config: defaults };
+}
+
+/**
+ * A stack file's `config:` as the CLI hands it to the program: keys namespaced (the project is
+ * the default namespace), values as strings (objects JSON-encoded), and every key holding a
+ * `secure:` value listed as secret. Ciphertext cannot be decrypted offline: it becomes "[secret]".
+ */
+export function readStackConfig(
+  stackFile: string,
+  project: { name: string; config: Record<string, unknown> },
+): { config: Record<string, string>; secretKeys: string[] } {
+  const doc = readYaml(stackFile) as { config?: unknown } | null;
+  const raw = doc?.config ?? {};
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new SynthInputError(`${stackFile}: "config" must be a map of keys to values`);
+  }
+  const merged: Record<string, unknown> = { ...project.config };
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    merged[qualify(key, project.name)] = value;
+  }
+  const config: Record<string, string> = {};
+  const secretKeys: string[] = [];
+  for (const [key, value] of Object.entries(merged)) {
+    const { value: plain, secret } = replaceSecure(value);
+    if (secret) {
+      secretKeys.push(key);
+    }
+    config[key] = typeof plain === "string" ? plain : JSON.stringify(plain);
+  }
+  return { config, secretKeys: secretKeys.sort() };
+}
+
+function qualify(key: string, project: string): string {
+  return key.includes(":") ? key : `${project}:${key}`;
+}
+
+function replaceSecure(value: unknown): { value: unknown; secret: boolean } {
+  if (value !== null && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (!Array.isArray(obj) && Object.keys(obj).length === 1 && typeof obj.secure === "string") {
+      return { value: SECRET_PLACEHOLDER, secret: true };
+    }
+    let secret = false;
+    const out: Record<string, unknown> | unknown[] = Array.isArray(obj) ? [] : {};
+    for (const [k, v] of Object.entries(obj)) {
+      const r = replaceSecure(v);
+      secret = secret || r.secret;
+      (out as Record<string, unknown>)[k] = r.value;
+    }
+    return { value: out, secret };
+  }
+  return { value, secret: false };
+}
+
+function readYaml(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new SynthInputError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  try {
+    return parseYaml(text);
+  } catch (e) {
+    throw new SynthInputError(`${file}: not valid YAML (${(e as Error).message.split("\n")[0]})`);
+  }
+}
+
+/** Resolves an Output's value (a test helper too: `await promiseOf(pair.endpointIp)`). */
+export function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => output.apply((v) => resolve(v)));
+}
+
+/** The resources a `dependsOn` option names (it may hold Outputs and Promises). */
+async function resolveResources(value: unknown): Promise<pulumi.Resource[]> {
+  if (value === undefined || value === null) {
+    return [];
+  }
+  if (pulumi.Output.isInstance(value)) {
+    return resolveResources(await promiseOf(value as pulumi.Output<unknown>));
+  }
+  if (value instanceof Promise) {
+    return resolveResources(await value);
+  }
+  if (Array.isArray(value)) {
+    return (await Promise.all(value.map(resolveResources))).flat();
+  }
+  return pulumi.Resource.isInstance(value) ? [value as pulumi.Resource] : [];
+}
+
+async function resolveDeep(value: unknown): Promise<unknown> {
+  if (pulumi.Output.isInstance(value)) {
+    const out = value as pulumi.Output<unknown>;
+    const secret = await (out as unknown as { isSecret: Promise<boolean> }).isSecret;
+    const v = await promiseOf(out);
+    return secret ? SECRET_PLACEHOLDER : resolveDeep(v);
+  }
+  if (value instanceof Promise) {
+    return resolveDeep(await value);
+  }
+  if (pulumi.Resource.isInstance(value)) {
+    return promiseOf((value as pulumi.Resource).urn);
+  }
+  if (Array.isArray(value)) {
+    return Promise.all(value.map(resolveDeep));
+  }
+  if (value !== null && typeof value === "object") {
+    const entries = await Promise.all(
+      Object.entries(value).map(async ([k, v]) => [k, await resolveDeep(v)] as const),
+    );
+    return Object.fromEntries(entries.filter(([, v]) => v !== undefined));
+  }
+  return value;
+}
+
+function maskSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) {
+    return value.map(maskSecrets);
+  }
+  if (value !== null && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (obj[specialSigKey] === specialSecretSig) {
+      return SECRET_PLACEHOLDER;
+    }
+    if (pulumi.Resource.isInstance(obj)) {
+      return "[resource]";
+    }
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(obj).sort()) {
+      out[k] = maskSecrets(obj[k]);
+    }
+    return out;
+  }
+  return value;
+}
+
+async function waitForRpcs(): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const settings = require("@pulumi/pulumi/runtime/settings") as {
+    waitForRPCs?: () => Promise<void>;
+  };
+  await settings.waitForRPCs?.();
+}
+
+/** A short stable hash of a string, for deterministic mock ids and addresses. */
+export function stableHash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  return h >>> 0;
+}
+
+function hex(s: string, len: number): string {
+  let out = "";
+  let i = 0;
+  while (out.length < len) {
+    out += stableHash(`${s}#${i++}`).toString(16).padStart(8, "0");
+  }
+  return out.slice(0, len);
+}
+
+const ID_PREFIX: Record<string, string> = {
+  "aws:ec2/instance:Instance": "i-",
+  "aws:ebs/volume:Volume": "vol-",
+  "aws:ec2/securityGroup:SecurityGroup": "sg-",
+  "aws:ec2/eip:Eip": "eipalloc-",
+  "aws:ec2/networkInterface:NetworkInterface": "eni-",
+  "aws:ec2/vpc:Vpc": "vpc-",
+  "aws:ec2/subnet:Subnet": "subnet-",
+};
+
+function mockResourceState(
+  args: pulumi.runtime.MockResourceArgs,
+  previousOutputs: Record<string, unknown> | undefined,
+): { id: string; state: Record<string, unknown> } {
+  const h = stableHash(`${args.type}::${args.name}`);
+  const id =
+    (ID_PREFIX[args.type] ?? "") + (ID_PREFIX[args.type] ? hex(args.name, 17) : `${args.name}-id`);
+  // Providers auto-name resources that have no explicit name (logical name + random suffix).
+  const state: Record<string, unknown> = {
+    name: `${args.name}-${hex(args.name, 7)}`,
+    ...args.inputs,
+  };
+  switch (args.type) {
+    case "pulumi:pulumi:StackReference":
+      return {
+        id: args.inputs.name as string,
+        state: { ...state, outputs: previousOutputs ?? {} },
+      };
+    case "aws:ec2/instance:Instance":
+      state.privateIp = `10.20.${(h >> 8) & 0xff}.${(h & 0x7f) + 10}`;
+      state.publicIp = "";
+      state.arn = `arn:aws:ec2:region:123456789012:instance/${id}`;
+      break;
+    case "aws:ec2/networkInterface:NetworkInterface": {
+      const subnet = `10.20.${(h >> 8) & 0xff}`;
+      state.privateIp = `${subnet}.${(h & 0x7f) + 10}`;
+      state.privateIps = [state.privateIp, `${subnet}.${(h & 0x7f) + 138}`];
+      break;
+    }
+    case "aws:ec2/eip:Eip":
+      state.publicIp = `198.51.100.${(h % 250) + 2}`;
+      state.allocationId = id;
+      break;
+    case "aws:route53/zone:Zone":
+      state.zoneId = `Z${hex(args.name, 13).toUpperCase()}`;
+      state.nameServers = ["ns-1.awsdns-00.org", "ns-2.awsdns-00.net"];
+      break;
+    case "random:index/randomPassword:RandomPassword":
+      state.result = `mock-${hex(args.name, 24)}`;
+      break;
+    case "tls:index/privateKey:PrivateKey":
+      state.publicKeyOpenssh = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${hex(args.name, 40)}\n`;
+      state.privateKeyOpenssh = `-----BEGIN OPENSSH PRIVATE KEY-----\n${hex(args.name, 64)}\n-----END OPENSSH PRIVATE KEY-----\n`;
+      state.privateKeyPem = state.privateKeyOpenssh;
+      break;
+    case "aws:kms/key:Key":
+      state.keyId = id;
+      state.arn = `arn:aws:kms:region:123456789012:key/${id}`;
+      break;
+    case "aws:sns/topic:Topic":
+      state.arn = `arn:aws:sns:region:123456789012:${args.name}`;
+      break;
+    default:
+      if (!state.arn) {
+        state.arn = `arn:aws:mock:region:123456789012:${args.type.split(":").pop()}/${id}`;
+      }
+  }
+  return { id, state };
+}
+
+function mockCall(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+  switch (args.token) {
+    case "aws:route53/getZone:getZone": {
+      const name = (args.inputs.name as string | undefined) ?? "example.co.id";
+      const zoneId =
+        (args.inputs.zoneId as string | undefined) ?? `Z${hex(name, 13).toUpperCase()}`;
+      return { ...args.inputs, id: zoneId, zoneId, name };
+    }
+    case "aws:index/getIpRanges:getIpRanges":
+      // A few of the published Route 53 health-checker ranges, enough to exercise the rule.
+      return {
+        ...args.inputs,
+        id: "route53_healthchecks",
+        cidrBlocks: ["15.177.0.0/18", "54.228.16.0/26", "54.232.40.64/26", "107.23.255.0/26"],
+        ipv6CidrBlocks: [],
+      };
+    case "aws:index/getRegion:getRegion":
+      return { name: "ap-southeast-3", region: "ap-southeast-3", id: "ap-southeast-3" };
+    case "aws:index/getCallerIdentity:getCallerIdentity":
+      return {
+        accountId: "123456789012",
+        arn: "arn:aws:iam::123456789012:user/mock",
+        userId: "mock",
+      };
+    default:
+      return args.inputs;
+  }
+}

@@ -1,0 +1,435 @@
+// MailPair under the SDK mocks: what it declares, read like policies — the ports, one MX record
+// set, SPF for both servers, secrets kept secret, the users parameter owned by the operator —
+// and, for every migration phase transition 0→1 … 8→9 (and 9→0), that the diff touches only
+// what that step needs and never a server, a volume or a security group.
+import { expect } from "chai";
+import { userDataOf } from "../support/deployment-queries";
+import * as pulumi from "@pulumi/pulumi";
+import { Dns } from "../../components/dns";
+import { MailPair, MailPairArgs } from "../../components/mail";
+import { stackConfigSchema } from "../../lib/config/stack-config";
+import {
+  Deployment,
+  diffDeployments,
+  runUnderMocks,
+  SynthResource,
+} from "../../lib/synth/offline-synth";
+
+const DOMAIN = "kantor-contoh.co.id";
+const ADMIN = ["203.0.113.10/32", "198.51.100.64/29"];
+const OLD = {
+  hostname: `mail.${DOMAIN}`,
+  ip: "203.0.113.25",
+  mxPreference: 0,
+  raisedPreference: 10,
+};
+const RECORD = "aws:route53/record:Record";
+const COMMAND = "command:remote:Command";
+const INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
+/** What a migration step may never touch: servers, disks, addresses, firewalls, identities. */
+const NEVER_TOUCHED = [
+  "aws:ec2/instance:Instance",
+  "aws:ebs/volume:Volume",
+  "aws:ec2/volumeAttachment:VolumeAttachment",
+  "aws:ec2/eip:Eip",
+  "aws:ec2/securityGroup:SecurityGroup",
+  INGRESS,
+  "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+  "aws:iam/role:Role",
+  "aws:iam/instanceProfile:InstanceProfile",
+  "aws:route53/healthCheck:HealthCheck",
+];
+
+function mailConfig(over: Record<string, unknown> = {}) {
+  return stackConfigSchema.shape.mail.parse({ active: "primary", ...over });
+}
+
+interface Synth {
+  d: Deployment;
+  outputs: Record<string, unknown>;
+}
+
+async function synth(
+  cfg: Record<string, unknown> = {},
+  over: Partial<MailPairArgs> = {},
+): Promise<Synth> {
+  const d = await runUnderMocks(() => {
+    const dns = new Dns("dns", { domain: DOMAIN, zoneName: DOMAIN });
+    const mail = new MailPair("mail", {
+      config: mailConfig(cfg),
+      domain: DOMAIN,
+      dns,
+      network: {
+        vpcId: "vpc-0123456789abcdef0",
+        subnets: {
+          primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
+          standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3b" },
+        },
+      },
+      ami: "ami-0123456789abcdef0",
+      adminCidrs: ADMIN,
+      ...over,
+    });
+    return { summary: mail.summary, operations: mail.operations };
+  });
+  const stack = d.deployment.resources.find((r) => r.type === "pulumi:pulumi:Stack")!;
+  return { d, outputs: stack.outputs as Record<string, unknown> };
+}
+
+function migrating(phase: number): Record<string, unknown> {
+  return { migration: { phase, oldServer: OLD } };
+}
+
+const resources = (s: Synth, type?: string): SynthResource[] =>
+  s.d.deployment.resources.filter((r) => type === undefined || r.type === type);
+const record = (s: Synth, name: string, type: string): SynthResource | undefined =>
+  resources(s, RECORD).find((r) => r.inputs.name === name && r.inputs.type === type);
+const byName = (s: Synth, name: string): SynthResource | undefined =>
+  s.d.deployment.resources.find((r) => r.name === name);
+
+describe("MailPair under mocks", function () {
+  this.timeout(60000);
+  let base: Synth;
+  before(async () => {
+    base = await synth();
+  });
+
+  describe("composition", () => {
+    it("is a hastack:mail:MailPair holding one ServerPair of two servers", () => {
+      const component = resources(base, "hastack:mail:MailPair");
+      expect(component.map((r) => r.name)).to.deep.equal(["mail"]);
+      const pair = resources(base, "hastack:server:ServerPair");
+      expect(pair.map((r) => r.name)).to.deep.equal(["mail-pair"]);
+      expect(pair[0].parent).to.equal(component[0].urn);
+      expect(
+        resources(base, "aws:ec2/instance:Instance")
+          .map((r) => r.name)
+          .sort(),
+      ).to.deep.equal(["mail-pair-primary", "mail-pair-standby"]);
+    });
+
+    it("both servers get the same host name; their user-data differ only by role", () => {
+      const [p, s] = ["mail-pair-primary", "mail-pair-standby"].map((n) =>
+        userDataOf(byName(base, n)!),
+      );
+      for (const ud of [p, s]) {
+        expect(ud).to.contain(`fqdn: mail.${DOMAIN}`);
+        expect(ud).to.contain(`myhostname = mail.${DOMAIN}`);
+      }
+      // Lines only one side has: the peer it syncs with, and which side starts the sync timer.
+      const only = (a: string, b: string) => {
+        const other = new Set(b.split("\n"));
+        return a.split("\n").filter((l) => !other.has(l));
+      };
+      expect(only(p, s).map((l) => l.trim())).to.have.members([
+        "PEER_ROLE=standby",
+        "ROLE=primary",
+        "# Only the primary starts the two-way sync: one initiator, no concurrent runs.",
+        "systemctl enable --now hastack-mail-sync.timer",
+      ]);
+      expect(only(s, p).map((l) => l.trim())).to.have.members([
+        "PEER_ROLE=primary",
+        "ROLE=standby",
+        "# The standby answers the primary's sync; it runs none itself (hastack-mail-sync by hand only).",
+      ]);
+    });
+  });
+
+  describe("ports: mail to the world, admin only from admin CIDRs, dsync only from the peer", () => {
+    const rules = (s: Synth) => resources(s, INGRESS).map((r) => r.inputs);
+    it("25, 587, 465, 993 are open to everyone; 995 only when pop3 is on", async () => {
+      const open = rules(base)
+        .filter((r) => r.cidrIpv4 === "0.0.0.0/0")
+        .map((r) => r.fromPort)
+        .sort((a, b) => Number(a) - Number(b));
+      expect(open).to.deep.equal([25, 465, 587, 993]);
+      const withPop = await synth({ pop3: true });
+      expect(rules(withPop).some((r) => r.fromPort === 995 && r.cidrIpv4 === "0.0.0.0/0")).to.equal(
+        true,
+      );
+    });
+    it("no admin or peer port is open to 0.0.0.0/0", () => {
+      for (const r of rules(base)) {
+        if (![25, 465, 587, 993, 995].includes(Number(r.fromPort))) {
+          expect(r.cidrIpv4, `port ${r.fromPort}`).to.not.equal("0.0.0.0/0");
+        }
+      }
+      const ssh = rules(base).filter((r) => r.fromPort === 22 && r.cidrIpv4);
+      expect(ssh.map((r) => r.cidrIpv4).sort()).to.deep.equal([...ADMIN].sort());
+      const dsync = rules(base).filter((r) => r.fromPort === 12345);
+      expect(dsync).to.have.length(1);
+      expect(dsync[0].cidrIpv4).to.equal(undefined);
+      expect(dsync[0].referencedSecurityGroupId).to.be.a("string");
+    });
+  });
+
+  describe("DNS", () => {
+    it("one MX record set for the domain, the active server preferred", () => {
+      const mx = resources(base, RECORD).filter((r) => r.inputs.type === "MX");
+      expect(mx).to.have.length(1);
+      expect(mx[0].inputs.name).to.equal(DOMAIN);
+      expect(mx[0].inputs.records).to.deep.equal([`10 mx1.${DOMAIN}`, `20 mx2.${DOMAIN}`]);
+      expect(mx[0].inputs.ttl).to.equal(60);
+    });
+
+    it("after a failover the standby is the preferred MX", async () => {
+      const flipped = await synth({ active: "standby" });
+      expect(record(flipped, DOMAIN, "MX")!.inputs.records).to.deep.equal([
+        `10 mx2.${DOMAIN}`,
+        `20 mx1.${DOMAIN}`,
+      ]);
+    });
+
+    it("an A record and a PTR per server; SPF authorises both servers' addresses", () => {
+      const a1 = record(base, `mx1.${DOMAIN}`, "A")!;
+      const a2 = record(base, `mx2.${DOMAIN}`, "A")!;
+      expect(a1 && a2).to.not.equal(undefined);
+      const spf = record(base, DOMAIN, "TXT")!;
+      const value = (spf.inputs.records as string[])[0];
+      expect(value).to.match(/^v=spf1 ip4:198\.51\.100\.\d+ ip4:198\.51\.100\.\d+ ~all$/);
+      expect(value).to.contain(`ip4:${(a1.inputs.records as string[])[0]}`);
+      expect(value).to.contain(`ip4:${(a2.inputs.records as string[])[0]}`);
+      const ptrs = resources(base, "aws:ec2/eipDomainName:EipDomainName").map(
+        (r) => r.inputs.domainName,
+      );
+      expect(ptrs.sort()).to.deep.equal([`mx1.${DOMAIN}`, `mx2.${DOMAIN}`]);
+      const ops = base.outputs.operations as {
+        reverseDns: Record<string, { ip: string; ptr: string }>;
+      };
+      expect(ops.reverseDns.primary).to.deep.equal({
+        ip: (a1.inputs.records as string[])[0],
+        ptr: `mx1.${DOMAIN}`,
+      });
+    });
+  });
+
+  describe("secrets stay secret; the operator owns the users", () => {
+    it("the doveadm password is a secret SSM parameter the servers read", () => {
+      const p = resources(base, "aws:ssm/parameter:Parameter").find(
+        (r) => r.name === "mail-doveadm-password",
+      )!;
+      expect(p.inputs).to.include({
+        name: "/hastack/mail/doveadm-password",
+        type: "SecureString",
+        value: "[secret]",
+      });
+    });
+
+    it("the users parameter is created once and never reset by the stack", () => {
+      const p = byName(base, "mail-users")!;
+      expect(p.inputs).to.include({
+        name: "/hastack/mail/users",
+        type: "SecureString",
+        tier: "Advanced",
+      });
+      expect(p.ignoreChanges).to.deep.equal(["value"]);
+      expect(p.protect).to.equal(true);
+      expect(p.retainOnDelete).to.equal(true);
+    });
+
+    it("no password appears in user-data or outputs", () => {
+      const text =
+        JSON.stringify(base.outputs) +
+        ["mail-pair-primary", "mail-pair-standby"]
+          .map((n) => userDataOf(byName(base, n)!))
+          .join("");
+      expect(text).not.to.match(/mock-[0-9a-f]{24}/);
+      expect(text).not.to.match(/doveadm_password = [A-Za-z0-9]/);
+    });
+
+    it("each server can find its peer: private addresses as SSM parameters", () => {
+      expect(byName(base, "mail-primary-private-ip")!.inputs.name).to.equal(
+        "/hastack/mail/private-ip/primary",
+      );
+      expect(byName(base, "mail-standby-private-ip")!.inputs.name).to.equal(
+        "/hastack/mail/private-ip/standby",
+      );
+    });
+  });
+
+  describe("outputs", () => {
+    it("mail's summary: RPO = sync interval, the migration phase, the probed ports", () => {
+      const summary = base.outputs.summary as Record<string, unknown>;
+      expect(summary).to.include({
+        service: "mail",
+        rpoSeconds: 300,
+        migrationPhase: 0,
+        syncIntervalMinutes: 5,
+      });
+      expect(summary.ports).to.deep.equal([
+        { name: "smtp", port: 25, protocol: "tcp", probe: "smtp_banner" },
+        { name: "submission", port: 587, protocol: "tcp", probe: "tcp" },
+        { name: "smtps", port: 465, protocol: "tcp", probe: "tcp" },
+        { name: "imaps", port: 993, protocol: "tcp", probe: "imaps" },
+      ]);
+    });
+
+    it("the phase-4 checklist and the fallback command", () => {
+      const ops = base.outputs.operations as {
+        migration: { testChecklist: { server: string; check: string }[] };
+        fallbackCommand: string;
+      };
+      expect(ops.migration.testChecklist.map((c) => c.check)).to.deep.equal([
+        "SMTP banner",
+        "IMAP login",
+        "a delivery",
+        "SMTP banner",
+        "IMAP login",
+        "a delivery",
+      ]);
+      expect(ops.fallbackCommand).to.equal(
+        `ssh admin@mx1.${DOMAIN} sudo /usr/local/sbin/hastack-mail-fallback`,
+      );
+    });
+  });
+
+  describe("refuses what cannot be right", () => {
+    it("a migration phase more than one step ahead of the last applied one", async () => {
+      let err: unknown;
+      await synth(migrating(5), { previousPhase: 2 }).catch((e) => (err = e));
+      // A RunError: the CLI prints the message without a stack trace.
+      expect(pulumi.RunError.isInstance(err as Error)).to.equal(true);
+      expect(String(err)).to.contain(
+        "hastack:mail.migration.phase cannot move from phase 2 to phase 5: that skips step 3 (mailboxes synced old → new) and step 4",
+      );
+    });
+
+    it("the same, when the previous phase comes from the stack's state (an Output)", async () => {
+      let err: unknown;
+      await synth(migrating(5), { previousPhase: pulumi.output(3) }).catch((e) => (err = e));
+      expect(String(err)).to.contain("skips step 4 (new server tested");
+    });
+
+    it("an old server whose host name is not the new servers' one", async () => {
+      let err: unknown;
+      await synth({
+        migration: { phase: 1, oldServer: { ...OLD, hostname: `srv01.${DOMAIN}` } },
+      }).catch((e) => (err = e));
+      expect(String(err)).to.contain(
+        "hastack:mail.migration.oldServer.hostname must be the new servers' host name",
+      );
+    });
+  });
+
+  describe("each migration phase is one reviewed step touching only what it needs", () => {
+    const KEY = Buffer.from("not a real key").toString("base64");
+    const phases = new Map<number, Synth>();
+    before(async () => {
+      for (let phase = 0; phase <= 9; phase++) {
+        phases.set(phase, await synth(migrating(phase), { sshPrivateKey: KEY }));
+      }
+    });
+
+    const OLD_A = `mx-old.${DOMAIN}`;
+    // For each transition: the resources that change, as "name op".
+    const expected: Record<string, string[]> = {
+      // Clients stay on the old server (mail.<domain> PRIMARY → its IP) until step 6.
+      "0→1": [
+        "mail-mx update",
+        "mail-old-mx create",
+        "mail-spf update",
+        "mail-pair-failover-primary update",
+      ],
+      "1→2": ["mail-import-users create"],
+      "2→3": ["mail-initial-sync create"],
+      "3→4": [],
+      "4→5": ["mail-mx update"],
+      "5→6": ["mail-mx update", "mail-pair-failover-primary update"],
+      "6→7": ["mail-final-sync create"],
+      "7→8": ["mail-spf update"],
+      "8→9": ["mail-mx update", "mail-old-mx delete"],
+      "9→0": ["mail-final-sync delete", "mail-import-users delete", "mail-initial-sync delete"],
+    };
+    for (const [transition, changes] of Object.entries(expected)) {
+      it(`${transition}: ${changes.length ? changes.join(", ") : "no resource changes (the test is the operator's)"}`, () => {
+        const [from, to] = transition.split("→").map(Number);
+        const diff = diffDeployments(phases.get(from)!.d, phases.get(to)!.d);
+        const names = diff.map((c) => `${c.urn.split("::").pop()} ${c.op}`).sort();
+        expect(names).to.deep.equal([...changes].sort());
+        for (const c of diff) {
+          expect(NEVER_TOUCHED, `${transition} touches ${c.urn}`).not.to.include(c.type);
+          expect([RECORD, COMMAND]).to.include(c.type);
+          if (c.op === "update") {
+            // The client record also drops (or regains) its health check: the old server is
+            // not ours to probe.
+            const keys = c.urn.endsWith("failover-primary")
+              ? ["healthCheckId", "records"]
+              : ["records"];
+            expect(c.changedKeys, c.urn).to.deep.equal(keys);
+          }
+        }
+      });
+    }
+
+    it("mail.<domain> sends clients to the old server until step 6, then to the active new server", () => {
+      const primary = (p: number) => byName(phases.get(p)!, "mail-pair-failover-primary")!.inputs;
+      for (const p of [1, 2, 3, 4, 5]) {
+        expect(primary(p).records, `phase ${p}`).to.deep.equal([OLD.ip]);
+        expect(primary(p).healthCheckId, `phase ${p}`).to.equal(undefined);
+      }
+      for (const p of [0, 6, 7, 8, 9]) {
+        expect(primary(p).records, `phase ${p}`).to.not.deep.equal([OLD.ip]);
+        expect(primary(p).healthCheckId, `phase ${p}`).to.equal("mail-pair-primary-hc-id");
+      }
+    });
+
+    it("the MX record set per phase is exactly what the steps say", () => {
+      const mx = (p: number) => record(phases.get(p)!, DOMAIN, "MX")!.inputs.records;
+      expect(mx(1)).to.deep.equal([`0 ${OLD_A}`]);
+      expect(mx(4)).to.deep.equal([`0 ${OLD_A}`]);
+      expect(mx(5)).to.deep.equal([`10 ${OLD_A}`]);
+      expect(mx(6)).to.deep.equal([`0 mx1.${DOMAIN}`, `10 ${OLD_A}`, `20 mx2.${DOMAIN}`]);
+      expect(mx(9)).to.deep.equal([`0 mx1.${DOMAIN}`, `10 mx2.${DOMAIN}`]);
+      expect(record(phases.get(1)!, OLD_A, "A")!.inputs.records).to.deep.equal([OLD.ip]);
+      expect(record(phases.get(9)!, OLD_A, "A")).to.equal(undefined);
+    });
+
+    it("the step commands run the rendered scripts on the active server, after first boot", () => {
+      const c = byName(phases.get(7)!, "mail-final-sync")!;
+      expect(c.inputs.create).to.equal(
+        "cloud-init status --wait >/dev/null 2>&1; sudo -n /usr/local/sbin/hastack-mail-migrate final 203.0.113.25 hastack-migrate 993",
+      );
+      // The connection carries the private key: the whole input is secret.
+      expect(c.inputs.connection).to.equal("[secret]");
+      expect(byName(phases.get(3)!, "mail-initial-sync")!.inputs.create).to.contain(
+        "hastack-mail-migrate initial",
+      );
+      expect(byName(phases.get(2)!, "mail-import-users")!.inputs.create).to.contain(
+        "hastack-mail-refresh --require-users",
+      );
+    });
+
+    it("without an SSH key the steps are not declared; the outputs carry the commands", async () => {
+      const s = await synth(migrating(3));
+      expect(resources(s, COMMAND)).to.deep.equal([]);
+      const ops = s.outputs.operations as { migration: { stepCommands: Record<string, string> } };
+      expect(ops.migration.stepCommands).to.deep.equal({
+        "import-users": "sudo /usr/local/sbin/hastack-mail-refresh --require-users",
+        "initial-sync":
+          "sudo /usr/local/sbin/hastack-mail-migrate initial 203.0.113.25 hastack-migrate 993",
+      });
+    });
+
+    it("the phase is in the outputs for the next update's check", () => {
+      expect((phases.get(6)!.outputs.summary as Record<string, unknown>).migrationPhase).to.equal(
+        6,
+      );
+    });
+  });
+
+  describe("a failover flip", () => {
+    it("touches only the switch records and the MX preference", async () => {
+      const flipped = await synth({ active: "standby" });
+      const diff = diffDeployments(base.d, flipped.d);
+      for (const c of diff) {
+        expect(NEVER_TOUCHED, c.urn).not.to.include(c.type);
+      }
+      const names = diff.map((c) => c.urn.split("::").pop()).sort();
+      expect(names).to.include("mail-mx");
+      expect(names.every((n) => n === "mail-mx" || /failover/.test(n!))).to.equal(
+        true,
+        names.join(", "),
+      );
+    });
+  });
+});

@@ -1,0 +1,234 @@
+// PbxPair under the SDK mocks: the resources it declares, read like policies (cdk-nag style):
+// SIP/RTP never open to the world, admin ports only from admin CIDRs, SRV values well-formed,
+// the CDR password secret end to end, the alarm where Route 53's metrics are, and a flip of
+// `active` touching only the switch.
+import { expect } from "chai";
+import { ofType, userDataOf } from "../support/deployment-queries";
+import { testPlacement } from "../support/placement";
+import { Dns } from "../../components/dns";
+import { PbxPair, PbxPairArgs } from "../../components/pbx";
+import { ServiceSummary } from "../../components/server-pair";
+import { stackConfigSchema } from "../../lib/config/stack-config";
+import {
+  Deployment,
+  SynthResource,
+  diffDeployments,
+  runUnderMocks,
+} from "../../lib/synth/offline-synth";
+
+const ADMIN = ["203.0.113.10/32", "198.51.100.64/29"];
+const OFFICE = ["203.0.113.0/27"];
+const TRUNK = ["198.51.100.200/29"];
+const INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
+
+function pbxConfig(over: Record<string, unknown> = {}) {
+  return stackConfigSchema.shape.pbx.parse({ active: "primary", sipTrunkCidrs: TRUNK, ...over });
+}
+
+async function synth(
+  over: Partial<PbxPairArgs> = {},
+  cfg: Record<string, unknown> = {},
+): Promise<{ d: Deployment; summary: ServiceSummary }> {
+  let summary: ServiceSummary | undefined;
+  const d = await runUnderMocks(() => {
+    const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
+    const pbx = new PbxPair("pbx", {
+      config: pbxConfig(cfg),
+      ...testPlacement(dns),
+      region: "ap-southeast-3",
+      adminCidrs: ADMIN,
+      officeCidrs: OFFICE,
+      databaseEndpoint: "db.example.co.id",
+      backupClientSecurityGroupIds: ["sg-0nas000000000000"],
+      ...over,
+    });
+    summary = pbx.summary;
+  });
+  return { d, summary: summary! };
+}
+
+const ports = (r: SynthResource): string =>
+  `${r.inputs.ipProtocol} ${r.inputs.fromPort}-${r.inputs.toPort}`;
+
+describe("PbxPair", function () {
+  this.timeout(60_000);
+  let d: Deployment;
+  let summary: ServiceSummary;
+  before(async () => ({ d, summary } = await synth()));
+
+  it("is a hastack:pbx:PbxPair holding a ServerPair with two servers", () => {
+    const pbx = ofType(d, "hastack:pbx:PbxPair");
+    expect(pbx.map((r) => r.name)).to.deep.equal(["pbx"]);
+    const pair = ofType(d, "hastack:server:ServerPair");
+    expect(pair.map((r) => [r.name, r.parent])).to.deep.equal([["pbx-pair", pbx[0].urn]]);
+    expect(ofType(d, "aws:ec2/instance:Instance").map((r) => r.name)).to.deep.equal([
+      "pbx-pair-primary",
+      "pbx-pair-standby",
+    ]);
+  });
+
+  describe("invariant: SIP and RTP are never open to 0.0.0.0/0", () => {
+    it("compliant: every SIP/RTP rule has a trunk or office CIDR as source", () => {
+      const voice = ofType(d, INGRESS).filter((r) =>
+        [5060, 5061, 10000].includes(r.inputs.fromPort as number),
+      );
+      expect(voice.length).to.equal(4 * (TRUNK.length + OFFICE.length));
+      for (const r of voice) {
+        expect([...TRUNK, ...OFFICE], ports(r)).to.include(r.inputs.cidrIpv4);
+      }
+      expect(ofType(d, INGRESS).map((r) => r.inputs.cidrIpv4)).not.to.include("0.0.0.0/0");
+    });
+    it("RTP is UDP only, the configured range", () => {
+      const rtp = ofType(d, INGRESS).filter((r) => r.inputs.fromPort === 10000);
+      expect(new Set(rtp.map(ports))).to.deep.equal(new Set(["udp 10000-20000"]));
+    });
+    it("a custom RTP range is what the group opens", async () => {
+      const { d: custom } = await synth({}, { rtpPorts: { from: 16384, to: 16482 } });
+      const rtp = ofType(custom, INGRESS).filter((r) => r.inputs.fromPort === 16384);
+      expect(new Set(rtp.map(ports))).to.deep.equal(new Set(["udp 16384-16482"]));
+    });
+    it("non-compliant input (no trunk, no office) opens nothing instead of the world", async () => {
+      const { d: closed } = await synth({ officeCidrs: [] }, { sipTrunkCidrs: [] });
+      const voice = ofType(closed, INGRESS).filter((r) =>
+        [5060, 5061, 10000].includes(r.inputs.fromPort as number),
+      );
+      expect(voice).to.deep.equal([]);
+    });
+  });
+
+  describe("invariant: admin web UI, AMI and SSH only from admin CIDRs", () => {
+    it("compliant: 22, 80, 443 and 5038 each once per admin CIDR, nothing else", () => {
+      for (const port of [80, 443, 5038]) {
+        const rules = ofType(d, INGRESS).filter((r) => r.inputs.fromPort === port);
+        expect(rules.map((r) => r.inputs.cidrIpv4).sort(), `port ${port}`).to.deep.equal(
+          [...ADMIN].sort(),
+        );
+        expect(rules.every((r) => r.inputs.ipProtocol === "tcp")).to.equal(true);
+      }
+      const ssh = ofType(d, INGRESS).filter((r) => r.inputs.fromPort === 22);
+      // admin CIDRs, the peer PBX and the NAS's security group — never a CIDR beyond the admins'.
+      expect(
+        ssh
+          .filter((r) => r.inputs.cidrIpv4)
+          .map((r) => r.inputs.cidrIpv4)
+          .sort(),
+      ).to.deep.equal([...ADMIN].sort());
+      expect(ssh.filter((r) => r.inputs.referencedSecurityGroupId).length).to.equal(2);
+    });
+  });
+
+  it("DNS: A records pbx1, pbx2 and pbx (the service EIP), SRV _sip._udp, _sip._tcp, _sips._tcp", () => {
+    const records = ofType(d, "aws:route53/record:Record").map((r) => [
+      r.inputs.type,
+      r.inputs.name,
+    ]);
+    expect(records).to.deep.include.members([
+      ["A", "pbx1.example.co.id"],
+      ["A", "pbx2.example.co.id"],
+      ["A", "pbx.example.co.id"],
+      ["SRV", "_sip._udp.example.co.id"],
+      ["SRV", "_sip._tcp.example.co.id"],
+      ["SRV", "_sips._tcp.example.co.id"],
+    ]);
+    const srv = ofType(d, "aws:route53/record:Record").filter((r) => r.inputs.type === "SRV");
+    for (const r of srv) {
+      expect(r.inputs.records, r.inputs.name as string).to.have.length(1);
+      expect((r.inputs.records as string[])[0]).to.match(
+        /^\d+ \d+ (5060|5061) pbx\.example\.co\.id$/,
+      );
+    }
+  });
+
+  it("switches by Elastic IP by default (phones and trunks register to an address)", () => {
+    expect(ofType(d, "aws:ec2/eipAssociation:EipAssociation")).to.have.length(1);
+    expect(summary.switchover).to.equal("eip");
+  });
+
+  it("health check TCP 5060, alarmed in us-east-1 where Route 53 publishes its metrics", () => {
+    const hc = ofType(d, "aws:route53/healthCheck:HealthCheck");
+    expect(hc.map((r) => [r.inputs.type, r.inputs.port])).to.deep.equal([
+      ["TCP", 5060],
+      ["TCP", 5060],
+    ]);
+    const providers = ofType(d, "pulumi:providers:aws");
+    expect(providers.map((p) => p.inputs.region)).to.deep.equal(["us-east-1"]);
+    const alarms = ofType(d, "aws:cloudwatch/metricAlarm:MetricAlarm");
+    expect(alarms.map((a) => a.name)).to.deep.equal([
+      "pbx-primary-health-alarm",
+      "pbx-standby-health-alarm",
+    ]);
+    for (const a of alarms) {
+      expect(a.inputs).to.include({
+        namespace: "AWS/Route53",
+        metricName: "HealthCheckStatus",
+        comparisonOperator: "LessThanThreshold",
+        threshold: 1,
+        treatMissingData: "breaching",
+      });
+      expect(a.inputs.dimensions).to.have.property("HealthCheckId");
+    }
+  });
+
+  it("the CDR password is a RandomPassword, delivered only as an SSM SecureString", () => {
+    expect(ofType(d, "random:index/randomPassword:RandomPassword").map((r) => r.name)).to.include(
+      "pbx-cdr-db-password",
+    );
+    const param = ofType(d, "aws:ssm/parameter:Parameter").find(
+      (p) => p.inputs.name === "/hastack/pbx/cdr-db-password",
+    )!;
+    expect(param.inputs.type).to.equal("SecureString");
+    expect(param.inputs.value).to.equal("[secret]");
+    const forMysql = ofType(d, "aws:ssm/parameter:Parameter").find(
+      (p) => p.inputs.name === "/hastack/mysql/cdr-user-password",
+    )!;
+    expect([forMysql.inputs.type, forMysql.inputs.value]).to.deep.equal([
+      "SecureString",
+      "[secret]",
+    ]);
+    const keyParam = ofType(d, "aws:ssm/parameter:Parameter").find(
+      (p) => p.inputs.name === "/hastack/pbx/sync-ssh-private-key",
+    )!;
+    expect(keyParam.inputs.type).to.equal("SecureString");
+    for (const i of ofType(d, "aws:ec2/instance:Instance")) {
+      expect(userDataOf(i)).to.contain("/hastack/pbx/cdr-db-password");
+      expect(userDataOf(i)).not.to.contain("PRIVATE KEY");
+    }
+  });
+
+  it("the sync key is an ed25519 key whose private half is secret everywhere", () => {
+    const keys = ofType(d, "tls:index/privateKey:PrivateKey");
+    expect(keys.map((k) => [k.name, k.inputs.algorithm])).to.deep.equal([
+      ["pbx-sync-key", "ED25519"],
+    ]);
+    const privateParam = d.deployment.resources.find((r) => r.name === "pbx-sync-key-private")!;
+    expect(privateParam.inputs.type).to.equal("SecureString");
+    expect(privateParam.inputs.value).to.equal("[secret]");
+    const publicParam = d.deployment.resources.find((r) => r.name === "pbx-sync-key-public")!;
+    // aws.ssm.Parameter marks every value secret; the public half is a plain String parameter.
+    expect(publicParam.inputs.type).to.equal("String");
+    expect(JSON.stringify(d)).not.to.contain("BEGIN OPENSSH PRIVATE KEY");
+  });
+
+  it("user-data points CDRs at the database endpoint and syncs to the other server", () => {
+    const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map(userDataOf);
+    expect(primary).to.contain("Server = db.example.co.id");
+    expect(primary).to.contain("PEER='pbx2.example.co.id'");
+    expect(standby).to.contain("PEER='pbx1.example.co.id'");
+  });
+
+  it("summary: RPO is the sync interval, RTO the switch plus phone re-registration", async () => {
+    expect(summary.rpoSeconds).to.equal(15 * 60);
+    const { summary: five } = await synth({}, { syncIntervalMinutes: 5 });
+    expect(five.rpoSeconds).to.equal(300);
+    // eip: 3 × 10 s detection + 900 s operator + 30 s re-association + 300 s re-registration.
+    expect(summary.rtoSeconds).to.equal(30 + 900 + 30 + 300);
+  });
+
+  it("a failover flip changes only the Elastic IP association", async () => {
+    const { d: flipped } = await synth({}, { active: "standby" });
+    const changes = diffDeployments(d, flipped);
+    expect(changes.map((c) => [c.type, c.op])).to.deep.equal([
+      ["aws:ec2/eipAssociation:EipAssociation", "update"],
+    ]);
+  });
+});

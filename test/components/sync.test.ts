@@ -1,0 +1,224 @@
+// The PBX config/recordings sync, for real: the rendered hastack-pbx-sync script runs real rsync
+// against a "peer" directory. Only ssh is replaced, by a shim that hands the far side to rrsync
+// exactly as the peer's authorized_keys forced command does (`rrsync -wo /`).
+import { expect } from "chai";
+import { ChildProcess, spawn } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PBX_SYNC_SCRIPT, renderPbxSyncEnv } from "../../components/pbx";
+import { RRSYNC_SHIM, compareTrees, hashTree, requireTools, run } from "../../lib/rehearse/backup";
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const EXCLUDES = ["var/spool/asterisk/tmp", "var/spool/asterisk/outgoing"];
+
+describe("PBX sync (real rsync through rrsync -wo)", function () {
+  this.timeout(120_000);
+  let tmp: string;
+  let src: string;
+  let peer: string;
+  let script: string;
+  let children: ChildProcess[] = [];
+
+  before(() => {
+    requireTools({ rsync: "rsync", rrsync: "rsync", python3: "python3", flock: "util-linux" });
+  });
+
+  beforeEach(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-sync-"));
+    src = path.join(tmp, "pbx1");
+    peer = path.join(tmp, "pbx2");
+    fs.mkdirSync(peer);
+    script = path.join(tmp, "hastack-pbx-sync");
+    fs.writeFileSync(script, PBX_SYNC_SCRIPT, { mode: 0o755 });
+    fs.writeFileSync(path.join(tmp, "rsh-rrsync"), RRSYNC_SHIM, { mode: 0o755 });
+    writeEnv("always");
+    const put = (rel: string, content: string | Buffer): void => {
+      fs.mkdirSync(path.dirname(path.join(src, rel)), { recursive: true });
+      fs.writeFileSync(path.join(src, rel), content);
+    };
+    put("etc/asterisk/pjsip.conf", "[transport-udp]\ntype=transport\n");
+    put("etc/asterisk/extensions.conf", "[from-internal]\n");
+    put("etc/asterisk/old_trunk.conf", "[trunk-old]\n");
+    put("var/spool/asterisk/voicemail/default/1001/INBOX/msg0000.wav", crypto.randomBytes(50_000));
+    put("var/spool/asterisk/voicemail/default/1001/INBOX/msg0000.txt", "[message]\n");
+    put("var/spool/asterisk/monitor/2024/05/17/out-1.wav", crypto.randomBytes(120_000));
+    put("var/spool/asterisk/tmp/scratch", "x");
+    put("var/spool/asterisk/outgoing/wakeup.call", "Channel: PJSIP/1001\n");
+  });
+
+  afterEach(() => {
+    for (const c of children) {
+      if (c.exitCode === null && c.signalCode === null && c.pid) {
+        try {
+          process.kill(-c.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+    children = [];
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  function writeEnv(activeCheck: "always" | "never"): void {
+    fs.writeFileSync(
+      path.join(tmp, "sync.env"),
+      renderPbxSyncEnv({
+        serviceName: "pbx.example.test",
+        peer: "pbx2.example.test",
+        peerSide: "standby",
+        textfileDir: path.join(tmp, "metrics"),
+        syncRoot: src,
+        peerRoot: peer,
+        activeCheck,
+        rsyncRsh: `${path.join(tmp, "rsh-rrsync")} wo`,
+      }),
+    );
+  }
+
+  const sync = (cmd: string, env: Record<string, string> = {}) =>
+    run("bash", [script, cmd, path.join(tmp, "sync.env")], {
+      env: { LOCK_FILE: path.join(tmp, "sync.lock"), ...env },
+      deadline: Date.now() + 60_000,
+    });
+
+  function expectConverged(): void {
+    const want = hashTree(src, EXCLUDES);
+    const got = hashTree(peer, []);
+    expect(compareTrees(want, got)).to.deep.equal([]);
+  }
+
+  it("copies config, voicemail and recordings but never tmp/ or call files", async () => {
+    const r = await sync("sync");
+    expect(r.code, r.stderr).to.equal(0);
+    expectConverged();
+    expect(fs.existsSync(path.join(peer, "var/spool/asterisk/outgoing/wakeup.call"))).to.equal(
+      false,
+    );
+    expect(fs.existsSync(path.join(peer, "var/spool/asterisk/tmp/scratch"))).to.equal(false);
+    expect(
+      fs.readFileSync(path.join(tmp, "metrics", "hastack_replication_pbx.prom"), "utf8"),
+    ).to.match(
+      /^hastack_replication_last_success_timestamp_seconds\{service="pbx",side="standby"\} \d{10}\n$/,
+    );
+  });
+
+  it("converges new, changed and deleted files", async () => {
+    expect((await sync("sync")).code).to.equal(0);
+    fs.writeFileSync(
+      path.join(src, "etc/asterisk/pjsip.conf"),
+      "[transport-tls]\ntype=transport\nprotocol=tls\n",
+    );
+    fs.rmSync(path.join(src, "etc/asterisk/old_trunk.conf"));
+    fs.rmSync(path.join(src, "var/spool/asterisk/voicemail/default/1001/INBOX"), {
+      recursive: true,
+    });
+    fs.mkdirSync(path.join(src, "var/spool/asterisk/monitor/2024/05/18"), { recursive: true });
+    fs.writeFileSync(
+      path.join(src, "var/spool/asterisk/monitor/2024/05/18/in-2.wav"),
+      crypto.randomBytes(70_000),
+    );
+    const r = await sync("sync");
+    expect(r.code, r.stderr).to.equal(0);
+    expectConverged();
+    expect(fs.existsSync(path.join(peer, "etc/asterisk/old_trunk.conf"))).to.equal(false);
+    expect(fs.readFileSync(path.join(peer, "etc/asterisk/pjsip.conf"), "utf8")).to.contain(
+      "protocol=tls",
+    );
+  });
+
+  it("check fails (exit 3) while the peer differs; final pushes and then passes", async () => {
+    const before = await sync("check");
+    expect(before.code).to.equal(3);
+    expect(before.stderr).to.contain("differs");
+    const final = await sync("final");
+    expect(final.code, final.stderr).to.equal(0);
+    expect(final.stderr).to.contain("holds exactly what this server holds");
+    expectConverged();
+    expect((await sync("check")).code).to.equal(0);
+  });
+
+  it("does nothing on the server that is not active, so a recovered primary never overwrites", async () => {
+    writeEnv("never");
+    const r = await sync("sync");
+    expect(r.code).to.equal(0);
+    expect(r.stderr).to.contain("not the active PBX");
+    expect(fs.readdirSync(peer)).to.deep.equal([]);
+    expect(fs.existsSync(path.join(tmp, "metrics")), "no success metric without a push").to.equal(
+      false,
+    );
+    // The reverse sync before a fallback is explicit and ignores the check.
+    expect((await sync("final")).code).to.equal(0);
+    expectConverged();
+  });
+
+  it("an interrupted sync keeps deletions and the partial file, and the next run resumes without loss", async () => {
+    expect((await sync("sync")).code).to.equal(0);
+    const bigRel = "var/spool/asterisk/monitor/2024/05/17/conference-long.wav";
+    const size = 24 * 1024 * 1024;
+    fs.writeFileSync(path.join(src, bigRel), crypto.randomBytes(size));
+    fs.rmSync(path.join(src, "etc/asterisk/old_trunk.conf"));
+
+    // ~2 MiB/s: the transfer takes ~12 s; stop it once a few MiB have arrived.
+    const child = spawn("bash", [script, "sync", path.join(tmp, "sync.env")], {
+      env: { ...process.env, LOCK_FILE: path.join(tmp, "sync.lock"), BWLIMIT: "2048" },
+      detached: true,
+      stdio: "ignore",
+    });
+    children.push(child);
+    const exited = new Promise<void>((res) => child.once("exit", () => res()));
+    const dir = path.dirname(path.join(peer, bigRel));
+    const deadline = Date.now() + 30_000;
+    let seen = 0;
+    while (Date.now() < deadline && seen < 3 * 1024 * 1024) {
+      await new Promise((r) => setTimeout(r, 100));
+      const temps = fs.existsSync(dir)
+        ? fs.readdirSync(dir).filter((f) => f.startsWith(".conference-long.wav."))
+        : [];
+      seen = temps.reduce((n, f) => Math.max(n, fs.statSync(path.join(dir, f)).size), 0);
+    }
+    expect(seen, "transfer never got going").to.be.greaterThan(3 * 1024 * 1024 - 1);
+    process.kill(-child.pid!, "SIGTERM");
+    await exited;
+    // The far side (rrsync → rsync receiver) moves its temp file into .rsync-partial as it
+    // exits; wait until every process of the group is gone.
+    const gone = Date.now() + 15_000;
+    while (Date.now() < gone && groupAlive(child.pid!)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    const partial = path.join(dir, ".rsync-partial", "conference-long.wav");
+    expect(fs.existsSync(partial), "partial file kept in .rsync-partial").to.equal(true);
+    const partialSize = fs.statSync(partial).size;
+    expect(partialSize).to.be.within(1, size - 1);
+    expect(fs.existsSync(path.join(peer, bigRel)), "no half file under the real name").to.equal(
+      false,
+    );
+    expect(
+      fs.existsSync(path.join(peer, "etc/asterisk/old_trunk.conf")),
+      "--delete-after: nothing deleted by an interrupted run",
+    ).to.equal(true);
+
+    const resumed = await sync("sync", { RSYNC_OPTS: "--stats" });
+    expect(resumed.code, resumed.stderr).to.equal(0);
+    expectConverged();
+    expect(fs.existsSync(path.join(peer, "etc/asterisk/old_trunk.conf"))).to.equal(false);
+    expect(fs.existsSync(partial)).to.equal(false);
+    // The resumed run sent only what the partial file lacked (plus delta overhead).
+    const literal = Number(
+      /Literal data: ([\d,]+) bytes/.exec(resumed.stdout)?.[1].replace(/,/g, ""),
+    );
+    expect(literal).to.be.greaterThan(0);
+    expect(literal).to.be.at.most(size - partialSize + 256 * 1024);
+  });
+});

@@ -1,0 +1,80 @@
+// The benchmark's logic (not its timings: those are `npm run bench`'s job).
+import { expect } from "chai";
+import {
+  flatBaselineProgram,
+  generatedPairsProgram,
+  median,
+  resourceClass,
+  summarize,
+} from "../../../lib/bench/benchmark";
+import { runUnderMocks } from "../../../lib/synth/offline-synth";
+import { synthProd } from "../../support/stack-files";
+
+describe("benchmark", () => {
+  it("median of odd and even lists", () => {
+    expect(median([3, 1, 2])).to.equal(2);
+    expect(median([4, 1, 3, 2])).to.equal(2.5);
+    expect(() => median([])).to.throw("median of no values");
+  });
+
+  it("the flat baseline declares exactly the prod synth's AWS resources, without components", async () => {
+    const prod = await synthProd();
+    const baseline = await runUnderMocks(flatBaselineProgram(prod), { stack: "prod" });
+    const custom = (rs: typeof prod.deployment.resources): string[] =>
+      rs
+        .filter((r) => r.custom)
+        .map((r) => `${r.type} ${r.name}`)
+        .sort();
+    expect(custom(baseline.deployment.resources)).to.deep.equal(custom(prod.deployment.resources));
+    const components = baseline.deployment.resources.filter(
+      (r) => !r.custom && r.type !== "pulumi:pulumi:Stack",
+    );
+    expect(components).to.deep.equal([]);
+  });
+
+  it("resolves resource classes from type tokens, and refuses unknown ones", () => {
+    expect(resourceClass("aws:ec2/instance:Instance").name).to.equal("Instance");
+    expect(() => resourceClass("aws:ec2/nothing:Nothing")).to.throw(
+      "no resource class for aws:ec2/nothing:Nothing",
+    );
+  });
+
+  it("generated stacks grow by the same resources per pair", async () => {
+    const count = async (n: number): Promise<number> =>
+      (await runUnderMocks(generatedPairsProgram(n), { stack: "bench" })).deployment.resources
+        .length;
+    const [one, three] = [await count(1), await count(3)];
+    const perPair = (three - one) / 2;
+    expect(perPair).to.be.greaterThan(20);
+    expect(one - perPair).to.equal(2); // the Stack and the shared Dns component
+  });
+
+  it("summarize checks the targets and fails them when missed", () => {
+    const ok = summarize({
+      prod: { seconds: 0.1, peakMB: 150 },
+      baseline: { seconds: 0.09, peakMB: 140 },
+      "pairs:1": { seconds: 0.02, peakMB: 140 },
+      "pairs:10": { seconds: 0.2, peakMB: 160 },
+      "pairs:50": { seconds: 1.0, peakMB: 300 },
+    });
+    expect(ok.summary).to.deep.equal({
+      prodSeconds: 0.1,
+      baselineRatio: 1.11,
+      pairs: { "1": 0.02, "10": 0.2, "50": 1 },
+      peakMB: 300,
+    });
+    expect(ok.checks.every((c) => c.ok)).to.equal(true);
+    const slow = summarize({
+      prod: { seconds: 6, peakMB: 150 },
+      baseline: { seconds: 2, peakMB: 140 },
+      "pairs:1": { seconds: 0.01, peakMB: 140 },
+      "pairs:10": { seconds: 0.2, peakMB: 160 },
+      "pairs:50": { seconds: 1.0, peakMB: 300 },
+    });
+    expect(slow.checks.filter((c) => !c.ok).map((c) => c.name)).to.deep.equal([
+      "components cost at most 1.3× the flat baseline",
+      "50 pairs within 55× one pair (linear growth)",
+      "synth of prod well under 5 s",
+    ]);
+  });
+});

@@ -1,0 +1,189 @@
+import { expect } from "chai";
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { promisify } from "util";
+import { diffDeployments, readStackConfig, readProject } from "../../lib/synth/offline-synth";
+import {
+  isSwitchResource,
+  PROJECT_DIR,
+  StackConfigDoc,
+  synthProd,
+  writeStackFile,
+} from "../support/stack-files";
+
+const run = promisify(execFile);
+const SYNTH = path.join(PROJECT_DIR, "dist", "scripts", "synth.js");
+
+/** Runs the synth CLI; resolves with exit code and output instead of throwing. */
+async function synthCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [SYNTH, ...args], { cwd: PROJECT_DIR });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe("offline synth", () => {
+  it("is deterministic: the same input gives a byte-identical file (CLI, two processes)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-synth-"));
+    const a = path.join(dir, "a.json");
+    const b = path.join(dir, "b.json");
+    expect((await synthCli(["--stack", "prod", "--out", a])).code).to.equal(0);
+    expect((await synthCli(["--stack", "prod", "--out", b])).code).to.equal(0);
+    expect(fs.readFileSync(a, "utf8")).to.equal(fs.readFileSync(b, "utf8"));
+  });
+
+  it("has the shape of `pulumi stack export`, outputs on the Stack resource", async () => {
+    const d = await synthProd();
+    expect(d.version).to.equal(3);
+    const [stack, ...rest] = d.deployment.resources;
+    expect(stack.type).to.equal("pulumi:pulumi:Stack");
+    expect(stack.urn).to.equal("urn:pulumi:prod::hastack::pulumi:pulumi:Stack::hastack-prod");
+    expect(stack.outputs).to.include.keys("region", "domain", "services");
+    for (const r of rest) {
+      expect(r).to.include.keys(
+        "urn",
+        "type",
+        "parent",
+        "custom",
+        "protect",
+        "retainOnDelete",
+        "ignoreChanges",
+        "inputs",
+      );
+      expect(r.urn.startsWith("urn:pulumi:prod::hastack::")).to.equal(true);
+      expect(
+        d.deployment.resources.some((p) => p.urn === r.parent),
+        `parent of ${r.urn}`,
+      ).to.equal(true);
+    }
+  });
+
+  it("reads config as the CLI does: namespaced keys, project default namespace, secure values secret", () => {
+    const file = writeStackFile((c) => {
+      c.domain = c["hastack:domain"];
+      delete c["hastack:domain"];
+    });
+    const { config, secretKeys } = readStackConfig(file, readProject(PROJECT_DIR));
+    expect(config["hastack:domain"]).to.equal("kantor-contoh.co.id");
+    expect(JSON.parse(config["hastack:mail"]).active).to.equal("primary");
+    expect(config["hastack:sshPrivateKey"]).to.equal("[secret]");
+    expect(secretKeys).to.deep.equal(["hastack:sshPrivateKey"]);
+  });
+
+  it("never prints a secret's ciphertext or value", async () => {
+    const text = JSON.stringify(await synthProd());
+    expect(text).not.to.contain("v1:Q2hh");
+    expect(text).not.to.match(/mock-[0-9a-f]{24}/); // RandomPassword results
+  });
+
+  for (const service of ["mail", "pbx", "mysql", "nas"]) {
+    it(`flipping hastack:${service}.active changes only switch resources`, async function () {
+      const before = await synthProd();
+      const services = (before.deployment.resources[0].outputs as StackConfigDoc).services;
+      expect(services, "index.ts declares every service").to.have.property(service);
+      const after = await synthProd((c) => (c[`hastack:${service}`].active = "standby"));
+      const changes = diffDeployments(before, after);
+      expect(changes.length, "a flip must change something").to.be.greaterThan(0);
+      const stray = changes.filter((c) => c.op !== "update" || !isSwitchResource(c.urn, c.type));
+      expect(stray, JSON.stringify(stray, null, 1)).to.deep.equal([]);
+    });
+  }
+
+  describe("one migration phase at a time (--previous)", () => {
+    const phaseFile = (phase: number): string =>
+      writeStackFile((c) => (c["hastack:mail"].migration.phase = phase));
+    let dir: string;
+    before(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-phases-"));
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it("steps 0 → 1 → 2 are accepted; 2 → 5 is refused naming steps 3 and 4, nothing written", async () => {
+      let previous = path.join(dir, "p0.json");
+      expect((await synthCli(["--stack", "prod", "--out", previous])).code).to.equal(0);
+      for (const phase of [1, 2]) {
+        const out = path.join(dir, `p${phase}.json`);
+        const r = await synthCli([
+          "--stack",
+          "prod",
+          "--stack-file",
+          phaseFile(phase),
+          "--previous",
+          previous,
+          "--out",
+          out,
+        ]);
+        expect(r.code, r.stderr).to.equal(0);
+        previous = out;
+      }
+      const refused = path.join(dir, "p5.json");
+      const r = await synthCli([
+        "--stack",
+        "prod",
+        "--stack-file",
+        phaseFile(5),
+        "--previous",
+        previous,
+        "--out",
+        refused,
+      ]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(
+        "hastack:mail.migration.phase cannot move from phase 2 to phase 5",
+      );
+      expect(r.stderr).to.contain("step 3 (mailboxes synced old → new)");
+      expect(r.stderr).to.contain("step 4 (new server tested");
+      expect(r.stderr).not.to.match(/\n\s+at /);
+      expect(fs.existsSync(refused)).to.equal(false);
+    });
+  });
+
+  describe("bad input", () => {
+    it("a bad active value exits non-zero naming hastack:mail.active, with no stack trace", async () => {
+      const file = writeStackFile((c) => (c["hastack:mail"].active = "sideways"));
+      const r = await synthCli(["--stack", "prod", "--stack-file", file]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(
+        'hastack:mail.active must be "primary" or "standby", got "sideways"',
+      );
+      expect(r.stderr).not.to.match(/\n\s+at /);
+      expect(r.stdout).to.equal("");
+    });
+    it("an unknown stack names the stacks that exist", async () => {
+      const r = await synthCli(["--stack", "staging"]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain("no stack file");
+      expect(r.stderr).to.contain("(stacks here: prod)");
+    });
+    it("a stack name with a path in it is refused", async () => {
+      const r = await synthCli(["--stack", "../etc/passwd"]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain("--stack must be a stack name");
+    });
+    it("a bad flag exits 2 with usage", async () => {
+      const r = await synthCli(["--stak", "prod"]);
+      expect(r.code).to.equal(2);
+      expect(r.stderr).to.contain('unknown argument "--stak"');
+      expect(r.stderr).to.contain("usage:");
+    });
+    it("a --previous file that is not a deployment is refused by path", async () => {
+      const bad = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hastack-prev-")), "prev.json");
+      fs.writeFileSync(bad, '{"hello": 1}');
+      const r = await synthCli(["--stack", "prod", "--previous", bad]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`${bad}: expected a deployment`);
+    });
+    it("invalid YAML is reported with the file and line", async () => {
+      const file = writeStackFile();
+      fs.writeFileSync(file, "config:\n  hastack:mail: {active: primary\n");
+      const r = await synthCli(["--stack", "prod", "--stack-file", file]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`${file}: not valid YAML`);
+    });
+  });
+});
