@@ -74,3 +74,14 @@ export function envFile(vars: Record<string, string | number | undefined>): stri
       .join("\n") + "\n"
   );
 }
+
+/**
+ * Where cloud-init write_files installs server/lib/hastack.sh (the shell helpers every service
+ * shares); scripts on a server source it from here (see the header of that file).
+ */
+export const HASTACK_LIB_PATH = "/usr/local/lib/hastack/hastack.sh";
+
+/** The write_files entry that installs server/lib/hastack.sh at HASTACK_LIB_PATH. */
+export function hastackLibWriteFile(): { path: string; permissions: string; content: string } {
+  return { path: HASTACK_LIB_PATH, permissions: "0644", content: serverFile("lib/hastack.sh") };
+}
