@@ -9,6 +9,13 @@ import { gzipSync } from "zlib";
 import { stringify } from "yaml";
 import type { PairConfig } from "../lib/config/stack-config";
 import { Dns, internalName } from "./dns";
+import {
+  DEFAULT_BOOT_SECONDS,
+  DEFAULT_TTL_SECONDS,
+  HEALTH_CHECK_INTERVAL_SECONDS,
+  Switchover,
+  estimateRtoSeconds,
+} from "./pair-defaults";
 
 export const Role = { Primary: "primary", Standby: "standby" } as const;
 export type Role = (typeof Role)[keyof typeof Role];
@@ -18,14 +25,15 @@ export function otherRole(role: Role): Role {
   return role === Role.Primary ? Role.Standby : Role.Primary;
 }
 
-export type Switchover = "dns" | "eip";
-
-/** Route 53 probes every 10 s (the "fast" interval): detection = 10 s × failureThreshold. */
-export const HEALTH_CHECK_INTERVAL_SECONDS = 10;
+// Defaults and RTO arithmetic live in pair-defaults.ts (no Pulumi import), shared with lib/impact.
+export {
+  HEALTH_CHECK_INTERVAL_SECONDS,
+  OPERATOR_RESPONSE_SECONDS,
+  Switchover,
+  estimateRtoSeconds,
+} from "./pair-defaults";
 /** Port of the hastack health agent that Route 53 probes in dns mode (see renderHealthAgent). */
 export const HEALTH_AGENT_PORT = 9780;
-/** How long an operator takes to confirm a manual (eip) switch, for RTO estimates. */
-export const OPERATOR_RESPONSE_SECONDS = 900;
 /** SSH and node_exporter: open on every server, from the admin CIDRs only. */
 export const ADMIN_PORTS = [22, 9100] as const;
 /** Where the data volume is mounted on every server. */
@@ -245,8 +253,8 @@ export class ServerPair extends pulumi.ComponentResource {
 
   constructor(name: string, args: ServerPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:server:ServerPair", name, {}, opts);
-    const ttl = args.ttl ?? 60;
-    const bootSeconds = args.bootSeconds ?? 180;
+    const ttl = args.ttl ?? DEFAULT_TTL_SECONDS;
+    const bootSeconds = args.bootSeconds ?? DEFAULT_BOOT_SECONDS;
     const adminPorts = [...new Set([...ADMIN_PORTS, ...(args.adminPorts ?? [])])];
     const peerPorts = args.peerPorts ?? [22];
     const problems = checkServerPairArgs(args);
@@ -687,19 +695,6 @@ export function failoverRecords(active: Role): { side: Role; failover: "PRIMARY"
     { side: active, failover: "PRIMARY" },
     { side: otherRole(active), failover: "SECONDARY" },
   ];
-}
-
-/**
- * Designed recovery time. dns: detection (interval × threshold) plus the record TTL, automatic.
- * eip: detection plus an operator confirming the switch, plus ~30 s to re-associate.
- */
-export function estimateRtoSeconds(o: {
-  switchover: Switchover;
-  ttl: number;
-  failureThreshold: number;
-}): number {
-  const detection = HEALTH_CHECK_INTERVAL_SECONDS * o.failureThreshold;
-  return o.switchover === "dns" ? detection + o.ttl : detection + OPERATOR_RESPONSE_SECONDS + 30;
 }
 
 /** One security-group ingress rule, flattened (one source per rule, as AWS stores them). */

@@ -1,0 +1,48 @@
+// The numbers a server pair is built from and the recovery-time arithmetic over them, in one
+// module without any Pulumi import: components (server-pair.ts) declare resources from them and
+// the impact tool (lib/impact) estimates downtime from them, so the two can never disagree about
+// a default or about how an RTO is computed (issue 10: "one set of defaults").
+
+export type Switchover = "dns" | "eip";
+
+/** Route 53 probes every 10 s (the "fast" interval): detection = 10 s × failureThreshold. */
+export const HEALTH_CHECK_INTERVAL_SECONDS = 10;
+/** Failed probes before Route 53 counts a side as down (hastack:<svc>.healthCheck). */
+export const DEFAULT_FAILURE_THRESHOLD = 3;
+/** TTL of the switch records; at most 60 s so clients follow a failover quickly. */
+export const DEFAULT_TTL_SECONDS = 60;
+/** Upper bound the config and ServerPair accept for the switch records' TTL. */
+export const MAX_SWITCH_TTL_SECONDS = 60;
+/** Seconds from an instance start to the service answering (hastack:<svc>.bootSeconds). */
+export const DEFAULT_BOOT_SECONDS = 180;
+/** How long an operator takes to confirm a manual (eip) switch, for RTO estimates. */
+export const OPERATOR_RESPONSE_SECONDS = 900;
+/** Disassociating and associating an Elastic IP. */
+export const EIP_REASSOCIATION_SECONDS = 30;
+/** How each service follows its active side unless its config says otherwise. */
+export const DEFAULT_SWITCHOVER: Readonly<Record<string, Switchover>> = {
+  mail: "dns",
+  mysql: "dns",
+  pbx: "eip",
+  nas: "dns",
+};
+
+/** Seconds Route 53 needs to declare a side down. */
+export function detectionSeconds(failureThreshold: number): number {
+  return HEALTH_CHECK_INTERVAL_SECONDS * failureThreshold;
+}
+
+/**
+ * Designed recovery time. dns: detection (interval × threshold) plus the record TTL, automatic.
+ * eip: detection plus an operator confirming the switch, plus the re-association.
+ */
+export function estimateRtoSeconds(o: {
+  switchover: Switchover;
+  ttl: number;
+  failureThreshold: number;
+}): number {
+  const detection = detectionSeconds(o.failureThreshold);
+  return o.switchover === "dns"
+    ? detection + o.ttl
+    : detection + OPERATOR_RESPONSE_SECONDS + EIP_REASSOCIATION_SECONDS;
+}
