@@ -48,18 +48,18 @@ import {
 import {
   BACKUP_ENV_DIR,
   BACKUP_ROOT,
-  BACKUP_SCRIPT,
   BACKUP_SCRIPT_PATH,
+  BACKUP_SCRIPT_SOURCE,
   BackupJob,
   DB_BACKUP_USER,
   DB_DEFAULTS_PATH,
-  IS_ACTIVE_SCRIPT,
   IS_ACTIVE_SCRIPT_PATH,
+  IS_ACTIVE_SCRIPT_SOURCE,
   NAS_SSH_KEY_PATH,
-  REPLICATE_SCRIPT,
   REPLICATE_SCRIPT_PATH,
-  SSH_KEYS_SCRIPT,
+  REPLICATE_SCRIPT_SOURCE,
   SSH_KEYS_SCRIPT_PATH,
+  SSH_KEYS_SCRIPT_SOURCE,
   backupJobs,
   jobRpoSeconds,
   renderJobEnv,
@@ -70,6 +70,7 @@ import {
   shellQuote,
   timerSchedule,
 } from "./backup-jobs";
+import { serverFile } from "./server-files";
 
 /** The tag AWS Backup selects on; ServerPair puts it on every data volume. */
 export const BACKUP_TAG = { key: "hastack:backup", value: "true" } as const;
@@ -349,21 +350,8 @@ export function replicationRpoSeconds(): number {
 }
 
 /** Reads the dump account's password from SSM into the MariaDB client options file (0600). */
-export const NAS_DB_CREDENTIALS_SCRIPT = `#!/bin/bash
-# hastack-nas-db-credentials: the dump job's MariaDB credentials from SSM (rendered by components/nas.ts).
-set -euo pipefail
-. "\${NAS_DB_ENV:-/etc/hastack/nas-db.env}"
-pw=""
-for _ in $(seq 1 "\${ATTEMPTS:-30}"); do
-  pw=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$PASSWORD_PARAMETER" \\
-    --query Parameter.Value --output text 2>/dev/null) && [ -n "$pw" ] && break
-  sleep 10
-done
-[ -n "$pw" ] || { echo "hastack-nas-db-credentials: cannot read $PASSWORD_PARAMETER" >&2; exit 1; }
-mkdir -p "$(dirname "$DEFAULTS_FILE")"
-( umask 077; printf '[client]\\nuser=%s\\npassword=%s\\n' "$DB_USER" "$pw" >"$DEFAULTS_FILE.new" )
-mv -f "$DEFAULTS_FILE.new" "$DEFAULTS_FILE"
-`;
+export const NAS_DB_CREDENTIALS_SCRIPT_SOURCE = "nas/hastack-nas-db-credentials.sh";
+export const NAS_DB_CREDENTIALS_SCRIPT_PATH = "/usr/local/sbin/hastack-nas-db-credentials";
 
 /** Inputs of nasCloudConfigParts: one NAS server's view. */
 export interface NasCloudConfigInput {
@@ -395,11 +383,11 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
     fqdn: i.fqdn,
     packages: ["rsync", "python3", "curl", "awscli", "mariadb-client"],
     writeFiles: [
-      file(BACKUP_SCRIPT_PATH, BACKUP_SCRIPT, "0755"),
-      file(REPLICATE_SCRIPT_PATH, REPLICATE_SCRIPT, "0755"),
-      file(IS_ACTIVE_SCRIPT_PATH, IS_ACTIVE_SCRIPT, "0755"),
-      file(SSH_KEYS_SCRIPT_PATH, SSH_KEYS_SCRIPT, "0755"),
-      file("/usr/local/sbin/hastack-nas-db-credentials", NAS_DB_CREDENTIALS_SCRIPT, "0755"),
+      file(BACKUP_SCRIPT_PATH, serverFile(BACKUP_SCRIPT_SOURCE), "0755"),
+      file(REPLICATE_SCRIPT_PATH, serverFile(REPLICATE_SCRIPT_SOURCE), "0755"),
+      file(IS_ACTIVE_SCRIPT_PATH, serverFile(IS_ACTIVE_SCRIPT_SOURCE), "0755"),
+      file(SSH_KEYS_SCRIPT_PATH, serverFile(SSH_KEYS_SCRIPT_SOURCE), "0755"),
+      file(NAS_DB_CREDENTIALS_SCRIPT_PATH, serverFile(NAS_DB_CREDENTIALS_SCRIPT_SOURCE), "0755"),
       file(
         "/etc/hastack/ssh-keys.env",
         renderSshKeysEnv({
@@ -435,7 +423,7 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
     ],
     runcmd: [
       [SSH_KEYS_SCRIPT_PATH, "/etc/hastack/ssh-keys.env"],
-      ["/usr/local/sbin/hastack-nas-db-credentials"],
+      [NAS_DB_CREDENTIALS_SCRIPT_PATH],
       ["install", "-d", "-m", "0700", BACKUP_ROOT],
       ["systemctl", "daemon-reload"],
       [

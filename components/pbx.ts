@@ -22,15 +22,16 @@ import {
   ServiceSummary,
 } from "./server-pair";
 import {
-  IS_ACTIVE_SCRIPT,
   IS_ACTIVE_SCRIPT_PATH,
-  SSH_KEYS_SCRIPT,
+  IS_ACTIVE_SCRIPT_SOURCE,
   SSH_KEYS_SCRIPT_PATH,
+  SSH_KEYS_SCRIPT_SOURCE,
   TEXTFILE_DIR,
   renderSshKeysEnv,
   shellQuote,
   timerSchedule,
 } from "./backup-jobs";
+import { renderServerFile, serverFile } from "./server-files";
 
 /** Connection name shared by res_odbc, odbc.ini and cdr_adaptive_odbc (distinct from FreePBX's own). */
 export const CDR_CONNECTION = "hastack-cdr";
@@ -343,14 +344,10 @@ export function debianMultiarch(instanceType: string): string {
 
 /** /etc/odbcinst.ini: the MariaDB Connector/ODBC driver from Debian's odbc-mariadb. */
 export function renderOdbcinstIni(o: { instanceType: string }): string {
-  return [
-    `[${ODBC_DRIVER_NAME}]`,
-    "Description = MariaDB Connector/ODBC (Unicode), Debian package odbc-mariadb",
-    `Driver = /usr/lib/${debianMultiarch(o.instanceType)}/odbc/libmaodbc.so`,
-    "Threading = 0",
-    "UsageCount = 1",
-    "",
-  ].join("\n");
+  return renderServerFile("pbx/odbcinst.ini", {
+    DRIVER_NAME: ODBC_DRIVER_NAME,
+    MULTIARCH: debianMultiarch(o.instanceType),
+  });
 }
 
 /**
@@ -358,50 +355,32 @@ export function renderOdbcinstIni(o: { instanceType: string }): string {
  * No user or password here: Asterisk passes them from res_odbc.
  */
 export function renderOdbcIni(o: { host: string; port: number; database: string }): string {
-  return [
-    `[${CDR_CONNECTION}]`,
-    `Description = Asterisk CDR on the MySQL pair (${o.host})`,
-    `Driver = ${ODBC_DRIVER_NAME}`,
-    `Server = ${o.host}`,
-    `Port = ${o.port}`,
-    `Database = ${o.database}`,
-    "Charset = utf8mb4",
-    "",
-  ].join("\n");
+  return renderServerFile("pbx/odbc.ini", {
+    CONNECTION: CDR_CONNECTION,
+    DRIVER_NAME: ODBC_DRIVER_NAME,
+    HOST: o.host,
+    PORT: o.port,
+    DATABASE: o.database,
+  });
 }
 
 /**
  * The res_odbc connection. The password is not here: the last line includes the file the boot
  * script writes from the SSM SecureString (Asterisk's #include continues the current section).
+ * negative_connection_cache: after a database failover the old connection is dead, so retry
+ * soon, not never.
  */
 export function renderResOdbcConf(o: { user: string }): string {
-  return [
-    "; hastack: CDR connection to the MySQL pair (rendered by components/pbx.ts)",
-    `[${CDR_CONNECTION}]`,
-    "enabled => yes",
-    `dsn => ${CDR_CONNECTION}`,
-    `username => ${o.user}`,
-    "pre-connect => yes",
-    "sanitysql => select 1",
-    "max_connections => 5",
-    // After a database failover the old connection is dead: retry soon, not never.
-    "negative_connection_cache => 30",
-    `#include "${CDR_PASSWORD_INCLUDE}"`,
-    "",
-  ].join("\n");
+  return renderServerFile("pbx/res_odbc_hastack.conf", {
+    CONNECTION: CDR_CONNECTION,
+    USER: o.user,
+    PASSWORD_INCLUDE: CDR_PASSWORD_INCLUDE,
+  });
 }
 
 /** cdr_adaptive_odbc: every CDR to table `cdr`, Asterisk's `start` stored as FreePBX's `calldate`. */
 export function renderCdrAdaptiveOdbcConf(): string {
-  return [
-    "; hastack: CDRs to the MySQL pair (rendered by components/pbx.ts)",
-    `[${CDR_CONNECTION}]`,
-    `connection => ${CDR_CONNECTION}`,
-    "table => cdr",
-    "alias start => calldate",
-    "usegmtime => no",
-    "",
-  ].join("\n");
+  return renderServerFile("pbx/cdr_adaptive_odbc_hastack.conf", { CONNECTION: CDR_CONNECTION });
 }
 
 /** The file the boot script writes from SSM (exported for tests; never rendered with a real password). */
@@ -542,39 +521,24 @@ export function renderPbxSyncUnits(minutes: number): { path: string; content: st
   return [
     {
       path: "/etc/systemd/system/hastack-pbx-sync.service",
-      content: [
-        "[Unit]",
-        "Description=hastack: push /etc/asterisk and /var/spool/asterisk to the other PBX",
-        "After=network-online.target",
-        "Wants=network-online.target",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        `ExecStart=${PBX_SYNC_SCRIPT_PATH} sync ${PBX_SYNC_ENV_PATH}`,
-        `TimeoutStartSec=${Math.max(minutes * 60 * 4, 3600)}`,
-        "Nice=10",
-        "",
-      ].join("\n"),
+      content: renderServerFile("pbx/hastack-pbx-sync.service", {
+        SYNC_SCRIPT_PATH: PBX_SYNC_SCRIPT_PATH,
+        ENV_FILE: PBX_SYNC_ENV_PATH,
+        TIMEOUT_SECONDS: Math.max(minutes * 60 * 4, 3600),
+      }),
     },
     {
       path: "/etc/systemd/system/hastack-pbx-sync.timer",
-      content: [
-        "[Unit]",
-        `Description=hastack: PBX sync every ${minutes} min (the PBX RPO)`,
-        "",
-        "[Timer]",
-        ...timerSchedule(minutes),
-        "",
-        "[Install]",
-        "WantedBy=timers.target",
-        "",
-      ].join("\n"),
+      content: renderServerFile("pbx/hastack-pbx-sync.timer", {
+        MINUTES: minutes,
+        SCHEDULE: timerSchedule(minutes).join("\n"),
+      }),
     },
   ];
 }
 
 /**
- * `hastack-pbx-sync sync|final|check ENV`.
+ * `hastack-pbx-sync sync|final|check ENV` (server/pbx/hastack-pbx-sync.sh).
  *  - sync: timer run; pushes only from the active server (the service name resolves to it), so
  *    after a failover the standby pushes back to the primary without anyone changing a file.
  *  - final: the reverse sync before a fallback (or a planned switch): push regardless of the
@@ -583,79 +547,7 @@ export function renderPbxSyncUnits(minutes: number): { path: string; content: st
  * --partial-dir keeps a half-sent recording so the next run resumes it; --delete-after removes
  * files deleted here only after everything else arrived, so an interrupted run never deletes.
  */
-export const PBX_SYNC_SCRIPT = `#!/bin/bash
-# hastack-pbx-sync sync|final|check ENV: push Asterisk config and spool to the other PBX.
-# Rendered by components/pbx.ts; test/sync.test.ts runs this same text against real rsync.
-set -euo pipefail
-cmd=\${1:-}
-env_file=\${2:-}
-log() { echo "hastack-pbx-sync: $*" >&2; }
-[ -n "$cmd" ] && [ -r "$env_file" ] || { log "usage: hastack-pbx-sync sync|final|check ENV"; exit 2; }
-# shellcheck disable=SC1090
-. "$env_file"
-: "\${PEER:?}" "\${PEER_SIDE:?}" "\${SYNC_ROOT:?}" "\${PEER_ROOT:?}" "\${SYNC_PATHS:?}" "\${RSYNC_RSH:?}"
-
-active() {
-  case "\${ACTIVE_CHECK:-dns}" in
-    always) return 0 ;;
-    never) return 1 ;;
-    dns) ${IS_ACTIVE_SCRIPT_PATH} "$SERVICE_NAME" ;;
-    *) log "ACTIVE_CHECK must be dns, always or never"; exit 2 ;;
-  esac
-}
-
-push() { # extra rsync options...
-  local paths=() excl=() p e
-  cd "$SYNC_ROOT"
-  for p in $SYNC_PATHS; do [ -e "$p" ] && paths+=("$p"); done
-  [ "\${#paths[@]}" -gt 0 ] || { log "nothing to sync under $SYNC_ROOT ($SYNC_PATHS)"; return 0; }
-  for e in \${EXCLUDES:-}; do excl+=(--exclude="$e"); done
-  rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="\${RSYNC_TIMEOUT:-600}" \\
-    \${BWLIMIT:+--bwlimit="$BWLIMIT"} \${RSYNC_OPTS:-} "\${excl[@]}" -e "$RSYNC_RSH" "$@" "\${paths[@]}" "$PEER:$PEER_ROOT/"
-}
-
-# Success metric for monitoring (docs/outputs.md): replication to PEER_SIDE is current as of now.
-# Written atomically; a metric that cannot be written never fails the sync.
-metric() {
-  local dir=\${TEXTFILE_DIR:-${TEXTFILE_DIR}} tmp
-  { mkdir -p "$dir" && tmp=$(mktemp "$dir/.hastack.XXXXXX") &&
-    printf 'hastack_replication_last_success_timestamp_seconds{service="pbx",side="%s"} %s\\n' "$PEER_SIDE" "$(date +%s)" >"$tmp" &&
-    chmod 0644 "$tmp" && mv -f "$tmp" "$dir/hastack_replication_pbx.prom"; } || log "could not write the metric to $dir"
-}
-
-check() {
-  local diff
-  diff=$(push --dry-run --itemize-changes)
-  if [ -n "$diff" ]; then
-    log "$PEER differs from this server:"
-    printf '%s\\n' "$diff" | head -n 20 >&2
-    return 3
-  fi
-  log "$PEER holds exactly what this server holds"
-}
-
-exec 9>"\${LOCK_FILE:-/run/hastack-pbx-sync.lock}"
-flock -w "\${LOCK_WAIT_SECONDS:-600}" 9 || { log "another sync is still running"; exit 1; }
-case "$cmd" in
-  sync)
-    if ! active; then
-      log "not the active PBX ($SERVICE_NAME points elsewhere): nothing to push"
-      exit 0
-    fi
-    started=$(date +%s)
-    push
-    metric
-    log "pushed to $PEER in $(($(date +%s) - started)) s"
-    ;;
-  final)
-    push
-    check
-    metric
-    ;;
-  check) check ;;
-  *) log "unknown command $cmd (sync, final, check)"; exit 2 ;;
-esac
-`;
+export const PBX_SYNC_SCRIPT_SOURCE = "pbx/hastack-pbx-sync.sh";
 
 /** The FreePBX install step's config: skip when the AMI has Asterisk, else a pinned installer. */
 export function renderPbxInstallEnv(installer?: { url: string; sha256: string }): string {
@@ -667,65 +559,22 @@ export function renderPbxInstallEnv(installer?: { url: string; sha256: string })
 }
 
 /**
- * FreePBX-style install. Debian 12 ships no Asterisk package, so either the pinned AMI already
- * carries Asterisk/FreePBX (preferred: nothing downloaded at boot) or the configured installer
- * (e.g. FreePBX 17's sng_freepbx_debian_install.sh) is fetched and run only if its sha256
- * matches: an unpinned script piped to a root shell is never run.
+ * FreePBX-style install (server/pbx/hastack-pbx-install.sh). Debian 12 ships no Asterisk
+ * package, so either the pinned AMI already carries Asterisk/FreePBX (preferred: nothing
+ * downloaded at boot) or the configured installer (e.g. FreePBX 17's
+ * sng_freepbx_debian_install.sh) is fetched and run only if its sha256 matches: an unpinned
+ * script piped to a root shell is never run.
  */
-export const PBX_INSTALL_SCRIPT = `#!/bin/bash
-# hastack-pbx-install: make sure Asterisk/FreePBX is installed (rendered by components/pbx.ts).
-set -euo pipefail
-. /etc/hastack/pbx-install.env
-if [ -x /usr/sbin/asterisk ]; then
-  echo "hastack-pbx-install: Asterisk present ($(/usr/sbin/asterisk -V 2>/dev/null || echo unknown version))"
-  exit 0
-fi
-if [ -z "\${INSTALLER_URL:-}" ] || [ -z "\${INSTALLER_SHA256:-}" ]; then
-  echo "hastack-pbx-install: no Asterisk on this AMI and no hastack:pbx.installer {url, sha256}: bake FreePBX into hastack:pbx.ami or pin an installer" >&2
-  exit 1
-fi
-installer=/root/hastack-freepbx-install.sh
-curl -fsSL --retry 5 --max-time 600 -o "$installer" "$INSTALLER_URL"
-echo "$INSTALLER_SHA256  $installer" | sha256sum --strict -c - || { echo "hastack-pbx-install: installer checksum mismatch, not running it" >&2; exit 1; }
-bash "$installer"
-`;
+export const PBX_INSTALL_SCRIPT_SOURCE = "pbx/hastack-pbx-install.sh";
 
 /**
- * Installs the CDR connection into Asterisk: the rendered files into /etc/asterisk, #include
- * lines in res_odbc.conf and cdr_adaptive_odbc.conf (FreePBX keeps those as include lists),
- * and the password from the SSM SecureString into a root:asterisk 0640 file outside
- * /etc/asterisk. Retries while the parameter or Asterisk is not there yet.
+ * Installs the CDR connection into Asterisk (server/pbx/hastack-pbx-cdr-setup.sh): the
+ * rendered files into /etc/asterisk, #include lines in res_odbc.conf and cdr_adaptive_odbc.conf
+ * (FreePBX keeps those as include lists), and the password from the SSM SecureString into a
+ * root:asterisk 0640 file outside /etc/asterisk. Retries while the parameter or Asterisk is not
+ * there yet.
  */
-export const PBX_CDR_SETUP_SCRIPT = `#!/bin/bash
-# hastack-pbx-cdr-setup: CDRs to the MySQL pair (rendered by components/pbx.ts).
-set -euo pipefail
-. "\${PBX_CDR_ENV:-/etc/hastack/pbx-cdr.env}"
-etc=\${ASTERISK_ETC:-/etc/asterisk}
-rendered=\${RENDERED_DIR:-/etc/hastack/pbx}
-[ -d "$etc" ] || { echo "hastack-pbx-cdr-setup: $etc missing (Asterisk not installed)" >&2; exit 1; }
-pw=""
-for _ in $(seq 1 60); do
-  pw=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$PASSWORD_PARAMETER" \\
-    --query Parameter.Value --output text 2>/dev/null) && [ -n "$pw" ] && break
-  sleep 10
-done
-[ -n "$pw" ] || { echo "hastack-pbx-cdr-setup: cannot read $PASSWORD_PARAMETER" >&2; exit 1; }
-mkdir -p "$(dirname "$PASSWORD_INCLUDE")"
-( umask 027; printf 'password => %s\\n' "$pw" >"$PASSWORD_INCLUDE.new" )
-chgrp asterisk "$PASSWORD_INCLUDE.new" 2>/dev/null || true
-mv -f "$PASSWORD_INCLUDE.new" "$PASSWORD_INCLUDE"
-install -m 0644 "$rendered/res_odbc_hastack.conf" "$rendered/cdr_adaptive_odbc_hastack.conf" "$etc/"
-for f in res_odbc cdr_adaptive_odbc; do
-  line="#include \\"\${f}_hastack.conf\\""
-  touch "$etc/$f.conf"
-  grep -qxF "$line" "$etc/$f.conf" || printf '%s\\n' "$line" >>"$etc/$f.conf"
-done
-if [ -S /var/run/asterisk/asterisk.ctl ]; then
-  asterisk -rx 'module reload res_odbc.so' || true
-  asterisk -rx 'module reload cdr_adaptive_odbc.so' || true
-fi
-echo "hastack-pbx-cdr-setup: CDRs go to $DSN_HOST via ODBC DSN ${CDR_CONNECTION}"
-`;
+export const PBX_CDR_SETUP_SCRIPT_SOURCE = "pbx/hastack-pbx-cdr-setup.sh";
 
 /** Inputs of pbxCloudConfigParts: one side's view of the pair. */
 export interface PbxCloudConfigInput {
@@ -760,7 +609,7 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       {
         path: "/usr/local/sbin/hastack-pbx-install",
         permissions: "0755",
-        content: PBX_INSTALL_SCRIPT,
+        content: serverFile(PBX_INSTALL_SCRIPT_SOURCE),
       },
       {
         path: "/etc/hastack/pbx-install.env",
@@ -790,7 +639,10 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       {
         path: "/etc/hastack/pbx/rtp_hastack.conf",
         permissions: "0644",
-        content: `; hastack: RTP range the security group opens\n[general]\nrtpstart=${i.rtpPorts.from}\nrtpend=${i.rtpPorts.to}\n`,
+        content: renderServerFile("pbx/rtp_hastack.conf", {
+          RTP_START: i.rtpPorts.from,
+          RTP_END: i.rtpPorts.to,
+        }),
       },
       {
         path: "/etc/hastack/pbx-cdr.env",
@@ -806,10 +658,18 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       {
         path: "/usr/local/sbin/hastack-pbx-cdr-setup",
         permissions: "0755",
-        content: PBX_CDR_SETUP_SCRIPT,
+        content: serverFile(PBX_CDR_SETUP_SCRIPT_SOURCE),
       },
-      { path: IS_ACTIVE_SCRIPT_PATH, permissions: "0755", content: IS_ACTIVE_SCRIPT },
-      { path: SSH_KEYS_SCRIPT_PATH, permissions: "0755", content: SSH_KEYS_SCRIPT },
+      {
+        path: IS_ACTIVE_SCRIPT_PATH,
+        permissions: "0755",
+        content: serverFile(IS_ACTIVE_SCRIPT_SOURCE),
+      },
+      {
+        path: SSH_KEYS_SCRIPT_PATH,
+        permissions: "0755",
+        content: serverFile(SSH_KEYS_SCRIPT_SOURCE),
+      },
       {
         path: "/etc/hastack/ssh-keys.env",
         permissions: "0644",
@@ -824,7 +684,11 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
           ],
         }),
       },
-      { path: PBX_SYNC_SCRIPT_PATH, permissions: "0755", content: PBX_SYNC_SCRIPT },
+      {
+        path: PBX_SYNC_SCRIPT_PATH,
+        permissions: "0755",
+        content: serverFile(PBX_SYNC_SCRIPT_SOURCE),
+      },
       {
         path: PBX_SYNC_ENV_PATH,
         permissions: "0644",

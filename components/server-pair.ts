@@ -16,6 +16,7 @@ import {
   Switchover,
   estimateRtoSeconds,
 } from "./pair-defaults";
+import { renderServerFile, serverFile } from "./server-files";
 
 export const Role = { Primary: "primary", Standby: "standby" } as const;
 export type Role = (typeof Role)[keyof typeof Role];
@@ -850,9 +851,10 @@ export function renderCloudConfig(parts: CloudConfigParts): string {
     {
       path: "/usr/local/sbin/hastack-mount-data",
       permissions: "0755",
-      content: MOUNT_DATA_SCRIPT,
+      // Formats the data volume only when it holds no filesystem, then mounts it at DATA_MOUNT.
+      content: serverFile("common/hastack-mount-data.sh"),
     },
-    ...SECONDARY_IP_FILES,
+    ...secondaryIpFiles(),
     ...(parts.healthAgent ? renderHealthAgent(parts.healthAgent) : []),
     ...(parts.writeFiles ?? []),
   ];
@@ -900,64 +902,34 @@ export function renderHealthAgent(o: {
   failureThreshold: number;
 }): { path: string; content: string; permissions: string }[] {
   return [
-    { path: "/usr/local/sbin/hastack-health-agent", permissions: "0755", content: HEALTH_AGENT_PY },
+    {
+      path: "/usr/local/sbin/hastack-health-agent",
+      permissions: "0755",
+      content: serverFile("common/hastack-health-agent.py"),
+    },
     {
       path: "/etc/default/hastack-health-agent",
       permissions: "0644",
-      content:
-        `HASTACK_AGENT_PORT=${HEALTH_AGENT_PORT}\n` +
-        `HASTACK_SERVICE_PORT=${o.servicePort}\n` +
-        `HASTACK_FAIL_LIMIT=${o.failureThreshold}\n`,
+      content: renderServerFile("common/hastack-health-agent.env", {
+        AGENT_PORT: HEALTH_AGENT_PORT,
+        SERVICE_PORT: o.servicePort,
+        FAIL_LIMIT: o.failureThreshold,
+      }),
     },
     {
       path: "/etc/systemd/system/hastack-health-agent.service",
       permissions: "0644",
-      content: [
-        "[Unit]",
-        "Description=hastack health agent (Route 53 health check target, fencing)",
-        "After=network-online.target hastack-fence-on-boot.service",
-        "",
-        "[Service]",
-        "EnvironmentFile=/etc/default/hastack-health-agent",
-        "ExecStart=/usr/local/sbin/hastack-health-agent",
-        "Restart=always",
-        "RestartSec=2",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-      ].join("\n"),
+      content: serverFile("common/hastack-health-agent.service"),
     },
     {
       path: "/etc/systemd/system/hastack-fence-on-boot.service",
       permissions: "0644",
-      content: [
-        "[Unit]",
-        "Description=hastack: fence this server on every boot after the first",
-        "Before=hastack-health-agent.service",
-        "ConditionPathExists=/var/lib/hastack/provisioned",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        "ExecStart=/bin/sh -c 'echo \"fenced at boot $(date -u +%%FT%%TZ)\" > /var/lib/hastack/fenced'",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-      ].join("\n"),
+      content: serverFile("common/hastack-fence-on-boot.service"),
     },
     {
       path: "/usr/local/sbin/hastack-unfence",
       permissions: "0755",
-      content: [
-        "#!/bin/sh",
-        "# Run only after this server's data has been synced back from the active side.",
-        "set -eu",
-        'rm -f "${HASTACK_FENCE_FILE:-/var/lib/hastack/fenced}"',
-        'logger -t hastack "unfenced by ${SUDO_USER:-root}" 2>/dev/null || true',
-        'echo "unfenced: Route 53 will see this server healthy within a few checks"',
-        "",
-      ].join("\n"),
+      content: serverFile("common/hastack-unfence.sh"),
     },
   ];
 }
@@ -966,133 +938,17 @@ export function renderHealthAgent(o: {
  * EC2's DHCP hands out only the primary private IP; the secondary one (where the service EIP
  * lands in eip mode) is read from the instance metadata (IMDSv2) and added at every boot.
  */
-const SECONDARY_IP_FILES = [
-  {
-    path: "/usr/local/sbin/hastack-secondary-ips",
-    permissions: "0755",
-    content: `#!/bin/sh
-# Adds this interface's secondary private IPv4 addresses, read from IMDSv2.
-set -eu
-imds=http://169.254.169.254/latest
-token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$imds/api/token")
-md() { curl -sf -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/$1"; }
-mac=$(md mac)
-primary=$(md local-ipv4)
-prefix=$(md "network/interfaces/macs/$mac/subnet-ipv4-cidr-block" | cut -d/ -f2)
-dev=$(ip -o link | awk -v mac="$mac" 'index($0, mac) { sub(":", "", $2); print $2; exit }')
-for addr in $(md "network/interfaces/macs/$mac/local-ipv4s"); do
-  [ "$addr" = "$primary" ] || ip addr replace "$addr/$prefix" dev "$dev"
-done
-`,
-  },
-  {
-    path: "/etc/systemd/system/hastack-secondary-ips.service",
-    permissions: "0644",
-    content: [
-      "[Unit]",
-      "Description=hastack: configure the secondary private IP (service EIP target)",
-      "After=network-online.target",
-      "Wants=network-online.target",
-      "",
-      "[Service]",
-      "Type=oneshot",
-      "RemainAfterExit=yes",
-      "ExecStart=/usr/local/sbin/hastack-secondary-ips",
-      "",
-      "[Install]",
-      "WantedBy=multi-user.target",
-      "",
-    ].join("\n"),
-  },
-];
-
-const MOUNT_DATA_SCRIPT = `#!/bin/sh
-# Formats the data volume only when it holds no filesystem, then mounts it at ${DATA_MOUNT}.
-set -eu
-mkdir -p /var/lib/hastack ${DATA_MOUNT}
-if grep -q ' ${DATA_MOUNT} ' /proc/mounts; then exit 0; fi
-root_disk=$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")
-dev=""
-i=0
-while [ "$i" -lt 60 ]; do
-  dev=$(lsblk -dpno NAME,TYPE | awk '$2 == "disk" { print $1 }' | grep -v "/dev/$root_disk\\$" | head -n 1 || true)
-  [ -n "$dev" ] && break
-  i=$((i + 1))
-  sleep 5
-done
-[ -n "$dev" ] || { echo "hastack: data volume not attached after 300 s" >&2; exit 1; }
-blkid "$dev" >/dev/null 2>&1 || mkfs.ext4 -q -L hastack-data "$dev"
-grep -q 'LABEL=hastack-data' /etc/fstab || echo 'LABEL=hastack-data ${DATA_MOUNT} ext4 defaults,nofail 0 2' >> /etc/fstab
-mount ${DATA_MOUNT}
-`;
-
-const HEALTH_AGENT_PY = `#!/usr/bin/env python3
-"""hastack health agent: the target of this server's Route 53 health check (dns switchover).
-
-200 only while the service port answers on 127.0.0.1 and the server is not fenced. After
-HASTACK_FAIL_LIMIT consecutive failed local checks it writes the fence file, so once Route 53
-has failed over, this server stays unhealthy until an operator runs hastack-unfence after the
-data has been synced back. Fallback is a decision, never an accident."""
-import http.server
-import os
-import socket
-import threading
-import time
-
-AGENT_PORT = int(os.environ.get("HASTACK_AGENT_PORT", "9780"))
-AGENT_HOST = os.environ.get("HASTACK_AGENT_HOST", "0.0.0.0")
-SERVICE_PORT = int(os.environ["HASTACK_SERVICE_PORT"])
-FAIL_LIMIT = int(os.environ.get("HASTACK_FAIL_LIMIT", "3"))
-INTERVAL = float(os.environ.get("HASTACK_CHECK_INTERVAL", "10"))
-FENCE = os.environ.get("HASTACK_FENCE_FILE", "/var/lib/hastack/fenced")
-failures = 0
-
-
-def service_up():
-    try:
-        with socket.create_connection(("127.0.0.1", SERVICE_PORT), timeout=3):
-            return True
-    except OSError:
-        return False
-
-
-def fence(reason):
-    os.makedirs(os.path.dirname(FENCE), exist_ok=True)
-    with open(FENCE, "w") as f:
-        f.write("%s at %s\\n" % (reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-
-
-def watch():
-    global failures
-    while True:
-        if service_up():
-            failures = 0
-        else:
-            failures += 1
-            if failures >= FAIL_LIMIT and not os.path.exists(FENCE):
-                fence("fenced after %d failed checks of port %d" % (failures, SERVICE_PORT))
-        time.sleep(INTERVAL)
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if os.path.exists(FENCE):
-            code, body = 503, "fenced: sync data back, then run hastack-unfence\\n"
-        elif not service_up():
-            code, body = 503, "service port %d not answering\\n" % SERVICE_PORT
-        else:
-            code, body = 200, "ok\\n"
-        data = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-threading.Thread(target=watch, daemon=True).start()
-http.server.ThreadingHTTPServer((AGENT_HOST, AGENT_PORT), Handler).serve_forever()
-`;
+function secondaryIpFiles(): { path: string; content: string; permissions: string }[] {
+  return [
+    {
+      path: "/usr/local/sbin/hastack-secondary-ips",
+      permissions: "0755",
+      content: serverFile("common/hastack-secondary-ips.sh"),
+    },
+    {
+      path: "/etc/systemd/system/hastack-secondary-ips.service",
+      permissions: "0644",
+      content: serverFile("common/hastack-secondary-ips.service"),
+    },
+  ];
+}

@@ -1,5 +1,5 @@
 // The `backup` drill behind `npm run rehearse -- backup`: on loopback, with the exact scripts the
-// stack puts on the NAS (components/backup-jobs.ts), back up a real MariaDB with data, a Maildir
+// stack puts on the NAS (server/nas/, rendered by components/backup-jobs.ts), back up a real MariaDB with data, a Maildir
 // tree and an Asterisk config + spool tree to a "primary NAS" directory, replicate it to a
 // "standby NAS" directory, restore everything from the standby into fresh places (a fresh
 // MariaDB server for the dump) and compare checksums with the source. Only the transport is
@@ -12,9 +12,9 @@ import * as os from "os";
 import * as path from "path";
 import { Drill, DrillUsageError, findBinary, freePort, runDrill } from "./drill";
 import {
-  BACKUP_SCRIPT,
+  BACKUP_SCRIPT_SOURCE,
   BackupJob,
-  REPLICATE_SCRIPT,
+  REPLICATE_SCRIPT_SOURCE,
   backupJobs,
   renderBackupUserSql,
   renderDbClientDefaults,
@@ -22,6 +22,7 @@ import {
   renderReplicateEnv,
 } from "../../components/backup-jobs";
 import { renderCdrTableSql } from "../../components/pbx";
+import { SERVER_DIR } from "../../components/server-files";
 
 export interface RehearseBackupOptions {
   /** Work directory (created; removed afterwards unless keep). Defaults to a new temp dir. */
@@ -422,8 +423,9 @@ function layout(work: string): Layout {
   return {
     bin,
     etc,
-    backupScript: path.join(bin, "hastack-backup"),
-    replicateScript: path.join(bin, "hastack-nas-replicate"),
+    // The very files the stack installs on the NAS, run in place from the package.
+    backupScript: path.join(SERVER_DIR, BACKUP_SCRIPT_SOURCE),
+    replicateScript: path.join(SERVER_DIR, REPLICATE_SCRIPT_SOURCE),
     shim: path.join(bin, "rsh-rrsync"),
     dbDefaults: path.join(etc, "mysql-client.cnf"),
     replicateEnv: path.join(etc, "replicate.env"),
@@ -450,8 +452,6 @@ SSH_ORIGINAL_COMMAND="$*" exec rrsync -"$mode" /
 `;
 
 function installScripts(dirs: Layout): void {
-  fs.writeFileSync(dirs.backupScript, BACKUP_SCRIPT, { mode: 0o755 });
-  fs.writeFileSync(dirs.replicateScript, REPLICATE_SCRIPT, { mode: 0o755 });
   fs.writeFileSync(dirs.shim, RRSYNC_SHIM, { mode: 0o755 });
 }
 

@@ -8,9 +8,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import {
-  BACKUP_SCRIPT,
+  BACKUP_SCRIPT_SOURCE,
   BackupJob,
-  REPLICATE_SCRIPT,
+  REPLICATE_SCRIPT_SOURCE,
   backupJobs,
   jobRpoSeconds,
   renderBackupUserSql,
@@ -20,6 +20,7 @@ import {
   shellQuote,
   timerSchedule,
 } from "../../components/backup-jobs";
+import { SERVER_DIR } from "../../components/server-files";
 import { RRSYNC_SHIM, compareTrees, hashTree, requireTools, run } from "../../lib/rehearse/backup";
 
 const input = {
@@ -124,6 +125,8 @@ describe("renderJobEnv / shellQuote", () => {
   });
 });
 
+const replicateScript = path.join(SERVER_DIR, REPLICATE_SCRIPT_SOURCE);
+
 describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", function () {
   this.timeout(60_000);
   let tmp: string;
@@ -149,9 +152,8 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
         crypto.randomBytes(3000),
       );
     }
-    backup = path.join(tmp, "hastack-backup");
-    fs.writeFileSync(backup, BACKUP_SCRIPT, { mode: 0o755 });
-    fs.writeFileSync(path.join(tmp, "hastack-nas-replicate"), REPLICATE_SCRIPT, { mode: 0o755 });
+    // The very files the stack installs on the NAS, run in place.
+    backup = path.join(SERVER_DIR, BACKUP_SCRIPT_SOURCE);
     fs.writeFileSync(path.join(tmp, "rsh"), RRSYNC_SHIM, { mode: 0o755 });
     job = backupJobs(input)[0];
     writeEnvs("always", source);
@@ -169,7 +171,7 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
         sourceHost: "mail",
         sourcePath,
         replicateEnvFile: path.join(tmp, "replicate.env"),
-        replicateCommand: path.join(tmp, "hastack-nas-replicate"),
+        replicateCommand: replicateScript,
         textfileDir: path.join(tmp, "metrics"),
       }),
     );
@@ -266,7 +268,7 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
     expect(fs.readlinkSync(path.join(nas, job.name, "latest"))).to.equal("20240501T000000Z");
     expect(fs.existsSync(path.join(nas, job.name, ".incoming"))).to.equal(true);
     // Replication never carries a run in progress.
-    await run("bash", [path.join(tmp, "hastack-nas-replicate"), path.join(tmp, "replicate.env")], {
+    await run("bash", [replicateScript, path.join(tmp, "replicate.env")], {
       deadline: Date.now() + 30_000,
     });
     expect(fs.existsSync(path.join(standby, job.name, ".incoming"))).to.equal(false);

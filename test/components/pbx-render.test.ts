@@ -18,9 +18,9 @@ import {
   FREEPBX_CDR_VARIABLES,
   ODBC_DRIVER_NAME,
   PBX_ADMIN_PORTS,
-  PBX_CDR_SETUP_SCRIPT,
-  PBX_INSTALL_SCRIPT,
-  PBX_SYNC_SCRIPT,
+  PBX_CDR_SETUP_SCRIPT_SOURCE,
+  PBX_INSTALL_SCRIPT_SOURCE,
+  PBX_SYNC_SCRIPT_SOURCE,
   debianMultiarch,
   pbxCloudConfigParts,
   pbxRtoSeconds,
@@ -32,7 +32,12 @@ import {
   renderResOdbcConf,
   sipSrvRecords,
 } from "../../components/pbx";
-import { IS_ACTIVE_SCRIPT, SSH_KEYS_SCRIPT, renderSshKeysEnv } from "../../components/backup-jobs";
+import {
+  IS_ACTIVE_SCRIPT_SOURCE,
+  SSH_KEYS_SCRIPT_SOURCE,
+  renderSshKeysEnv,
+} from "../../components/backup-jobs";
+import { SERVER_DIR } from "../../components/server-files";
 import { renderCloudConfig } from "../../components/server-pair";
 import { MariadbServer, requireTools, run, startMariadb } from "../../lib/rehearse/backup";
 
@@ -227,16 +232,16 @@ esac
   });
   afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  it("all rendered scripts are valid bash", async () => {
-    for (const [name, text] of Object.entries({
-      PBX_SYNC_SCRIPT,
-      PBX_INSTALL_SCRIPT,
-      PBX_CDR_SETUP_SCRIPT,
-      SSH_KEYS_SCRIPT,
-      IS_ACTIVE_SCRIPT,
-    })) {
-      const r = await run("bash", ["-n"], { input: text });
-      expect(r.code, `${name}: ${r.stderr}`).to.equal(0);
+  it("every PBX server script is valid bash", async () => {
+    for (const rel of [
+      PBX_SYNC_SCRIPT_SOURCE,
+      PBX_INSTALL_SCRIPT_SOURCE,
+      PBX_CDR_SETUP_SCRIPT_SOURCE,
+      SSH_KEYS_SCRIPT_SOURCE,
+      IS_ACTIVE_SCRIPT_SOURCE,
+    ]) {
+      const r = await run("bash", ["-n", path.join(SERVER_DIR, rel)]);
+      expect(r.code, `${rel}: ${r.stderr}`).to.equal(0);
     }
   });
 
@@ -266,7 +271,7 @@ esac
       RENDERED_DIR: rendered,
     };
     for (let i = 0; i < 2; i++) {
-      const r = await run("bash", ["-c", PBX_CDR_SETUP_SCRIPT], {
+      const r = await run("bash", [path.join(SERVER_DIR, PBX_CDR_SETUP_SCRIPT_SOURCE)], {
         env,
         deadline: Date.now() + 20_000,
       });
@@ -306,7 +311,9 @@ esac
     );
     const env = { PATH: `${path.join(tmp, "bin")}:${process.env.PATH}`, SSH_DIR: sshDir };
     for (let i = 0; i < 2; i++) {
-      const r = await run("bash", ["-c", SSH_KEYS_SCRIPT, "hastack-ssh-keys", envFile], { env });
+      const r = await run("bash", [path.join(SERVER_DIR, SSH_KEYS_SCRIPT_SOURCE), envFile], {
+        env,
+      });
       expect(r.code, r.stderr).to.equal(0);
     }
     expect(fs.statSync(path.join(sshDir, "sync")).mode & 0o777).to.equal(0o600);

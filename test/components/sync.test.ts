@@ -7,7 +7,8 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PBX_SYNC_SCRIPT, renderPbxSyncEnv } from "../../components/pbx";
+import { PBX_SYNC_SCRIPT_SOURCE, renderPbxSyncEnv } from "../../components/pbx";
+import { SERVER_DIR } from "../../components/server-files";
 import { RRSYNC_SHIM, compareTrees, hashTree, requireTools, run } from "../../lib/rehearse/backup";
 
 function groupAlive(pgid: number): boolean {
@@ -38,8 +39,8 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     src = path.join(tmp, "pbx1");
     peer = path.join(tmp, "pbx2");
     fs.mkdirSync(peer);
-    script = path.join(tmp, "hastack-pbx-sync");
-    fs.writeFileSync(script, PBX_SYNC_SCRIPT, { mode: 0o755 });
+    // The very file the stack installs, run in place.
+    script = path.join(SERVER_DIR, PBX_SYNC_SCRIPT_SOURCE);
     fs.writeFileSync(path.join(tmp, "rsh-rrsync"), RRSYNC_SHIM, { mode: 0o755 });
     writeEnv("always");
     const put = (rel: string, content: string | Buffer): void => {

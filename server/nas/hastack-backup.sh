@@ -1,0 +1,163 @@
+#!/bin/bash
+# hastack-backup: one NAS backup job. Rendered by components/backup-jobs.ts; systemd runs it on
+# the NAS, `npm run rehearse -- backup` runs the same file on loopback.
+#   hastack-backup run     JOB.env                 take a snapshot (no-op unless this NAS is active)
+#   hastack-backup prune   JOB.env                 drop snapshots older than RETENTION_DAYS (never latest)
+#   hastack-backup verify  JOB.env [SNAPSHOT]      check a snapshot against its MANIFEST
+#   hastack-backup restore JOB.env SNAPSHOT [DEST] rsync job: copy to DEST and verify;
+#                                                  dump job: load into RESTORE_DB_HOST:RESTORE_DB_PORT
+set -euo pipefail
+umask 077
+
+die() { echo "hastack-backup${JOB:+[$JOB]}: $*" >&2; exit 1; }
+log() { echo "hastack-backup[$JOB]: $*" >&2; }
+
+cmd=${1:-}
+env_file=${2:-}
+[ -n "$cmd" ] && [ -r "$env_file" ] || die "usage: hastack-backup run|prune|verify|restore JOB.env [SNAPSHOT] [DEST]"
+# shellcheck disable=SC1090
+. "$env_file"
+: "${JOB:?JOB missing in $env_file}" "${KIND:?KIND missing}" "${BACKUP_ROOT:?}" "${RETENTION_DAYS:?}"
+job_dir=$BACKUP_ROOT/$JOB
+now=${HASTACK_NOW:-$(date -u +%s)}
+
+active() {
+  case "${ACTIVE_CHECK:-dns}" in
+    always) return 0 ;;
+    never) return 1 ;;
+    dns) /usr/local/sbin/hastack-is-active "$SERVICE_NAME" ;;
+    *) die "ACTIVE_CHECK must be dns, always or never, got $ACTIVE_CHECK" ;;
+  esac
+}
+
+pull_rsync() {
+  mkdir -p "$job_dir/.incoming/data"
+  local link=() excl=() rc=0
+  [ -d "$job_dir/latest/data" ] && link=(--link-dest="$job_dir/latest/data")
+  for e in ${EXCLUDES:-}; do excl+=(--exclude="$e"); done
+  # .incoming survives an interrupted run and --partial-dir keeps a half-copied file, so the
+  # next run resumes instead of starting over; --delete drops what the source no longer has.
+  rsync -aH --numeric-ids --delete --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
+    ${BWLIMIT:+--bwlimit="$BWLIMIT"} ${RSYNC_OPTS:-} "${link[@]}" "${excl[@]}" -e "$RSYNC_RSH" \
+    "$SOURCE_HOST:$SOURCE_PATH/" "$job_dir/.incoming/data/" || rc=$?
+  # 24 = some files vanished while copying (mail expunged, recording moved): each file copied
+  # is still whole, and the next run picks up the change.
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 24 ] || die "rsync from $SOURCE_HOST:$SOURCE_PATH failed (exit $rc); .incoming kept, the next run resumes"
+}
+
+dump_db() {
+  mkdir -p "$job_dir/.incoming/data"
+  local out=$job_dir/.incoming/data/$JOB.sql.gz
+  # --single-transaction: one consistent InnoDB snapshot without blocking writers.
+  # --gtid --master-data=2: the GTID position as a comment, so a dump can seed a new replica.
+  # shellcheck disable=SC2086
+  mariadb-dump --defaults-extra-file="$DB_DEFAULTS_FILE" --host="$DB_HOST" --port="$DB_PORT" \
+    --single-transaction --gtid --master-data=2 --routines --events --triggers --hex-blob \
+    --databases $DATABASES | gzip -6 >"$out.part"
+  # mariadb-dump writes this line last; without it the dump was cut short.
+  zcat "$out.part" | tail -n 1 | grep -q '^-- Dump completed' || die "dump of $DATABASES is incomplete"
+  mv -f "$out.part" "$out"
+}
+
+write_manifest() { # DIR: sha256 of every file under DIR/data, sorted, into DIR/MANIFEST.sha256
+  (cd "$1/data" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum) >"$1/MANIFEST.sha256.part"
+  mv -f "$1/MANIFEST.sha256.part" "$1/MANIFEST.sha256"
+}
+
+# METRIC LABELS FILE: now as the metric's value, for node_exporter's textfile collector, written
+# atomically (docs/outputs.md); a metric that cannot be written never fails the backup itself.
+metric() {
+  local dir=${TEXTFILE_DIR:-/var/lib/prometheus/node-exporter} tmp
+  { mkdir -p "$dir" && tmp=$(mktemp "$dir/.hastack.XXXXXX") &&
+    printf '%s{%s} %s\n' "$1" "$2" "$(date +%s)" >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$dir/$3.prom"; } ||
+    log "could not write metric $1 to $dir"
+}
+
+snapshot_dir() { # NAME or "latest" -> directory
+  local s=${1:-latest}
+  [ "$s" = latest ] && s=$(readlink "$job_dir/latest" || true)
+  [ -n "$s" ] && [ -d "$job_dir/$s/data" ] || die "no snapshot ${1:-latest} in $job_dir"
+  echo "$job_dir/$s"
+}
+
+verify() { # DIR
+  [ -r "$1/MANIFEST.sha256" ] || die "$1 has no MANIFEST.sha256"
+  (cd "$1/data" && sha256sum --quiet --strict -c "$1/MANIFEST.sha256") || die "$1 does not match its MANIFEST"
+  log "verified ${1##*/}: $(wc -l <"$1/MANIFEST.sha256") files match MANIFEST.sha256"
+}
+
+prune() {
+  local keep cutoff d s t
+  keep=$(readlink "$job_dir/latest" || true)
+  cutoff=$((now - RETENTION_DAYS * 86400))
+  for d in "$job_dir"/[0-9]*T*Z; do
+    [ -d "$d" ] || continue
+    s=${d##*/}
+    [ "$s" = "$keep" ] && continue
+    t=$(date -u -d "${s:0:4}-${s:4:2}-${s:6:2} ${s:9:2}:${s:11:2}:${s:13:2}" +%s 2>/dev/null) || continue
+    if [ "$t" -lt "$cutoff" ]; then
+      rm -rf -- "$d"
+      log "pruned $s (older than $RETENTION_DAYS days)"
+    fi
+  done
+}
+
+run() {
+  if ! active; then
+    log "this NAS is not the active one ($SERVICE_NAME points elsewhere): nothing to do"
+    return 0
+  fi
+  mkdir -p "$job_dir"
+  exec 9>"$job_dir/.lock"
+  flock -n 9 || die "another run of $JOB holds $job_dir/.lock"
+  local started stamp
+  started=$(date +%s)
+  case "$KIND" in
+    rsync) pull_rsync ;;
+    mariadb-dump) dump_db ;;
+    *) die "KIND must be rsync or mariadb-dump, got $KIND" ;;
+  esac
+  write_manifest "$job_dir/.incoming"
+  stamp=$(date -u -d "@$now" +%Y%m%dT%H%M%SZ)
+  [ ! -e "$job_dir/$stamp" ] || die "snapshot $stamp already exists"
+  mv "$job_dir/.incoming" "$job_dir/$stamp"
+  ln -sfn "$stamp" "$job_dir/.latest.new"
+  mv -T "$job_dir/.latest.new" "$job_dir/latest"
+  log "snapshot $stamp: $(wc -l <"$job_dir/$stamp/MANIFEST.sha256") files in $(($(date +%s) - started)) s"
+  prune
+  metric hastack_backup_last_success_timestamp_seconds \
+    "service=\"${BACKUP_SERVICE:-unknown}\",backup=\"$JOB\"" "hastack_backup_$JOB"
+  flock -u 9
+  if [ "${REPLICATE_AFTER:-yes}" = yes ]; then
+    "${REPLICATE_CMD:-/usr/local/sbin/hastack-nas-replicate}" "$REPLICATE_ENV"
+  fi
+}
+
+restore() { # SNAPSHOT [DEST]
+  local snap
+  snap=$(snapshot_dir "${1:-latest}")
+  verify "$snap"
+  case "$KIND" in
+    rsync)
+      local dest=${2:?restore of an rsync job needs DEST}
+      mkdir -p "$dest"
+      rsync -aH --numeric-ids "$snap/data/" "$dest/"
+      (cd "$dest" && sha256sum --quiet --strict -c "$snap/MANIFEST.sha256") || die "restored tree in $dest does not match the snapshot"
+      log "restored ${snap##*/} into $dest and verified"
+      ;;
+    mariadb-dump)
+      : "${RESTORE_DB_HOST:?set RESTORE_DB_HOST}" "${RESTORE_DB_PORT:?}" "${RESTORE_DB_DEFAULTS_FILE:?}"
+      zcat "$snap/data/$JOB.sql.gz" |
+        mariadb --defaults-extra-file="$RESTORE_DB_DEFAULTS_FILE" --host="$RESTORE_DB_HOST" --port="$RESTORE_DB_PORT"
+      log "loaded ${snap##*/} into $RESTORE_DB_HOST:$RESTORE_DB_PORT"
+      ;;
+  esac
+}
+
+case "$cmd" in
+  run) run ;;
+  prune) prune ;;
+  verify) verify "$(snapshot_dir "${3:-latest}")" ;;
+  restore) restore "${3:-latest}" "${4:-}" ;;
+  *) die "unknown command $cmd (run, prune, verify, restore)" ;;
+esac

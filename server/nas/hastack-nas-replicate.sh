@@ -1,0 +1,30 @@
+#!/bin/bash
+# hastack-nas-replicate REPLICATE.env: copy the backup tree to the standby NAS.
+# Rendered by components/backup-jobs.ts; rehearsed unchanged by `npm run rehearse -- backup`.
+set -euo pipefail
+env_file=${1:?usage: hastack-nas-replicate REPLICATE.env}
+# shellcheck disable=SC1090
+. "$env_file"
+: "${BACKUP_ROOT:?}" "${PEER:?}" "${PEER_ROOT:?}" "${RSYNC_RSH:?}"
+log() { echo "hastack-nas-replicate: $*" >&2; }
+case "${ACTIVE_CHECK:-dns}" in
+  always) ;;
+  never) log "not the active NAS: nothing to do"; exit 0 ;;
+  dns) /usr/local/sbin/hastack-is-active "$SERVICE_NAME" || { log "not the active NAS ($SERVICE_NAME points elsewhere): nothing to do"; exit 0; } ;;
+  *) log "ACTIVE_CHECK must be dns, always or never"; exit 1 ;;
+esac
+mkdir -p "$BACKUP_ROOT"
+exec 9>"$BACKUP_ROOT/.replicate.lock"
+# Several jobs finishing together queue up here instead of running side by side.
+flock -w "${LOCK_WAIT_SECONDS:-3600}" 9 || { log "replication still running after the wait"; exit 1; }
+started=$(date +%s)
+rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
+  ${BWLIMIT:+--bwlimit="$BWLIMIT"} ${RSYNC_OPTS:-} \
+  --exclude=/.replicate.lock --exclude='/*/.incoming/' --exclude='/*/.lock' --exclude='/*/.latest.new' \
+  -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/"
+log "replicated $BACKUP_ROOT to $PEER:$PEER_ROOT in $(($(date +%s) - started)) s"
+# Success metric for monitoring (docs/outputs.md), labelled with the side that received the copy.
+dir=${TEXTFILE_DIR:-/var/lib/prometheus/node-exporter}
+{ mkdir -p "$dir" && tmp=$(mktemp "$dir/.hastack.XXXXXX") &&
+  printf 'hastack_replication_last_success_timestamp_seconds{service="nas",side="%s"} %s\n' "${PEER_SIDE:-standby}" "$(date +%s)" >"$tmp" &&
+  chmod 0644 "$tmp" && mv -f "$tmp" "$dir/hastack_replication_nas.prom"; } || log "could not write the replication metric to $dir"
