@@ -3,6 +3,7 @@
 // and reports every problem at once, each naming the full key (`hastack:mail.active`) and what
 // was expected, so an operator fixes a stack file in one pass instead of one error per run.
 import { z } from "zod";
+import { addressCount, Cidr, coveredBy, describeCount, parseCidr } from "./cidr";
 
 export const NAMESPACE = "hastack";
 
@@ -13,6 +14,7 @@ export const CONFIG_KEYS = [
   "network",
   "adminCidrs",
   "officeCidrs",
+  "allowWideCidrs",
   "ami",
   "keyName",
   "sshUser",
@@ -40,13 +42,36 @@ function isIpv4(s: string): boolean {
 }
 
 const ipv4 = z.string().refine(isIpv4, { message: "an IPv4 address such as 203.0.113.25" });
-const cidr = z.string().refine(
-  (s) => {
-    const [ip, bits, ...rest] = s.split("/");
-    return rest.length === 0 && isIpv4(ip) && /^\d{1,2}$/.test(bits ?? "") && Number(bits) <= 32;
-  },
-  { message: "an IPv4 CIDR such as 203.0.113.10/32" },
-);
+/** One CIDR, parsed (lib/config/cidr.ts): canonical spelling, no host bits. */
+const cidr = z.string().superRefine((s, ctx) => {
+  const parsed = parseCidr(s);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: "custom", message: parsed.reason });
+  }
+});
+
+/**
+ * The CIDR lists that open ports to the Internet, and the floor they are held to: no entry wider
+ * than /16 and no list opening more than a /16's worth of addresses. `hastack:allowWideCidrs`
+ * lifts the floor for one list, with the reason written down, to at most a /8 (never the world).
+ */
+export const CIDR_LIST_KEYS = ["adminCidrs", "officeCidrs", "pbx.sipTrunkCidrs"] as const;
+export type CidrListKey = (typeof CIDR_LIST_KEYS)[number];
+export const CIDR_FLOOR = { prefix: 16, addresses: 2 ** 16 } as const;
+export const WIDE_CIDR_CEILING = { prefix: 8, addresses: 2 ** 24 } as const;
+const wideReason = z
+  .string()
+  .min(10, { message: "a reason of at least 10 characters (who needs it and why)" });
+const allowWideCidrs = z
+  .object({
+    adminCidrs: wideReason.optional(),
+    officeCidrs: wideReason.optional(),
+    "pbx.sipTrunkCidrs": wideReason.optional(),
+  })
+  .strict()
+  .default({});
+/** The VPC's CIDR: private (RFC 1918), /16 (AWS's largest) to /23 (two /24 subnets). */
+const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 const port = z.number().int().min(1).max(65535);
 const az = z.string().regex(AZ, { message: "an availability zone such as ap-southeast-3a" });
 const ami = z
@@ -267,6 +292,7 @@ const network = z.union([
   z
     .object({
       /** No subnets: the stack makes a VPC with one public subnet per AZ. */
+      /** RFC 1918, /16–/23: one /24 subnet per AZ is carved from it. Defaults to 10.20.0.0/16. */
       vpcCidr: cidr.default("10.20.0.0/16"),
       azs: z.array(az).min(2, { message: "at least two AZs" }),
     })
@@ -292,6 +318,8 @@ export const stackConfigSchema = z
     network,
     adminCidrs: z.array(cidr).min(1, { message: "at least one admin CIDR" }),
     officeCidrs: z.array(cidr).default([]),
+    /** Per CIDR list, the reason it may be wider than a /16 (up to a /8). Defaults to none. */
+    allowWideCidrs,
     ami,
     keyName: z.string().min(1).optional(),
     sshUser: z.string().min(1).default("admin"),
@@ -345,7 +373,7 @@ export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
     ? []
     : dedupe(result.error.issues.map((issue) => describeIssue(issue, raw)));
   // Cross-field rules run on the raw values too, so one pass reports every problem.
-  problems.push(...crossFieldProblems(raw));
+  problems.push(...crossFieldProblems(raw), ...cidrProblems(raw));
   if (problems.length > 0 || !result.success) {
     throw new ConfigError(problems);
   }
@@ -402,6 +430,64 @@ function crossFieldProblems(raw: Record<string, unknown>): ConfigProblem[] {
       key: configKey(["mail", "migration", "oldServer", "raisedPreference"]),
       message: `must be greater than mxPreference (${pref}), got ${raised}`,
     });
+  }
+  return problems;
+}
+
+/**
+ * The floor on how much address space each CIDR list opens, and the VPC CIDR's range. Runs on
+ * the raw values (entries the schema refuses are skipped: it reports them).
+ */
+export function cidrProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const hatch = valueAt(raw, ["allowWideCidrs"]);
+  for (const listKey of CIDR_LIST_KEYS) {
+    const path = listKey.split(".");
+    const list = valueAt(raw, path);
+    if (!Array.isArray(list)) {
+      continue;
+    }
+    const reason = valueAt(hatch, [listKey]);
+    const wide = typeof reason === "string" && reason.length > 0;
+    const limit = wide ? WIDE_CIDR_CEILING : CIDR_FLOOR;
+    const lift = wide
+      ? `even with ${configKey(["allowWideCidrs", listKey])} no entry may be wider than /${limit.prefix}`
+      : `to allow wider, set ${configKey(["allowWideCidrs", listKey])} to the reason (at most /${WIDE_CIDR_CEILING.prefix})`;
+    const parsed: Cidr[] = [];
+    list.forEach((entry, i) => {
+      const r = typeof entry === "string" ? parseCidr(entry) : undefined;
+      if (!r?.ok) {
+        return;
+      }
+      parsed.push(r.cidr);
+      if (r.cidr.prefix < limit.prefix) {
+        problems.push({
+          key: configKey([...path, i]),
+          message: `must be /${limit.prefix} or narrower, got ${show(entry)} (${r.cidr.prefix === 0 ? "every IPv4 address" : describeCount(r.cidr.size)}); ${lift}`,
+        });
+      }
+    });
+    const total = addressCount(parsed);
+    if (parsed.every((c) => c.prefix >= limit.prefix) && total > limit.addresses) {
+      problems.push({
+        key: configKey(path),
+        message: `must open at most ${describeCount(limit.addresses)} in total, got ${total} addresses from ${parsed.length} entries; ${lift}`,
+      });
+    }
+  }
+  const vpcCidr = valueAt(raw, ["network", "vpcCidr"]);
+  const vpc = typeof vpcCidr === "string" ? parseCidr(vpcCidr) : undefined;
+  if (vpc?.ok) {
+    const privateRanges = PRIVATE_RANGES.map((t) => parseCidr(t)).flatMap((r) =>
+      r.ok ? [r.cidr] : [],
+    );
+    const inPrivate = coveredBy(vpc.cidr, privateRanges);
+    if (vpc.cidr.prefix < 16 || vpc.cidr.prefix > 23 || !inPrivate) {
+      problems.push({
+        key: configKey(["network", "vpcCidr"]),
+        message: `must be a private range (${PRIVATE_RANGES.join(", ")}) from /16 to /23 (one /24 subnet per AZ), got ${show(vpcCidr)}`,
+      });
+    }
   }
   return problems;
 }
