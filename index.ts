@@ -17,6 +17,7 @@ import { MysqlPair } from "./components/mysql";
 import { NasBackups } from "./components/nas";
 import { PbxPair } from "./components/pbx";
 import { Network } from "./components/network";
+import { SecretsKey } from "./components/secrets-key";
 import { Role } from "./components/server-pair";
 import { checkMigrationStep, MailPair } from "./components/mail";
 
@@ -52,6 +53,8 @@ export = async (): Promise<Record<string, unknown>> => {
       subnets: { primary: network.subnetIn(azs.primary), standby: network.subnetIn(azs.standby) },
     };
   };
+  // Every SecureString of the stack under one customer key; each role decrypts only its prefix.
+  const secrets = new SecretsKey("secrets");
   const common = {
     domain: cfg.domain,
     dns,
@@ -59,6 +62,7 @@ export = async (): Promise<Record<string, unknown>> => {
     region: cfg.region,
     adminCidrs: cfg.adminCidrs,
     keyName: cfg.keyName,
+    secretsKeyArn: secrets.arn,
   };
   // Route 53 health-check metrics exist only in us-east-1: alarms and their topic live there.
   const usEast1 = new aws.Provider("us-east-1", { region: "us-east-1" });
@@ -119,6 +123,7 @@ export = async (): Promise<Record<string, unknown>> => {
     ami: cfg.ami,
     adminCidrs: cfg.adminCidrs,
     keyName: cfg.keyName,
+    secretsKeyArn: secrets.arn,
     previousPhase,
     sshUser: cfg.sshUser,
     sshPrivateKey,

@@ -166,6 +166,20 @@ export class MailPair extends pulumi.ComponentResource {
         servicePorts: mailServicePorts(cfg.pop3, layout.ports),
         // dsync between the servers: the doveadm server, reachable from the peer only.
         peerPorts: [22, layout.ports.doveadm],
+        // SMTP delivery to the world; during a migration, IMAPS to the old server (steps 3, 7).
+        egress: [
+          { protocol: "tcp", fromPort: 25, cidrs: ["0.0.0.0/0"], description: "SMTP delivery" },
+          ...(old
+            ? [
+                {
+                  protocol: "tcp" as const,
+                  fromPort: 993,
+                  cidrs: [`${old.ip}/32`],
+                  description: "IMAPS to the old mail server (migration sync)",
+                },
+              ]
+            : []),
+        ],
         healthCheck: {
           type: "TCP",
           port: layout.ports.smtp,
@@ -198,6 +212,7 @@ export class MailPair extends pulumi.ComponentResource {
       {
         name: `${MAIL_SSM_PREFIX}/doveadm-password`,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: doveadmPassword.result,
         description: "hastack: password of the doveadm server the peer's dsync logs in to",
       },
@@ -208,6 +223,7 @@ export class MailPair extends pulumi.ComponentResource {
       {
         name: `${MAIL_SSM_PREFIX}/users`,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         // Advanced: up to 8 KB of passwd-file lines (about 50 users with SHA512-CRYPT hashes).
         tier: "Advanced",
         value: pulumi.secret(USERS_PLACEHOLDER),

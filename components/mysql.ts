@@ -125,6 +125,7 @@ export class MysqlPair extends pulumi.ComponentResource {
       {
         name: this.replicationPasswordParameter,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: replicationPassword,
         description: "hastack: password of the MySQL pair's replication account (hastack_repl)",
       },

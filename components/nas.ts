@@ -169,6 +169,7 @@ export class NasBackups extends pulumi.ComponentResource {
         {
           name: parameter,
           type: "SecureString",
+          keyId: args.secretsKeyArn,
           value: dbPassword.result,
           description: `hastack: password of the MariaDB account ${DB_BACKUP_USER} (NAS dump job)`,
         },
@@ -183,6 +184,7 @@ export class NasBackups extends pulumi.ComponentResource {
       {
         name: `${ssmPrefix}/ssh-private-key`,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: key.privateKeyOpenssh,
         description: "hastack: private key the NAS pulls backups and replicates with",
       },

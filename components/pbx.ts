@@ -18,6 +18,7 @@ import {
   Role,
   ROLES,
   ServerPair,
+  EgressPort,
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
@@ -122,6 +123,7 @@ export class PbxPair extends pulumi.ComponentResource {
       {
         name: this.cdrDbPasswordParameter,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: cdrPassword.result,
         description: "hastack: password of the Asterisk CDR account on the MySQL pair",
       },
@@ -134,6 +136,7 @@ export class PbxPair extends pulumi.ComponentResource {
       {
         name: CDR_PASSWORD_PARAMETER_FOR_MYSQL,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: cdrPassword.result,
         description: `hastack: password of the MariaDB account ${CDR_DB_USER} (PBX CDRs), for the MySQL pair`,
       },
@@ -151,6 +154,7 @@ export class PbxPair extends pulumi.ComponentResource {
       {
         name: `${ssmPrefix}/sync-ssh-private-key`,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: syncKey.privateKeyOpenssh,
         description: "hastack: private key of the PBX config/recordings sync",
       },
@@ -200,6 +204,8 @@ export class PbxPair extends pulumi.ComponentResource {
         }),
         adminPorts: PBX_ADMIN_PORTS,
         peerPorts: [22],
+        // SIP and RTP back to the trunks and office phones that may reach it, nowhere else.
+        egress: pbxEgress({ rtpPorts: cfg.rtpPorts, voiceCidrs }),
         healthCheck: {
           type: "TCP",
           port: 5060,
@@ -318,6 +324,40 @@ export function pbxServicePorts(o: {
     });
   }
   return ports;
+}
+
+/** SIP (UDP/TCP 5060, TLS 5061) and RTP out to the trunk and office CIDRs only. */
+export function pbxEgress(o: {
+  rtpPorts: { from: number; to: number };
+  voiceCidrs: string[];
+}): EgressPort[] {
+  return [
+    {
+      protocol: "udp",
+      fromPort: 5060,
+      cidrs: o.voiceCidrs,
+      description: "SIP (UDP) to trunks and offices",
+    },
+    {
+      protocol: "tcp",
+      fromPort: 5060,
+      cidrs: o.voiceCidrs,
+      description: "SIP (TCP) to trunks and offices",
+    },
+    {
+      protocol: "tcp",
+      fromPort: 5061,
+      cidrs: o.voiceCidrs,
+      description: "SIP over TLS to trunks and offices",
+    },
+    {
+      protocol: "udp",
+      fromPort: o.rtpPorts.from,
+      toPort: o.rtpPorts.to,
+      cidrs: o.voiceCidrs,
+      description: "RTP media to trunks and offices",
+    },
+  ];
 }
 
 /** The SRV records phones and trunks can discover the PBX by: "priority weight port target". */

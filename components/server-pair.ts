@@ -7,7 +7,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { gzipSync } from "zlib";
 import { stringify } from "yaml";
-import type { PairConfig } from "../lib/config/stack-config";
+import { WIDE_CIDR_CEILING, type PairConfig } from "../lib/config/stack-config";
+import { parseCidr } from "../lib/config/cidr";
 import { Dns, internalName } from "./dns";
 import {
   DEFAULT_BOOT_SECONDS,
@@ -110,6 +111,14 @@ export interface ServerPairArgs {
   adminCidrs: string[];
   /** TCP ports open between the two servers (replication, sync). Defaults to [22]. */
   peerPorts?: number[];
+  /**
+   * What the servers reach beyond BASE_EGRESS, the peer ports and the services whose ingress
+   * names this pair's group (those declare their own egress here): SMTP out, SIP to trunks.
+   * Defaults to none.
+   */
+  egress?: EgressPort[];
+  /** The customer-managed key of the stack's SecureStrings (PairPlacement). Defaults to none. */
+  secretsKeyArn?: pulumi.Input<string>;
   healthCheck: HealthCheckSpec;
   /** Record TTL of the switch records, at most 60. Defaults to 60. */
   ttl?: number;
@@ -158,6 +167,11 @@ export interface PairPlacement {
   adminCidrs: string[];
   /** EC2 key pair. Defaults to none. */
   keyName?: string;
+  /**
+   * ARN of the customer-managed key the stack's SecureStrings use (SecretsKey); each role may
+   * decrypt with it only its own prefix. Defaults to none (the account's aws/ssm key).
+   */
+  secretsKeyArn?: pulumi.Input<string>;
 }
 
 /**
@@ -182,6 +196,7 @@ export function pairBasics(
   | "rootVolumeGb"
   | "dataVolumeGb"
   | "keyName"
+  | "secretsKeyArn"
   | "adminCidrs"
   | "ttl"
   | "bootSeconds"
@@ -198,6 +213,7 @@ export function pairBasics(
     rootVolumeGb: cfg.rootVolumeGb,
     dataVolumeGb: cfg.dataVolumeGb,
     keyName: placement.keyName,
+    secretsKeyArn: placement.secretsKeyArn,
     adminCidrs: placement.adminCidrs,
     ttl: cfg.ttl,
     bootSeconds: cfg.bootSeconds,
@@ -297,16 +313,40 @@ export class ServerPair extends pulumi.ComponentResource {
         { parent: this },
       );
     }
-    new aws.vpc.SecurityGroupEgressRule(
-      `${name}-out-all`,
-      {
-        securityGroupId: sg.id,
-        ipProtocol: "-1",
-        cidrIpv4: "0.0.0.0/0",
-        description: "outbound: package mirrors, SMTP relay, SIP trunks, AWS APIs",
-      },
-      { parent: this },
-    );
+    // Egress per need, never all-to-anywhere (issue 13): what every server needs, the peer
+    // ports to the peer, and the service's own list; flows to another pair's group are declared
+    // by the pair that admits them (below), so both ends come from one declaration.
+    for (const rule of egressRules([...BASE_EGRESS, ...(args.egress ?? [])], peerPorts)) {
+      new aws.vpc.SecurityGroupEgressRule(
+        `${name}-out-${rule.key}`,
+        {
+          securityGroupId: sg.id,
+          ipProtocol: rule.protocol,
+          fromPort: rule.fromPort,
+          toPort: rule.toPort,
+          cidrIpv4: rule.cidr,
+          referencedSecurityGroupId: rule.toPeer ? sg.id : undefined,
+          description: rule.description,
+        },
+        { parent: this },
+      );
+    }
+    // A client group admitted by a service port (the NAS, the PBX) may send to this group on
+    // exactly that port: the egress twin of the ingress rule, on the client's group.
+    for (const rule of clientEgressRules(args.servicePorts)) {
+      new aws.vpc.SecurityGroupEgressRule(
+        `${name}-client-out-${rule.key}`,
+        {
+          securityGroupId: rule.sourceSecurityGroupId,
+          ipProtocol: rule.protocol,
+          fromPort: rule.fromPort,
+          toPort: rule.toPort,
+          referencedSecurityGroupId: sg.id,
+          description: `to hastack ${args.service}: ${rule.description}`,
+        },
+        { parent: this },
+      );
+    }
     // Route 53's health checkers come from AWS-published ranges (ip-ranges.json, listed per
     // checker region, so no region filter); only they reach the probed port: the fencing agent
     // in dns mode, the service's own health-check port in eip mode.
@@ -352,20 +392,21 @@ export class ServerPair extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    // ARNs with this stack's region and account, never `*:*`; decrypt with the stack's key only
+    // through SSM and only for this service's prefix.
+    const region = aws.getRegionOutput({}, { parent: this }).region;
+    const account = aws.getCallerIdentityOutput({}, { parent: this }).accountId;
     new aws.iam.RolePolicy(
       `${name}-read-secrets`,
       {
         role: role.id,
-        policy: JSON.stringify({
-          Version: "2012-10-17",
-          Statement: [
-            {
-              Effect: "Allow",
-              Action: ["ssm:GetParameter", "ssm:GetParameters"],
-              Resource: `arn:aws:ssm:*:*:parameter${this.ssmPrefix}/*`,
-            },
-          ],
-        }),
+        policy: pulumi
+          .all([region, account, args.secretsKeyArn])
+          .apply(([r, a, keyArn]) =>
+            JSON.stringify(
+              readSecretsPolicy({ region: r, account: a, prefix: this.ssmPrefix, keyArn }),
+            ),
+          ),
       },
       { parent: this },
     );
@@ -684,10 +725,168 @@ export function checkServerPairArgs(args: ServerPairArgs): string[] {
   if (args.adminCidrs.length === 0) {
     problems.push("at least one admin CIDR is required");
   }
-  if (args.adminCidrs.includes("0.0.0.0/0")) {
-    problems.push("admin ports must not be open to 0.0.0.0/0");
+  // Parsed, not compared (issue 13): the config floor is checked before this; here the last
+  // line holds for any caller — never wider than a /8, never unparsed text.
+  for (const text of args.adminCidrs) {
+    const parsed = parseCidr(text);
+    if (!parsed.ok) {
+      problems.push(`admin CIDR ${JSON.stringify(text)} must be ${parsed.reason}`);
+    } else if (parsed.cidr.prefix < WIDE_CIDR_CEILING.prefix) {
+      problems.push(`admin ports must not be open to ${text}`);
+    }
   }
   return problems;
+}
+
+/**
+ * The servers' only IAM permissions: read their own SSM prefix in this region and account, and
+ * (with the stack's key) decrypt only those parameters, only through SSM.
+ */
+export function readSecretsPolicy(o: {
+  region: string;
+  account: string;
+  prefix: string;
+  keyArn?: string;
+}): Record<string, unknown> {
+  const parameters = `arn:aws:ssm:${o.region}:${o.account}:parameter${o.prefix}/*`;
+  return {
+    Version: "2012-10-17",
+    Statement: [
+      {
+        Sid: "ReadOwnParameters",
+        Effect: "Allow",
+        Action: ["ssm:GetParameter", "ssm:GetParameters"],
+        Resource: parameters,
+      },
+      ...(o.keyArn
+        ? [
+            {
+              Sid: "DecryptOwnParameters",
+              Effect: "Allow",
+              Action: "kms:Decrypt",
+              Resource: o.keyArn,
+              Condition: {
+                StringLike: { "kms:EncryptionContext:PARAMETER_ARN": parameters },
+                StringEquals: { "kms:ViaService": `ssm.${o.region}.amazonaws.com` },
+              },
+            },
+          ]
+        : []),
+    ],
+  };
+}
+
+/** One port range a server may send to: to CIDRs, or to the peer (its own group). */
+export interface EgressPort {
+  protocol: "tcp" | "udp";
+  fromPort: number;
+  /** Last port of a range. Defaults to fromPort. */
+  toPort?: number;
+  cidrs: string[];
+  description: string;
+}
+
+/**
+ * What every server sends: HTTPS to AWS APIs (SSM, EC2) and Debian's mirrors, HTTP to the
+ * mirrors (apt verifies signatures; Debian's AWS images name http mirrors), DNS to the Amazon
+ * resolver and NTP to the Amazon Time Sync Service. AWS does not filter the last two (nor IMDS)
+ * by security group at all; the rules state the intent and keep a rehearsal's firewall honest.
+ */
+export const BASE_EGRESS: EgressPort[] = [
+  {
+    protocol: "tcp",
+    fromPort: 443,
+    cidrs: ["0.0.0.0/0"],
+    description: "HTTPS: AWS APIs, packages",
+  },
+  {
+    protocol: "tcp",
+    fromPort: 80,
+    cidrs: ["0.0.0.0/0"],
+    description: "HTTP: Debian mirrors (signed)",
+  },
+  {
+    protocol: "udp",
+    fromPort: 53,
+    cidrs: ["169.254.169.253/32"],
+    description: "DNS: Amazon resolver",
+  },
+  {
+    protocol: "tcp",
+    fromPort: 53,
+    cidrs: ["169.254.169.253/32"],
+    description: "DNS: Amazon resolver",
+  },
+  {
+    protocol: "udp",
+    fromPort: 123,
+    cidrs: ["169.254.169.123/32"],
+    description: "NTP: Amazon Time Sync",
+  },
+];
+
+/** One security-group egress rule, flattened like IngressRule. */
+export interface EgressRule {
+  key: string;
+  protocol: "tcp" | "udp";
+  fromPort: number;
+  toPort: number;
+  cidr?: string;
+  toPeer?: boolean;
+  description: string;
+}
+
+/** One rule per (port range, destination); names from port and destination, not position. */
+export function egressRules(ports: EgressPort[], peerPorts: number[]): EgressRule[] {
+  const rules: EgressRule[] = [];
+  for (const p of ports) {
+    for (const cidr of p.cidrs) {
+      rules.push({
+        key: `${portRange(p)}-${cidr.replace(/[./]/g, "-")}`,
+        protocol: p.protocol,
+        fromPort: p.fromPort,
+        toPort: p.toPort ?? p.fromPort,
+        cidr,
+        description: p.description,
+      });
+    }
+  }
+  for (const port of peerPorts) {
+    rules.push({
+      key: `peer-tcp${port}`,
+      protocol: "tcp",
+      fromPort: port,
+      toPort: port,
+      toPeer: true,
+      description: `peer: tcp ${port} to the other server (replication/sync)`,
+    });
+  }
+  return rules;
+}
+
+/** The egress twins of service ports that admit client security groups. */
+export function clientEgressRules(servicePorts: ServicePort[]): {
+  key: string;
+  protocol: "tcp" | "udp";
+  fromPort: number;
+  toPort: number;
+  sourceSecurityGroupId: pulumi.Input<string>;
+  description: string;
+}[] {
+  return servicePorts.flatMap((p) =>
+    (p.sourceSecurityGroupIds ?? []).map((sg, i) => ({
+      key: `${portRange(p)}-sg${i}`,
+      protocol: p.protocol,
+      fromPort: p.fromPort,
+      toPort: p.toPort ?? p.fromPort,
+      sourceSecurityGroupId: sg,
+      description: p.description,
+    })),
+  );
+}
+
+function portRange(p: { protocol: string; fromPort: number; toPort?: number }): string {
+  return `${p.protocol}${p.fromPort}${p.toPort && p.toPort !== p.fromPort ? `-${p.toPort}` : ""}`;
 }
 
 /** Which side is PRIMARY in the failover record pair: the side named by `active`. */
