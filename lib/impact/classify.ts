@@ -1,0 +1,460 @@
+// Classifying one step (no impact, brief, outage, data risk) with the downtime it causes, from
+// the service's parameters: the stack's outputs or config, else the pair defaults that the
+// components use too (components/pair-defaults.ts).
+import {
+  ImpactClass,
+  PASSIVE_OPS,
+  PlanInput,
+  PlanStep,
+  Side,
+  StackOutputs,
+  isRecord,
+  unique,
+} from "./model";
+import { STOP_START_PROPERTIES } from "./replace-forcing";
+
+// Classification and downtime
+
+/** Documented estimates (docs/operations-impact.md) used where the stack says nothing. */
+export const DEFAULTS = {
+  ttl: 60,
+  healthCheckIntervalSeconds: 10,
+  failureThreshold: 3,
+  bootSeconds: 180,
+  /** Route 53 changes reach all its authoritative servers within about a minute. */
+  route53PropagationSeconds: 60,
+  /** Disassociating and associating an Elastic IP. */
+  eipReassociationSeconds: 30,
+  /** A clean instance stop before a start (or a detach). */
+  stopSeconds: 60,
+  /** EC2 launching a replacement instance until it starts booting. */
+  provisionSeconds: 90,
+} as const;
+
+/** Per service: what the downtime estimate is made of, and where each number came from. */
+export interface ServiceParams {
+  service: string;
+  switchover: "dns" | "eip";
+  ttl: number;
+  intervalSeconds: number;
+  failureThreshold: number;
+  bootSeconds: number;
+  rtoSeconds: number;
+  /** Sides that serve before or after the change; empty = unknown (every side counts as serving). */
+  activeSides: Side[];
+  activeBefore?: Side;
+  activeAfter?: Side;
+  /** The name clients use (services.<svc>.dnsName); deleting its record is an outage. */
+  dnsName?: string;
+  source: "outputs" | "config" | "defaults";
+}
+
+const DEFAULT_SWITCHOVER: Record<string, "dns" | "eip"> = {
+  mail: "dns",
+  mysql: "dns",
+  pbx: "eip",
+  nas: "dns",
+};
+
+/** Service parameters from stack outputs (synth, preview root stack) or preview config, else defaults. */
+export function serviceParams(input: PlanInput, service: string): ServiceParams {
+  const fromOut = (o?: StackOutputs) => o?.services?.[service];
+  const after = fromOut(input.outputsAfter);
+  const before = fromOut(input.outputsBefore);
+  const out = after ?? before;
+  let cfg: Record<string, unknown> | undefined;
+  const raw = input.config[`hastack:${service}`];
+  if (raw !== undefined) {
+    try {
+      const v = JSON.parse(raw);
+      cfg = isRecord(v) ? v : undefined;
+    } catch {
+      cfg = undefined;
+    }
+  }
+  const num = (...xs: unknown[]): number | undefined =>
+    xs.find((x): x is number => typeof x === "number" && Number.isFinite(x));
+  const side = (x: unknown): Side | undefined =>
+    x === "primary" || x === "standby" ? x : undefined;
+  const switchover =
+    (out?.switchover as "dns" | "eip" | undefined) ??
+    (cfg?.switchover as "dns" | "eip" | undefined) ??
+    DEFAULT_SWITCHOVER[service] ??
+    "dns";
+  const ttl = num(out?.ttl, cfg?.ttl) ?? DEFAULTS.ttl;
+  const hcCfg = isRecord(cfg?.healthCheck) ? cfg!.healthCheck : {};
+  const intervalSeconds =
+    num(out?.healthCheck?.intervalSeconds) ?? DEFAULTS.healthCheckIntervalSeconds;
+  const failureThreshold =
+    num(out?.healthCheck?.failureThreshold, (hcCfg as Record<string, unknown>).failureThreshold) ??
+    DEFAULTS.failureThreshold;
+  const bootSeconds = num(out?.bootSeconds, cfg?.bootSeconds) ?? DEFAULTS.bootSeconds;
+  const detection = intervalSeconds * failureThreshold;
+  const rtoSeconds =
+    num(out?.rtoSeconds) ??
+    (switchover === "dns" ? detection + ttl : detection + DEFAULTS.eipReassociationSeconds);
+  const activeBefore = side(before?.activeSide);
+  const activeAfter = side(after?.activeSide) ?? side(cfg?.active);
+  const activeSides = unique([activeBefore, activeAfter].filter((s): s is Side => s !== undefined));
+  return {
+    service,
+    switchover,
+    ttl,
+    intervalSeconds,
+    failureThreshold,
+    bootSeconds,
+    rtoSeconds,
+    activeSides,
+    activeBefore,
+    activeAfter,
+    dnsName:
+      typeof out?.dnsName === "string" ? out.dnsName.toLowerCase().replace(/\.$/, "") : undefined,
+    source: out ? "outputs" : cfg ? "config" : "defaults",
+  };
+}
+
+export interface ClassifiedStep extends PlanStep {
+  class: ImpactClass;
+  /** Why, in one line. */
+  reason: string;
+  /** Seconds users may not reach the service because of this step; null = until undone. */
+  downtimeSeconds: number | null;
+}
+
+/** Types holding data that outlives a server: replacing or deleting one loses or strands it. */
+export const DATA_TYPES = new Set([
+  "aws:ebs/volume:Volume",
+  "aws:ebs/snapshot:Snapshot",
+  "aws:backup/vault:Vault",
+  "aws:rds/instance:Instance",
+  "aws:rds/cluster:Cluster",
+  "aws:efs/fileSystem:FileSystem",
+  "aws:s3/bucket:Bucket",
+  "aws:s3/bucketV2:BucketV2",
+  "aws:dynamodb/table:Table",
+]);
+
+/** Types on the path of user traffic: replacing or deleting one interrupts the service. */
+export const SERVING_TYPES = new Set([
+  "aws:ec2/instance:Instance",
+  "aws:ec2/eip:Eip",
+  "aws:ec2/volumeAttachment:VolumeAttachment",
+  "aws:ec2/networkInterface:NetworkInterface",
+  "aws:route53/zone:Zone",
+]);
+
+const RECORD = "aws:route53/record:Record";
+const EIP_ASSOC = "aws:ec2/eipAssociation:EipAssociation";
+const INSTANCE = "aws:ec2/instance:Instance";
+const VOLUME_ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment";
+
+/** Whether a record's values name `target` (MX `10 mx1.example.co.id`, CNAME, SRV targets). */
+function pointsAt(
+  inputs: Record<string, unknown> | undefined,
+  target: string | undefined,
+): boolean {
+  if (!target || !Array.isArray(inputs?.records)) {
+    return false;
+  }
+  return inputs.records.some(
+    (v) =>
+      typeof v === "string" &&
+      v
+        .toLowerCase()
+        .split(/\s+/)
+        .some((w) => w.replace(/\.$/, "") === target),
+  );
+}
+
+function recordKey(inputs?: Record<string, unknown>): string | undefined {
+  if (!inputs || typeof inputs.name !== "string" || typeof inputs.type !== "string") {
+    return undefined;
+  }
+  return `${inputs.name.toLowerCase().replace(/\.$/, "")} ${inputs.type}`;
+}
+
+/**
+ * Whether the server keeps data on itself rather than on an attached data volume: inline EBS
+ * devices that die with it, or no VolumeAttachment pointing at it among the known resources.
+ */
+function instanceHoldsData(step: PlanStep, all: PlanStep[], context: PlanStep[]): boolean {
+  const inputs = step.oldInputs ?? step.newInputs ?? {};
+  const inline = inputs.ebsBlockDevices;
+  if (Array.isArray(inline) && inline.some((d) => isRecord(d) && d.deleteOnTermination !== false)) {
+    return true;
+  }
+  const parentTypes = step.ancestorTypes.join("$");
+  const attachments = [
+    ...all.filter((s) => s.type === VOLUME_ATTACHMENT),
+    ...context.filter((s) => s.type === VOLUME_ATTACHMENT),
+  ];
+  return !attachments.some((s) => {
+    const ins = [s.oldInputs?.instanceId, s.newInputs?.instanceId];
+    if (step.id && ins.includes(step.id)) {
+      return true;
+    }
+    // Same parent and named after the instance (`<instance>-data-attach`): the ServerPair pattern.
+    return s.ancestorTypes.join("$") === parentTypes && s.name.startsWith(`${step.name}-`);
+  });
+}
+
+/** Classifies one step. `all` is the whole plan (a record delete paired with a create is a switch). */
+export function classifyStep(
+  step: PlanStep,
+  params: ServiceParams,
+  all: PlanStep[],
+  context: PlanStep[] = [],
+): ClassifiedStep {
+  const serving =
+    step.side === undefined ||
+    params.activeSides.length === 0 ||
+    params.activeSides.includes(step.side);
+  // Resolvers cache the OLD answer for the old TTL: that bounds how long clients lag a switch.
+  const recordTtl = Math.max(
+    ...[step.oldInputs?.ttl, step.newInputs?.ttl].filter((t): t is number => typeof t === "number"),
+    0,
+  );
+  const ttl = recordTtl > 0 ? recordTtl : params.ttl;
+  const dnsSwitch = DEFAULTS.route53PropagationSeconds + ttl;
+  const replaceDowntime = params.bootSeconds + DEFAULTS.provisionSeconds;
+  const res = (
+    cls: ImpactClass,
+    reason: string,
+    downtimeSeconds: number | null = 0,
+  ): ClassifiedStep => ({
+    ...step,
+    class: cls,
+    reason,
+    downtimeSeconds: cls === "none" ? 0 : downtimeSeconds,
+  });
+  const where = serving ? "serving" : `${step.side} (not serving)`;
+  const op = step.op;
+  if (PASSIVE_OPS.has(op)) {
+    return res("none", `${op}: no change in the cloud`);
+  }
+  if (
+    step.type.startsWith("pulumi:providers:") ||
+    !step.type.includes(":") ||
+    isComponent(step.type)
+  ) {
+    return res("none", "component or provider: its children's steps carry the impact");
+  }
+  if (op === "create") {
+    if (step.type.startsWith("command:remote:")) {
+      return res("brief", "runs a command on a server (role change or sync)", 0);
+    }
+    return res("none", "new resource");
+  }
+  const replace = op === "replace";
+  const del = op === "delete";
+  const what = replace ? "replace" : "delete";
+  if (replace || del) {
+    if (DATA_TYPES.has(step.type)) {
+      if (del && step.retainOnDelete) {
+        return res("none", "leaves the stack only: retainOnDelete keeps it (and its data) in AWS");
+      }
+      const dt =
+        serving && step.type === "aws:ebs/volume:Volume"
+          ? autoFailoverCapped(params, step, all, replaceDowntime)
+          : 0;
+      return res(
+        "data-risk",
+        `${what} of a resource holding data${replace ? ` (forced by ${fmtKeys(step.replaceReasons)})` : ""}: the new one starts empty`,
+        dt,
+      );
+    }
+    if (step.type === INSTANCE) {
+      const down = serving ? autoFailoverCapped(params, step, all, replaceDowntime) : 0;
+      if (instanceHoldsData(step, all, context)) {
+        return res("data-risk", `${what} of a server holding data on itself (${where})`, down);
+      }
+      if (!serving) {
+        return res(
+          "none",
+          `${what} of the ${step.side} server: not serving, redundancy lost meanwhile`,
+        );
+      }
+      return res(
+        "outage",
+        `${what} of the serving server${replace ? ` (forced by ${fmtKeys(step.replaceReasons)})` : ""}; its data volume is reattached`,
+        del ? null : down,
+      );
+    }
+    if (step.type === RECORD) {
+      const key = recordKey(step.oldInputs ?? step.newInputs);
+      const replaced =
+        replace ||
+        all.some(
+          (s) =>
+            s !== step &&
+            s.type === RECORD &&
+            (s.op === "create" || s.op === "update") &&
+            key !== undefined &&
+            recordKey(s.newInputs) === key,
+        );
+      if (replaced) {
+        return res(
+          "brief",
+          `DNS record ${what}d and re-declared: clients follow within TTL ${ttl} s`,
+          dnsSwitch,
+        );
+      }
+      const name = key?.split(" ")[0];
+      const isServiceName = name !== undefined && name === params.dnsName;
+      const referrers = [...all, ...context].filter(
+        (s) => s !== step && s.type === RECORD && s.op !== "delete" && pointsAt(s.newInputs, name),
+      );
+      if (isServiceName || referrers.length > 0) {
+        return res(
+          "outage",
+          `DNS record deleted with nothing taking its name (${key})${isServiceName ? ": it is the service name" : `, yet ${referrers.map((r) => r.name).join(", ")} still point at it`}`,
+          null,
+        );
+      }
+      return res(
+        "none",
+        `DNS record removed${key ? ` (${key})` : ""}; nothing declared points at it`,
+      );
+    }
+    if (step.type === EIP_ASSOC) {
+      if (replace) {
+        return res(
+          "brief",
+          "Elastic IP re-association (the eip switch)",
+          DEFAULTS.eipReassociationSeconds,
+        );
+      }
+      const recreated = all.some((s) => s !== step && s.type === EIP_ASSOC && s.op === "create");
+      return recreated
+        ? res("brief", "Elastic IP re-association", DEFAULTS.eipReassociationSeconds)
+        : res("outage", "service Elastic IP detached with nothing re-attaching it", null);
+    }
+    if (step.type === "aws:ec2/securityGroup:SecurityGroup" && replace) {
+      return res(
+        "brief",
+        "security group replaced: servers switch groups while rules are re-created",
+        0,
+      );
+    }
+    if (step.type === "random:index/randomPassword:RandomPassword" && replace) {
+      return res(
+        "outage",
+        "new password: clients and replication using the old one fail until updated",
+        replaceDowntime,
+      );
+    }
+    if (step.type === "aws:backup/plan:Plan" || step.type === "aws:backup/selection:Selection") {
+      return del
+        ? res("outage", "scheduled backups stop for what this covered", null)
+        : res(
+            "none",
+            "re-created at once; no backup is skipped unless the window spans a schedule",
+          );
+    }
+    if (SERVING_TYPES.has(step.type)) {
+      if (!serving) {
+        return res(
+          "none",
+          `${what} on the ${step.side} side: not serving, redundancy lost meanwhile`,
+        );
+      }
+      if (del && step.retainOnDelete) {
+        return res("none", "leaves the stack only: retainOnDelete keeps it in AWS");
+      }
+      const dt =
+        step.type === VOLUME_ATTACHMENT
+          ? DEFAULTS.stopSeconds + DEFAULTS.eipReassociationSeconds + params.bootSeconds
+          : replaceDowntime;
+      return res(
+        "outage",
+        `${what} of a serving resource${replace ? ` (forced by ${fmtKeys(step.replaceReasons)})` : ""}`,
+        del ? null : autoFailoverCapped(params, step, all, dt),
+      );
+    }
+    if (step.type.startsWith("command:remote:") && replace) {
+      return res("brief", "re-runs a command on a server (role change or sync)", 0);
+    }
+    return res("none", `${what} of a resource users do not reach`);
+  }
+  if (op === "update") {
+    if (step.type === RECORD) {
+      return res(
+        "brief",
+        `DNS switch: clients follow within TTL ${ttl} s (+ Route 53 propagation)`,
+        dnsSwitch,
+      );
+    }
+    if (step.type === EIP_ASSOC) {
+      return res("brief", "Elastic IP re-association", DEFAULTS.eipReassociationSeconds);
+    }
+    if (
+      step.type === "aws:ec2/eip:Eip" &&
+      step.diffReasons.some((k) =>
+        ["instance", "networkInterface", "associateWithPrivateIp"].includes(k),
+      )
+    ) {
+      return res(
+        serving ? "brief" : "none",
+        "Elastic IP moves to another server",
+        DEFAULTS.eipReassociationSeconds,
+      );
+    }
+    if (step.type === INSTANCE) {
+      const stopStart = step.diffReasons.filter((k) => STOP_START_PROPERTIES.includes(topKey(k)));
+      if (stopStart.length > 0) {
+        return serving
+          ? res(
+              "brief",
+              `stop/start of the serving server (${fmtKeys(stopStart)})`,
+              DEFAULTS.stopSeconds + params.bootSeconds,
+            )
+          : res(
+              "none",
+              `stop/start of the ${step.side} server (${fmtKeys(stopStart)}): not serving`,
+            );
+      }
+      return res("none", `in-place update (${fmtKeys(step.diffReasons)})`);
+    }
+    if (step.type.startsWith("command:remote:")) {
+      return res("brief", "re-runs a command on a server (role change or sync)", 0);
+    }
+    return res("none", `in-place update (${fmtKeys(step.diffReasons)})`);
+  }
+  return res("none", op);
+}
+
+/**
+ * In dns mode Route 53 fails over to the healthy other side after interval × threshold + TTL
+ * (the designed RTO), so a serving server's outage is capped there — unless the other side is
+ * being disrupted in the same update.
+ */
+function autoFailoverCapped(
+  params: ServiceParams,
+  step: PlanStep,
+  all: PlanStep[],
+  seconds: number,
+): number {
+  if (params.switchover !== "dns" || step.side === undefined) {
+    return seconds;
+  }
+  const other: Side = step.side === "primary" ? "standby" : "primary";
+  const otherDisrupted = all.some(
+    (s) =>
+      s.service === step.service && s.side === other && (s.op === "replace" || s.op === "delete"),
+  );
+  return otherDisrupted ? seconds : Math.min(seconds, params.rtoSeconds);
+}
+
+function isComponent(type: string): boolean {
+  return type.startsWith("hastack:") || type === "pulumi:pulumi:Stack";
+}
+
+function topKey(path: string): string {
+  return path.split(/[.[]/)[0];
+}
+
+function fmtKeys(keys: string[]): string {
+  return keys.length > 0 ? keys.join(", ") : "provider decision";
+}
+
+// ---------------------------------------------------------------------------------------------
