@@ -2,7 +2,7 @@
 //   [--lang id|en] [--contacts FILE | --stack-file Pulumi.prod.yaml]] [--json]
 // Thin shell over impact-plan.ts and announcement.ts: flags, files, printing, exit code.
 // Exit: 0 nothing worse than a brief interruption (or planned/allowed), 3 outage or data risk,
-// 2 bad flags or input.
+// 4 incomplete plan (failed/cancelled/corrupt run, cut-off log, counts differ), 2 bad flags or input.
 import * as fs from "fs";
 import { parse as parseYaml } from "yaml";
 import {
@@ -20,8 +20,9 @@ const USAGE = `usage: npm run impact -- INPUT [AFTER] [options]
 
 INPUT is one of:
   preview.json            output of \`pulumi preview --json\`
-  events.jsonl            engine event log (\`pulumi preview --event-log FILE\`, Automation API events)
-  before.json after.json  two offline synth files (\`npm run synth\`): an ESTIMATE
+  events.jsonl            engine event log (\`pulumi preview|up --event-log FILE\`, Automation API
+                          events, or \`pulumi stack history events ID --all --output json\`)
+  before.json after.json  two offline synth files (\`npm run synth\`) of one stack: an ESTIMATE
 Use "-" to read the input from standard input.
 
 options:
@@ -32,9 +33,11 @@ options:
   --lang en|id            announcement language (default en)
   --contacts FILE         contacts for the announcement (JSON or YAML list of {name, role, phone, email})
   --stack-file FILE       read contacts from a stack file's hastack:contacts
+  --across-stacks         compare two synth files of differently named stacks resource by resource
   --json                  print the classified plan as JSON instead of the table
 
-exit: 0 no worse than a brief interruption (or planned), 3 outage or data risk, 2 bad input`;
+exit: 0 no worse than a brief interruption (or planned), 3 outage or data risk,
+      4 incomplete plan (failed, cancelled or corrupt run; cut-off log), 2 bad input`;
 
 class UsageError extends Error {}
 
@@ -47,10 +50,11 @@ interface Flags {
   contacts?: string;
   stackFile?: string;
   json: boolean;
+  acrossStacks: boolean;
 }
 
 export function parseFlags(argv: string[]): Flags {
-  const f: Flags = { inputs: [], allow: [], lang: "en", json: false };
+  const f: Flags = { inputs: [], allow: [], lang: "en", json: false, acrossStacks: false };
   const value = (i: number, flag: string, what: string): string => {
     const v = argv[i + 1];
     if (v === undefined || (v.startsWith("--") && v !== "-")) {
@@ -94,6 +98,9 @@ export function parseFlags(argv: string[]): Flags {
       case "--json":
         f.json = true;
         break;
+      case "--across-stacks":
+        f.acrossStacks = true;
+        break;
       case "-h":
       case "--help":
         throw new UsageError("");
@@ -106,6 +113,11 @@ export function parseFlags(argv: string[]): Flags {
   }
   if (f.inputs.length === 0) {
     throw new UsageError("give an input file");
+  }
+  if (f.allow.length > 0 && f.window === undefined) {
+    throw new UsageError(
+      "--allow needs --window START/END: a data risk is only accepted in a planned window",
+    );
   }
   if (f.contacts && f.stackFile) {
     throw new UsageError("give either --contacts or --stack-file, not both");
@@ -176,7 +188,10 @@ export function main(argv: string[]): number {
   }
   try {
     const window = flags.window ? parseWindow(flags.window) : undefined;
-    const input = parseInputs(flags.inputs.map((path) => ({ path, text: readText(path) })));
+    const input = parseInputs(
+      flags.inputs.map((path) => ({ path, text: readText(path) })),
+      { acrossStacks: flags.acrossStacks },
+    );
     process.stderr.write(`impact: ${input.steps.length} step(s) read (${input.kind})\n`);
     const plan = buildImpactPlan(input);
     const verdict = decideExit(plan, { window, allow: flags.allow });

@@ -2,6 +2,7 @@
 // the service's parameters: the stack's outputs or config, else the pair defaults that the
 // components use too (components/pair-defaults.ts).
 import {
+  CLASS_RANK,
   ImpactClass,
   PASSIVE_OPS,
   PlanInput,
@@ -12,19 +13,31 @@ import {
   unique,
 } from "./model";
 import { STOP_START_PROPERTIES } from "./replace-forcing";
+import {
+  DEFAULT_BOOT_SECONDS,
+  DEFAULT_FAILURE_THRESHOLD,
+  DEFAULT_SWITCHOVER as PAIR_DEFAULT_SWITCHOVER,
+  DEFAULT_TTL_SECONDS,
+  EIP_REASSOCIATION_SECONDS,
+  HEALTH_CHECK_INTERVAL_SECONDS,
+  estimateRtoSeconds,
+} from "../../components/pair-defaults";
 
 // Classification and downtime
 
-/** Documented estimates (docs/operations-impact.md) used where the stack says nothing. */
+/**
+ * Documented estimates (docs/operations-impact.md) used where the stack says nothing. The pair
+ * defaults are the components' own (components/pair-defaults.ts), never restated here.
+ */
 export const DEFAULTS = {
-  ttl: 60,
-  healthCheckIntervalSeconds: 10,
-  failureThreshold: 3,
-  bootSeconds: 180,
+  ttl: DEFAULT_TTL_SECONDS,
+  healthCheckIntervalSeconds: HEALTH_CHECK_INTERVAL_SECONDS,
+  failureThreshold: DEFAULT_FAILURE_THRESHOLD,
+  bootSeconds: DEFAULT_BOOT_SECONDS,
   /** Route 53 changes reach all its authoritative servers within about a minute. */
   route53PropagationSeconds: 60,
   /** Disassociating and associating an Elastic IP. */
-  eipReassociationSeconds: 30,
+  eipReassociationSeconds: EIP_REASSOCIATION_SECONDS,
   /** A clean instance stop before a start (or a detach). */
   stopSeconds: 60,
   /** EC2 launching a replacement instance until it starts booting. */
@@ -49,13 +62,6 @@ export interface ServiceParams {
   source: "outputs" | "config" | "defaults";
 }
 
-const DEFAULT_SWITCHOVER: Record<string, "dns" | "eip"> = {
-  mail: "dns",
-  mysql: "dns",
-  pbx: "eip",
-  nas: "dns",
-};
-
 /** Service parameters from stack outputs (synth, preview root stack) or preview config, else defaults. */
 export function serviceParams(input: PlanInput, service: string): ServiceParams {
   const fromOut = (o?: StackOutputs) => o?.services?.[service];
@@ -79,7 +85,7 @@ export function serviceParams(input: PlanInput, service: string): ServiceParams 
   const switchover =
     (out?.switchover as "dns" | "eip" | undefined) ??
     (cfg?.switchover as "dns" | "eip" | undefined) ??
-    DEFAULT_SWITCHOVER[service] ??
+    PAIR_DEFAULT_SWITCHOVER[service] ??
     "dns";
   const ttl = num(out?.ttl, cfg?.ttl) ?? DEFAULTS.ttl;
   const hcCfg = isRecord(cfg?.healthCheck) ? cfg!.healthCheck : {};
@@ -89,10 +95,9 @@ export function serviceParams(input: PlanInput, service: string): ServiceParams 
     num(out?.healthCheck?.failureThreshold, (hcCfg as Record<string, unknown>).failureThreshold) ??
     DEFAULTS.failureThreshold;
   const bootSeconds = num(out?.bootSeconds, cfg?.bootSeconds) ?? DEFAULTS.bootSeconds;
-  const detection = intervalSeconds * failureThreshold;
+  // The same arithmetic as the components' designed RTO (eip includes the operator's response).
   const rtoSeconds =
-    num(out?.rtoSeconds) ??
-    (switchover === "dns" ? detection + ttl : detection + DEFAULTS.eipReassociationSeconds);
+    num(out?.rtoSeconds) ?? estimateRtoSeconds({ switchover, ttl, failureThreshold });
   const activeBefore = side(before?.activeSide);
   const activeAfter = side(after?.activeSide) ?? side(cfg?.active);
   const activeSides = unique([activeBefore, activeAfter].filter((s): s is Side => s !== undefined));
@@ -117,9 +122,15 @@ export interface ClassifiedStep extends PlanStep {
   class: ImpactClass;
   /** Why, in one line. */
   reason: string;
-  /** Seconds users may not reach the service because of this step; null = until undone. */
+  /** Seconds users may not reach the service because of this step; null = open-ended. */
   downtimeSeconds: number | null;
+  /** For open-ended downtime, until when: "until restored from backup" or "until undone". */
+  until?: string;
 }
+
+/** The end of an open-ended interruption that lost data, and of one that only needs undoing. */
+export const UNTIL_RESTORED = "until restored from backup";
+export const UNTIL_UNDONE = "until undone";
 
 /** Types holding data that outlives a server: replacing or deleting one loses or strands it. */
 export const DATA_TYPES = new Set([
@@ -132,6 +143,17 @@ export const DATA_TYPES = new Set([
   "aws:s3/bucket:Bucket",
   "aws:s3/bucketV2:BucketV2",
   "aws:dynamodb/table:Table",
+]);
+
+/**
+ * Keys whose deletion (scheduled by the provider on delete or replace) makes everything
+ * encrypted with them unreadable once the waiting period ends.
+ */
+export const KEY_TYPES = new Set([
+  "aws:kms/key:Key",
+  "aws:kms/replicaKey:ReplicaKey",
+  "aws:kms/externalKey:ExternalKey",
+  "aws:kms/replicaExternalKey:ReplicaExternalKey",
 ]);
 
 /** Types on the path of user traffic: replacing or deleting one interrupts the service. */
@@ -198,12 +220,37 @@ function instanceHoldsData(step: PlanStep, all: PlanStep[], context: PlanStep[])
   });
 }
 
-/** Classifies one step. `all` is the whole plan (a record delete paired with a create is a switch). */
+/**
+ * Classifies one step. `all` is the whole plan (a record delete paired with a create is a switch).
+ * A refresh that found the resource deleted in the cloud is classified as that deletion too (the
+ * loss has happened already, whatever the update then does), and the worse of the two wins.
+ */
 export function classifyStep(
   step: PlanStep,
   params: ServiceParams,
   all: PlanStep[],
   context: PlanStep[] = [],
+): ClassifiedStep {
+  const planned = classifyOp(step, params, all, context);
+  if (step.refreshFound !== "deleted") {
+    return planned;
+  }
+  const gone = classifyOp({ ...step, op: "delete", retainOnDelete: false }, params, all, context);
+  if (CLASS_RANK[gone.class] < CLASS_RANK[planned.class]) {
+    return planned;
+  }
+  return {
+    ...gone,
+    op: step.op,
+    reason: `a refresh found it already deleted in the cloud (then ${step.op}): ${gone.reason}`,
+  };
+}
+
+function classifyOp(
+  step: PlanStep,
+  params: ServiceParams,
+  all: PlanStep[],
+  context: PlanStep[],
 ): ClassifiedStep {
   const serving =
     step.side === undefined ||
@@ -226,9 +273,18 @@ export function classifyStep(
     class: cls,
     reason,
     downtimeSeconds: cls === "none" ? 0 : downtimeSeconds,
+    ...(cls !== "none" && downtimeSeconds === null
+      ? { until: cls === "data-risk" ? UNTIL_RESTORED : UNTIL_UNDONE }
+      : {}),
   });
   const where = serving ? "serving" : `${step.side} (not serving)`;
   const op = step.op;
+  if (op === "import-replacement") {
+    return res(
+      "none",
+      "import-replacement: the stack now tracks another existing resource; the replaced one leaves the state, not the cloud",
+    );
+  }
   if (PASSIVE_OPS.has(op)) {
     return res("none", `${op}: no change in the cloud`);
   }
@@ -253,20 +309,39 @@ export function classifyStep(
       if (del && step.retainOnDelete) {
         return res("none", "leaves the stack only: retainOnDelete keeps it (and its data) in AWS");
       }
-      const dt =
-        serving && step.type === "aws:ebs/volume:Volume"
-          ? autoFailoverCapped(params, step, all, replaceDowntime)
-          : 0;
+      // Nothing takes the place of lost data: on the serving side (or where there are no sides,
+      // RDS, S3) users are without it until it is restored from backup — never a number.
+      const forced = replace ? ` (forced by ${fmtKeys(step.replaceReasons)})` : "";
+      return serving
+        ? res(
+            "data-risk",
+            `${what} of a resource holding data${forced}: ${replace ? "the new one starts empty" : "nothing takes its place"}; users are without that data until it is restored from backup`,
+            null,
+          )
+        : res(
+            "data-risk",
+            `${what} of the ${step.side} side's data${forced}: not serving, but its copy is lost and must be re-seeded from the serving side`,
+            0,
+          );
+    }
+    if (KEY_TYPES.has(step.type)) {
+      if (del && step.retainOnDelete) {
+        return res("none", "leaves the stack only: retainOnDelete keeps the key in AWS");
+      }
       return res(
         "data-risk",
-        `${what} of a resource holding data${replace ? ` (forced by ${fmtKeys(step.replaceReasons)})` : ""}: the new one starts empty`,
-        dt,
+        `${what} of an encryption key: AWS schedules the old key's deletion, after which everything encrypted with it is unreadable (cancel the deletion within the waiting period to undo)`,
+        null,
       );
     }
     if (step.type === INSTANCE) {
       const down = serving ? autoFailoverCapped(params, step, all, replaceDowntime) : 0;
       if (instanceHoldsData(step, all, context)) {
-        return res("data-risk", `${what} of a server holding data on itself (${where})`, down);
+        return res(
+          "data-risk",
+          `${what} of a server holding data on itself (${where})`,
+          serving ? null : 0,
+        );
       }
       if (!serving) {
         return res(

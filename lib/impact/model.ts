@@ -55,7 +55,23 @@ export const KNOWN_OPS = new Set([
   "import",
   "import-replacement",
 ]);
-export const REPLACEMENT_OPS = new Set(["replace", "create-replacement", "delete-replaced"]);
+/**
+ * Ops that belong to one replacement of a URN (the engine's `--show-replacement-steps` view):
+ * together they are one logical replace, or an import-replacement when the new side is imported.
+ */
+export const REPLACEMENT_OPS = new Set([
+  "replace",
+  "create-replacement",
+  "delete-replaced",
+  "discard-replaced",
+  "import-replacement",
+]);
+/** Ops the engine's summary counts as changes (resourceChanges/changeSummary keys compared). */
+export const COUNTED_CHANGE_OPS = ["create", "update", "delete", "replace", "import"] as const;
+/** The Pulumi project this tool maps to services (Pulumi.yaml `name`). */
+export const HASTACK_PROJECT = "hastack";
+/** Service of a step whose URN names another project: never mapped to a hastack service. */
+export const FOREIGN_SERVICE = "foreign";
 /** Ops that change nothing in the cloud (reads, refreshes, imports, bookkeeping). */
 export const PASSIVE_OPS = new Set([
   "same",
@@ -71,8 +87,21 @@ export const PASSIVE_OPS = new Set([
 
 /** One resource's logical step, whatever the input format. */
 export interface PlanStep {
-  /** Logical op: create-replacement/replace/delete-replaced of one URN are merged to "replace". */
+  /**
+   * Effective op: what the URN's last non-`refresh` step does; the steps of one replacement
+   * (create-replacement, replace, delete-replaced/discard-replaced) are one "replace", or
+   * "import-replacement" when the new side is imported. Only refreshes (or refresh + same):
+   * "refresh".
+   */
   op: string;
+  /** Every op the input holds for this URN, in order (refreshes included). */
+  engineOps?: string[];
+  /** What a refresh of this URN found in the cloud: deleted outside Pulumi, or changed. */
+  refreshFound?: "deleted" | "changed";
+  /** The Pulumi project named by the URN; not hastack's → service "foreign". */
+  project?: string;
+  /** The stack named by the URN. */
+  stack?: string;
   urn: string;
   type: string;
   name: string;
@@ -143,6 +172,15 @@ export interface PlanInput {
   notes: string[];
   /** Unchanged resources known besides the steps (synth: all), e.g. to find data-volume attachments. */
   context?: PlanStep[];
+  /**
+   * Why the step list cannot be trusted to be complete: a failed, cancelled or corrupt run, a
+   * log with no summary. Empty or absent: complete. A plan with any is never OK (exit 4).
+   */
+  incomplete?: string[];
+  /** The engine's own counts per op (summaryEvent.resourceChanges, changeSummary), when given. */
+  engineCounts?: Record<string, number>;
+  /** Step entries/events read from the input (before merging per URN). */
+  rawSteps?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,15 +276,23 @@ export function makeStep(o: {
   retainOnDelete: boolean;
   parentUrn?: string;
   ancestorTypes?: string[];
+  /** The project whose URNs map to services. Defaults to HASTACK_PROJECT. */
+  project?: string;
 }): PlanStep {
   const ancestorTypes = o.ancestorTypes ?? o.parsed.parentTypes;
+  const foreign = o.parsed.project !== (o.project ?? HASTACK_PROJECT);
   return {
     op: o.op,
     urn: o.urn,
     type: o.parsed.type,
     name: o.parsed.name,
+    project: o.parsed.project,
+    stack: o.parsed.stack,
     ancestorTypes,
-    service: serviceOf(o.parsed.type, ancestorTypes, o.parsed.name, o.newInputs ?? o.oldInputs),
+    // Another project's `mysql-www` is not hastack's mysql: URNs of other projects map to no service.
+    service: foreign
+      ? FOREIGN_SERVICE
+      : serviceOf(o.parsed.type, ancestorTypes, o.parsed.name, o.newInputs ?? o.oldInputs),
     side: sideOf(o.parsed.name, o.newInputs ?? o.oldInputs),
     id: o.id,
     oldInputs: o.oldInputs,
@@ -275,6 +321,11 @@ export function stringOrUndefined(v: unknown): string | undefined {
 
 export function asOutputs(v: unknown): StackOutputs | undefined {
   return isRecord(v) && Object.keys(v).length > 0 ? (v as StackOutputs) : undefined;
+}
+
+/** Drops the engine's colour directives (`<{%reset%}>`, `<{%fg 1%}>`) from a message. */
+export function stripColor(s: string): string {
+  return s.replace(/<\{%[^%]*%\}>/g, "");
 }
 
 export function unique<T>(xs: T[]): T[] {

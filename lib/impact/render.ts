@@ -37,7 +37,15 @@ function table(rows: string[][]): string {
     .join("\n");
 }
 
-/** The operator's view: per-service table, the impactful steps, notes and the verdict. */
+/** A step's or service's downtime as the report prints it. */
+function fmtDown(x: { downtimeSeconds: number | null; until?: string }): string {
+  return x.downtimeSeconds === null && x.until ? x.until : fmtDuration(x.downtimeSeconds);
+}
+
+/**
+ * The operator's view: per-service table, the impactful steps, every other step (listed, or
+ * counted when unchanged), the engine's counts beside the plan's, notes and the verdict.
+ */
 export function renderPlan(plan: ImpactPlan, verdict: Verdict): string {
   const lines: string[] = [];
   const source: Record<InputKind, string> = {
@@ -52,19 +60,20 @@ export function renderPlan(plan: ImpactPlan, verdict: Verdict): string {
         "(docs/operations-impact.md); `pulumi preview --json` asks the providers and is authoritative.",
     );
   }
+  if (plan.incomplete.length > 0) {
+    lines.push(
+      "INCOMPLETE: the run this input comes from did not finish cleanly; the steps below are only what it got to.",
+    );
+  }
   lines.push("");
   if (plan.services.length === 0) {
-    lines.push("No changes.");
+    lines.push(
+      plan.incomplete.length > 0 ? "No changes read (the plan is incomplete)." : "No changes.",
+    );
   } else {
     const rows = [["SERVICE", "IMPACT", "DOWNTIME", "STEPS", "FROM"]];
     for (const s of plan.services) {
-      rows.push([
-        s.service,
-        CLASS_LABEL[s.class],
-        fmtDuration(s.downtimeSeconds),
-        String(s.steps),
-        s.params.source,
-      ]);
+      rows.push([s.service, CLASS_LABEL[s.class], fmtDown(s), String(s.steps), s.params.source]);
     }
     lines.push(table(rows));
     const impactful = plan.steps.filter((s) => s.class !== "none");
@@ -72,24 +81,57 @@ export function renderPlan(plan: ImpactPlan, verdict: Verdict): string {
       lines.push("", "Steps with impact:");
       const rows2 = [["CLASS", "OP", "SERVICE", "TYPE", "NAME", "DOWNTIME", "WHY"]];
       for (const s of impactful.sort((a, b) => CLASS_RANK[b.class] - CLASS_RANK[a.class])) {
-        rows2.push([
-          CLASS_LABEL[s.class],
-          s.op,
-          s.service,
-          s.type,
-          s.name,
-          fmtDuration(s.downtimeSeconds),
-          s.reason,
-        ]);
+        rows2.push([CLASS_LABEL[s.class], s.op, s.service, s.type, s.name, fmtDown(s), s.reason]);
       }
       lines.push(table(rows2));
     }
+  }
+  // Every step of the input appears: listed when it changes something, else counted.
+  const others = plan.steps.filter(
+    (s) => s.class === "none" && s.op !== "same" && (s.op !== "refresh" || s.refreshFound),
+  );
+  if (others.length > 0) {
+    lines.push("", "Other steps (no impact):");
+    const rows3 = [["OP", "ENGINE STEPS", "SERVICE", "TYPE", "NAME", "WHY"]];
+    for (const s of others) {
+      rows3.push([s.op, (s.engineOps ?? [s.op]).join(","), s.service, s.type, s.name, s.reason]);
+    }
+    lines.push(table(rows3));
+  }
+  const unchanged =
+    plan.steps.length - plan.steps.filter((s) => s.class !== "none").length - others.length;
+  const raw =
+    plan.counts.rawSteps !== undefined ? `${plan.counts.rawSteps} engine step(s) over ` : "";
+  lines.push(
+    "",
+    `Steps: ${raw}${plan.steps.length} resource(s): ${plan.steps.length - unchanged} listed above, ${unchanged} unchanged or only refreshed.`,
+  );
+  const c = plan.counts;
+  const fmt = (x: Record<string, number>) =>
+    Object.entries(x)
+      .filter(([, n]) => n > 0)
+      .map(([op, n]) => `${n} ${op}`)
+      .join(", ") || "no changes";
+  if (c.matches === true) {
+    lines.push(
+      `Counts: ${fmt(c.plan)} — equal to the engine's summary${c.explanation ? ` (${c.explanation})` : ""}.`,
+    );
+  } else if (c.matches === false) {
+    lines.push(`Counts DIFFER: ${c.explanation}.`);
+  } else {
+    lines.push(`Counts: ${fmt(c.plan)} — not compared: ${c.explanation}.`);
   }
   if (plan.notes.length > 0) {
     lines.push("", "Notes:", ...plan.notes.map((n) => `  - ${n}`));
   }
   lines.push("");
-  if (verdict.code === 0) {
+  if (verdict.code === 4) {
+    lines.push(
+      "Verdict: INCOMPLETE PLAN (exit 4) — the plan cannot be judged; run the preview again until it succeeds",
+      ...verdict.incomplete.map((b) => `  - ${b}`),
+      ...verdict.blocking.map((b) => `  - also blocking: ${b}`),
+    );
+  } else if (verdict.code === 0) {
     const extra = [
       verdict.planned.length > 0
         ? `${verdict.planned.length} outage step(s) planned in the window`

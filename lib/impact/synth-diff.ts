@@ -1,5 +1,7 @@
 // Two synth files (or `pulumi stack export`s) to a PlanInput: the steps between them, replacement
 // decided by the replace-forcing table, cascaded through ids that replaced resources change.
+import type { Deployment, SynthResource } from "../synth/offline-synth";
+import type { ParseOptions } from "./parse";
 import {
   ImpactInputError,
   PlanInput,
@@ -19,25 +21,12 @@ import {
   replaceReasonsFor,
 } from "./replace-forcing";
 
-export interface SynthResource {
-  urn: string;
-  type: string;
-  name?: string;
-  parent?: string;
-  custom?: boolean;
-  protect?: boolean;
-  retainOnDelete?: boolean;
-  ignoreChanges?: string[];
-  inputs?: Record<string, unknown>;
-  outputs?: Record<string, unknown>;
-  id?: string;
-}
+// One deployment type for synth files and stack exports: offline-synth's. A `pulumi stack export`
+// leaves out what is false or empty (custom, protect, ignoreChanges, name), so files are read
+// loosely (isDeployment) and normalised into that type (normalizeDeployment) before diffing.
+export type { Deployment, SynthResource } from "../synth/offline-synth";
 
-export interface Deployment {
-  version: number;
-  deployment: { resources: SynthResource[] };
-}
-
+/** The loose shape shared by synth files and `pulumi stack export`: `{version, deployment: {resources}}`. */
 export function isDeployment(doc: unknown): doc is Deployment {
   return (
     isRecord(doc) &&
@@ -47,18 +36,87 @@ export function isDeployment(doc: unknown): doc is Deployment {
   );
 }
 
+/** A synth file or stack export as the one Deployment type, every optional field filled. */
+export function normalizeDeployment(d: Deployment, path = "deployment"): Deployment {
+  const resources = d.deployment.resources.map((r: unknown, i: number): SynthResource => {
+    if (!isRecord(r) || typeof r.urn !== "string" || typeof r.type !== "string") {
+      throw new ImpactInputError(`${path}: deployment.resources[${i}] needs "urn" and "type"`);
+    }
+    const x = r as Partial<SynthResource> & { urn: string; type: string };
+    return {
+      ...x,
+      name: typeof x.name === "string" ? x.name : parseUrn(x.urn).name,
+      custom: x.custom === true,
+      protect: x.protect === true,
+      retainOnDelete: x.retainOnDelete === true,
+      ignoreChanges: Array.isArray(x.ignoreChanges) ? x.ignoreChanges : [],
+      inputs: isRecord(x.inputs) ? x.inputs : {},
+    };
+  });
+  const manifest = isRecord(d.deployment.manifest)
+    ? d.deployment.manifest
+    : { time: "", magic: "", version: "" };
+  return { version: 3, deployment: { manifest, resources } };
+}
+
+/** The stack a deployment belongs to, from its URNs (undefined when it holds none). */
+export function stackOfDeployment(d: Deployment): string | undefined {
+  const r =
+    d.deployment.resources.find((x) => x.type === "pulumi:pulumi:Stack") ??
+    d.deployment.resources[0];
+  return r ? parseUrn(r.urn).stack : undefined;
+}
+
+/** `after` with its URNs (and the root stack's name) moved to stack `to`. */
+function renameStack(d: Deployment, from: string, to: string): Deployment {
+  let text = JSON.stringify(d).split(`urn:pulumi:${from}::`).join(`urn:pulumi:${to}::`);
+  // The root stack resource is named <project>-<stack>.
+  for (const r of d.deployment.resources.filter((x) => x.type === "pulumi:pulumi:Stack")) {
+    const name = parseUrn(r.urn).name;
+    if (name.endsWith(`-${from}`)) {
+      const renamed = `${name.slice(0, -from.length)}${to}`;
+      text = text.split(`pulumi:pulumi:Stack::${name}"`).join(`pulumi:pulumi:Stack::${renamed}"`);
+    }
+  }
+  return JSON.parse(text) as Deployment;
+}
+
 export function deploymentOutputs(d: Deployment): StackOutputs | undefined {
   const stack = d.deployment.resources.find((r) => r.type === "pulumi:pulumi:Stack");
   return asOutputs(stack?.outputs);
 }
 
-/** The steps between two synth deployments, replacement decided by REPLACE_FORCING. */
+/**
+ * The steps between two synth deployments, replacement decided by REPLACE_FORCING. Two different
+ * stacks are refused (every URN differs, so everything would show as deleted and created) unless
+ * `acrossStacks` asks to compare them resource by resource.
+ */
 export function planInputFromSynth(
-  before: Deployment,
-  after: Deployment,
+  beforeDoc: Deployment,
+  afterDoc: Deployment,
   beforePath = "before",
   afterPath = "after",
+  opts: ParseOptions = {},
 ): PlanInput {
+  const before = normalizeDeployment(beforeDoc, beforePath);
+  let after = normalizeDeployment(afterDoc, afterPath);
+  const sb = stackOfDeployment(before);
+  const sa = stackOfDeployment(after);
+  const notes: string[] = [];
+  if (sb !== undefined && sa !== undefined && sb !== sa) {
+    if (!opts.acrossStacks) {
+      throw new ImpactInputError(
+        `${beforePath} is stack "${sb}" but ${afterPath} is stack "${sa}": two different stacks share no URN, ` +
+          "so every resource would show as deleted and created. To compare two versions of one stack, " +
+          `synthesize both under its name: npm run synth -- --stack ${sb} --stack-file FILE --out after.json ` +
+          "(FILE holds the changed config). To compare the two stacks resource by resource anyway, add --across-stacks.",
+      );
+    }
+    after = renameStack(after, sa, sb);
+    notes.push(
+      `--across-stacks: ${afterPath} (stack "${sa}") compared with ${beforePath} (stack "${sb}") resource by resource`,
+    );
+  }
   const index = (d: Deployment, path: string): Map<string, SynthResource> => {
     const m = new Map<string, SynthResource>();
     d.deployment.resources.forEach((r, i) => {
@@ -140,6 +198,7 @@ export function planInputFromSynth(
         op,
         urn,
         parsed: parseUrn(urn),
+        project: opts.project,
         id: stringOrUndefined(old?.id) ?? stringOrUndefined(old?.outputs?.id),
         oldInputs: old?.inputs,
         newInputs: neu?.inputs,
@@ -157,8 +216,9 @@ export function planInputFromSynth(
     config: {},
     outputsBefore: deploymentOutputs(before),
     outputsAfter: deploymentOutputs(after),
-    notes: [],
+    notes,
     context,
+    incomplete: [],
   };
 }
 

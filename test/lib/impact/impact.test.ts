@@ -149,8 +149,11 @@ describe("impact: pulumi preview --json", () => {
       "mail-pair-primary-data-attach": "outage",
     });
     expect(classes(plan)).to.deep.equal({ mail: "data-risk" });
-    // Route 53 fails over to the healthy standby: capped at the designed RTO (outputs: 90 s).
-    expect(plan.services[0].downtimeSeconds).to.equal(90);
+    // The server alone would be capped at the designed RTO (Route 53 fails over: 90 s) ...
+    expect(plan.steps.find((s) => s.name === "mail-pair-primary")!.downtimeSeconds).to.equal(90);
+    // ... but the serving side's data volume starts empty: open-ended, never a number (issue 14).
+    expect(plan.services[0].downtimeSeconds).to.equal(null);
+    expect(plan.services[0].until).to.equal("until restored from backup");
     expect(plan.notes.join("\n")).to.match(/mail-pair-primary is protected/);
     expect(decideExit(plan).code).to.equal(3);
   });
@@ -421,7 +424,7 @@ describe("impact: classification table", () => {
       }),
       [],
       "data-risk",
-      90,
+      null, // its data is gone with it: until restored from backup
     ],
     [
       "a retained data volume leaving the stack",
@@ -440,7 +443,7 @@ describe("impact: classification table", () => {
       step({ op: "delete", type: "aws:backup/vault:Vault", name: "nas-vault" }),
       [],
       "data-risk",
-      0,
+      null, // nothing takes its place: open-ended (issue 14)
     ],
     [
       "a password replaced",
@@ -697,7 +700,9 @@ describe("impact: maintenance announcement", () => {
       "Saturday 5 July 2025, 22:00 (WIB, UTC+07:00) – Sunday 6 July 2025, 01:00",
     );
     expect(md).to.include("Email cannot be sent or read during the interruption");
-    expect(md).to.include("up to 90 s");
+    // The serving volume's data is lost: the announcement gives no number (issue 14).
+    expect(md).not.to.include("up to 90 s");
+    expect(md).to.include("until the work is finished");
     expect(md).to.include("`mail-daily`");
     expect(md).not.to.include("`mysql-6h`"); // only the affected services' jobs
     expect(md).to.include("3b9f0c2e-5d6a-4e7b-8c9d-0e1f2a3b4c5d");
