@@ -18,6 +18,7 @@ import {
   stripColor,
   unique,
 } from "./model";
+import { jsonEqual } from "./replace-forcing";
 import { isDeployment, planInputFromSynth } from "./synth-diff";
 
 // Input detection and parsing
@@ -379,7 +380,10 @@ function eventsToPlanInput(
             // inside preview/up keeps op "refresh" and says "gone" with `new: null`.
             if (op === "delete" || meta.new === null || meta.new === undefined) {
               open.found = "deleted";
-            } else if (op === "update") {
+            } else if (
+              op === "update" ||
+              !jsonEqual(recordOrUndefined(meta.old)?.outputs, recordOrUndefined(meta.new)?.outputs)
+            ) {
               open.found = "changed";
             }
           }
