@@ -209,7 +209,7 @@ async function run(
   }
   if (teardown.items.length > 0) {
     throw new Error(
-      `a rehearsal of stack ${o.stack} is already up (--keep): run \`npm run rehearse -- stack --stack ${o.stack} --down\` first`,
+      `a rehearsal of stack ${o.stack} is up (--keep) or was killed before its cleanup: run \`npm run rehearse -- stack --stack ${o.stack} --down\` first`,
     );
   }
 
@@ -418,9 +418,7 @@ async function run(
         "version: 2",
         "ethernets:",
         "  ens5:",
-        "    match:",
-        `      macaddress: "${s.mac}"`,
-        "    set-name: ens5",
+        // By name: cloud-init waits for a matched MAC only on physical devices, and a veth is not.
         `    addresses: [${s.privateIp}/${model.vpcCidr.split("/")[1]}]`,
         "    routes:",
         `      - to: 0.0.0.0/0`,
@@ -429,6 +427,11 @@ async function run(
         `      addresses: [${net.addresses.resolver}]`,
         "",
       ].join("\n"),
+    );
+    // What Debian's AWS AMI configures: its default user is "admin" (hastack:sshUser).
+    fs.writeFileSync(
+      path.join(root, "etc/cloud/cloud.cfg.d/91-hastack-ami.cfg"),
+      "system_info:\n  default_user:\n    name: admin\n    lock_passwd: true\n    gecos: Debian\n    groups: [adm]\n    sudo: ['ALL=(ALL) NOPASSWD:ALL']\n    shell: /bin/bash\n",
     );
     // What the VPC's DHCP options give an instance: the resolver. Not user-data.
     fs.rmSync(path.join(root, "etc/resolv.conf"), { force: true });

@@ -76,8 +76,6 @@ export function createNetwork(
   ip(["netns", "add", router]);
   td.add({ kind: "netns", name: router });
   ip(["-n", router, "link", "set", "lo", "up"]);
-  ip(["-n", router, "link", "add", "hsstandin", "type", "dummy"]);
-  ip(["-n", router, "link", "set", "hsstandin", "up"]);
   for (const a of [
     addresses.gateway,
     addresses.resolver,
@@ -87,7 +85,8 @@ export function createNetwork(
     addresses.admin,
     addresses.world,
   ]) {
-    ip(["-n", router, "addr", "add", `${a}/32`, "dev", "hsstandin"]);
+    // On the router's loopback: local to the router, answered to ARP on every server link.
+    ip(["-n", router, "addr", "add", `${a}/32`, "dev", "lo"]);
   }
   for (const [k, v] of [
     ["net.ipv4.ip_forward", "1"],

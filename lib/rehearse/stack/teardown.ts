@@ -33,6 +33,22 @@ export class Teardown {
   /** Removes everything recorded, newest first; returns what could not be removed. */
   runSync(log: (l: string) => void = () => undefined): string[] {
     const failed: string[] = [];
+    // Processes first and together: each container shuts down cleanly in parallel (SIGTERM is a
+    // poweroff request for systemd-nspawn), then whatever is left after the grace time is killed.
+    const procs = this.made.filter(
+      (m): m is Extract<Made, { kind: "process" }> => m.kind === "process",
+    );
+    for (const p of procs) {
+      signal(p.pid, "SIGTERM");
+    }
+    const until = Date.now() + 45000;
+    while (procs.some((p) => alive(p.pid)) && Date.now() < until) {
+      spawnSync("sleep", ["0.3"]);
+    }
+    for (const p of procs.filter((x) => alive(x.pid))) {
+      log(`cleanup: ${p.what} (${p.pid}) still running after 45 s: killing it`);
+      signal(p.pid, "SIGKILL");
+    }
     for (const m of [...this.made].reverse()) {
       const err = undo(m);
       if (err) {
@@ -48,10 +64,18 @@ export class Teardown {
 
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    // A zombie (exited, not yet reaped by this process) counts as gone.
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return false;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
   }
 }
 
@@ -69,21 +93,7 @@ function undo(m: Made): string | undefined {
       if (!alive(m.pid)) {
         return undefined;
       }
-      // systemd-nspawn powers the container off on SIGTERM... SIGRTMIN+4 is poweroff for systemd;
-      // nspawn itself forwards SIGTERM as a clean shutdown request to the container's init.
-      try {
-        process.kill(m.pid, "SIGTERM");
-      } catch {
-        return undefined;
-      }
-      if (waitGone(m.pid, 30000)) {
-        return undefined;
-      }
-      try {
-        process.kill(m.pid, "SIGKILL");
-      } catch {
-        return undefined;
-      }
+      signal(m.pid, "SIGKILL");
       return waitGone(m.pid, 10000) ? undefined : `process ${m.pid} (${m.what}) did not stop`;
     }
     case "mount": {
