@@ -6,10 +6,13 @@ set -euo pipefail
 
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd mariadb-server mariadb-backup
   cloud-init prometheus prometheus-blackbox-exporter bind9-utils rsync swaks iproute2
-  unixodbc odbc-mariadb systemd socat shellcheck pyflakes3)
+  unixodbc odbc-mariadb systemd socat shellcheck pyflakes3
+  systemd-container mmdebstrap dpkg-dev bind9 bind9-dnsutils unbound nftables openssh-client openssl
+  util-linux)
 TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
   prometheus-blackbox-exporter named-checkzone rsync swaks ip /usr/lib/dovecot/lmtp
-  rrsync isql systemd-analyze socat shellcheck pyflakes3)
+  rrsync isql systemd-analyze socat shellcheck pyflakes3
+  systemd-nspawn mmdebstrap dpkg-scanpackages named rndc dig unbound nft ssh ssh-keygen openssl nsenter)
 
 missing=()
 for tool in "${TOOLS[@]}"; do

@@ -1,6 +1,6 @@
 // The shell every rehearsal drill shares (flags, progress, cleanup on signals, verdict, JSON
-// line) and the drill registry. Drill modules live beside this file as lib/rehearse/<drill>.ts and
-// load lazily, so one drill's missing binaries never stop another.
+// line) and the drill registry. Drill modules live beside this file as lib/rehearse/<drill>.ts (or
+// lib/rehearse/<drill>/index.ts) and load lazily, so one drill's missing binaries never stop another.
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
@@ -10,6 +10,8 @@ export const DRILLS: Record<string, string> = {
   mysql:
     "kill the MySQL/MariaDB primary under load, fail over, fall back; zero acknowledged writes lost",
   backup: "back up to the primary NAS, replicate to the standby NAS, restore and compare checksums",
+  stack:
+    "boot every server of the synth from its exact user-data as a container, wired as on AWS; check services and flows",
 };
 
 export function usage(): string {

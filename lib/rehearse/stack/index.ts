@@ -1,0 +1,594 @@
+// `npm run rehearse -- stack`: the whole stack as a system on this machine (issue 11). Every
+// instance of the stack's offline synth boots as a Debian 12 systemd-nspawn container from its
+// exact user-data (NoCloud seed), wired as on AWS (network.ts, nft.ts), calling stand-ins for
+// IMDSv2, SSM Parameter Store and Route 53 (standins.ts, dns.ts); then checks.ts tries the
+// services and the declared flows for real. Drills on the booted stack (issue 12) plug in after
+// the checks, on the same `Rehearsal` object.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { ChildProcess, execFileSync, spawn } from "child_process";
+import { parse as parseYaml } from "yaml";
+import { PACKAGE_ROOT } from "../../package-root";
+import { synthesize } from "../../synth/offline-synth";
+import { Drill, DrillUsageError, findBinary, runDrill } from "../drill";
+import { ensureImage } from "./image";
+import { StackModel, buildModel } from "./model";
+import { RehearsalNet, createNetwork } from "./network";
+import { generateParameters } from "./secrets";
+import {
+  renderExtraZoneFile,
+  renderNamedConf,
+  renderUnboundConf,
+  renderZoneFile,
+  rndcConf,
+} from "./dns";
+import { StandInConfig } from "./standins";
+import { Teardown, isMounted } from "./teardown";
+import { CheckReport, runChecks } from "./checks";
+
+export interface StackOptions {
+  stack: string;
+  drills: "none";
+  keep: boolean;
+  down: boolean;
+  /** Seconds to wait for every server's cloud-init. Defaults to 1800. */
+  bootTimeout: number;
+}
+
+export const USAGE = [
+  "usage: npm run rehearse -- stack [--stack NAME] [--drills none] [--keep] [--down] [--boot-timeout S]",
+  "  Boots every server of the stack's offline synth as a Debian 12 container from its exact",
+  "  user-data, on an isolated copy of the VPC with its security groups, IMDSv2, SSM and Route 53",
+  "  stand-ins; checks cloud-init, systemd, the services and the declared flows. Needs root.",
+  "  --stack NAME      stack to synthesize (Pulumi.NAME.yaml). Defaults to prod.",
+  "  --drills none     drills on the booted stack come with issue 12; only `none` today.",
+  "  --keep            leave the stack up and print how to enter each server.",
+  "  --down            remove a stack left up by --keep, and nothing else.",
+  "  --boot-timeout S  seconds to wait for cloud-init on every server. Defaults to 1800.",
+].join("\n");
+
+export const RUN_ROOT = process.env.HASTACK_REHEARSAL_DIR ?? "/var/lib/hastack-rehearsal";
+const ACCOUNT = "123456789012";
+
+export function parseStackArgs(args: string[]): StackOptions & { help?: boolean } {
+  const o: StackOptions & { help?: boolean } = {
+    stack: "prod",
+    drills: "none",
+    keep: false,
+    down: false,
+    bootTimeout: 1800,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const value = (): string => {
+      const v = args[++i];
+      if (v === undefined || v.startsWith("--")) {
+        throw new DrillUsageError(`${a} needs a value`);
+      }
+      return v;
+    };
+    if (a === "--help" || a === "-h") {
+      o.help = true;
+    } else if (a === "--stack") {
+      o.stack = value();
+      if (!/^[A-Za-z0-9_.-]+$/.test(o.stack)) {
+        throw new DrillUsageError(
+          `--stack must be a stack name (letters, digits, _ . -), got ${JSON.stringify(o.stack)}`,
+        );
+      }
+    } else if (a === "--drills") {
+      const d = value();
+      if (d !== "none") {
+        throw new DrillUsageError(
+          `--drills ${d}: drills on the booted stack are not built yet (issue 12); use --drills none`,
+        );
+      }
+    } else if (a === "--keep") {
+      o.keep = true;
+    } else if (a === "--down") {
+      o.down = true;
+    } else if (a === "--boot-timeout") {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 60) {
+        throw new DrillUsageError("--boot-timeout must be a whole number of seconds, at least 60");
+      }
+      o.bootTimeout = v;
+    } else {
+      throw new DrillUsageError(`unknown flag ${a}`);
+    }
+  }
+  if (o.keep && o.down) {
+    throw new DrillUsageError("--keep and --down exclude each other");
+  }
+  return o;
+}
+
+/** What a booted rehearsal holds; drills (issue 12) receive it. */
+export interface Rehearsal {
+  model: StackModel;
+  net: RehearsalNet;
+  dir: string;
+  adminKey: string;
+  mailUser?: { user: string; password: string };
+  containers: { name: string; nspawnPid: number; root: string; ns: string }[];
+  standInLog: string;
+  checkerStatus: string;
+}
+
+let teardown: Teardown | undefined;
+let keepUp = false;
+
+function stateFile(stack: string): string {
+  return path.join(RUN_ROOT, stack, "made.json");
+}
+
+function sh(cmd: string, args: string[], input?: string): string {
+  return execFileSync(cmd, args, {
+    encoding: "utf8",
+    input,
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    maxBuffer: 16 * 1024 * 1024,
+  });
+}
+
+/** Packages the user-data of every server installs (cloud-config `packages:`). */
+export function userDataPackages(model: StackModel): string[] {
+  const out = new Set<string>();
+  for (const s of model.servers) {
+    const text = s.userData.toString("utf8");
+    if (!text.startsWith("#cloud-config")) {
+      continue;
+    }
+    const doc = parseYaml(text) as { packages?: unknown[] };
+    for (const p of doc.packages ?? []) {
+      out.add(Array.isArray(p) ? `${String(p[0])}=${String(p[1])}` : String(p));
+    }
+  }
+  return [...out].sort();
+}
+
+function readStackSettings(stack: string): {
+  adminCidrs: string[];
+  region: string;
+  domain: string;
+} {
+  const file = path.join(PACKAGE_ROOT, `Pulumi.${stack}.yaml`);
+  const doc = parseYaml(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
+  const c = doc.config ?? {};
+  const domain = String(c["hastack:domain"] ?? "");
+  return {
+    adminCidrs: (c["hastack:adminCidrs"] as string[] | undefined) ?? [],
+    region: String(c["aws:region"] ?? "us-east-1"),
+    domain,
+  };
+}
+
+const REQUIRED = [
+  "systemd-nspawn",
+  "mmdebstrap",
+  "named",
+  "unbound",
+  "rndc",
+  "nft",
+  "ip",
+  "nsenter",
+  "openssl",
+  "ssh-keygen",
+  "ssh",
+  "dig",
+  "dpkg-scanpackages",
+];
+
+async function run(
+  o: StackOptions,
+  log: (l: string) => void,
+): Promise<{ passed: boolean; problems: string[]; summary: string }> {
+  const started = Date.now();
+  if (process.getuid?.() !== 0) {
+    throw new Error("the stack rehearsal needs root (network namespaces, mounts, containers)");
+  }
+  const missing = REQUIRED.filter((b) => !findBinary(b));
+  if (missing.length > 0) {
+    throw new Error(`missing ${missing.join(", ")}: run test/install-deps.sh`);
+  }
+  teardown = new Teardown(stateFile(o.stack));
+  if (o.down) {
+    const n = teardown.items.length;
+    const failed = teardown.runSync(log);
+    log(
+      n === 0
+        ? `no rehearsal of stack ${o.stack} is up`
+        : `removed the rehearsal of stack ${o.stack} (${n} items)`,
+    );
+    return {
+      passed: failed.length === 0,
+      problems: failed,
+      summary: JSON.stringify({ down: o.stack, removed: n, failed }),
+    };
+  }
+  if (teardown.items.length > 0) {
+    throw new Error(
+      `a rehearsal of stack ${o.stack} is up (--keep) or was killed before its cleanup: run \`npm run rehearse -- stack --stack ${o.stack} --down\` first`,
+    );
+  }
+
+  log(`synthesizing stack ${o.stack}`);
+  const settings = readStackSettings(o.stack);
+  const deployment = await synthesize({ projectDir: PACKAGE_ROOT, stack: o.stack });
+  const model = buildModel(deployment, settings.adminCidrs, settings.region);
+  const domain = settings.domain || model.zones.find((z) => !z.private)?.name || "example.com";
+  log(`${model.servers.length} servers: ${model.servers.map((s) => s.name).join(", ")}`);
+
+  const packages = userDataPackages(model);
+  const image = ensureImage(packages, log);
+  log(
+    image.built
+      ? `base image ${image.key} built in ${image.seconds.toFixed(0)} s`
+      : `base image ${image.key} from the cache`,
+  );
+
+  const dir = path.join(RUN_ROOT, o.stack);
+  fs.mkdirSync(dir, { recursive: true });
+  teardown.add({ kind: "dir", path: dir });
+  const id = crypto.createHash("sha256").update(o.stack).digest("hex").slice(0, 6);
+
+  // /run/systemd/nspawn on a tmpfs of its own (nspawn cleans its propagation directory there).
+  if (!isMounted("/run/systemd/nspawn")) {
+    fs.mkdirSync("/run/systemd/nspawn", { recursive: true });
+    sh("mount", ["-t", "tmpfs", "tmpfs", "/run/systemd/nspawn"]);
+    teardown.add({ kind: "mount", target: "/run/systemd/nspawn" });
+  }
+
+  log("creating the rehearsal network (router and server namespaces, security groups)");
+  const net = createNetwork(model, id, dir, teardown);
+
+  // Secrets, the admin's key pair, the SSM stand-in's certificate.
+  const secrets = generateParameters(model, domain);
+  const adminKey = path.join(dir, "admin-key");
+  sh("ssh-keygen", [
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    "hastack-rehearsal-admin",
+    "-f",
+    adminKey,
+  ]);
+  const adminPub = fs.readFileSync(`${adminKey}.pub`, "utf8").trim();
+  const ssmName = `ssm.${model.region}.amazonaws.com`;
+  sh("openssl", [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    `/CN=${ssmName}`,
+    "-keyout",
+    path.join(dir, "ssm.key"),
+    "-out",
+    path.join(dir, "ssm.csr"),
+  ]);
+  fs.writeFileSync(path.join(dir, "ssm.ext"), `subjectAltName=DNS:${ssmName}\n`);
+  sh("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    path.join(dir, "ssm.csr"),
+    "-CA",
+    image.caCert,
+    "-CAkey",
+    image.caKey,
+    "-CAcreateserial",
+    "-days",
+    "30",
+    "-extfile",
+    path.join(dir, "ssm.ext"),
+    "-out",
+    path.join(dir, "ssm.crt"),
+  ]);
+
+  // DNS: bind9 authoritative for the synth's zones and the stand-in endpoints; unbound resolves.
+  const dnsDir = path.join(dir, "dns");
+  fs.mkdirSync(dnsDir, { recursive: true });
+  const extraZones = [{ name: ssmName, address: net.addresses.ssm }];
+  const serial = Math.floor(Date.now() / 1000);
+  for (const z of model.zones) {
+    fs.writeFileSync(path.join(dnsDir, `${z.name}.zone`), renderZoneFile(z, {}, serial));
+  }
+  for (const z of extraZones) {
+    fs.writeFileSync(path.join(dnsDir, `${z.name}.zone`), renderExtraZoneFile(z, serial));
+  }
+  const rndcSecret = crypto.randomBytes(32).toString("base64");
+  fs.writeFileSync(
+    path.join(dnsDir, "named.conf"),
+    renderNamedConf(
+      dnsDir,
+      [...model.zones.map((z) => z.name), ...extraZones.map((z) => z.name)],
+      rndcSecret,
+    ),
+  );
+  fs.writeFileSync(path.join(dnsDir, "rndc.conf"), rndcConf(rndcSecret));
+  fs.writeFileSync(
+    path.join(dnsDir, "unbound.conf"),
+    renderUnboundConf(dnsDir, net.addresses.resolver),
+  );
+  startDaemon(
+    net.router,
+    ["named", "-g", "-c", path.join(dnsDir, "named.conf")],
+    path.join(dnsDir, "named.log"),
+    "named",
+  );
+  startDaemon(
+    net.router,
+    ["unbound", "-d", "-c", path.join(dnsDir, "unbound.conf")],
+    path.join(dnsDir, "unbound.out"),
+    "unbound",
+  );
+
+  // IMDS, SSM, health checkers.
+  const standInConfig: StandInConfig = {
+    account: ACCOUNT,
+    region: model.region,
+    imdsAddress: net.addresses.imds,
+    ssm: {
+      address: net.addresses.ssm,
+      certFile: path.join(dir, "ssm.crt"),
+      keyFile: path.join(dir, "ssm.key"),
+    },
+    servers: model.servers.map((s, i) => ({
+      name: s.name,
+      instanceId: s.instanceId,
+      privateIp: s.privateIp,
+      secondaryIps: s.secondaryIps,
+      publicIp: s.publicIp,
+      mac: s.mac,
+      region: model.region,
+      az: `${model.region}${s.subnetId.endsWith("2") || i % 2 === 1 ? "b" : "a"}`,
+      hostname: `ip-${s.privateIp.replace(/\./g, "-")}.${model.region}.compute.internal`,
+      vpcCidr: model.vpcCidr,
+      roleName: s.roleName,
+      policy: s.policy,
+      securityGroups: s.securityGroups,
+      sshPublicKey: adminPub,
+      userData: s.userData.toString("utf8"),
+    })),
+    parameters: secrets.values,
+    checker: { source: net.addresses.checker, statusFile: path.join(dir, "health.json") },
+    healthChecks: model.healthChecks,
+    dns: { dir: dnsDir, zones: model.zones, extraZones, rndcConf: path.join(dnsDir, "rndc.conf") },
+    logFile: path.join(dir, "standins.log"),
+  };
+  fs.writeFileSync(path.join(dir, "standins.json"), JSON.stringify(standInConfig));
+  fs.chmodSync(path.join(dir, "standins.json"), 0o600);
+  startDaemon(
+    net.router,
+    [process.execPath, path.join(__dirname, "standins.js"), path.join(dir, "standins.json")],
+    path.join(dir, "standins.out"),
+    "stand-ins",
+  );
+  await waitFor(
+    () =>
+      fs.existsSync(path.join(dir, "health.json")) &&
+      fs.readFileSync(standInConfig.logFile, "utf8").includes("ssm on"),
+    30,
+    "the stand-ins to listen",
+  );
+  await waitFor(
+    () => dnsAnswers(net.router, net.addresses.resolver, ssmName),
+    60,
+    "named and unbound to answer",
+  );
+
+  // Containers: an overlay on the base image, the NoCloud seed beside the exact user-data.
+  const containers: Rehearsal["containers"] = [];
+  model.servers.forEach((s, i) => {
+    const sdir = path.join(dir, "servers", s.name);
+    for (const d of ["upper", "work", "root", "data"]) {
+      fs.mkdirSync(path.join(sdir, d), { recursive: true });
+    }
+    const root = path.join(sdir, "root");
+    sh("mount", [
+      "-t",
+      "overlay",
+      "overlay",
+      "-o",
+      `lowerdir=${image.root},upperdir=${sdir}/upper,workdir=${sdir}/work`,
+      root,
+    ]);
+    teardown!.add({ kind: "mount", target: root });
+    const seed = path.join(root, "var/lib/cloud/seed/nocloud");
+    fs.mkdirSync(seed, { recursive: true });
+    fs.writeFileSync(path.join(seed, "user-data"), s.userData);
+    fs.writeFileSync(
+      path.join(seed, "meta-data"),
+      [
+        `instance-id: ${s.instanceId}`,
+        `local-hostname: ${standInConfig.servers[i].hostname.split(".")[0]}`,
+        "public-keys:",
+        `  - ${adminPub}`,
+        "",
+      ].join("\n"),
+    );
+    fs.writeFileSync(
+      path.join(seed, "network-config"),
+      [
+        "version: 2",
+        "ethernets:",
+        "  ens5:",
+        // By name: cloud-init waits for a matched MAC only on physical devices, and a veth is not.
+        `    addresses: [${s.privateIp}/${model.vpcCidr.split("/")[1]}]`,
+        "    routes:",
+        `      - to: 0.0.0.0/0`,
+        `        via: ${net.addresses.gateway}`,
+        "    nameservers:",
+        `      addresses: [${net.addresses.resolver}]`,
+        "",
+      ].join("\n"),
+    );
+    // What Debian's AWS AMI configures: its default user is "admin" (hastack:sshUser).
+    fs.writeFileSync(
+      path.join(root, "etc/cloud/cloud.cfg.d/91-hastack-ami.cfg"),
+      "system_info:\n  default_user:\n    name: admin\n    lock_passwd: true\n    gecos: Debian\n    groups: [adm]\n    sudo: ['ALL=(ALL) NOPASSWD:ALL']\n    shell: /bin/bash\n",
+    );
+    // What the VPC's DHCP options give an instance: the resolver. Not user-data.
+    fs.rmSync(path.join(root, "etc/resolv.conf"), { force: true });
+    fs.writeFileSync(
+      path.join(root, "etc/resolv.conf"),
+      `nameserver ${net.addresses.resolver}\nsearch ${model.region}.compute.internal\n`,
+    );
+    const logFile = path.join(sdir, "console.log");
+    const out = fs.openSync(logFile, "a");
+    const child = spawn(
+      "systemd-nspawn",
+      [
+        "-q",
+        "-b",
+        "-D",
+        root,
+        `--machine=hs-${s.name}`,
+        "--register=no",
+        "--keep-unit",
+        `--network-namespace-path=/run/netns/${net.serverNs[i]}`,
+        `--bind=${sdir}/data:/srv/data`,
+        "--console=read-only",
+        "--timezone=off",
+        "--resolv-conf=off",
+        "--link-journal=no",
+      ],
+      {
+        stdio: ["ignore", out, out],
+        detached: true,
+        env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "0" },
+      },
+    );
+    fs.closeSync(out);
+    child.unref();
+    teardown!.add({ kind: "process", pid: child.pid!, what: `systemd-nspawn ${s.name}` });
+    containers.push({ name: s.name, nspawnPid: child.pid!, root, ns: net.serverNs[i] });
+    log(`${s.name}: booting (${s.privateIp}${s.publicIp ? `, EIP ${s.publicIp}` : ""})`);
+  });
+
+  const rehearsal: Rehearsal = {
+    model,
+    net,
+    dir,
+    adminKey,
+    mailUser: secrets.mailUser,
+    containers,
+    standInLog: standInConfig.logFile,
+    checkerStatus: standInConfig.checker.statusFile,
+  };
+  const report: CheckReport = await runChecks(rehearsal, o.bootTimeout, log);
+  const seconds = Math.round((Date.now() - started) / 1000);
+  const summary = {
+    stack: o.stack,
+    servers: model.servers.length,
+    booted: report.booted,
+    cloudInitErrors: report.cloudInitErrors,
+    failedUnits: report.failedUnits,
+    services: report.services,
+    flows: report.flows,
+    notRehearsed: report.notRehearsed,
+    image: { key: image.key, built: image.built, buildSeconds: Math.round(image.seconds) },
+    seconds,
+  };
+  if (o.keep) {
+    keepUp = true;
+    log(
+      `left up (--keep). Enter a server: nsenter -t $(cat /proc/<nspawn-pid>/task/*/children | head -1) -a -- /bin/bash -l`,
+    );
+    for (const c of containers) {
+      log(
+        `  ${c.name}: nsenter -t ${leaderPid(c.nspawnPid) ?? "?"} -a -- /bin/bash -l    (or ssh -i ${adminKey} admin@<EIP> from the router: ip netns exec ${net.router} ssh -b ${net.addresses.admin} …)`,
+      );
+    }
+    log(`remove it with: npm run rehearse -- stack --stack ${o.stack} --down`);
+  }
+  return {
+    passed: report.problems.length === 0,
+    problems: report.problems,
+    summary: JSON.stringify(summary),
+  };
+}
+
+/** PID 1 of a container: the child of its systemd-nspawn process. */
+export function leaderPid(nspawnPid: number): number | undefined {
+  try {
+    const kids = fs
+      .readdirSync(`/proc/${nspawnPid}/task`)
+      .flatMap((t) =>
+        fs.readFileSync(`/proc/${nspawnPid}/task/${t}/children`, "utf8").trim().split(/\s+/),
+      )
+      .filter(Boolean)
+      .map(Number);
+    return kids[0];
+  } catch {
+    return undefined;
+  }
+}
+
+function startDaemon(ns: string, argv: string[], logFile: string, what: string): ChildProcess {
+  const out = fs.openSync(logFile, "a");
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], {
+    stdio: ["ignore", out, out],
+    detached: true,
+  });
+  fs.closeSync(out);
+  child.unref();
+  teardown!.add({ kind: "process", pid: child.pid!, what });
+  return child;
+}
+
+function dnsAnswers(ns: string, server: string, name: string): boolean {
+  try {
+    return (
+      sh("ip", [
+        "netns",
+        "exec",
+        ns,
+        "dig",
+        "+short",
+        "+time=2",
+        "+tries=1",
+        `@${server}`,
+        name,
+        "A",
+      ]).trim().length > 0
+    );
+  } catch {
+    return false;
+  }
+}
+
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  seconds: number,
+  what: string,
+): Promise<void> {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    if (await cond()) {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`gave up after ${seconds} s waiting for ${what}`);
+}
+
+export const drill: Drill<StackOptions> = {
+  usage: USAGE,
+  parseArgs: parseStackArgs,
+  run,
+  cleanupSync(): void {
+    if (teardown && !keepUp) {
+      teardown.runSync((l) => process.stderr.write(`rehearse stack: ${l}\n`));
+    }
+  },
+};
+
+export function main(args: string[]): Promise<number> {
+  return runDrill("stack", drill, args);
+}

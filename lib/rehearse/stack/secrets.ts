@@ -1,0 +1,122 @@
+// Values for the stack's SSM parameters in a rehearsal (issue 11). The synth shows secrets as
+// "[secret]", so the rehearsal generates them the way the stack does (random passwords, SSH key
+// pairs) and keeps equal what the components make equal — the two halves of an account's
+// password, a key pair's private and public halves, a service's copy of another's public key.
+// A secret no rule below covers is an error naming the parameter, never a guess.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { execFileSync } from "child_process";
+import { StackModel } from "./model";
+
+/** "<service>/<name>" tails whose values are the same secret (the two ends of one account). */
+export const SHARED_SECRETS: string[][] = [
+  ["nas/mysql-backup-password", "mysql/backup-user-password"],
+  ["pbx/cdr-db-password", "mysql/cdr-user-password"],
+];
+
+/** `<svc>/<peer>-backup-ssh-public-key` is `<peer>`'s "ssh" key pair's public half. */
+const PEER_PUBLIC_KEY = /^[a-z0-9-]+\/([a-z0-9]+)-backup-ssh-public-key$/;
+const KEY_HALF = /^([a-z0-9-]+\/(?:[a-z0-9-]+-)?ssh)-(private|public)-key$/;
+
+/** The "<service>/<name>" tail of a parameter name (`/hastack[/<stack>]/<service>/<name...>`). */
+export function parameterTail(name: string, services: string[]): string {
+  const parts = name.split("/").filter(Boolean);
+  const i = parts.findIndex((p) => services.includes(p));
+  return i < 0 ? parts.join("/") : parts.slice(i).join("/");
+}
+
+function keyPair(): { privateKey: string; publicKey: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-key-"));
+  try {
+    execFileSync("ssh-keygen", [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-C",
+      "hastack-rehearsal",
+      "-f",
+      path.join(dir, "k"),
+    ]);
+    return {
+      privateKey: fs.readFileSync(path.join(dir, "k"), "utf8"),
+      publicKey: fs.readFileSync(path.join(dir, "k.pub"), "utf8").trim(),
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function password(): string {
+  return crypto.randomBytes(18).toString("base64url");
+}
+
+export interface GeneratedSecrets {
+  values: Record<string, { type: string; value: string }>;
+  /** A mailbox the rehearsal can log in to: user and clear-text password. */
+  mailUser?: { user: string; password: string };
+}
+
+/** Generates every parameter's value; throws one error listing every parameter it cannot make. */
+export function generateParameters(model: StackModel, domain: string): GeneratedSecrets {
+  const services = [...new Set(model.servers.map((s) => s.service))];
+  const out: GeneratedSecrets = { values: {} };
+  const pairs = new Map<string, { privateKey: string; publicKey: string }>();
+  const shared = new Map<number, string>();
+  const pairOf = (base: string): { privateKey: string; publicKey: string } => {
+    if (!pairs.has(base)) {
+      pairs.set(base, keyPair());
+    }
+    return pairs.get(base)!;
+  };
+  const problems: string[] = [];
+  for (const p of model.parameters) {
+    const tail = parameterTail(p.name, services);
+    let value: string | undefined = p.value;
+    if (value === undefined) {
+      const peer = PEER_PUBLIC_KEY.exec(tail);
+      const half = KEY_HALF.exec(tail);
+      const sharedIdx = SHARED_SECRETS.findIndex((g) => g.includes(tail));
+      const ipRole = /^([a-z0-9]+)\/private-ip\/([a-z]+)$/.exec(tail);
+      if (peer) {
+        value = pairOf(`${peer[1]}/ssh`).publicKey;
+      } else if (half) {
+        const kp = pairOf(half[1]);
+        value = half[2] === "private" ? kp.privateKey : kp.publicKey;
+      } else if (sharedIdx >= 0) {
+        if (!shared.has(sharedIdx)) {
+          shared.set(sharedIdx, password());
+        }
+        value = shared.get(sharedIdx);
+      } else if (ipRole) {
+        value = model.servers.find(
+          (s) => s.service === ipRole[1] && s.role === ipRole[2],
+        )?.privateIp;
+      } else if (tail === "mail/users") {
+        const pw = password();
+        const hash = execFileSync("openssl", ["passwd", "-6", "-stdin"], {
+          input: pw,
+          encoding: "utf8",
+        }).trim();
+        out.mailUser = { user: `rehearsal@${domain}`, password: pw };
+        value = `rehearsal@${domain}:{SHA512-CRYPT}${hash}\n`;
+      } else if (/password$/.test(tail)) {
+        value = password();
+      }
+    }
+    if (value === undefined) {
+      problems.push(
+        `${p.name}: no rule makes a rehearsal value for this secret (lib/rehearse/stack/secrets.ts)`,
+      );
+      continue;
+    }
+    out.values[p.name] = { type: p.type, value };
+  }
+  if (problems.length > 0) {
+    throw new Error(problems.join("\n"));
+  }
+  return out;
+}
