@@ -15,7 +15,7 @@
 //              server takes mail only while BOTH new servers are down (issue 18: the standby
 //              used to come after the old server, so mail reached the old server after its
 //              final sync);
-//   phases 8–9: the pair alone at p, p+10. Step 8 takes the old server out of the MX set while
+//   phases 8–9: the pair alone at 10/20, as without migration (9 → 0 changes no record). Step 8 takes the old server out of the MX set while
 //              it still accepts mail (senders holding the previous MX set for one TTL still
 //              reach it), so no phase ever names a host that stopped accepting mail; step 9
 //              retires it: its check refuses while it still accepts SMTP or holds mail the new
@@ -108,8 +108,6 @@ export interface MigrationPlan {
      */
     retireOld: boolean;
   };
-  /** The MX preference of the new pair's active server in this phase's steady state. */
-  pairPreference: number;
   /**
    * Clients (IMAP, submission) should still reach the old server under the shared host name:
    * until step 6 the new servers hold no live mail. (ServerPair owns that name's records; see
@@ -286,7 +284,6 @@ export function migrationPlan(input: MigrationPlanInput): MigrationPlan {
       spfAuthorisesOldServer: false,
       oldServerAcceptsMail: false,
       steps: { importUsers: false, initialSync: false, finalSync: false, retireOld: false },
-      pairPreference: p,
       clientsOnOldServer: false,
     };
   }
@@ -306,7 +303,11 @@ export function migrationPlan(input: MigrationPlanInput): MigrationPlan {
       mx(r, oldName),
     ];
   } else {
-    values = [mx(p, input.activeServer), mx(p + MX_PREFERENCE_STEP, input.standbyServer)];
+    // The pair alone, at the numbers of a stack without migration: 9 → 0 changes no record.
+    values = [
+      mx(DEFAULT_MX_PREFERENCE, input.activeServer),
+      mx(DEFAULT_MX_PREFERENCE + MX_PREFERENCE_STEP, input.standbyServer),
+    ];
   }
   return {
     phase,
@@ -321,7 +322,6 @@ export function migrationPlan(input: MigrationPlanInput): MigrationPlan {
       finalSync: phase >= 7,
       retireOld: phase >= 9,
     },
-    pairPreference: p,
     clientsOnOldServer: phase <= 5,
   };
 }

@@ -246,35 +246,14 @@ export class MailPair extends pulumi.ComponentResource {
       );
     }
 
-    // DNS: the ONE MX record set of the domain, SPF, and the old server while it is in the MX.
+    // DNS: the ONE MX record set of the domain; SPF and the old server's A record below, after
+    // the step commands (step 9's records wait for its check).
     args.dns.record(this, `${name}-mx`, {
       name: args.domain,
       type: "MX",
       ttl: cfg.ttl,
       records: this.migration.mx,
     });
-    const senders: pulumi.Input<string>[] = [
-      this.pair.publicIps.primary,
-      this.pair.publicIps.standby,
-    ];
-    if (old && this.migration.spfAuthorisesOldServer) {
-      senders.push(old.ip);
-    }
-    args.dns.record(this, `${name}-spf`, {
-      name: args.domain,
-      type: "TXT",
-      ttl: 300,
-      records: [pulumi.all(senders).apply(spfRecord)],
-    });
-    if (this.migration.oldServerRecord) {
-      args.dns.record(this, `${name}-old-mx`, {
-        name: this.migration.oldServerRecord.name,
-        type: "A",
-        ttl: 300,
-        records: [this.migration.oldServerRecord.ip],
-      });
-    }
-
     // Migration steps that run on the new active server: declared from their phase on, so
     // each runs once when its phase is applied (and again only after a rollback past it).
     const stepCommands: Record<string, string> = {};
@@ -288,6 +267,9 @@ export class MailPair extends pulumi.ComponentResource {
       }
       if (this.migration.steps.finalSync) {
         stepCommands["final-sync"] = migrationSyncCommand({ ...spec, mode: "final" }, layout);
+      }
+      if (this.migration.steps.retireOld) {
+        stepCommands["retire-old"] = migrationSyncCommand({ ...spec, mode: "retire" }, layout);
       }
     }
     this.commands = {};
@@ -319,6 +301,36 @@ export class MailPair extends pulumi.ComponentResource {
         );
         this.commands[key] = previous;
       }
+    }
+
+    // Step 9 drops the old server from SPF (and deletes its A record, which the engine does after
+    // every create and update) only once its check has passed: a refusal leaves DNS as it was.
+    const retire = this.commands["retire-old"];
+    const senders: pulumi.Input<string>[] = [
+      this.pair.publicIps.primary,
+      this.pair.publicIps.standby,
+    ];
+    if (old && this.migration.spfAuthorisesOldServer) {
+      senders.push(old.ip);
+    }
+    args.dns.record(
+      this,
+      `${name}-spf`,
+      {
+        name: args.domain,
+        type: "TXT",
+        ttl: 300,
+        records: [pulumi.all(senders).apply(spfRecord)],
+      },
+      retire ? { dependsOn: [retire] } : undefined,
+    );
+    if (this.migration.oldServerRecord) {
+      args.dns.record(this, `${name}-old-mx`, {
+        name: this.migration.oldServerRecord.name,
+        type: "A",
+        ttl: 300,
+        records: [this.migration.oldServerRecord.ip],
+      });
     }
 
     this.summary = {
@@ -981,15 +993,20 @@ export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): st
   ].join("\n");
 }
 
-/** One run of a migration step that copies mail from the old server (steps 3 and 7). */
+/** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
 export interface MigrationSyncSpec {
-  /** initial = step 3 (doveadm backup -R); final = step 7 (doveadm sync -1 -R). */
-  mode: "initial" | "final";
+  /**
+   * initial = step 3 (doveadm backup -R); final = step 7 (doveadm sync -1 -R); retire = step 9
+   * (refuses while the old server accepts SMTP, repeats the final sync, verifies by counts).
+   */
+  mode: "initial" | "final" | "retire";
   oldIp: string;
   /** Master user on the old server's IMAP (it logs in as each user through it). */
   masterUser: string;
   /** The old server's IMAPS port. Defaults to 993. */
   oldPort?: number;
+  /** The old server's SMTP port (retire: it must refuse connections there). Defaults to 25. */
+  oldSmtpPort?: number;
 }
 
 /** The exact command a migration step runs on the new active server. */
@@ -1003,6 +1020,7 @@ export function migrationSyncCommand(
     spec.oldIp,
     spec.masterUser,
     String(spec.oldPort ?? 993),
+    ...(spec.mode === "retire" ? [String(spec.oldSmtpPort ?? 25)] : []),
   ]
     .map(shellQuote)
     .join(" ");

@@ -103,7 +103,7 @@ describe("mail migration phases", () => {
     // The old MX leaves first; its A record and SPF entry stay while cached MX sets expire.
     {
       phase: 8,
-      mx: [`0 ${MX1}`, `10 ${MX2}`],
+      mx: [`10 ${MX1}`, `20 ${MX2}`],
       mail: "pair",
       oldRecord: true,
       spfOld: true,
@@ -111,7 +111,7 @@ describe("mail migration phases", () => {
     },
     {
       phase: 9,
-      mx: [`0 ${MX1}`, `10 ${MX2}`],
+      mx: [`10 ${MX1}`, `20 ${MX2}`],
       mail: "pair",
       oldRecord: false,
       spfOld: false,
@@ -166,6 +166,12 @@ describe("mail migration phases", () => {
         );
       });
     }
+  });
+
+  it("phase 9 declares the MX set of a stack without migration, so 9 → 0 changes no MX", () => {
+    expect(migrationPlan({ ...base, phase: 9 }).mx).to.deep.equal(
+      migrationPlan({ ...base, oldServer: undefined, phase: 0 }).mx,
+    );
   });
 
   it("the active server is the preferred one after a failover", () => {
