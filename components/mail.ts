@@ -246,35 +246,14 @@ export class MailPair extends pulumi.ComponentResource {
       );
     }
 
-    // DNS: the ONE MX record set of the domain, SPF, and the old server while it is in the MX.
+    // DNS: the ONE MX record set of the domain; SPF and the old server's A record below, after
+    // the step commands (step 9's records wait for its check).
     args.dns.record(this, `${name}-mx`, {
       name: args.domain,
       type: "MX",
       ttl: cfg.ttl,
       records: this.migration.mx,
     });
-    const senders: pulumi.Input<string>[] = [
-      this.pair.publicIps.primary,
-      this.pair.publicIps.standby,
-    ];
-    if (old && this.migration.spfAuthorisesOldServer) {
-      senders.push(old.ip);
-    }
-    args.dns.record(this, `${name}-spf`, {
-      name: args.domain,
-      type: "TXT",
-      ttl: 300,
-      records: [pulumi.all(senders).apply(spfRecord)],
-    });
-    if (this.migration.oldServerRecord) {
-      args.dns.record(this, `${name}-old-mx`, {
-        name: this.migration.oldServerRecord.name,
-        type: "A",
-        ttl: 300,
-        records: [this.migration.oldServerRecord.ip],
-      });
-    }
-
     // Migration steps that run on the new active server: declared from their phase on, so
     // each runs once when its phase is applied (and again only after a rollback past it).
     const stepCommands: Record<string, string> = {};
@@ -288,6 +267,9 @@ export class MailPair extends pulumi.ComponentResource {
       }
       if (this.migration.steps.finalSync) {
         stepCommands["final-sync"] = migrationSyncCommand({ ...spec, mode: "final" }, layout);
+      }
+      if (this.migration.steps.retireOld) {
+        stepCommands["retire-old"] = migrationSyncCommand({ ...spec, mode: "retire" }, layout);
       }
     }
     this.commands = {};
@@ -319,6 +301,36 @@ export class MailPair extends pulumi.ComponentResource {
         );
         this.commands[key] = previous;
       }
+    }
+
+    // Step 9 drops the old server from SPF (and deletes its A record, which the engine does after
+    // every create and update) only once its check has passed: a refusal leaves DNS as it was.
+    const retire = this.commands["retire-old"];
+    const senders: pulumi.Input<string>[] = [
+      this.pair.publicIps.primary,
+      this.pair.publicIps.standby,
+    ];
+    if (old && this.migration.spfAuthorisesOldServer) {
+      senders.push(old.ip);
+    }
+    args.dns.record(
+      this,
+      `${name}-spf`,
+      {
+        name: args.domain,
+        type: "TXT",
+        ttl: 300,
+        records: [pulumi.all(senders).apply(spfRecord)],
+      },
+      retire ? { dependsOn: [retire] } : undefined,
+    );
+    if (this.migration.oldServerRecord) {
+      args.dns.record(this, `${name}-old-mx`, {
+        name: this.migration.oldServerRecord.name,
+        type: "A",
+        ttl: 300,
+        records: [this.migration.oldServerRecord.ip],
+      });
     }
 
     this.summary = {
@@ -981,15 +993,20 @@ export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): st
   ].join("\n");
 }
 
-/** One run of a migration step that copies mail from the old server (steps 3 and 7). */
+/** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
 export interface MigrationSyncSpec {
-  /** initial = step 3 (doveadm backup -R); final = step 7 (doveadm sync -1 -R). */
-  mode: "initial" | "final";
+  /**
+   * initial = step 3 (doveadm backup -R); final = step 7 (doveadm sync -1 -R); retire = step 9
+   * (refuses while the old server accepts SMTP, repeats the final sync, verifies by counts).
+   */
+  mode: "initial" | "final" | "retire";
   oldIp: string;
   /** Master user on the old server's IMAP (it logs in as each user through it). */
   masterUser: string;
   /** The old server's IMAPS port. Defaults to 993. */
   oldPort?: number;
+  /** The old server's SMTP port (retire: it must refuse connections there). Defaults to 25. */
+  oldSmtpPort?: number;
 }
 
 /** The exact command a migration step runs on the new active server. */
@@ -1003,6 +1020,7 @@ export function migrationSyncCommand(
     spec.oldIp,
     spec.masterUser,
     String(spec.oldPort ?? 993),
+    ...(spec.mode === "retire" ? [String(spec.oldSmtpPort ?? 25)] : []),
   ]
     .map(shellQuote)
     .join(" ");
@@ -1033,26 +1051,36 @@ export function renderMigrateScript(
   const ca = layout.tlsClientCaFile ? `cafile=${layout.tlsClientCaFile}` : "capath=/etc/ssl/certs";
   return [
     SCRIPT_HEADER("hastack-mail-migrate", [
-      "Steps 3 and 7 of the move from the old server: copy every user's mailboxes from it over",
+      "Steps 3, 7 and 9 of the move from the old server: copy every user's mailboxes from it over",
       "IMAPS. initial = doveadm backup -R (step 3); final = doveadm sync -1 -R (step 7: merge,",
-      "delete nothing on this server). The old server must allow MASTER_USER to log in as any user",
-      `and its master password must be in SSM at ${s.ssmPrefix}/migration/master-password.`,
-      "usage: hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT",
+      "delete nothing on this server); retire (step 9) refuses while the old server still accepts",
+      "SMTP on SMTP_PORT, repeats the final sync (at most 3 rounds) and refuses while any old",
+      "mailbox holds a message this server lacks (counted by Message-ID). The old server must allow",
+      "MASTER_USER to log in as any user and its master password must be in SSM at",
+      `${s.ssmPrefix}/migration/master-password.`,
+      "usage: hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT | retire OLD_IP MASTER_USER PORT SMTP_PORT",
     ]),
     `SBIN=${shellQuote(layout.sbinDir)}`,
     `CONF=${shellQuote(layout.dovecotConfig)}`,
     `PREFIX=${shellQuote(s.ssmPrefix)}`,
     `OLD_NAME=${shellQuote(s.hostname)}`,
-    'if [ $# -ne 4 ]; then log "usage: hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT"; exit 2; fi',
-    "mode=$1 old_ip=$2 master=$3 port=$4",
+    'usage="usage: hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT | retire OLD_IP MASTER_USER PORT SMTP_PORT"',
+    'if [ $# -lt 4 ] || [ $# -ne "$([ "$1" = retire ] && echo 5 || echo 4)" ]; then log "$usage"; exit 2; fi',
+    "mode=$1 old_ip=$2 master=$3 port=$4 smtp_port=${5:-25}",
     'case "$mode" in',
     "  initial) dsync=(backup -R) ;;",
-    "  final) dsync=(sync -1 -R) ;;",
-    '  *) log "mode must be initial (step 3) or final (step 7), got $mode"; exit 2 ;;',
+    "  final | retire) dsync=(sync -1 -R) ;;",
+    '  *) log "mode must be initial (step 3), final (step 7) or retire (step 9), got $mode"; exit 2 ;;',
     "esac",
+    'if ! [[ "$smtp_port" =~ ^[0-9]+$ ]]; then log "SMTP_PORT must be a number, got $smtp_port"; exit 2; fi',
     'if ! [[ "$old_ip" =~ ^[0-9]{1,3}(\\.[0-9]{1,3}){3}$ ]]; then log "OLD_IP must be an IPv4 address, got $old_ip"; exit 2; fi',
     'if ! [[ "$port" =~ ^[0-9]+$ ]]; then log "PORT must be a number, got $port"; exit 2; fi',
     'if ! [[ "$master" =~ ^[A-Za-z0-9._@-]+$ ]]; then log "MASTER_USER has unexpected characters: $master"; exit 2; fi',
+    "# Step 9 must not take a last copy while the old server can still take mail after it.",
+    'if [ "$mode" = retire ] && timeout 10 bash -c "exec 3<>/dev/tcp/$old_ip/$smtp_port" 2>/dev/null; then',
+    '  log "refusing: the old server still accepts SMTP on $old_ip:$smtp_port; run hastack-mail-retire-old on it first (step 9), so no mail reaches it after this last sync"',
+    "  exit 1",
+    "fi",
     '"$SBIN/hastack-mail-refresh" --require-users',
     "users=$(doveadm -c \"$CONF\" user '*' | wc -l)",
     "",
@@ -1101,17 +1129,17 @@ export function renderMigrateScript(
     "mail_prefetch_count = 20",
     "!include $tmp/password.conf",
     "CONF",
-    'log "$mode: doveadm ${dsync[*]} for $users users from $OLD_NAME at $old_ip:$port (certificate verified)"',
-    "started=$(date +%s)",
-    "rc=0",
-    'doveadm -c "$tmp/migrate.conf" "${dsync[@]}" -A imapc: || rc=$?',
-    'if [ "$rc" -ne 0 ]; then',
-    '  log "$mode sync from the old server failed (doveadm exit $rc)"',
-    '  sed "s/^/tls tunnel: /" "$tmp/tunnel.log" | tail -n 5 >&2',
-    '  exit "$rc"',
-    "fi",
     "removed=0",
-    'if [ "$mode" = final ]; then',
+    "sync_round() {",
+    '  log "$mode: doveadm ${dsync[*]} for $users users from $OLD_NAME at $old_ip:$port (certificate verified)"',
+    "  local rc=0",
+    '  doveadm -c "$tmp/migrate.conf" "${dsync[@]}" -A imapc: || rc=$?',
+    '  if [ "$rc" -ne 0 ]; then',
+    '    log "$mode sync from the old server failed (doveadm exit $rc)"',
+    '    sed "s/^/tls tunnel: /" "$tmp/tunnel.log" | tail -n 5 >&2',
+    '    exit "$rc"',
+    "  fi",
+    '  if [ "$mode" = initial ]; then return; fi',
     "  while read -r user; do",
     "    while IFS=$'\\t' read -r mailbox uids; do",
     "      unset seen; declare -A seen=()",
@@ -1128,6 +1156,49 @@ export function renderMigrateScript(
     '      awk -F\'\\t\' \'$3 != "" { k = $1 "\\t" $3; n[k]++; u[k] = u[k] " " $2 }',
     '        END { for (k in n) if (n[k] > 1) { split(k, p, "\\t"); print p[1] "\\t" u[k] } }\')',
     "  done < <(doveadm -c \"$CONF\" user '*')",
+    "}",
+    "",
+    "TAB=$(printf '\\t')",
+    "# retire: every message of every old mailbox must be here, counted by Message-ID (a message",
+    "# without one counts by number). Prints the users that miss mail; fails when any does.",
+    "id_counts() {",
+    '  tail -n +2 "$1" | sort | uniq -c | awk \'{ c = $1; $1 = ""; sub(/^ /, ""); print ($0 == "" ? "<none>" : $0) "\\t" c }\' | LC_ALL=C sort -t "$TAB" -k 1,1',
+    "}",
+    "verify_round() {",
+    "  local user missing bad=0 total=0",
+    "  while read -r user; do",
+    '    if ! doveadm -c "$tmp/migrate.conf" -o mail_location=imapc: -f tab fetch -u "$user" hdr.message-id ALL </dev/null >"$tmp/old.ids"; then',
+    '      log "refusing: could not list $user\'s mail on the old server"',
+    "      exit 1",
+    "    fi",
+    '    doveadm -c "$CONF" -f tab fetch -u "$user" hdr.message-id ALL </dev/null >"$tmp/new.ids"',
+    '    id_counts "$tmp/old.ids" >"$tmp/old.counts"',
+    '    id_counts "$tmp/new.ids" >"$tmp/new.counts"',
+    '    missing=$(LC_ALL=C join -t "$TAB" -a 1 -e 0 -o 0,1.2,2.2 "$tmp/old.counts" "$tmp/new.counts" |',
+    "      awk -F\"$TAB\" '$2 > $3 { m += $2 - $3 } END { print m + 0 }')",
+    '    total=$((total + $(tail -n +2 "$tmp/old.ids" | wc -l)))',
+    '    if [ "$missing" -gt 0 ]; then',
+    '      log "$user: $missing message(s) on the old server are not here"',
+    "      bad=1",
+    "    fi",
+    "  done < <(doveadm -c \"$CONF\" user '*')",
+    '  log "checked $total message(s) on the old server: $([ "$bad" -eq 0 ] && echo "all here" || echo "some missing")"',
+    '  return "$bad"',
+    "}",
+    "",
+    "started=$(date +%s)",
+    "sync_round",
+    'if [ "$mode" = retire ]; then',
+    "  round=1",
+    "  until verify_round; do",
+    '    if [ "$round" -ge 3 ]; then',
+    '      log "refusing: after $round final syncs the old server still holds mail this server lacks; do NOT shut it down"',
+    "      exit 1",
+    "    fi",
+    "    round=$((round + 1))",
+    "    sync_round",
+    "  done",
+    '  log "verified: every message of the old server\'s $users users is here ($round sync round(s)); it may be shut down"',
     "fi",
     'log "$mode sync of $users users done in $(( $(date +%s) - started )) s; $removed exact duplicates removed"',
     "",

@@ -3,6 +3,7 @@
 // and reports every problem at once, each naming the full key (`hastack:mail.active`) and what
 // was expected, so an operator fixes a stack file in one pass instead of one error per run.
 import { z } from "zod";
+import { checkRaisedPreference, PHASE_ZERO_WITH_OLD_SERVER } from "../../components/mail-migration";
 import { addressCount, Cidr, coveredBy, describeCount, parseCidr } from "./cidr";
 
 export const NAMESPACE = "hastack";
@@ -418,17 +419,23 @@ function crossFieldProblems(raw: Record<string, unknown>): ConfigProblem[] {
       message: `is required when ${configKey(["mail", "migration", "phase"])} is ${phase} (the server being replaced: hostname, ip, mxPreference)`,
     });
   }
+  if ((phase === undefined || phase === 0) && oldServer !== undefined) {
+    // Issue 18: phase 0 would publish the new servers as the only MX before step 2.
+    problems.push({
+      key: configKey(["mail", "migration", "phase"]),
+      message: PHASE_ZERO_WITH_OLD_SERVER.replace(/^hastack:mail\.migration\.phase /, ""),
+    });
+  }
   const pref = valueAt(oldServer, ["mxPreference"]) ?? 0;
   const raised = valueAt(oldServer, ["raisedPreference"]) ?? 10;
-  if (
-    oldServer !== undefined &&
-    typeof pref === "number" &&
-    typeof raised === "number" &&
-    raised <= pref
-  ) {
+  const raisedProblem =
+    typeof pref === "number" && typeof raised === "number"
+      ? checkRaisedPreference(pref, raised)
+      : undefined;
+  if (oldServer !== undefined && raisedProblem) {
     problems.push({
       key: configKey(["mail", "migration", "oldServer", "raisedPreference"]),
-      message: `must be greater than mxPreference (${pref}), got ${raised}`,
+      message: raisedProblem,
     });
   }
   return problems;

@@ -76,8 +76,9 @@ async function synth(
   return { d, outputs: stack.outputs as Record<string, unknown> };
 }
 
+/** Phase 0 is "no migration" (an old server is refused there, issue 18); 1–9 move from OLD. */
 function migrating(phase: number): Record<string, unknown> {
-  return { migration: { phase, oldServer: OLD } };
+  return { migration: phase === 0 ? { phase } : { phase, oldServer: OLD } };
 }
 
 const resources = (s: Synth, type?: string): SynthResource[] =>
@@ -336,9 +337,16 @@ describe("MailPair under mocks", function () {
       "4→5": ["mail-mx update"],
       "5→6": ["mail-mx update", "mail-pair-failover-primary update"],
       "6→7": ["mail-final-sync create"],
-      "7→8": ["mail-spf update"],
-      "8→9": ["mail-mx update", "mail-old-mx delete"],
-      "9→0": ["mail-final-sync delete", "mail-import-users delete", "mail-initial-sync delete"],
+      // The old MX leaves while the old server still accepts mail; its A record and SPF stay.
+      "7→8": ["mail-mx update"],
+      // The retire check first; SPF waits for it, the A record goes at the end of the update.
+      "8→9": ["mail-retire-old create", "mail-spf update", "mail-old-mx delete"],
+      "9→0": [
+        "mail-final-sync delete",
+        "mail-import-users delete",
+        "mail-initial-sync delete",
+        "mail-retire-old delete",
+      ],
     };
     for (const [transition, changes] of Object.entries(expected)) {
       it(`${transition}: ${changes.length ? changes.join(", ") : "no resource changes (the test is the operator's)"}`, () => {
@@ -378,10 +386,33 @@ describe("MailPair under mocks", function () {
       expect(mx(1)).to.deep.equal([`0 ${OLD_A}`]);
       expect(mx(4)).to.deep.equal([`0 ${OLD_A}`]);
       expect(mx(5)).to.deep.equal([`10 ${OLD_A}`]);
-      expect(mx(6)).to.deep.equal([`0 mx1.${DOMAIN}`, `10 ${OLD_A}`, `20 mx2.${DOMAIN}`]);
-      expect(mx(9)).to.deep.equal([`0 mx1.${DOMAIN}`, `10 mx2.${DOMAIN}`]);
+      expect(mx(6)).to.deep.equal([`0 mx1.${DOMAIN}`, `5 mx2.${DOMAIN}`, `10 ${OLD_A}`]);
+      expect(mx(8)).to.deep.equal([`10 mx1.${DOMAIN}`, `20 mx2.${DOMAIN}`]);
+      expect(mx(9)).to.deep.equal(mx(0));
       expect(record(phases.get(1)!, OLD_A, "A")!.inputs.records).to.deep.equal([OLD.ip]);
+      expect(record(phases.get(8)!, OLD_A, "A")!.inputs.records).to.deep.equal([OLD.ip]);
       expect(record(phases.get(9)!, OLD_A, "A")).to.equal(undefined);
+    });
+
+    it("step 9 drops the old server from SPF only after its retire check (a refusal leaves DNS)", () => {
+      const spf = record(phases.get(9)!, DOMAIN, "TXT")!;
+      const retire = byName(phases.get(9)!, "mail-retire-old")!;
+      expect(spf.dependsOn).to.include(retire.urn);
+      expect(retire.inputs.create).to.equal(
+        "cloud-init status --wait >/dev/null 2>&1; sudo -n /usr/local/sbin/hastack-mail-migrate retire 203.0.113.25 hastack-migrate 993 25",
+      );
+      expect(JSON.stringify(spf.inputs.records)).to.not.contain(OLD.ip);
+      expect(JSON.stringify(record(phases.get(8)!, DOMAIN, "TXT")!.inputs.records)).to.contain(
+        `ip4:${OLD.ip}`,
+      );
+    });
+
+    it("phase 0 with an old server is refused, telling to start at phase 1", async () => {
+      let err: unknown;
+      await synth({ migration: { phase: 0, oldServer: OLD } }).catch((e) => (err = e));
+      expect(String(err)).to.contain(
+        "hastack:mail.migration.phase is 0 (no migration: the new servers would be the domain's only MX) but hastack:mail.migration.oldServer is set",
+      );
     });
 
     it("the step commands run the rendered scripts on the active server, after first boot", () => {

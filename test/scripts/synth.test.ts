@@ -96,7 +96,13 @@ describe("offline synth", () => {
 
   describe("one migration phase at a time (--previous)", () => {
     const phaseFile = (phase: number): string =>
-      writeStackFile((c) => (c["hastack:mail"].migration.phase = phase));
+      writeStackFile((c) => {
+        c["hastack:mail"].migration.phase = phase;
+        // Phase 0 is "no migration": refused with an old server (issue 18).
+        if (phase === 0) {
+          delete c["hastack:mail"].migration.oldServer;
+        }
+      });
     let dir: string;
     before(() => {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-phases-"));
@@ -105,7 +111,15 @@ describe("offline synth", () => {
 
     it("steps 0 → 1 → 2 are accepted; 2 → 5 is refused naming steps 3 and 4, nothing written", async () => {
       let previous = path.join(dir, "p0.json");
-      expect((await synthCli(["--stack", "prod", "--out", previous])).code).to.equal(0);
+      const first = await synthCli([
+        "--stack",
+        "prod",
+        "--stack-file",
+        phaseFile(0),
+        "--out",
+        previous,
+      ]);
+      expect(first.code, first.stderr).to.equal(0);
       for (const phase of [1, 2]) {
         const out = path.join(dir, `p${phase}.json`);
         const r = await synthCli([

@@ -34,7 +34,8 @@ describe("stack config", () => {
     expect(cfg.mail.active).to.equal("primary");
     expect(cfg.mysql.engine).to.equal("mariadb");
     expect(cfg.pbx.rtpPorts).to.deep.equal({ from: 10000, to: 20000 });
-    expect(cfg.mail.migration.phase).to.equal(0);
+    // Issue 18: the shipped office is moving its mail; phase 1 keeps it on the old server.
+    expect(cfg.mail.migration.phase).to.equal(1);
     expect(cfg.nas.awsBackup.retentionDays).to.equal(35);
   });
 
