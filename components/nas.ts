@@ -22,12 +22,17 @@
  *   `rsync -aH --delete-after` (hard links kept, deletions only after a complete copy). Every
  *   script is ours, so `npm run rehearse -- backup` runs exactly what the NAS runs.
  *
- * The NAS exports no NFS and no rsync daemon: nothing listens but SSH, from admin CIDRs and
- * the peer NAS only (no 0.0.0.0/0 rule at all). The servers keep public addresses for egress
- * (package mirrors, AWS APIs) because the stack's subnets are public; no port is open on them.
+ * The NAS exports no NFS and no rsync daemon. What its security groups open, and nothing
+ * else: SSH (22) and node_exporter (9100) from the admin CIDRs, SSH from the peer NAS, and the
+ * health agent (9780) to Route 53's health-checker ranges only — no 0.0.0.0/0 rule at all. The
+ * servers keep public addresses for egress (package mirrors, AWS APIs) because the stack's
+ * subnets are public.
  *
  * Besides the file-level jobs, an AWS Backup plan snapshots every data volume tagged
- * `hastack:backup=true` (ServerPair tags them) into a KMS-encrypted, protected vault.
+ * `hastack:backup=true` (ServerPair tags them) into a KMS-encrypted vault that is protected,
+ * locked (compliance mode, minimum retention = hastack:nas.awsBackup.retentionDays) and denies
+ * deleting recovery points to every principal; with `awsBackup.copyToRegion` every recovery point
+ * is also copied to a locked vault with its own key in that region.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
@@ -238,23 +243,24 @@ export class NasBackups extends pulumi.ComponentResource {
     this.securityGroupId = this.pair.securityGroupId;
     this.summary = { ...this.pair.summary, rpoSeconds: replicationRpoSeconds() };
 
-    // AWS Backup: volume snapshots of every tagged data volume, in a vault nobody deletes by
-    // accident (protect + retainOnDelete) and encrypted with a key that outlives the stack.
-    const vaultKey = new aws.kms.Key(
-      `${name}-vault-key`,
-      {
-        description: "hastack: encrypts the AWS Backup vault",
-        enableKeyRotation: true,
-        deletionWindowInDays: 30,
-        tags: { "hastack:service": "nas" },
-      },
-      { parent: this, protect: true, retainOnDelete: true },
-    );
-    const vault = new aws.backup.Vault(
-      `${name}-vault`,
-      { kmsKeyArn: vaultKey.arn, forceDestroy: false, tags: { "hastack:service": "nas" } },
-      { parent: this, protect: true, retainOnDelete: true },
-    );
+    // AWS Backup: volume snapshots of every tagged data volume, in vaults that survive a
+    // compromised account (issue 13): encrypted with keys that outlive the stack, locked in
+    // compliance mode with the configured retention as the minimum, a vault policy that denies
+    // deleting recovery points to everyone, and optionally a copy in a second region.
+    const vault = lockedVault(this, `${name}`, {
+      retentionDays: cfg.awsBackup.retentionDays,
+    });
+    const copy =
+      cfg.awsBackup.copyToRegion !== undefined
+        ? lockedVault(this, `${name}-copy`, {
+            retentionDays: cfg.awsBackup.retentionDays,
+            provider: new aws.Provider(
+              `${name}-copy-region`,
+              { region: cfg.awsBackup.copyToRegion as aws.Region },
+              { parent: this },
+            ),
+          })
+        : undefined;
     const plan = new aws.backup.Plan(
       `${name}-plan`,
       {
@@ -267,11 +273,19 @@ export class NasBackups extends pulumi.ComponentResource {
             completionWindow: 480,
             lifecycle: { deleteAfter: cfg.awsBackup.retentionDays },
             recoveryPointTags: { "hastack:service": "nas" },
+            copyActions: copy
+              ? [
+                  {
+                    destinationVaultArn: copy.arn,
+                    lifecycle: { deleteAfter: cfg.awsBackup.retentionDays },
+                  },
+                ]
+              : undefined,
           },
         ],
         tags: { "hastack:service": "nas" },
       },
-      { parent: this },
+      { parent: this, protect: true },
     );
     const backupRole = new aws.iam.Role(
       `${name}-backup-role`,
@@ -329,6 +343,85 @@ export class NasBackups extends pulumi.ComponentResource {
       jobs: this.outputs.jobs,
     });
   }
+}
+
+/** What a compromised account must never do to a vault's recovery points. */
+export const VAULT_DENIED_ACTIONS = [
+  "backup:DeleteRecoveryPoint",
+  "backup:UpdateRecoveryPointLifecycle",
+  "backup:DisassociateRecoveryPoint",
+  "backup:DeleteBackupVault",
+  "backup:DeleteBackupVaultLockConfiguration",
+];
+
+/** Vault lock grace: days the lock can still be removed before compliance mode makes it final. */
+export const VAULT_LOCK_GRACE_DAYS = 3;
+
+/**
+ * A KMS key, a vault, its lock and its access policy, all protected and retained (in the
+ * provider's region when given). The lock turns to compliance mode after
+ * VAULT_LOCK_GRACE_DAYS: from then on nobody — not the account's root — can delete a recovery
+ * point before `retentionDays` or shorten the retention.
+ */
+function lockedVault(
+  parent: pulumi.Resource,
+  name: string,
+  o: { retentionDays: number; provider?: aws.Provider },
+): aws.backup.Vault {
+  const opts = { parent, provider: o.provider, protect: true, retainOnDelete: true };
+  const key = new aws.kms.Key(
+    `${name}-vault-key`,
+    {
+      description: "hastack: encrypts the AWS Backup vault",
+      enableKeyRotation: true,
+      deletionWindowInDays: 30,
+      tags: { "hastack:service": "nas" },
+    },
+    opts,
+  );
+  const vault = new aws.backup.Vault(
+    `${name}-vault`,
+    { kmsKeyArn: key.arn, forceDestroy: false, tags: { "hastack:service": "nas" } },
+    opts,
+  );
+  new aws.backup.VaultLockConfiguration(
+    `${name}-vault-lock`,
+    {
+      backupVaultName: vault.name,
+      minRetentionDays: o.retentionDays,
+      changeableForDays: VAULT_LOCK_GRACE_DAYS,
+    },
+    opts,
+  );
+  new aws.backup.VaultPolicy(
+    `${name}-vault-policy`,
+    {
+      backupVaultName: vault.name,
+      policy: JSON.stringify(vaultAccessPolicy()),
+    },
+    opts,
+  );
+  return vault;
+}
+
+/**
+ * Denies every principal (the account's own included) the actions that would destroy or shorten
+ * recovery points. A policy can be replaced by whoever may put one, so the hard guarantee is the
+ * compliance-mode lock; this policy stops the casual and the scripted deletion meanwhile.
+ */
+export function vaultAccessPolicy(): Record<string, unknown> {
+  return {
+    Version: "2012-10-17",
+    Statement: [
+      {
+        Sid: "DenyDeletingRecoveryPoints",
+        Effect: "Deny",
+        Principal: { AWS: "*" },
+        Action: VAULT_DENIED_ACTIONS,
+        Resource: "*",
+      },
+    ],
+  };
 }
 
 /** The jobs as the `nas.jobs` stack output: schedule, retention, designed RPO, where they land. */

@@ -270,8 +270,12 @@ export class PbxPair extends pulumi.ComponentResource {
   }
 }
 
-/** TCP ports only admin CIDRs reach: SSH, FreePBX web UI, Asterisk Manager Interface. */
-export const PBX_ADMIN_PORTS = [22, 80, 443, 5038];
+/**
+ * TCP ports only admin CIDRs reach: SSH alone. The FreePBX web UI (80/443) and the Asterisk
+ * Manager Interface (5038) speak plain text or guessable logins and stay closed even to the
+ * admins (issue 13): reach them through an SSH tunnel (README: Security).
+ */
+export const PBX_ADMIN_PORTS = [22];
 
 /**
  * SIP (5060 UDP+TCP), SIP-TLS (5061 TCP) and the RTP range (UDP), each only from the trunk and

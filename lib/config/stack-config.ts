@@ -246,8 +246,19 @@ const nas = z
     /** AWS Backup plan for every server's data volume. */
     awsBackup: z
       .object({
-        retentionDays: retentionDays.default(35),
+        /** Days each recovery point is kept; also the vault lock's minimum (issue 13). Defaults to 35. */
+        retentionDays: z
+          .number()
+          .int()
+          .min(7, { message: "at least 7 days (the vault lock's minimum retention)" })
+          .max(3650)
+          .default(35),
         schedule: z.string().min(1).default("cron(0 19 * * ? *)"),
+        /** A second region every recovery point is copied to (own vault and key). Defaults to none. */
+        copyToRegion: z
+          .string()
+          .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { message: "an AWS region such as ap-southeast-1" })
+          .optional(),
       })
       .strict()
       .default({ retentionDays: 35, schedule: "cron(0 19 * * ? *)" }),

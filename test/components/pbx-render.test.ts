@@ -421,8 +421,8 @@ describe("PBX ports, SRV records, RTO", () => {
     expect(ssh.cidrs).to.deep.equal([]);
     expect(ssh.sourceSecurityGroupIds).to.deep.equal(["sg-nas"]);
   });
-  it("admin web UI and AMI are admin ports, not service ports", () => {
-    expect(PBX_ADMIN_PORTS).to.deep.equal([22, 80, 443, 5038]);
+  it("admin web UI and AMI are neither admin nor service ports (SSH tunnel only)", () => {
+    expect(PBX_ADMIN_PORTS).to.deep.equal([22]);
     expect(ports.map((p) => p.fromPort)).not.to.include.members([80, 443, 5038]);
   });
   it("SRV values are `priority weight port target`", () => {
