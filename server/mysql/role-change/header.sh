@@ -22,17 +22,8 @@ SCRIPT=@@NAME@@
 : "${HASTACK_UNFENCE=@@UNFENCE_PATH@@}"
 # Without the password in the environment (a hand run), it is read from SSM with the instance role.
 : "${HASTACK_SSM_PASSWORD_PARAM:=@@SSM_PASSWORD_PARAM@@}"
-REPL_USER=@@REPL_USER@@
-DATABASES="@@DATABASES@@"
 
-now_ms() { date +%s%3N; }
-# Seconds since a now_ms stamp, one decimal.
-since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
 log() { printf '%s hastack-mysql-%s: %s\n' "$(date -u +%H:%M:%S)" "$SCRIPT" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-refuse() { log "REFUSED: $*"; exit 3; }
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/hastack-mysql.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 
 aws_region() {
   if [ -n "${HASTACK_AWS_REGION:-}" ]; then echo "$HASTACK_AWS_REGION"; return; fi

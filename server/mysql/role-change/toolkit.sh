@@ -1,9 +1,20 @@
 # shellcheck shell=bash
 #: The role-change toolkit: local/peer SQL, replication status, waits, promotion and cloning.
-#: Shipped after header.sh (which sets tmp, SCRIPT, REPL_USER, DATABASES and the HASTACK_*
-#: defaults) in every role-change script but boot-role. @@NAME@@ values come from DIALECTS in
-#: components/mysql-scripts.ts; @@CLONE@@, @@REJOIN_POSITION@@ and @@CHECKPOINT@@ are the
+#: Shipped after header.sh (which sets SCRIPT, the HASTACK_* defaults, log and write_role) in
+#: every role-change script but boot-role, which needs none of it (it lands in user-data).
+#: @@NAME@@ values come from DIALECTS in components/mysql-scripts.ts; @@CLONE@@, @@REJOIN_POSITION@@ and @@CHECKPOINT@@ are the
 #: engine's own code (server/mysql/<engine>/*.sh).
+REPL_USER=@@REPL_USER@@
+DATABASES="@@DATABASES@@"
+
+now_ms() { date +%s%3N; }
+# Seconds since a now_ms stamp, one decimal.
+since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
+die() { log "ERROR: $*"; exit 1; }
+refuse() { log "REFUSED: $*"; exit 3; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hastack-mysql.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
 # Local server, authenticated by the OS account (unix_socket / auth_socket).
 local_sql() { "$HASTACK_CLIENT" --socket="$HASTACK_SOCKET" --user="$HASTACK_LOCAL_USER" --batch --skip-column-names "$@"; }
 # The peer, over TCP with the replication account; the password sits in a 0600 option file,
