@@ -107,8 +107,8 @@ export interface Dialect {
   };
   /** SQL expression: every transaction this server has (binlogged, incl. replicated ones). */
   executedSql: string;
-  /** SQL returning 'ok' once the local server applied `$1` within `$2` s, else 'timeout'. */
-  waitAppliedSql: (gtidShellVar: string, secondsShellVar: string) => string;
+  /** SQL function: 0 once the local server applied a GTID set (arg 1) within arg 2 seconds. */
+  waitForGtids: string;
   semi: {
     sourceEnabled: string;
     replicaEnabled: string;
@@ -151,7 +151,7 @@ export const DIALECTS: Record<Engine, Dialect> = {
       sourcePort: "Master_Port",
     },
     executedSql: "@@GLOBAL.gtid_binlog_pos",
-    waitAppliedSql: (g, s) => `SELECT IF(MASTER_GTID_WAIT('$${g}', $${s}) = 0, 'ok', 'timeout')`,
+    waitForGtids: "MASTER_GTID_WAIT",
     semi: {
       sourceEnabled: "rpl_semi_sync_master_enabled",
       replicaEnabled: "rpl_semi_sync_slave_enabled",
@@ -197,8 +197,7 @@ export const DIALECTS: Record<Engine, Dialect> = {
     },
     // MySQL prints long GTID sets over several lines.
     executedSql: "REPLACE(@@GLOBAL.gtid_executed, CHAR(10), '')",
-    waitAppliedSql: (g, s) =>
-      `SELECT IF(WAIT_FOR_EXECUTED_GTID_SET('$${g}', $${s}) = 0, 'ok', 'timeout')`,
+    waitForGtids: "WAIT_FOR_EXECUTED_GTID_SET",
     semi: {
       sourceEnabled: "rpl_semi_sync_source_enabled",
       replicaEnabled: "rpl_semi_sync_replica_enabled",
@@ -449,7 +448,7 @@ function scriptValues(name: ScriptName, s: MysqlSettings, d: Dialect): Record<st
     F_SOURCE_HOST: d.fields.sourceHost,
     F_SOURCE_PORT: d.fields.sourcePort,
     EXECUTED_SQL: d.executedSql,
-    WAIT_APPLIED_SQL: d.waitAppliedSql("gtids", "secs"),
+    WAIT_FOR_GTIDS: d.waitForGtids,
     MAKE_READ_ONLY: d.makeReadOnly,
     MAKE_WRITABLE: d.makeWritable,
     CHANGE_SOURCE_SQL: renderChangeSourceSql(
@@ -464,9 +463,7 @@ function scriptValues(name: ScriptName, s: MysqlSettings, d: Dialect): Record<st
       "$HASTACK_REPL_PASSWORD",
     ),
     ACCOUNTS: (s.accounts ?? []).map((a, i) => renderAccountStep(s.engine, a, i)).join("\n"),
-    CHECKPOINT: renderMysqlFile(`${d.dir}/checkpoint.sh`, {}, true),
-    CLONE: renderMysqlFile(`${d.dir}/clone.sh`, {}, true),
-    REJOIN_POSITION: renderMysqlFile(`${d.dir}/rejoin-position.sh`, {}, true),
+    ENGINE_FUNCTIONS: renderMysqlFile(`${d.dir}/role-change.sh`, {}, true),
     PROMOTE_SEMI_SQL: semi
       ? `SET GLOBAL ${d.semi.replicaEnabled} = OFF; SET GLOBAL ${d.semi.sourceEnabled} = $1;`
       : "",

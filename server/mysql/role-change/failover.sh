@@ -1,5 +1,7 @@
 # shellcheck shell=bash
 #: Main part of hastack-mysql-failover, shipped after header.sh and toolkit.sh.
+#: tmp (the temp directory) is set by toolkit.sh, which precedes this part in the shipped script.
+# shellcheck disable=SC2154
 # --- failover ---
 need_peer
 wait_local_up "$HASTACK_CONNECT_SECONDS"

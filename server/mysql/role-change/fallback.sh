@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 #: Main part of hastack-mysql-fallback, shipped after header.sh and toolkit.sh. The @@SEMI_*@@
 #: lines are the semi-sync commands (":" or nothing when hastack:mysql.semiSync is false).
+#: tmp (the temp directory) is set by toolkit.sh, which precedes this part in the shipped script.
+# shellcheck disable=SC2154
 # --- fallback ---
 need_peer
 wait_local_up "$HASTACK_CONNECT_SECONDS"

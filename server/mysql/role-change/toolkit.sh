@@ -2,9 +2,11 @@
 #: The role-change toolkit: local/peer SQL, replication status, waits, promotion and cloning.
 #: Shipped after header.sh (which sets SCRIPT, the HASTACK_* defaults, log and write_role) in
 #: every role-change script but boot-role, which needs none of it (it lands in user-data).
-#: @@NAME@@ values come from DIALECTS in components/mysql-scripts.ts; @@CLONE@@, @@REJOIN_POSITION@@ and @@CHECKPOINT@@ are the
-#: engine's own code (server/mysql/<engine>/*.sh).
+#: @@NAME@@ values come from DIALECTS in components/mysql-scripts.ts; @@ENGINE_FUNCTIONS@@ is
+#: the engine's own server/mysql/<engine>/role-change.sh.
 REPL_USER=@@REPL_USER@@
+# Read by the engine's functions and each script's own part, shipped after this file.
+# shellcheck disable=SC2034
 DATABASES="@@DATABASES@@"
 
 now_ms() { date +%s%3N; }
@@ -67,7 +69,7 @@ executed_peer() { peer_sql -e "SELECT @@EXECUTED_SQL@@"; }
 wait_applied() {
   local gtids=$1 secs=$2
   [ -n "$gtids" ] || return 0
-  [ "$(local_sql -e "@@WAIT_APPLIED_SQL@@")" = ok ]
+  [ "$(local_sql -e "SELECT IF(@@WAIT_FOR_GTIDS@@('$gtids', $secs) = 0, 'ok', 'timeout')")" = ok ]
 }
 
 # wait_drained SECONDS: 0 once the replica applied everything it received (its source is gone).
@@ -119,26 +121,14 @@ start_replication() {
   done
 }
 
-# checkpoint_peer: make the source's commits up to now durable in its engine. MariaDB commits
-# to InnoDB lazily after the binlog; a source crashing within a second of the clone would, on
-# its restart as a replica (init_rpl_role=SLAVE), truncate transactions the clone holds but
-# this server's binlog does not, and could not rejoin. A binlog checkpoint naming the current
-# file proves every earlier commit durable.
-checkpoint_peer() {
-  @@CHECKPOINT@@
-}
-
-# clone_from_peer: GTID-consistent dump of DATABASES from the peer, loaded without binlogging,
-# then replication from the dump's position. Streams; no temp copy of the data.
-clone_from_peer() {
-  log "cloning $DATABASES from $HASTACK_PEER_HOST:$HASTACK_PEER_PORT"
-  @@CLONE@@
-}
+@@ENGINE_FUNCTIONS@@
 
 # rejoin_peer: make this server (holding its own history) a replica of the peer.
 rejoin_peer() {
   local_sql -e "@@MAKE_READ_ONLY@@"
-  @@REJOIN_POSITION@@
+  recloned=0
+  rejoin_position
+  [ "$recloned" = 0 ] || return 0
   local rc=0
   start_replication || rc=$?
   if [ "$rc" = 4 ]; then

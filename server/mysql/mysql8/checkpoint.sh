@@ -1,2 +1,0 @@
-# shellcheck shell=bash
-: # MySQL recovers a crashed source by committing its binlogged transactions: nothing to do
