@@ -6,7 +6,7 @@
 // (socket, peer address, password, role-file path) from the environment so one text serves both.
 import type { MysqlConfig } from "../lib/config/stack-config";
 import { OPERATOR_RESPONSE_SECONDS, Role, Switchover } from "./server-pair";
-import { renderTemplate, serverFile } from "./server-files";
+import { HASTACK_LIB_PATH, renderTemplate, serverFile } from "./server-files";
 
 export type Engine = "mariadb" | "mysql";
 export type ReplicationMode = "semi-sync" | "async";
@@ -421,6 +421,7 @@ function scriptValues(name: ScriptName, s: MysqlSettings, d: Dialect): Record<st
   return {
     NAME: name,
     ENGINE: s.engine,
+    LIB_PATH: HASTACK_LIB_PATH,
     PURPOSE: PURPOSE[name],
     CLIENT: d.client,
     DUMP: d.dump,
@@ -488,12 +489,21 @@ function scriptValues(name: ScriptName, s: MysqlSettings, d: Dialect): Record<st
 export function renderScript(name: ScriptName, s: MysqlSettings): string {
   const d = DIALECTS[s.engine];
   const values = scriptValues(name, s, d);
-  // boot-role ships in user-data (16 KB limit): it carries only what it uses.
-  const files =
-    name === "boot-role" ? ["header.sh", `${name}.sh`] : ["header.sh", "toolkit.sh", `${name}.sh`];
-  return files
-    .map((f) => renderMysqlFile(`role-change/${f}`, valuesUsedBy(`role-change/${f}`, values)))
-    .join("\n");
+  const part = (f: string): string =>
+    renderMysqlFile(`role-change/${f}`, valuesUsedBy(`role-change/${f}`, values));
+  if (name === "boot-role") {
+    // boot-role ships in user-data (16 KB limit): it carries only what it uses and sources the
+    // shared helpers cloud-init installs beside it (HASTACK_LIB_PATH).
+    return [part("header.sh"), part("boot-role.sh")].join("\n");
+  }
+  // Role-change scripts arrive on stdin and carry the shared helpers inline: a server booted
+  // before a helper was added has only the old copy on disk (user-data runs at first boot).
+  return [
+    part("header.sh"),
+    serverFile("lib/hastack.sh"),
+    part("toolkit.sh"),
+    part(`${name}.sh`),
+  ].join("\n");
 }
 
 /** All scripts, by name. */

@@ -21,6 +21,7 @@ import {
   renderScript,
   renderServerConfig,
 } from "../../components/mysql-scripts";
+import { SERVER_DIR } from "../../components/server-files";
 import { Role, ROLES, otherRole } from "../../components/server-pair";
 import { ConfigError, parseStackConfig, stackConfigSchema } from "../config/stack-config";
 import { SynthInputError, readProject, readStackConfig } from "../synth/offline-synth";
@@ -287,6 +288,8 @@ export class LoopbackPair {
       HASTACK_ROLE_CNF: me.roleCnf,
       HASTACK_UNFENCE: "",
       HASTACK_SIDE: side,
+      // boot-role sources the shared helpers from the package instead of HASTACK_LIB_PATH.
+      HASTACK_LIB: path.join(SERVER_DIR, "lib", "hastack.sh"),
       HASTACK_CLIENT: this.bin.mariadb,
       HASTACK_DUMP: this.bin["mariadb-dump"],
       HASTACK_CONNECT_SECONDS: "20",

@@ -26,6 +26,7 @@ import {
   replicationMode,
   serverIdFor,
 } from "../../components/mysql-scripts";
+import { SERVER_DIR } from "../../components/server-files";
 import { ROLES } from "../../components/server-pair";
 
 const ENGINES: Engine[] = ["mariadb", "mysql"];
@@ -380,6 +381,8 @@ describe("mysql rendering: boot-role decides the role from the stack's intent", 
           HASTACK_ROLE_CNF: roleCnf,
           // No SSM here: an empty intent must not reach AWS.
           HASTACK_SSM_ACTIVE_PARAM: "",
+          // The shared helpers boot-role sources (installed by cloud-init on a server).
+          HASTACK_LIB: path.join(SERVER_DIR, "lib", "hastack.sh"),
         },
       });
       expect(r.status, r.stderr).to.equal(0);

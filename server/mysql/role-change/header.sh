@@ -7,30 +7,14 @@
 set -euo pipefail
 umask 077
 SCRIPT=@@NAME@@
-: "${HASTACK_CLIENT:=@@CLIENT@@}"
-: "${HASTACK_DUMP:=@@DUMP@@}"
-: "${HASTACK_SOCKET:=/run/mysqld/mysqld.sock}"
-: "${HASTACK_LOCAL_USER:=root}"
-: "${HASTACK_PEER_HOST:=}"
-: "${HASTACK_PEER_PORT:=3306}"
 : "${HASTACK_ROLE_CNF=@@CONF_DIR@@/90-hastack-role.cnf}"
-: "${HASTACK_MAX_LAG_SECONDS:=@@MAX_LAG_SECONDS@@}"
-: "${HASTACK_FORCE:=@@FORCE@@}"
-: "${HASTACK_WAIT_SECONDS:=600}"
-: "${HASTACK_CONNECT_SECONDS:=60}"
-: "${HASTACK_REBUILD:=0}"
-: "${HASTACK_UNFENCE=@@UNFENCE_PATH@@}"
-# Without the password in the environment (a hand run), it is read from SSM with the instance role.
-: "${HASTACK_SSM_PASSWORD_PARAM:=@@SSM_PASSWORD_PARAM@@}"
+# Read by hastack_log (server/lib/hastack.sh).
+# shellcheck disable=SC2034
+HASTACK_LOG_TAG=hastack-mysql-$SCRIPT
 
-log() { printf '%s hastack-mysql-%s: %s\n' "$(date -u +%H:%M:%S)" "$SCRIPT" "$*" >&2; }
-
-aws_region() {
-  if [ -n "${HASTACK_AWS_REGION:-}" ]; then echo "$HASTACK_AWS_REGION"; return; fi
-  local token
-  token=$(curl -sf --max-time 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) || return 1
-  curl -sf --max-time 3 -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/placement/region
-}
+# hastack_log and the other hastack_* helpers: server/lib/hastack.sh, carried inline after
+# this header or sourced from where cloud-init installed it (boot-role).
+log() { hastack_log "$@"; }
 
 write_role() {
   [ -n "$HASTACK_ROLE_CNF" ] || return 0

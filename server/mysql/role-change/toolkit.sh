@@ -1,9 +1,23 @@
 # shellcheck shell=bash
 #: The role-change toolkit: local/peer SQL, replication status, waits, promotion and cloning.
-#: Shipped after header.sh (which sets SCRIPT, the HASTACK_* defaults, log and write_role) in
-#: every role-change script but boot-role, which needs none of it (it lands in user-data).
+#: Shipped after header.sh (SCRIPT, HASTACK_ROLE_CNF, log, write_role) and server/lib/hastack.sh
+#: in every role-change script but boot-role, which needs none of it (it lands in user-data).
 #: @@NAME@@ values come from DIALECTS in components/mysql-scripts.ts; @@ENGINE_FUNCTIONS@@ is
 #: the engine's own server/mysql/<engine>/role-change.sh.
+: "${HASTACK_CLIENT:=@@CLIENT@@}"
+: "${HASTACK_DUMP:=@@DUMP@@}"
+: "${HASTACK_SOCKET:=/run/mysqld/mysqld.sock}"
+: "${HASTACK_LOCAL_USER:=root}"
+: "${HASTACK_PEER_HOST:=}"
+: "${HASTACK_PEER_PORT:=3306}"
+: "${HASTACK_MAX_LAG_SECONDS:=@@MAX_LAG_SECONDS@@}"
+: "${HASTACK_FORCE:=@@FORCE@@}"
+: "${HASTACK_WAIT_SECONDS:=600}"
+: "${HASTACK_CONNECT_SECONDS:=60}"
+: "${HASTACK_REBUILD:=0}"
+: "${HASTACK_UNFENCE=@@UNFENCE_PATH@@}"
+# Without the password in the environment (a hand run), it is read from SSM with the instance role.
+: "${HASTACK_SSM_PASSWORD_PARAM:=@@SSM_PASSWORD_PARAM@@}"
 REPL_USER=@@REPL_USER@@
 # Read by the engine's functions and each script's own part, shipped after this file.
 # shellcheck disable=SC2034
@@ -25,8 +39,7 @@ peer_sql() { "$HASTACK_CLIENT" --defaults-extra-file="$tmp/peer.cnf" --protocol=
 
 need_password() {
   if [ -z "${HASTACK_REPL_PASSWORD:-}" ] && [ -n "${HASTACK_SSM_PASSWORD_PARAM:-}" ] && command -v aws >/dev/null 2>&1; then
-    HASTACK_REPL_PASSWORD=$(aws ssm get-parameter --region "$(aws_region)" --with-decryption \
-      --name "$HASTACK_SSM_PASSWORD_PARAM" --query Parameter.Value --output text) || true
+    HASTACK_REPL_PASSWORD=$(hastack_ssm_get "$HASTACK_SSM_PASSWORD_PARAM") || true
   fi
   [ -n "${HASTACK_REPL_PASSWORD:-}" ] || die "HASTACK_REPL_PASSWORD is not set (remote commands pass it through sshd AcceptEnv HASTACK_*; by hand, HASTACK_SSM_PASSWORD_PARAM names its SSM parameter)"
   case "$HASTACK_REPL_PASSWORD" in *[!A-Za-z0-9]*) die "HASTACK_REPL_PASSWORD must be alphanumeric (RandomPassword special=false)" ;; esac
