@@ -44,6 +44,7 @@ import {
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
+import { hastackLibWriteFile } from "./server-files";
 
 export const MYSQL_PORT = 3306;
 
@@ -370,6 +371,8 @@ export function mysqlCloudConfigParts(o: {
         permissions: "0644",
         content: renderBootRoleDropIn(o.settings.engine, o.side, o.activeSideParameter, o.region),
       },
+      // The shared shell helpers boot-role sources (server/lib/hastack.sh).
+      hastackLibWriteFile(),
       { path: BOOT_ROLE_PATH, permissions: "0755", content: renderScript("boot-role", o.settings) },
       {
         path: PROVISION_PATH,

@@ -21,6 +21,7 @@ import {
   renderScript,
   renderServerConfig,
 } from "../../components/mysql-scripts";
+import { SERVER_DIR } from "../../components/server-files";
 import { Role, ROLES, otherRole } from "../../components/server-pair";
 import { ConfigError, parseStackConfig, stackConfigSchema } from "../config/stack-config";
 import { SynthInputError, readProject, readStackConfig } from "../synth/offline-synth";
@@ -223,7 +224,9 @@ export class LoopbackPair {
     for (const side of ROLES) {
       const s = pair.servers[side];
       fs.mkdirSync(path.join(s.dir, "data"), { recursive: true });
-      // The rendered server config, with only the loopback paths and port substituted.
+      // The rendered server config, with only the loopback port, address and datadir
+      // substituted; the loopback-only paths (socket, pid, log, user) follow in their own file,
+      // as a conf.d file after 60-hastack.cnf would.
       fs.writeFileSync(
         path.join(s.dir, "60-hastack.cnf"),
         renderServerConfig({
@@ -232,16 +235,25 @@ export class LoopbackPair {
           port: s.port,
           bindAddress: "127.0.0.1",
           datadir: path.join(s.dir, "data"),
-          socket: s.socket,
-          pidFile: path.join(s.dir, "mysqld.pid"),
-          logError: s.errorLog,
-          user: asRoot ? "root" : undefined,
         }),
+      );
+      const section = o.settings.engine === "mariadb" ? "mariadbd" : "mysqld";
+      fs.writeFileSync(
+        path.join(s.dir, "70-loopback.cnf"),
+        [
+          `[${section}]`,
+          ...(asRoot ? ["user = root"] : []),
+          `socket = ${s.socket}`,
+          `pid_file = ${path.join(s.dir, "mysqld.pid")}`,
+          `log_error = ${s.errorLog}`,
+          "",
+        ].join("\n"),
       );
       // Stands in for /etc/mysql/my.cnf's !includedir of conf.d.
       fs.writeFileSync(
         s.defaultsFile,
-        `!include ${path.join(s.dir, "60-hastack.cnf")}\n!include ${s.roleCnf}\n`,
+        `!include ${path.join(s.dir, "60-hastack.cnf")}\n` +
+          `!include ${path.join(s.dir, "70-loopback.cnf")}\n!include ${s.roleCnf}\n`,
       );
       // The role file must exist for !include; boot-role rewrites it before every start.
       fs.writeFileSync(
@@ -276,6 +288,8 @@ export class LoopbackPair {
       HASTACK_ROLE_CNF: me.roleCnf,
       HASTACK_UNFENCE: "",
       HASTACK_SIDE: side,
+      // boot-role sources the shared helpers from the package instead of HASTACK_LIB_PATH.
+      HASTACK_LIB: path.join(SERVER_DIR, "lib", "hastack.sh"),
       HASTACK_CLIENT: this.bin.mariadb,
       HASTACK_DUMP: this.bin["mariadb-dump"],
       HASTACK_CONNECT_SECONDS: "20",

@@ -1,0 +1,13 @@
+# shellcheck shell=bash
+#: One application account in hastack-mysql-setup: created on this server, not binlogged (each
+#: server gets its own). The password arrives in the environment variable @@PASSWORD_ENV@@.
+pw_var=@@PASSWORD_ENV@@
+pw=${!pw_var:-}
+case "$pw" in "" | *[!A-Za-z0-9]*) die "@@PASSWORD_ENV@@ (password of @@USER@@) must be set and alphanumeric" ;; esac
+local_sql <<SQL
+SET SESSION sql_log_bin = 0;
+CREATE USER IF NOT EXISTS @@ACCOUNT@@ IDENTIFIED BY '$pw';
+ALTER USER @@ACCOUNT@@ IDENTIFIED BY '$pw';
+GRANT @@PRIVILEGES@@ ON @@ON@@ TO @@ACCOUNT@@;
+SQL
+log "account @@USER@@ on @@DATABASE@@ ready (@@ENGINE@@)"
