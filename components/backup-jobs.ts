@@ -12,7 +12,7 @@
 //                                                         resumes into it, it is never replicated
 // Unchanged files are hard links into the previous snapshot (rsync --link-dest), so each
 // snapshot is a complete tree that costs only what changed.
-import { renderServerFile } from "./server-files";
+import { envFile, renderServerFile } from "./server-files";
 
 /** The services that have backup jobs. */
 export type BackupService = "mail" | "mysql" | "pbx";
@@ -144,20 +144,6 @@ export function timerSchedule(minutes: number): string[] {
 /** The designed RPO of a job: data written just after a run waits one interval. */
 export function jobRpoSeconds(job: Pick<BackupJob, "intervalHours">): number {
   return job.intervalHours * 3600;
-}
-
-/** Shell-quotes a value for an env file the scripts source. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-function envFile(vars: Record<string, string | number | undefined>): string {
-  return (
-    Object.entries(vars)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${shellQuote(String(v))}`)
-      .join("\n") + "\n"
-  );
 }
 
 /** Where and how the scripts run; production defaults, overridden by the rehearsal. */

@@ -72,10 +72,9 @@ import {
   renderReplicateEnv,
   renderReplicateUnits,
   renderSshKeysEnv,
-  shellQuote,
   timerSchedule,
 } from "./backup-jobs";
-import { serverFile } from "./server-files";
+import { envFile, serverFile } from "./server-files";
 
 /** The tag AWS Backup selects on; ServerPair puts it on every data volume. */
 export const BACKUP_TAG = { key: "hastack:backup", value: "true" } as const;
@@ -494,13 +493,12 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
       ),
       file(
         "/etc/hastack/nas-db.env",
-        [
-          `REGION=${shellQuote(i.region)}`,
-          `PASSWORD_PARAMETER=${shellQuote(`${i.ssmPrefix}/mysql-backup-password`)}`,
-          `DB_USER=${shellQuote(DB_BACKUP_USER)}`,
-          `DEFAULTS_FILE=${shellQuote(DB_DEFAULTS_PATH)}`,
-          "",
-        ].join("\n"),
+        envFile({
+          REGION: i.region,
+          PASSWORD_PARAMETER: `${i.ssmPrefix}/mysql-backup-password`,
+          DB_USER: DB_BACKUP_USER,
+          DEFAULTS_FILE: DB_DEFAULTS_PATH,
+        }),
       ),
       file(
         `${BACKUP_ENV_DIR}/replicate.env`,

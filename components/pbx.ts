@@ -29,10 +29,9 @@ import {
   SSH_KEYS_SCRIPT_SOURCE,
   TEXTFILE_DIR,
   renderSshKeysEnv,
-  shellQuote,
   timerSchedule,
 } from "./backup-jobs";
-import { renderServerFile, serverFile } from "./server-files";
+import { envFile, renderServerFile, serverFile } from "./server-files";
 
 /** Connection name shared by res_odbc, odbc.ini and cdr_adaptive_odbc (distinct from FreePBX's own). */
 export const CDR_CONNECTION = "hastack-cdr";
@@ -532,7 +531,7 @@ export function renderPbxSyncEnv(o: {
   /** node_exporter textfile collector directory. Defaults to Debian's. */
   textfileDir?: string;
 }): string {
-  const vars: Record<string, string | number | undefined> = {
+  return envFile({
     SERVICE_NAME: o.serviceName,
     ACTIVE_CHECK: o.activeCheck ?? "dns",
     PEER: o.peer,
@@ -546,13 +545,7 @@ export function renderPbxSyncEnv(o: {
       o.rsyncRsh ??
       `ssh -i ${PBX_SYNC_KEY_PATH} -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=20 -o ServerAliveInterval=30`,
     BWLIMIT: o.bwlimit,
-  };
-  return (
-    Object.entries(vars)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${shellQuote(String(v))}`)
-      .join("\n") + "\n"
-  );
+  });
 }
 
 /** What the sync carries, relative to / (config; voicemail and recordings live in the spool). */
@@ -595,11 +588,10 @@ export const PBX_SYNC_SCRIPT_SOURCE = "pbx/hastack-pbx-sync.sh";
 
 /** The FreePBX install step's config: skip when the AMI has Asterisk, else a pinned installer. */
 export function renderPbxInstallEnv(installer?: { url: string; sha256: string }): string {
-  return [
-    `INSTALLER_URL=${shellQuote(installer?.url ?? "")}`,
-    `INSTALLER_SHA256=${shellQuote(installer?.sha256 ?? "")}`,
-    "",
-  ].join("\n");
+  return envFile({
+    INSTALLER_URL: installer?.url ?? "",
+    INSTALLER_SHA256: installer?.sha256 ?? "",
+  });
 }
 
 /**
@@ -691,13 +683,12 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       {
         path: "/etc/hastack/pbx-cdr.env",
         permissions: "0644",
-        content: [
-          `REGION=${shellQuote(i.region)}`,
-          `PASSWORD_PARAMETER=${shellQuote(`${i.ssmPrefix}/cdr-db-password`)}`,
-          `PASSWORD_INCLUDE=${shellQuote(CDR_PASSWORD_INCLUDE)}`,
-          `DSN_HOST=${shellQuote(i.databaseEndpoint)}`,
-          "",
-        ].join("\n"),
+        content: envFile({
+          REGION: i.region,
+          PASSWORD_PARAMETER: `${i.ssmPrefix}/cdr-db-password`,
+          PASSWORD_INCLUDE: CDR_PASSWORD_INCLUDE,
+          DSN_HOST: i.databaseEndpoint,
+        }),
       },
       {
         path: "/usr/local/sbin/hastack-pbx-cdr-setup",

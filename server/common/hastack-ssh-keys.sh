@@ -1,13 +1,15 @@
 #!/bin/bash
 # hastack-ssh-keys ENV: SSH trust for syncs, replication and backup pulls, from SSM.
-# Rendered by components/backup-jobs.ts. Every accepted key is forced through rrsync.
+# server/common/hastack-ssh-keys.sh, env rendered by components/backup-jobs.ts (renderSshKeysEnv).
+# Every accepted key is forced through rrsync.
 set -euo pipefail
+# The env file is rendered by components/ and its path is an argument: nothing to follow here.
+# shellcheck source=/dev/null
 . "${1:?usage: hastack-ssh-keys ENV}"
 get() { # PARAMETER [--with-decryption]: retries while the stack is still creating it
   local v _
   for _ in $(seq 1 "${ATTEMPTS:-30}"); do
-    # shellcheck disable=SC2086
-    if v=$(aws ssm get-parameter --region "$REGION" --name "$1" ${2:-} --query Parameter.Value --output text 2>/dev/null) && [ -n "$v" ]; then
+    if v=$(aws ssm get-parameter --region "$REGION" --name "$1" "${@:2}" --query Parameter.Value --output text 2>/dev/null) && [ -n "$v" ]; then
       printf '%s' "$v"
       return 0
     fi

@@ -1,6 +1,7 @@
 #!/bin/bash
-# hastack-backup: one NAS backup job. Rendered by components/backup-jobs.ts; systemd runs it on
-# the NAS, `npm run rehearse -- backup` runs the same file on loopback.
+# hastack-backup: one NAS backup job (server/nas/hastack-backup.sh; components/backup-jobs.ts
+# renders its env file). systemd runs it on the NAS, `npm run rehearse -- backup` runs the same
+# file on loopback.
 #   hastack-backup run     JOB.env                 take a snapshot (no-op unless this NAS is active)
 #   hastack-backup prune   JOB.env                 drop snapshots older than RETENTION_DAYS (never latest)
 #   hastack-backup verify  JOB.env [SNAPSHOT]      check a snapshot against its MANIFEST
@@ -14,8 +15,11 @@ log() { echo "hastack-backup[$JOB]: $*" >&2; }
 
 cmd=${1:-}
 env_file=${2:-}
-[ -n "$cmd" ] && [ -r "$env_file" ] || die "usage: hastack-backup run|prune|verify|restore JOB.env [SNAPSHOT] [DEST]"
-# shellcheck disable=SC1090
+if [ -z "$cmd" ] || [ ! -r "$env_file" ]; then
+  die "usage: hastack-backup run|prune|verify|restore JOB.env [SNAPSHOT] [DEST]"
+fi
+# The env file is rendered by components/ and its path is an argument: nothing to follow here.
+# shellcheck source=/dev/null
 . "$env_file"
 : "${JOB:?JOB missing in $env_file}" "${KIND:?KIND missing}" "${BACKUP_ROOT:?}" "${RETENTION_DAYS:?}"
 job_dir=$BACKUP_ROOT/$JOB
@@ -32,13 +36,14 @@ active() {
 
 pull_rsync() {
   mkdir -p "$job_dir/.incoming/data"
-  local link=() excl=() rc=0
+  local link=() excl=() opts=() rc=0
+  read -ra opts <<<"${RSYNC_OPTS:-}"
   [ -d "$job_dir/latest/data" ] && link=(--link-dest="$job_dir/latest/data")
   for e in ${EXCLUDES:-}; do excl+=(--exclude="$e"); done
   # .incoming survives an interrupted run and --partial-dir keeps a half-copied file, so the
   # next run resumes instead of starting over; --delete drops what the source no longer has.
   rsync -aH --numeric-ids --delete --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
-    ${BWLIMIT:+--bwlimit="$BWLIMIT"} ${RSYNC_OPTS:-} "${link[@]}" "${excl[@]}" -e "$RSYNC_RSH" \
+    ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${link[@]}" "${excl[@]}" -e "$RSYNC_RSH" \
     "$SOURCE_HOST:$SOURCE_PATH/" "$job_dir/.incoming/data/" || rc=$?
   # 24 = some files vanished while copying (mail expunged, recording moved): each file copied
   # is still whole, and the next run picks up the change.
@@ -47,13 +52,13 @@ pull_rsync() {
 
 dump_db() {
   mkdir -p "$job_dir/.incoming/data"
-  local out=$job_dir/.incoming/data/$JOB.sql.gz
+  local out=$job_dir/.incoming/data/$JOB.sql.gz dbs=()
+  read -ra dbs <<<"$DATABASES"
   # --single-transaction: one consistent InnoDB snapshot without blocking writers.
   # --gtid --master-data=2: the GTID position as a comment, so a dump can seed a new replica.
-  # shellcheck disable=SC2086
   mariadb-dump --defaults-extra-file="$DB_DEFAULTS_FILE" --host="$DB_HOST" --port="$DB_PORT" \
     --single-transaction --gtid --master-data=2 --routines --events --triggers --hex-blob \
-    --databases $DATABASES | gzip -6 >"$out.part"
+    --databases "${dbs[@]}" | gzip -6 >"$out.part"
   # mariadb-dump writes this line last; without it the dump was cut short.
   zcat "$out.part" | tail -n 1 | grep -q '^-- Dump completed' || die "dump of $DATABASES is incomplete"
   mv -f "$out.part" "$out"
@@ -76,7 +81,7 @@ metric() {
 snapshot_dir() { # NAME or "latest" -> directory
   local s=${1:-latest}
   [ "$s" = latest ] && s=$(readlink "$job_dir/latest" || true)
-  [ -n "$s" ] && [ -d "$job_dir/$s/data" ] || die "no snapshot ${1:-latest} in $job_dir"
+  if [ -z "$s" ] || [ ! -d "$job_dir/$s/data" ]; then die "no snapshot ${1:-latest} in $job_dir"; fi
   echo "$job_dir/$s"
 }
 

@@ -1,6 +1,9 @@
 #!/bin/bash
-# hastack-nas-db-credentials: the dump job's MariaDB credentials from SSM (rendered by components/nas.ts).
+# hastack-nas-db-credentials: the dump job's MariaDB credentials from SSM.
+# server/nas/hastack-nas-db-credentials.sh; components/nas.ts renders its env file.
 set -euo pipefail
+# The env file is rendered by components/nas.ts at deploy time: nothing to follow here.
+# shellcheck source=/dev/null
 . "${NAS_DB_ENV:-/etc/hastack/nas-db.env}"
 pw=""
 for _ in $(seq 1 "${ATTEMPTS:-30}"); do

@@ -1,9 +1,11 @@
 #!/bin/bash
 # hastack-nas-replicate REPLICATE.env: copy the backup tree to the standby NAS.
-# Rendered by components/backup-jobs.ts; rehearsed unchanged by `npm run rehearse -- backup`.
+# server/nas/hastack-nas-replicate.sh, env rendered by components/backup-jobs.ts
+# (renderReplicateEnv); rehearsed unchanged by `npm run rehearse -- backup`.
 set -euo pipefail
 env_file=${1:?usage: hastack-nas-replicate REPLICATE.env}
-# shellcheck disable=SC1090
+# The env file is rendered by components/ and its path is an argument: nothing to follow here.
+# shellcheck source=/dev/null
 . "$env_file"
 : "${BACKUP_ROOT:?}" "${PEER:?}" "${PEER_ROOT:?}" "${RSYNC_RSH:?}"
 log() { echo "hastack-nas-replicate: $*" >&2; }
@@ -18,8 +20,9 @@ exec 9>"$BACKUP_ROOT/.replicate.lock"
 # Several jobs finishing together queue up here instead of running side by side.
 flock -w "${LOCK_WAIT_SECONDS:-3600}" 9 || { log "replication still running after the wait"; exit 1; }
 started=$(date +%s)
+read -ra rsync_opts <<<"${RSYNC_OPTS:-}"
 rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
-  ${BWLIMIT:+--bwlimit="$BWLIMIT"} ${RSYNC_OPTS:-} \
+  ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${rsync_opts[@]}" \
   --exclude=/.replicate.lock --exclude='/*/.incoming/' --exclude='/*/.lock' --exclude='/*/.latest.new' \
   -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/"
 log "replicated $BACKUP_ROOT to $PEER:$PEER_ROOT in $(($(date +%s) - started)) s"

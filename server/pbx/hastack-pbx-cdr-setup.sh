@@ -1,6 +1,8 @@
 #!/bin/bash
-# hastack-pbx-cdr-setup: CDRs to the MySQL pair (rendered by components/pbx.ts).
+# hastack-pbx-cdr-setup: CDRs to the MySQL pair (server/pbx/; components/pbx.ts renders its env).
 set -euo pipefail
+# The env file is rendered by components/pbx.ts at deploy time: nothing to follow here.
+# shellcheck source=/dev/null
 . "${PBX_CDR_ENV:-/etc/hastack/pbx-cdr.env}"
 etc=${ASTERISK_ETC:-/etc/asterisk}
 rendered=${RENDERED_DIR:-/etc/hastack/pbx}

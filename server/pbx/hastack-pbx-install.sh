@@ -1,6 +1,8 @@
 #!/bin/bash
-# hastack-pbx-install: make sure Asterisk/FreePBX is installed (rendered by components/pbx.ts).
+# hastack-pbx-install: make sure Asterisk/FreePBX is installed (server/pbx/).
 set -euo pipefail
+# Rendered by components/pbx.ts (renderPbxInstallEnv) at boot: nothing to follow here.
+# shellcheck source=/dev/null
 . /etc/hastack/pbx-install.env
 if [ -x /usr/sbin/asterisk ]; then
   echo "hastack-pbx-install: Asterisk present ($(/usr/sbin/asterisk -V 2>/dev/null || echo unknown version))"

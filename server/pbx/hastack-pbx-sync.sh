@@ -1,12 +1,17 @@
 #!/bin/bash
 # hastack-pbx-sync sync|final|check ENV: push Asterisk config and spool to the other PBX.
-# Rendered by components/pbx.ts; test/sync.test.ts runs this same text against real rsync.
+# server/pbx/hastack-pbx-sync.sh, env rendered by components/pbx.ts (renderPbxSyncEnv);
+# test/components/sync.test.ts runs this same file against real rsync.
 set -euo pipefail
 cmd=${1:-}
 env_file=${2:-}
 log() { echo "hastack-pbx-sync: $*" >&2; }
-[ -n "$cmd" ] && [ -r "$env_file" ] || { log "usage: hastack-pbx-sync sync|final|check ENV"; exit 2; }
-# shellcheck disable=SC1090
+if [ -z "$cmd" ] || [ ! -r "$env_file" ]; then
+  log "usage: hastack-pbx-sync sync|final|check ENV"
+  exit 2
+fi
+# The env file is rendered by components/ and its path is an argument: nothing to follow here.
+# shellcheck source=/dev/null
 . "$env_file"
 : "${PEER:?}" "${PEER_SIDE:?}" "${SYNC_ROOT:?}" "${PEER_ROOT:?}" "${SYNC_PATHS:?}" "${RSYNC_RSH:?}"
 
@@ -20,13 +25,14 @@ active() {
 }
 
 push() { # extra rsync options...
-  local paths=() excl=() p e
+  local paths=() excl=() opts=() p e
+  read -ra opts <<<"${RSYNC_OPTS:-}"
   cd "$SYNC_ROOT"
   for p in $SYNC_PATHS; do [ -e "$p" ] && paths+=("$p"); done
   [ "${#paths[@]}" -gt 0 ] || { log "nothing to sync under $SYNC_ROOT ($SYNC_PATHS)"; return 0; }
   for e in ${EXCLUDES:-}; do excl+=(--exclude="$e"); done
   rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
-    ${BWLIMIT:+--bwlimit="$BWLIMIT"} ${RSYNC_OPTS:-} "${excl[@]}" -e "$RSYNC_RSH" "$@" "${paths[@]}" "$PEER:$PEER_ROOT/"
+    ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${excl[@]}" -e "$RSYNC_RSH" "$@" "${paths[@]}" "$PEER:$PEER_ROOT/"
 }
 
 # Success metric for monitoring (docs/outputs.md): replication to PEER_SIDE is current as of now.

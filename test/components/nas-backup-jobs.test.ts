@@ -17,10 +17,9 @@ import {
   renderJobEnv,
   renderJobUnits,
   renderReplicateEnv,
-  shellQuote,
   timerSchedule,
 } from "../../components/backup-jobs";
-import { SERVER_DIR } from "../../components/server-files";
+import { SERVER_DIR, shellQuote } from "../../components/server-files";
 import { RRSYNC_SHIM, compareTrees, hashTree, requireTools, run } from "../../lib/rehearse/backup";
 
 const input = {
@@ -110,10 +109,11 @@ describe("renderJobEnv / shellQuote", () => {
   });
   it("production env: dns active check, NAS key, the job's source", () => {
     const env = renderJobEnv(backupJobs(input)[0], { nasServiceName: "nas.example.co.id" });
-    expect(env).to.contain("ACTIVE_CHECK='dns'");
-    expect(env).to.contain("SOURCE_HOST='mail.example.co.id'");
-    expect(env).to.contain("SOURCE_PATH='/srv/data/mail'");
-    expect(env).to.contain("RETENTION_DAYS='14'");
+    expect(env).to.contain("ACTIVE_CHECK=dns\n");
+    expect(env).to.contain("SOURCE_HOST=mail.example.co.id\n");
+    expect(env).to.contain("SOURCE_PATH=/srv/data/mail\n");
+    expect(env).to.contain("RETENTION_DAYS=14\n");
+    expect(env).to.contain("EXCLUDES=''\n");
     expect(env).to.match(/RSYNC_RSH='ssh -i \/root\/.ssh\/hastack_nas -o BatchMode=yes/);
   });
   it("the backup account can read and lock but not write", () => {

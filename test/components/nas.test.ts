@@ -247,7 +247,7 @@ describe("NasBackups", function () {
         ["pbx-spool", 48, 90],
       ]);
       const userData = userDataOf(ofType(custom, "aws:ec2/instance:Instance")[0]);
-      expect(userData).to.contain("RETENTION_DAYS='60'");
+      expect(userData).to.contain("RETENTION_DAYS=60");
       expect(userData).to.contain("OnCalendar=*-*-* 00/1:00:00");
       expect(userData).to.contain("OnUnitActiveSec=2880min");
     });
@@ -325,7 +325,7 @@ describe("NAS cloud-init part", function () {
     const replicate = parts.writeFiles!.find(
       (f) => f.path === "/etc/hastack/backup/replicate.env",
     )!;
-    expect(replicate.content).to.contain("PEER='nas2.example.co.id'");
+    expect(replicate.content).to.contain("PEER=nas2.example.co.id");
     const enable = (parts.runcmd ?? []).find(
       (c) => Array.isArray(c) && c.includes("enable"),
     ) as string[];

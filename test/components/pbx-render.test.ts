@@ -381,8 +381,8 @@ describe("PBX cloud-init part", function () {
 
   it("the sync pushes to the other server, the RTP range matches the security group", () => {
     const env = parts.writeFiles!.find((f) => f.path === "/etc/hastack/pbx-sync.env")!.content;
-    expect(env).to.contain("PEER='pbx2.example.co.id'");
-    expect(env).to.contain("SERVICE_NAME='pbx.example.co.id'");
+    expect(env).to.contain("PEER=pbx2.example.co.id");
+    expect(env).to.contain("SERVICE_NAME=pbx.example.co.id");
     const rtp = parts.writeFiles!.find((f) => f.path.endsWith("rtp_hastack.conf"))!.content;
     expect(rtp).to.contain("rtpstart=10000\nrtpend=20000");
     const timer = parts.writeFiles!.find((f) => f.path.endsWith("hastack-pbx-sync.timer"))!.content;

@@ -209,8 +209,8 @@ describe("PbxPair", function () {
   it("user-data points CDRs at the database endpoint and syncs to the other server", () => {
     const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map(userDataOf);
     expect(primary).to.contain("Server = db.example.co.id");
-    expect(primary).to.contain("PEER='pbx2.example.co.id'");
-    expect(standby).to.contain("PEER='pbx1.example.co.id'");
+    expect(primary).to.contain("PEER=pbx2.example.co.id");
+    expect(standby).to.contain("PEER=pbx1.example.co.id");
   });
 
   it("summary: RPO is the sync interval, RTO the switch plus phone re-registration", async () => {
