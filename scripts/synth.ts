@@ -2,7 +2,6 @@
 // The desired state of a stack without an AWS account (lib/synth/synth-command.ts).
 import { exitWith, parseFlags, runTool, stringFlag, UsageError } from "../lib/cli/flags";
 import { PACKAGE_ROOT } from "../lib/package-root";
-import { runSynth } from "../lib/synth/synth-command";
 
 const USAGE = `usage: npm run synth -- --stack NAME [--out FILE] [--previous FILE] [--stack-file FILE]
   --stack NAME       stack to synthesize (reads Pulumi.NAME.yaml)
@@ -24,6 +23,8 @@ function main(argv: string[]): Promise<number> {
     if (!stack) {
       throw new UsageError("--stack NAME is required");
     }
+    // Loaded after the flags: --help and a bad flag answer without loading the Pulumi SDK.
+    const { runSynth } = await import("../lib/synth/synth-command");
     await runSynth({
       projectDir: PACKAGE_ROOT,
       stack,
