@@ -162,6 +162,15 @@ export function checkFileTarget(t: OutputTarget): { real: string; mode: number }
   return { real, mode };
 }
 
+/** Cleanup after a failure must not hide the failure. */
+function removeQuietly(p: string): void {
+  try {
+    fs.rmSync(p, { recursive: true, force: true });
+  } catch {
+    // nothing was created, or it cannot be named (ENAMETOOLONG): nothing to remove
+  }
+}
+
 function tempName(real: string, kind: string): string {
   return path.join(
     path.dirname(real),
@@ -187,7 +196,7 @@ export function writeFileAtomic(t: OutputTarget, text: string): void {
     }
     fs.renameSync(tmp, real);
   } catch (e) {
-    fs.rmSync(tmp, { force: true });
+    removeQuietly(tmp);
     fail(t, `cannot write (${errnoText(e)})`);
   }
 }
@@ -255,14 +264,14 @@ export function writeDirectoryAtomic(
       fs.writeFileSync(file, text);
     }
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    removeQuietly(tmp);
     fail(t, `cannot write (${errnoText(e)})`);
   }
   if (!fs.existsSync(real)) {
     try {
       fs.renameSync(tmp, real);
     } catch (e) {
-      fs.rmSync(tmp, { recursive: true, force: true });
+      removeQuietly(tmp);
       fail(t, `cannot write (${errnoText(e)})`);
     }
     return [];
@@ -271,14 +280,14 @@ export function writeDirectoryAtomic(
   try {
     fs.renameSync(real, old);
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    removeQuietly(tmp);
     fail(t, `cannot replace the directory (${errnoText(e)})`);
   }
   try {
     fs.renameSync(tmp, real);
   } catch (e) {
     fs.renameSync(old, real);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    removeQuietly(tmp);
     fail(t, `cannot replace the directory (${errnoText(e)})`);
   }
   fs.rmSync(old, { recursive: true, force: true });
