@@ -196,7 +196,7 @@ function readConfig(): StackConfig {
   }
   let cfg: StackConfig | undefined;
   try {
-    cfg = parseStackConfig(raw);
+    cfg = parseStackConfig(raw, { isSecret: isConfigSecret });
   } catch (e) {
     if (!(e instanceof ConfigError)) {
       throw e;
@@ -207,6 +207,12 @@ function readConfig(): StackConfig {
     throw new pulumi.RunError(new ConfigError(problems).message);
   }
   return cfg;
+}
+
+/** Whether a key was stored with `--secret` (the SDK knows; its typings do not export it). */
+function isConfigSecret(fullKey: string): boolean {
+  const runtime = pulumi.runtime as unknown as { isConfigSecret?: (k: string) => boolean };
+  return runtime.isConfigSecret ? runtime.isConfigSecret(fullKey) : true;
 }
 
 /** The CLI passes objects and lists JSON-encoded; plain strings stay strings. */

@@ -32,6 +32,13 @@ export const CONFIG_KEYS = [
 export const SECRET_KEYS = ["sshPrivateKey"] as const;
 
 const AMI = /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/;
+/**
+ * EC2 instance type by shape, family.size: t3.small, m6i.large, c7i.metal-24xl, m7i-flex.large,
+ * u-6tb1.metal, mac2-m2pro.metal. Which types a region offers is AWS's to say; the shape
+ * catches typos and nonsense ("banana", "t3small", "T3.Small") before any resource is declared.
+ */
+const INSTANCE_TYPE =
+  /^(?:[a-z]+\d[a-z0-9]*(?:-[a-z0-9]+)*|u-\d+tb\d+)\.(?:nano|micro|small|medium|large|\d*xlarge|metal(?:-\d+xl)?)$/;
 const AZ = /^[a-z]{2}(-[a-z]+)+-\d[a-z]$/;
 const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const DOMAIN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
@@ -74,6 +81,7 @@ const allowWideCidrs = z
 /** The VPC's CIDR: private (RFC 1918), /16 (AWS's largest) to /23 (two /24 subnets). */
 const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 const port = z.number().int().min(1).max(65535);
+const email = z.string().email({ message: "an e-mail address" });
 const az = z.string().regex(AZ, { message: "an availability zone such as ap-southeast-3a" });
 const ami = z
   .string()
@@ -91,8 +99,13 @@ const pairFields = {
   active: role,
   /** How clients follow the active side. Defaults per service (mail, mysql: dns; pbx: eip). */
   switchover: z.enum(["dns", "eip"]).optional(),
-  /** Defaults to t3.small. */
-  instanceType: z.string().min(1).default("t3.small"),
+  /** EC2 instance type, family.size. Defaults to t3.small. */
+  instanceType: z
+    .string()
+    .regex(INSTANCE_TYPE, {
+      message: "an EC2 instance type such as t3.small or m6i.large (family.size)",
+    })
+    .default("t3.small"),
   /** Pinned AMI for this pair. Defaults to hastack:ami. */
   ami: ami.optional(),
   /** Size of the data volume in GiB. Defaults to 50. */
@@ -191,11 +204,7 @@ const pbx = z
       .strict()
       .default({ primary: "pbx1", standby: "pbx2" }),
     /** RTP media port range (UDP). Defaults to 10000–20000. */
-    rtpPorts: z
-      .object({ from: port, to: port })
-      .strict()
-      .refine((r) => r.from <= r.to, { message: "from must not exceed to" })
-      .default({ from: 10000, to: 20000 }),
+    rtpPorts: z.object({ from: port, to: port }).strict().default({ from: 10000, to: 20000 }), // from ≤ to: crossFieldProblems, with the values
     /** SIP trunk provider addresses allowed to reach SIP and RTP. */
     sipTrunkCidrs: z.array(cidr).default([]),
     /** Minutes between /etc/asterisk and /var/spool/asterisk syncs primary → standby (PBX RPO). Defaults to 15. */
@@ -316,7 +325,7 @@ const contact = z
     name: z.string().min(1),
     role: z.string().min(1),
     phone: z.string().min(1).optional(),
-    email: z.string().email().optional(),
+    email: email.optional(),
   })
   .strict();
 
@@ -338,7 +347,7 @@ export const stackConfigSchema = z
     /** Secret; used by remote role-change commands. */
     sshPrivateKey: z.string().min(1).optional(),
     alerts: z
-      .object({ emails: z.array(z.string().email()).default([]) })
+      .object({ emails: z.array(email).default([]) })
       .strict()
       .default({ emails: [] }),
     contacts: z.array(contact).default([]),
@@ -362,15 +371,39 @@ export interface ConfigProblem {
   message: string;
 }
 
-/** Thrown with every problem found; its message lists them one per line. */
+/** At most this many problems are printed; the rest are counted ("… and 64,980 more"). */
+export const MAX_REPORTED_PROBLEMS = 20;
+
+/** `hastack:mail.active must be …`; a message starting with ":" follows the key directly. */
+export function formatProblem(p: ConfigProblem): string {
+  return p.message.startsWith(":") ? `${p.key}${p.message}` : `${p.key} ${p.message}`;
+}
+
+/**
+ * Thrown with every problem found; its message lists them one per line — the first
+ * MAX_REPORTED_PROBLEMS of them, then how many more (a file of 65,000 typos is one mistake, not
+ * 65,000 lines to read). `problems` keeps them all.
+ */
 export class ConfigError extends Error {
   constructor(public readonly problems: ConfigProblem[]) {
+    const shown = problems.slice(0, MAX_REPORTED_PROBLEMS).map((p) => `  - ${formatProblem(p)}`);
+    const more = problems.length - shown.length;
     super(
       "invalid stack configuration:\n" +
-        problems.map((p) => `  - ${p.key} ${p.message}`).join("\n"),
+        shown.join("\n") +
+        (more > 0 ? `\n  … and ${more} more problem${more === 1 ? "" : "s"}` : ""),
     );
     this.name = "ConfigError";
   }
+}
+
+/** How parseStackConfig learns what the stack file cannot show in the values. */
+export interface ParseOptions {
+  /**
+   * Whether a full key (`hastack:sshPrivateKey`) was stored as a secret (`secure:` in the stack
+   * file). Defaults to not checking.
+   */
+  isSecret?: (fullKey: string) => boolean;
 }
 
 /**
@@ -379,21 +412,156 @@ export class ConfigError extends Error {
  * problem. Cross-field rules (distinct AZs, AZs that have a subnet, migration needs an old
  * server) are checked here too.
  */
-export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
+export function parseStackConfig(
+  raw: Record<string, unknown>,
+  opts: ParseOptions = {},
+): StackConfig {
   const result = stackConfigSchema.safeParse(raw);
   const problems = result.success
     ? []
     : dedupe(result.error.issues.map((issue) => describeIssue(issue, raw)));
   // Cross-field rules run on the raw values too, so one pass reports every problem.
   problems.push(...crossFieldProblems(raw), ...cidrProblems(raw));
+  problems.push(...plainTextSecretProblems(raw, opts));
   if (problems.length > 0 || !result.success) {
     throw new ConfigError(problems);
   }
   return result.data;
 }
 
-function crossFieldProblems(raw: Record<string, unknown>): ConfigProblem[] {
+/** A secret written in plain text into the stack file, which goes into git. */
+function plainTextSecretProblems(
+  raw: Record<string, unknown>,
+  opts: ParseOptions,
+): ConfigProblem[] {
+  if (!opts.isSecret) {
+    return [];
+  }
+  return SECRET_KEYS.filter((k) => raw[k] !== undefined && !opts.isSecret!(configKey([k]))).map(
+    (k) => ({
+      key: configKey([k]),
+      message: `is in plain text in the stack file, which goes into git: remove it and set it with \`pulumi config set --secret ${configKey([k])} < FILE\``,
+    }),
+  );
+}
+
+/** Default host labels per service, as the schema applies them. */
+const DEFAULT_LABELS: Record<
+  string,
+  { hostname: string; serverNames?: Record<(typeof Roles)[number], string> }
+> = {
+  mail: { hostname: "mail", serverNames: { primary: "mx1", standby: "mx2" } },
+  pbx: { hostname: "pbx", serverNames: { primary: "pbx1", standby: "pbx2" } },
+  mysql: { hostname: "db" },
+  nas: { hostname: "nas", serverNames: { primary: "nas1", standby: "nas2" } },
+};
+
+/**
+ * Every label the services publish in the zone, with the key that names it: two keys naming the
+ * same label would declare clashing records (`pbx.hostname: mail` → two `mail.<domain>`).
+ */
+function labelClashProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const owners = new Map<string, string[]>();
+  const claim = (label: unknown, path: PropertyKey[]): void => {
+    if (typeof label === "string" && label !== "") {
+      const l = label.toLowerCase();
+      owners.set(l, [...(owners.get(l) ?? []), configKey(path)]);
+    }
+  };
+  for (const [service, defaults] of Object.entries(DEFAULT_LABELS)) {
+    if (!isObject(raw[service])) {
+      continue;
+    }
+    claim(valueAt(raw, [service, "hostname"]) ?? defaults.hostname, [service, "hostname"]);
+    if (defaults.serverNames) {
+      for (const side of Roles) {
+        claim(valueAt(raw, [service, "serverNames", side]) ?? defaults.serverNames[side], [
+          service,
+          "serverNames",
+          side,
+        ]);
+      }
+    }
+  }
   const problems: ConfigProblem[] = [];
+  const domain = typeof raw.domain === "string" ? raw.domain : "<domain>";
+  for (const [label, keys] of owners) {
+    if (keys.length > 1) {
+      problems.push({
+        key: keys[1],
+        message: `clashes with ${[keys[0], ...keys.slice(2)].join(", ")}: both name ${label}.${domain}; every service and server needs its own host name`,
+      });
+    }
+  }
+  return problems;
+}
+
+/** The zone must hold the domain's records: the domain itself or a parent of it. */
+function zoneProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const zoneName = valueAt(raw, ["zone", "name"]);
+  const domain = raw.domain;
+  if (typeof zoneName !== "string" || typeof domain !== "string") {
+    return [];
+  }
+  const z = zoneName.toLowerCase().replace(/\.$/, "");
+  const d = domain.toLowerCase();
+  if (d === z || d.endsWith(`.${z}`)) {
+    return [];
+  }
+  return [
+    {
+      key: configKey(["zone", "name"]),
+      message: `must be the zone that holds hastack:domain (${JSON.stringify(domain)}) — the domain itself or a parent of it — got ${JSON.stringify(zoneName)}: every record would be outside the zone`,
+    },
+  ];
+}
+
+/** The stack cuts one /24 per AZ out of vpcCidr (components/network.ts subnetCidr). */
+function vpcSizeProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const vpcCidr = valueAt(raw, ["network", "vpcCidr"]);
+  const azs = valueAt(raw, ["network", "azs"]);
+  const bits = typeof vpcCidr === "string" ? /^[^/]+\/(\d{1,2})$/.exec(vpcCidr)?.[1] : undefined;
+  if (bits === undefined || !Array.isArray(azs)) {
+    return []; // the schema reports a malformed CIDR or missing AZs
+  }
+  const subnets = Math.max(azs.length, 2);
+  const needed = 24 - Math.ceil(Math.log2(subnets));
+  if (Number(bits) <= needed) {
+    return [];
+  }
+  return [
+    {
+      key: configKey(["network", "vpcCidr"]),
+      message: `must be a /${needed} or larger: the stack makes one /24 subnet per AZ (${azs.length} AZs), got ${JSON.stringify(vpcCidr)}`,
+    },
+  ];
+}
+
+function rtpPortProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const from = valueAt(raw, ["pbx", "rtpPorts", "from"]);
+  const to = valueAt(raw, ["pbx", "rtpPorts", "to"]);
+  if (typeof from === "number" && typeof to === "number" && from > to) {
+    return [
+      {
+        key: configKey(["pbx", "rtpPorts"]),
+        message: `: from (${from}) must not exceed to (${to})`,
+      },
+    ];
+  }
+  return [];
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function crossFieldProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [
+    ...labelClashProblems(raw),
+    ...zoneProblems(raw),
+    ...vpcSizeProblems(raw),
+    ...rtpPortProblems(raw),
+  ];
   const network = valueAt(raw, ["network"]);
   const subnets = valueAt(network, ["subnets"]);
   const subnetAzs = (

@@ -49,6 +49,8 @@ export interface BackupJobOutput {
 
 export interface MonitoringOutputs {
   domain?: string;
+  /** What the operator must know about the input (mock addresses of an offline synth). */
+  warnings?: string[];
   services: Record<string, ServiceOutput>;
   nas?: {
     endpoints?: Partial<Record<Side, string>>;
@@ -100,7 +102,16 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  */
 export function readMonitoringOutputs(doc: unknown, path: string): MonitoringOutputs {
   let outputs: unknown = doc;
+  const warnings: string[] = [];
   if (isRecord(doc) && isRecord(doc.deployment) && Array.isArray(doc.deployment.resources)) {
+    if (
+      isRecord(doc.deployment.manifest) &&
+      doc.deployment.manifest.magic === "hastack-offline-synth"
+    ) {
+      warnings.push(
+        `${path} is an offline synth: its server addresses are mocks (10.20.x.x, 198.51.100.x), not your servers'. Use \`pulumi stack output --json\` of the deployed stack for real monitoring.`,
+      );
+    }
     const stack = (doc.deployment.resources as unknown[]).find(
       (r) => isRecord(r) && r.type === "pulumi:pulumi:Stack",
     ) as Record<string, unknown> | undefined;
@@ -149,10 +160,25 @@ export function readMonitoringOutputs(doc: unknown, path: string): MonitoringOut
     ) {
       problems.push(`${at}.sides must have primary and standby`);
     }
+    // The alert thresholds are computed from it: "soon" would become `for: NaNs`.
+    if (raw.rpoSeconds !== undefined && !isSeconds(raw.rpoSeconds)) {
+      problems.push(
+        `${at}.rpoSeconds must be a number of seconds (0 or more), got ${JSON.stringify(raw.rpoSeconds)}`,
+      );
+    }
     services[name] = raw as unknown as ServiceOutput;
   }
+  // Without the NAS outputs there would be no backup alert at all, and nobody would notice.
+  if (!isRecord(outputs.nas)) {
+    problems.push(
+      `has no "nas" output (the backup jobs), so no backup alert could be written; give the outputs of the whole hastack stack`,
+    );
+  }
   const nas = isRecord(outputs.nas) ? (outputs.nas as MonitoringOutputs["nas"]) : undefined;
-  (nas?.jobs ?? []).forEach((j, i) => {
+  if (nas && !Array.isArray(nas.jobs)) {
+    problems.push(`nas.jobs must be the list of backup jobs, got ${JSON.stringify(nas.jobs)}`);
+  }
+  (Array.isArray(nas?.jobs) ? nas.jobs : []).forEach((j, i) => {
     if (
       !isRecord(j) ||
       typeof j.name !== "string" ||
@@ -160,12 +186,35 @@ export function readMonitoringOutputs(doc: unknown, path: string): MonitoringOut
       typeof j.service !== "string"
     ) {
       problems.push(`nas.jobs[${i}] needs service, name and intervalHours`);
+    } else if (!(j.intervalHours > 0) || !Number.isFinite(j.intervalHours)) {
+      problems.push(
+        `nas.jobs[${i}].intervalHours must be a number of hours above 0, got ${j.intervalHours}`,
+      );
     }
   });
   if (problems.length > 0) {
     throw new MonitoringInputError(`${path}: ${problems.join("; ")}`);
   }
-  return { domain: typeof outputs.domain === "string" ? outputs.domain : undefined, services, nas };
+  return {
+    domain: typeof outputs.domain === "string" ? outputs.domain : undefined,
+    services,
+    nas,
+    warnings,
+  };
+}
+
+function isSeconds(v: unknown): v is number {
+  return typeof v === "number" && Number.isFinite(v) && v >= 0;
+}
+
+/** Whether a path under the output directory is one `renderMonitoring` writes. */
+export function isMonitoringFile(rel: string): boolean {
+  return (
+    rel === "prometheus.yml" ||
+    rel === "blackbox.yml" ||
+    rel === "rules/hastack.rules.yml" ||
+    /^targets\/[A-Za-z0-9._-]+\.json$/.test(rel)
+  );
 }
 
 interface TargetGroup {

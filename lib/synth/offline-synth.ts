@@ -7,7 +7,14 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  Node as YamlNode,
+  parseDocument,
+  stringify as stringifyYaml,
+} from "yaml";
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 
 /** What a secret looks like in synth output: never its value. */
@@ -297,6 +304,49 @@ export function readDeployment(file: string): Deployment {
   return d as Deployment;
 }
 
+/**
+ * Reads the stack's previous state for `synth --previous` and checks what the comparison needs,
+ * blaming the file (not a config key) for anything wrong in it: a deployment with resources, a
+ * root stack resource whose outputs are an object, and `services.mail.migrationPhase` a phase
+ * number. A file without them would silently disable the one-phase-at-a-time check.
+ */
+export function readPreviousState(file: string): Deployment {
+  const d = readDeployment(file);
+  const where = `--previous ${file}`;
+  if (d.deployment.resources.length === 0) {
+    throw new SynthInputError(
+      `${where}: the deployment has no resources, so there is no previous state to compare with (give the last synth or \`pulumi stack export\` of this stack)`,
+    );
+  }
+  const stack = d.deployment.resources.find((r) => r?.type === "pulumi:pulumi:Stack");
+  if (!stack) {
+    throw new SynthInputError(`${where}: the deployment has no pulumi:pulumi:Stack resource`);
+  }
+  if (!isPlainObject(stack.outputs)) {
+    throw new SynthInputError(
+      `${where}: the stack resource's outputs must be an object, got ${describe(stack.outputs)}`,
+    );
+  }
+  const services = stack.outputs.services;
+  const mail = isPlainObject(services) ? services.mail : undefined;
+  const phase = isPlainObject(mail) ? mail.migrationPhase : undefined;
+  if (phase === undefined) {
+    throw new SynthInputError(
+      `${where}: has no stack output services.mail.migrationPhase, so the one-phase-at-a-time check of hastack:mail.migration.phase cannot run (is it this hastack stack's state?)`,
+    );
+  }
+  if (typeof phase !== "number" || !Number.isInteger(phase) || phase < 0 || phase > 9) {
+    throw new SynthInputError(
+      `${where}: services.mail.migrationPhase must be a migration phase 0–9, got ${describe(phase)}`,
+    );
+  }
+  return d;
+}
+
+function describe(v: unknown): string {
+  return v === undefined ? "nothing" : JSON.stringify(v).slice(0, 80);
+}
+
 /** A change between two deployments, per resource. */
 export interface ResourceChange {
   urn: string;
@@ -363,9 +413,16 @@ export function readStackConfig(
   stackFile: string,
   project: { name: string; config: Record<string, unknown> },
 ): { config: Record<string, string>; secretKeys: string[] } {
-  const doc = readYaml(stackFile) as { config?: unknown } | null;
-  const raw = doc?.config ?? {};
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+  const doc = readYaml(stackFile, MAX_STACK_FILE_BYTES);
+  if (!isPlainObject(doc) || !("config" in doc)) {
+    // An empty file, binary garbage or a YAML list would otherwise surface as ten
+    // "… is required" lines, as if the operator had forgotten every key.
+    throw new SynthInputError(
+      `${stackFile}: this is not a Pulumi stack file (expected a YAML mapping with a "config:" section${doc === null || doc === undefined ? "; the file is empty" : ""})`,
+    );
+  }
+  const raw = doc.config ?? {};
+  if (!isPlainObject(raw)) {
     throw new SynthInputError(`${stackFile}: "config" must be a map of keys to values`);
   }
   const merged: Record<string, unknown> = { ...project.config };
@@ -406,18 +463,84 @@ function replaceSecure(value: unknown): { value: unknown; secret: boolean } {
   return { value, secret: false };
 }
 
-function readYaml(file: string): unknown {
-  let text: string;
+/**
+ * A stack file holds settings, not data: Pulumi.prod.yaml is 4 KB. Anything this large is a
+ * mistake, refused before it is parsed (a 5 MB file of unknown keys took minutes to reject).
+ */
+export const MAX_STACK_FILE_BYTES = 1024 * 1024;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Reads a YAML file, refusing binary content and (with maxBytes) oversized files. Duplicate keys
+ * are refused as the CLI does — but checked here with one Set per mapping: the yaml library's
+ * own check (`uniqueKeys`) compares every key with every earlier one, quadratic in the number of
+ * keys (16,000 keys: 55 s; 65,000 never finished).
+ */
+function readYaml(file: string, maxBytes?: number): unknown {
+  let bytes: Buffer;
   try {
-    text = fs.readFileSync(file, "utf8");
+    const size = fs.statSync(file).size;
+    if (maxBytes !== undefined && size > maxBytes) {
+      throw new SynthInputError(
+        `${file}: this is not a Pulumi stack file (${(size / 1048576).toFixed(1)} MiB; a stack file holds settings and stays far below ${maxBytes / 1048576} MiB)`,
+      );
+    }
+    bytes = fs.readFileSync(file);
   } catch (e) {
+    if (e instanceof SynthInputError) {
+      throw e;
+    }
     throw new SynthInputError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`);
   }
+  const text = bytes.toString("utf8");
+  if (bytes.includes(0) || text.includes("\uFFFD")) {
+    throw new SynthInputError(
+      `${file}: this is not a Pulumi stack file (binary content, not YAML text)`,
+    );
+  }
+  const doc = parseDocument(text, { uniqueKeys: false, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new SynthInputError(`${file}: not valid YAML (${doc.errors[0].message.split("\n")[0]})`);
+  }
+  const duplicate = firstDuplicateKey(doc.contents);
+  if (duplicate) {
+    throw new SynthInputError(`${file}: not valid YAML (the key ${duplicate} appears twice)`);
+  }
   try {
-    return parseYaml(text);
+    return doc.toJS({ maxAliasCount: 100 });
   } catch (e) {
     throw new SynthInputError(`${file}: not valid YAML (${(e as Error).message.split("\n")[0]})`);
   }
+}
+
+/** The first key that appears twice in one mapping, anywhere in the tree (linear time). */
+function firstDuplicateKey(node: unknown, at = ""): string | undefined {
+  if (isMap(node)) {
+    const seen = new Set<string>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const where = at ? `${at}.${key}` : key;
+      if (seen.has(key)) {
+        return JSON.stringify(where);
+      }
+      seen.add(key);
+      const inner = firstDuplicateKey(pair.value as YamlNode, where);
+      if (inner) {
+        return inner;
+      }
+    }
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) {
+      const inner = firstDuplicateKey(item, `${at}[${i}]`);
+      if (inner) {
+        return inner;
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Resolves an Output's value (a test helper too: `await promiseOf(pair.endpointIp)`). */

@@ -157,6 +157,111 @@ describe("offline synth", () => {
     });
   });
 
+  describe("--out that cannot take the file: exit 2, one line naming --out and the path, nothing written", () => {
+    let dir: string;
+    before(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-out-"));
+      fs.writeFileSync(path.join(dir, "afile"), "keep\n");
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const cases: { what: string; out: () => string; reason: RegExp }[] = [
+      { what: "under /sys", out: () => "/sys/hastack.json", reason: /sysfs file system/ },
+      { what: "on /proc/version", out: () => "/proc/version", reason: /proc file system/ },
+      { what: "a directory", out: () => dir, reason: /is a directory/ },
+      {
+        what: "under a file",
+        out: () => path.join(dir, "afile", "x.json"),
+        reason: /afile is not a directory/,
+      },
+    ];
+    for (const c of cases) {
+      it(c.what, async () => {
+        const out = c.out();
+        const started = Date.now();
+        const r = await synthCli(["--stack", "prod", "--out", out]);
+        expect(r.code, r.stderr).to.equal(2);
+        const lines = r.stderr.trim().split("\n");
+        expect(lines).to.have.length(1);
+        expect(lines[0]).to.match(new RegExp(`^synth: --out ${out.replace(/[/.]/g, "\\$&")}: `));
+        expect(lines[0]).to.match(c.reason);
+        expect(r.stderr).not.to.match(/\n\s+at /);
+        expect((Date.now() - started) / 1000, "checked before the synth").to.be.below(60);
+      });
+    }
+    it("never writes over its own stack file (compared by real path, through a symlink)", async () => {
+      const file = writeStackFile();
+      const before = fs.readFileSync(file, "utf8");
+      const link = path.join(dir, "link.yaml");
+      fs.symlinkSync(file, link);
+      const r = await synthCli(["--stack", "prod", "--stack-file", file, "--out", link]);
+      expect(r.code).to.equal(2);
+      expect(r.stderr).to.contain(`--out ${link}: is one of this tool's inputs (${file})`);
+      expect(fs.readFileSync(file, "utf8")).to.equal(before);
+    });
+  });
+
+  describe("--previous that cannot serve the one-phase check is blamed on the file", () => {
+    let dir: string;
+    before(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-prevbad-"));
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const stackResource = (outputs: unknown): unknown => ({
+      urn: "urn:pulumi:prod::hastack::pulumi:pulumi:Stack::hastack-prod",
+      type: "pulumi:pulumi:Stack",
+      outputs,
+    });
+    const cases: { what: string; doc: unknown; expected: string }[] = [
+      {
+        what: "no resources",
+        doc: { version: 3, deployment: { resources: [] } },
+        expected: "the deployment has no resources",
+      },
+      {
+        what: "outputs that are a string",
+        doc: { version: 3, deployment: { resources: [stackResource("services")] } },
+        expected: `the stack resource's outputs must be an object, got "services"`,
+      },
+      {
+        what: "no migration phase in the outputs",
+        doc: { version: 3, deployment: { resources: [stackResource({ services: {} })] } },
+        expected: "has no stack output services.mail.migrationPhase",
+      },
+      {
+        what: "a bad migrationPhase",
+        doc: {
+          version: 3,
+          deployment: {
+            resources: [stackResource({ services: { mail: { migrationPhase: "five" } } })],
+          },
+        },
+        expected: 'services.mail.migrationPhase must be a migration phase 0–9, got "five"',
+      },
+    ];
+    for (const c of cases) {
+      it(c.what, async () => {
+        const file = path.join(dir, `${c.what.replace(/\W+/g, "-")}.json`);
+        fs.writeFileSync(file, JSON.stringify(c.doc));
+        const r = await synthCli(["--stack", "prod", "--previous", file]);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.contain(`--previous ${file}: ${c.expected}`);
+        expect(r.stderr).not.to.contain("hastack:mail.migration.phase cannot move");
+        expect(r.stdout).to.equal("");
+      });
+    }
+    it("at phase ≥ 1 without --previous, says loudly that the check was skipped", async () => {
+      const file = writeStackFile((c) => (c["hastack:mail"].migration.phase = 5));
+      const out = path.join(dir, "p5.json");
+      const r = await synthCli(["--stack", "prod", "--stack-file", file, "--out", out]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.contain(
+        "WARNING: the one-phase-at-a-time check of hastack:mail.migration.phase (5) was SKIPPED",
+      );
+      const quiet = await synthCli(["--stack", "prod", "--out", path.join(dir, "p0.json")]);
+      expect(quiet.stderr).not.to.contain("WARNING");
+    });
+  });
+
   describe("bad input", () => {
     it("a bad active value exits non-zero naming hastack:mail.active, with no stack trace", async () => {
       const file = writeStackFile((c) => (c["hastack:mail"].active = "sideways"));
@@ -191,6 +296,59 @@ describe("offline synth", () => {
       const r = await synthCli(["--stack", "prod", "--previous", bad]);
       expect(r.code).to.equal(1);
       expect(r.stderr).to.contain(`${bad}: expected a deployment`);
+    });
+    it("an empty, binary or non-mapping stack file is 'not a Pulumi stack file', in one line", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-notstack-"));
+      const files: Record<string, Buffer | string> = {
+        "empty.yaml": "",
+        "binary.yaml": Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x00, 0xff, 0xfe, 0x00]),
+        "list.yaml": "- a\n- b\n",
+        "noconfig.yaml": "encryptionsalt: v1:abc\n",
+      };
+      for (const [name, content] of Object.entries(files)) {
+        const file = path.join(dir, name);
+        fs.writeFileSync(file, content);
+        const r = await synthCli(["--stack", "prod", "--stack-file", file]);
+        expect(r.code, name).to.equal(1);
+        expect(r.stderr, name).to.contain(`${file}: this is not a Pulumi stack file`);
+        expect(r.stderr, name).not.to.contain("is required");
+        expect(r.stderr.trim().split("\n"), name).to.have.length(2); // "stack prod" + the refusal
+      }
+    });
+    it("a 5 MB stack file of 65,000 unknown keys is refused fast", async () => {
+      const file = writeStackFile();
+      const lines = Array.from(
+        { length: 65000 },
+        (_, i) => `  hastack:unknownKey${i}: "a value that pads this line to about eighty bytes"`,
+      );
+      fs.appendFileSync(file, lines.join("\n") + "\n");
+      const started = Date.now();
+      const r = await synthCli(["--stack", "prod", "--stack-file", file]);
+      const seconds = (Date.now() - started) / 1000;
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.match(/this is not a Pulumi stack file \(\d\.\d MiB; /);
+      // Before the fix: never finished (killed after 300 s). Generous for a loaded machine.
+      expect(seconds).to.be.below(60);
+    });
+    it("10,000 unknown keys (just under the size cap) parse in linear time and print 20 problems + a count", async () => {
+      const file = writeStackFile();
+      const lines = Array.from({ length: 10000 }, (_, i) => `  hastack:unknownKey${i}: "x${i}"`);
+      fs.appendFileSync(file, lines.join("\n") + "\n");
+      const started = Date.now();
+      const r = await synthCli(["--stack", "prod", "--stack-file", file]);
+      const seconds = (Date.now() - started) / 1000;
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain("hastack:unknownKey0 is not a known key");
+      expect(r.stderr).to.contain("… and 9980 more problems");
+      expect(r.stderr.split("\n").length).to.be.below(30);
+      expect(seconds).to.be.below(90); // was 20 s for 8,000 keys, quadratic
+    });
+    it("a duplicate key is still refused (the linear check replaces the library's quadratic one)", async () => {
+      const file = writeStackFile();
+      fs.appendFileSync(file, "  hastack:domain: other.co.id\n");
+      const r = await synthCli(["--stack", "prod", "--stack-file", file]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain('not valid YAML (the key "config.hastack:domain" appears twice)');
     });
     it("invalid YAML is reported with the file and line", async () => {
       const file = writeStackFile();

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { ConfigError, parseStackConfig } from "../../../lib/config/stack-config";
+import { ConfigError, formatProblem, parseStackConfig } from "../../../lib/config/stack-config";
 import { readProdStack, StackConfigDoc } from "../../support/stack-files";
 
 /** Raw config as index.ts hands it to parseStackConfig: hastack:* keys without namespace. */
@@ -23,7 +23,7 @@ function problemsOf(edit: (raw: StackConfigDoc) => void): string[] {
     parseStackConfig(raw);
   } catch (e) {
     expect(e).to.be.instanceOf(ConfigError);
-    return (e as ConfigError).problems.map((p) => `${p.key} ${p.message}`);
+    return (e as ConfigError).problems.map(formatProblem);
   }
   return [];
 }
@@ -125,12 +125,147 @@ describe("stack config", () => {
       edit: (r) => (r.region = "jakarta"),
       expected: 'aws:region must be an AWS region such as ap-southeast-3, got "jakarta"',
     },
+    {
+      what: "a service host name that another service's server already uses",
+      edit: (r) => (r.mysql.hostname = "mx1"),
+      expected:
+        "hastack:mysql.hostname clashes with hastack:mail.serverNames.primary: both name mx1.kantor-contoh.co.id; every service and server needs its own host name",
+    },
+    {
+      what: "two services with one host name",
+      edit: (r) => (r.pbx.hostname = "mail"),
+      expected:
+        "hastack:pbx.hostname clashes with hastack:mail.hostname: both name mail.kantor-contoh.co.id; every service and server needs its own host name",
+    },
+    {
+      what: "duplicate serverNames within a pair",
+      edit: (r) => (r.pbx.serverNames = { primary: "pbx1", standby: "pbx1" }),
+      expected:
+        "hastack:pbx.serverNames.standby clashes with hastack:pbx.serverNames.primary: both name pbx1.kantor-contoh.co.id; every service and server needs its own host name",
+    },
+    {
+      what: "a clash with a default label (nas.hostname defaults to nas)",
+      edit: (r) => {
+        delete r.nas.hostname;
+        r.mail.serverNames = { primary: "nas", standby: "mx2" };
+      },
+      expected:
+        "hastack:nas.hostname clashes with hastack:mail.serverNames.primary: both name nas.kantor-contoh.co.id; every service and server needs its own host name",
+    },
+    {
+      what: "a zone that does not hold the domain",
+      edit: (r) => (r.zone = { name: "other-domain.com" }),
+      expected:
+        'hastack:zone.name must be the zone that holds hastack:domain ("kantor-contoh.co.id") — the domain itself or a parent of it — got "other-domain.com": every record would be outside the zone',
+    },
+    {
+      what: "a zone that only ends like the domain (not a parent label)",
+      edit: (r) => (r.zone = { name: "contoh.co.id" }),
+      expected:
+        'hastack:zone.name must be the zone that holds hastack:domain ("kantor-contoh.co.id") — the domain itself or a parent of it — got "contoh.co.id": every record would be outside the zone',
+    },
+    {
+      what: "an instance type that is no EC2 instance type",
+      edit: (r) => (r.mail.instanceType = "banana"),
+      expected:
+        'hastack:mail.instanceType must be an EC2 instance type such as t3.small or m6i.large (family.size), got "banana"',
+    },
+    {
+      what: "an instance type without its size",
+      edit: (r) => (r.nas.instanceType = "t3"),
+      expected:
+        'hastack:nas.instanceType must be an EC2 instance type such as t3.small or m6i.large (family.size), got "t3"',
+    },
+    {
+      what: "a VPC CIDR too small for one /24 per AZ",
+      edit: (r) =>
+        (r.network = { vpcCidr: "10.20.0.0/28", azs: ["ap-southeast-3a", "ap-southeast-3b"] }),
+      expected:
+        'hastack:network.vpcCidr must be a /23 or larger: the stack makes one /24 subnet per AZ (2 AZs), got "10.20.0.0/28"',
+    },
+    {
+      what: "a /23 VPC for three AZs",
+      edit: (r) =>
+        (r.network = {
+          vpcCidr: "10.20.0.0/23",
+          azs: ["ap-southeast-3a", "ap-southeast-3b", "ap-southeast-3c"],
+        }),
+      expected:
+        'hastack:network.vpcCidr must be a /22 or larger: the stack makes one /24 subnet per AZ (3 AZs), got "10.20.0.0/23"',
+    },
+    {
+      what: "inverted RTP ports, with both values",
+      edit: (r) => (r.pbx.rtpPorts = { from: 20000, to: 10000 }),
+      expected: "hastack:pbx.rtpPorts: from (20000) must not exceed to (10000)",
+    },
+    {
+      what: "an alert address that is no e-mail address",
+      edit: (r) => (r.alerts = { emails: ["it-oncall"] }),
+      expected: 'hastack:alerts.emails[0] must be an e-mail address, got "it-oncall"',
+    },
+    {
+      what: "a contact with a bad e-mail address",
+      edit: (r) => (r.contacts[1].email = "sari at kantor"),
+      expected: 'hastack:contacts[1].email must be an e-mail address, got "sari at kantor"',
+    },
   ];
   for (const c of cases) {
     it(`refuses ${c.what}`, () => {
       expect(problemsOf(c.edit)).to.include(c.expected);
     });
   }
+
+  it("accepts instance types of every shape AWS uses", () => {
+    for (const t of [
+      "t3.small",
+      "t3a.nano",
+      "m6i.large",
+      "c7gn.16xlarge",
+      "m7i-flex.large",
+      "c7i.metal-24xl",
+      "r5.metal",
+      "u-6tb1.metal",
+      "x2iedn.xlarge",
+    ]) {
+      expect(
+        problemsOf((r) => (r.mail.instanceType = t)),
+        t,
+      ).to.deep.equal([]);
+    }
+  });
+
+  it("accepts a zone that is a parent of the domain", () => {
+    expect(problemsOf((r) => (r.zone = { name: "co.id" }))).to.deep.equal([]);
+  });
+
+  it("refuses a plain-text sshPrivateKey naming `pulumi config set --secret`, never echoing it", () => {
+    const raw = prodRaw();
+    let message = "";
+    try {
+      parseStackConfig(raw, { isSecret: () => false });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).to.contain(
+      "hastack:sshPrivateKey is in plain text in the stack file, which goes into git: remove it and set it with `pulumi config set --secret hastack:sshPrivateKey < FILE`",
+    );
+    expect(message).not.to.contain("very secret");
+    expect(() =>
+      parseStackConfig(raw, { isSecret: (k) => k === "hastack:sshPrivateKey" }),
+    ).not.to.throw();
+  });
+
+  it("prints the first 20 problems and counts the rest; the error keeps them all", () => {
+    const problems = Array.from({ length: 65000 }, (_, i) => ({
+      key: `hastack:typo${i}`,
+      message: "is not a known key",
+    }));
+    const e = new ConfigError(problems);
+    const lines = e.message.split("\n");
+    expect(lines).to.have.length(1 + 20 + 1);
+    expect(lines[21]).to.equal("  … and 64980 more problems");
+    expect(e.problems).to.have.length(65000);
+  });
 
   it("reports every problem at once, in one error", () => {
     const problems = problemsOf((r) => {

@@ -432,7 +432,12 @@ describe("monitoring: the CLI (npm run monitoring)", () => {
       ["--from", "x.json", "--out", "OUT", "--blackbox", "localhost"],
       /--blackbox must be HOST:PORT/,
     ],
-    ["an unknown flag", ["--frob"], /unknown argument --frob/],
+    ["an unknown flag", ["--frob"], /unknown argument "--frob"/],
+    [
+      "an --out under /proc (it used to hang)",
+      ["--from", FIXTURES + "/outputs.json", "--out", "/proc/hastack"],
+      /^monitoring: --out \/proc\/hastack: \/proc is on the kernel's proc file system/,
+    ],
   ];
   for (const [what, args, re] of bad) {
     it(`exit 2 and a clear message for ${what}`, () => {
@@ -444,10 +449,89 @@ describe("monitoring: the CLI (npm run monitoring)", () => {
       expect(r.stderr).not.to.match(/^\s+at /m);
     });
   }
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const edited = (edit: (o: Record<string, any>) => void): string => {
+    const o = fixtureOutputs();
+    edit(o);
+    const f = path.join(dir, "edited.json");
+    fs.writeFileSync(f, JSON.stringify(o));
+    return f;
+  };
+  it("outputs without nas: exit 2 naming the file (backup alerts are never dropped silently)", () => {
+    const f = edited((o) => delete o.nas);
+    const out = path.join(dir, "mon");
+    const r = spawnSync(process.execPath, [CLI, "--from", f, "--out", out], { encoding: "utf8" });
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.contain(`--from ${f}: has no "nas" output (the backup jobs)`);
+    expect(fs.existsSync(out)).to.equal(false);
+  });
+  it('rpoSeconds: "soon" is refused naming the field (it used to write `for: NaNs`)', () => {
+    const f = edited((o) => (o.services.mail.rpoSeconds = "soon"));
+    const r = spawnSync(process.execPath, [CLI, "--from", f, "--out", path.join(dir, "m")], {
+      encoding: "utf8",
+    });
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.contain(
+      'services.mail.rpoSeconds must be a number of seconds (0 or more), got "soon"',
+    );
+  });
+  it("a failure leaves an existing output directory untouched; a directory with foreign files is refused", () => {
+    const out = path.join(dir, "mon");
+    const ok = spawnSync(
+      process.execPath,
+      [CLI, "--from", path.join(FIXTURES, "outputs.json"), "--out", out],
+      { encoding: "utf8" },
+    );
+    expect(ok.status, ok.stderr).to.equal(0);
+    const before = fs.readFileSync(path.join(out, "rules", "hastack.rules.yml"), "utf8");
+    const bad = edited((o) => (o.services.mail.rpoSeconds = "soon"));
+    spawnSync(process.execPath, [CLI, "--from", bad, "--out", out], { encoding: "utf8" });
+    expect(fs.readFileSync(path.join(out, "rules", "hastack.rules.yml"), "utf8")).to.equal(before);
+    fs.writeFileSync(path.join(out, "notes.txt"), "mine");
+    const r = spawnSync(
+      process.execPath,
+      [CLI, "--from", path.join(FIXTURES, "outputs.json"), "--out", out],
+      { encoding: "utf8" },
+    );
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.contain("holds files this tool did not write (notes.txt)");
+    expect(fs.readFileSync(path.join(out, "notes.txt"), "utf8")).to.equal("mine");
+  });
+  it("never replaces the directory that holds its --from file", () => {
+    const out = path.join(dir, "mon");
+    fs.mkdirSync(path.join(out, "targets"), { recursive: true });
+    const from = path.join(out, "targets", "outputs.json");
+    fs.copyFileSync(path.join(FIXTURES, "outputs.json"), from);
+    const r = spawnSync(process.execPath, [CLI, "--from", from, "--out", out], {
+      encoding: "utf8",
+    });
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.contain("holds one of this tool's inputs");
+    expect(fs.existsSync(from)).to.equal(true);
+  });
+  it("from an offline synth file: warns that the addresses are mocks", async () => {
+    const synth = path.join(dir, "prod.json");
+    fs.writeFileSync(synth, JSON.stringify(await synthProd()));
+    const r = spawnSync(process.execPath, [CLI, "--from", synth, "--out", path.join(dir, "m")], {
+      encoding: "utf8",
+    });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain(
+      "WARNING: " + synth + " is an offline synth: its server addresses are mocks",
+    );
+    const real = spawnSync(
+      process.execPath,
+      [CLI, "--from", path.join(FIXTURES, "outputs.json"), "--out", path.join(dir, "m2")],
+      { encoding: "utf8" },
+    );
+    expect(real.stderr).not.to.contain("WARNING");
+  });
   it("exit 2 for a file that is not stack outputs", () => {
     const f = path.join(dir, "x.json");
     fs.writeFileSync(f, JSON.stringify({ steps: [] }));
-    const r = spawnSync(process.execPath, [CLI, "--from", f, "--out", dir], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "--from", f, "--out", path.join(dir, "m")], {
+      encoding: "utf8",
+    });
     expect(r.status).to.equal(2);
     expect(r.stderr).to.match(/expected stack outputs with "services"/);
   });
