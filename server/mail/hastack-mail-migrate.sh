@@ -44,13 +44,13 @@ printf 'imapc_password = %s\n' "$password" > "$tmp/password.conf"
 
 # The TLS tunnel: verifies the old server's certificate against our shared host name.
 lport=
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   candidate=$((30000 + RANDOM % 20000))
   socat -d TCP-LISTEN:"$candidate",bind=127.0.0.1,reuseaddr,fork \
     OPENSSL:"$old_ip":"$port",verify=1,@@CA@@,commonname="$OLD_NAME",snihost="$OLD_NAME",min-version=TLS1.2 \
     2>>"$tmp/tunnel.log" &
   tunnel=$!
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     if ss -Hltn "sport = :$candidate" | grep -q .; then lport=$candidate; break; fi
     if ! kill -0 "$tunnel" 2>/dev/null; then break; fi
     sleep 0.1

@@ -11,7 +11,7 @@ if ! getent passwd @@MAIL_USER@@ >/dev/null; then
 fi
 install -d -o @@MAIL_USER@@ -g @@MAIL_GROUP@@ -m 0750 @@MAIL_ROOT@@
 install -d -m 0755 @@STATE_DIR@@
-install -d -m 0700 $(dirname @@TLS_KEY@@)
+install -d -m 0700 "$(dirname @@TLS_KEY@@)"
 # The certificate lives on the data volume: it survives a rebuilt root volume.
 if [ ! -s @@TLS_CERT@@ ] || [ ! -s @@TLS_KEY@@ ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=@@HOSTNAME@@" \
