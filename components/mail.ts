@@ -753,7 +753,7 @@ export function renderSetupScript(input: MailCloudConfigInput): string {
   const s = input.settings;
   const names = [s.hostname, input.serverNames.primary, input.serverNames.standby];
   return renderScript("hastack-mail-setup", s, L, {
-    SAN: names.map((n) => `DNS:${n}`).join(","),
+    SAN: shellQuote(names.map((n) => `DNS:${n}`).join(",")),
     STAGING_DIR: shellQuote(STAGING_DIR),
     SYNC_TIMER:
       input.role === "primary"

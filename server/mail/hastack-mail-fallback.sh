@@ -1,5 +1,5 @@
 #!/bin/bash
-# hastack-mail-fallback — rendered by hastack (components/mail.ts).
+# hastack-mail-fallback — hastack's server/mail/hastack-mail-fallback.sh; components/mail.ts fills in its @@values@@.
 # Run on the primary before a fallback: reverse sync from the standby (two-way), verify
 # that both servers hold the same messages, then unfence so Route 53 sends traffic back.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/bin/bash
-# hastack-mail-migrate — rendered by hastack (components/mail.ts).
+# hastack-mail-migrate — hastack's server/mail/hastack-mail-migrate.sh; components/mail.ts fills in its @@values@@.
 # Steps 3 and 7 of the move from the old server: copy every user's mailboxes from it over
 # IMAPS. initial = doveadm backup -R (step 3); final = doveadm sync -1 -R (step 7: merge,
 # delete nothing on this server). The old server must allow MASTER_USER to log in as any user

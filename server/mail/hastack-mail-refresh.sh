@@ -1,5 +1,5 @@
 #!/bin/bash
-# hastack-mail-refresh — rendered by hastack (components/mail.ts).
+# hastack-mail-refresh — hastack's server/mail/hastack-mail-refresh.sh; components/mail.ts fills in its @@values@@.
 # Pulls users, the doveadm password and the peer's address from SSM (the instance profile
 # may read @@SSM_PREFIX@@/*) and installs them only when valid. Runs at boot, on a timer and
 # before every sync, so both servers always know the same users.

@@ -1,9 +1,13 @@
 #!/bin/bash
-# hastack-mail-setup — rendered by hastack (components/mail.ts).
+# hastack-mail-setup — hastack's server/mail/hastack-mail-setup.sh; components/mail.ts fills in its @@values@@.
 # First boot of a mail server: mail user, Maildir root, certificate, configs, users, timers.
 set -euo pipefail
 umask 077
 log() { echo "hastack-mail-setup: $*" >&2; }
+
+# Values rendered by the stack, each one shell word.
+CERT_NAME=@@HOSTNAME@@
+CERT_SAN=@@SAN@@
 
 if ! getent group @@MAIL_GROUP@@ >/dev/null; then groupadd --system --gid @@MAIL_UID@@ @@MAIL_GROUP@@; fi
 if ! getent passwd @@MAIL_USER@@ >/dev/null; then
@@ -14,8 +18,8 @@ install -d -m 0755 @@STATE_DIR@@
 install -d -m 0700 "$(dirname @@TLS_KEY@@)"
 # The certificate lives on the data volume: it survives a rebuilt root volume.
 if [ ! -s @@TLS_CERT@@ ] || [ ! -s @@TLS_KEY@@ ]; then
-  openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=@@HOSTNAME@@" \
-    -addext "subjectAltName=@@SAN@@" -keyout @@TLS_KEY@@ -out @@TLS_CERT@@
+  openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=$CERT_NAME" \
+    -addext "subjectAltName=$CERT_SAN" -keyout @@TLS_KEY@@ -out @@TLS_CERT@@
   chmod 0600 @@TLS_KEY@@
   log "made a self-signed certificate; install a real one at the same paths"
 fi

@@ -1,5 +1,5 @@
 #!/bin/bash
-# hastack-mail-sync — rendered by hastack (components/mail.ts).
+# hastack-mail-sync — hastack's server/mail/hastack-mail-sync.sh; components/mail.ts fills in its @@values@@.
 # Two-way dsync (doveadm sync) of every mailbox with the peer server over the doveadm
 # protocol (tcp @@DOVEADM_PORT@@, open only between the two servers). Run by the primary's timer
 # every sync interval; being two-way, it is also the reverse sync before a fallback.
