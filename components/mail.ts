@@ -53,6 +53,12 @@ export interface MailPairArgs extends PairPlacement {
    * Defaults to none: they are not declared and the outputs list the commands to run by hand.
    */
   sshPrivateKey?: pulumi.Input<string>;
+  /**
+   * Security groups of the NAS servers that pull the Maildirs over SSH (read-only rrsync with
+   * the NAS's key from `/hastack/mail/nas-backup-ssh-public-key`). Defaults to none: no NAS
+   * may reach port 22.
+   */
+  backupClientSecurityGroupIds?: pulumi.Input<string>[];
 }
 
 /** What an operator runs or checks: the migration step, the fallback, the PTRs (stack outputs). */
@@ -164,7 +170,10 @@ export class MailPair extends pulumi.ComponentResource {
       {
         ...pairBasics("mail", cfg, args, switchover),
         cloudConfig,
-        servicePorts: mailServicePorts(cfg.pop3, layout.ports),
+        servicePorts: [
+          ...mailServicePorts(cfg.pop3, layout.ports),
+          ...backupPullPorts(args.backupClientSecurityGroupIds ?? []),
+        ],
         // dsync between the servers: the doveadm server, reachable from the peer only.
         peerPorts: [22, layout.ports.doveadm],
         healthCheck: {
@@ -379,6 +388,24 @@ export function mailServicePorts(pop3: boolean, ports: MailPorts = MAIL_PORTS): 
   ];
 }
 
+/**
+ * SSH from the NAS security groups, for the backup pulls (issue 11: without it the NAS could not
+ * reach the mail servers at all). What the key may do there is the refresh script's rrsync line.
+ */
+export function backupPullPorts(nasSecurityGroupIds: pulumi.Input<string>[]): ServicePort[] {
+  return nasSecurityGroupIds.length === 0
+    ? []
+    : [
+        {
+          protocol: "tcp",
+          fromPort: 22,
+          description: "backup pulls (read-only rrsync) from the NAS",
+          cidrs: [],
+          sourceSecurityGroupIds: nasSecurityGroupIds,
+        },
+      ];
+}
+
 /** Ports a mail server listens on. */
 export interface MailPorts {
   smtp: number;
@@ -432,6 +459,11 @@ export interface MailLayout {
   unfenceCommand: string;
   /** node_exporter's textfile collector (docs/outputs.md: the replication metric). */
   textfileDir: string;
+  /**
+   * root's SSH directory: its authorized_keys gets the NAS's backup key, forced through
+   * `rrsync -ro` under mailRoot (the NAS's mail-maildirs job reads mailRoot).
+   */
+  backupSshDir: string;
   /** CA file that verifies the old server's certificate in the migration. Defaults to the system CAs. */
   tlsClientCaFile?: string;
 }
@@ -455,6 +487,8 @@ export const PRODUCTION_LAYOUT: MailLayout = {
   postfixChroot: true,
   unfenceCommand: "/usr/local/sbin/hastack-unfence",
   textfileDir: "/var/lib/prometheus/node-exporter",
+  // The NAS connects as root (its jobs name no user): root's keys.
+  backupSshDir: "/root/.ssh",
 };
 
 /** What both servers share: identity and options. */
@@ -497,6 +531,7 @@ function layoutValues(layout: MailLayout, quote: boolean): Record<string, string
     MAIL_GROUP: q(layout.mailGroup),
     MAIL_UID: String(layout.mailUid),
     UNFENCE: q(layout.unfenceCommand),
+    BACKUP_SSH_DIR: q(layout.backupSshDir),
     TEXTFILE_DIR: q(layout.textfileDir),
     DOVEADM_PORT: String(layout.ports.doveadm),
   };
@@ -735,6 +770,8 @@ export function mailPackages(pop3: boolean): string[] {
     "curl",
     "openssl",
     "socat",
+    // The NAS's backup pulls run rsync here, locked down by rrsync (same package).
+    "rsync",
     // Monitoring scrapes it; the sync writes its success metric to the textfile collector.
     "prometheus-node-exporter",
   ];

@@ -6,10 +6,10 @@ set -euo pipefail
 
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd mariadb-server mariadb-backup
   cloud-init prometheus prometheus-blackbox-exporter bind9-utils rsync swaks iproute2
-  unixodbc odbc-mariadb systemd socat shellcheck pyflakes3)
+  unixodbc odbc-mariadb systemd socat shellcheck pyflakes3 openssh-server openssh-client)
 TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
   prometheus-blackbox-exporter named-checkzone rsync swaks ip /usr/lib/dovecot/lmtp
-  rrsync isql systemd-analyze socat shellcheck pyflakes3)
+  rrsync isql systemd-analyze socat shellcheck pyflakes3 sshd ssh-keygen)
 
 missing=()
 for tool in "${TOOLS[@]}"; do

@@ -15,6 +15,8 @@ SECRETS=@@SECRETS_FILE@@
 POSTFIX_DIR=@@POSTFIX_DIR@@
 DOVECOT_CONF=@@DOVECOT_CONF@@
 STATE=@@STATE_DIR@@
+SSH_DIR=@@BACKUP_SSH_DIR@@
+NAS_READ_ROOT=@@MAIL_ROOT@@
 require_users=0
 if [ "${1:-}" = "--require-users" ]; then require_users=1; elif [ $# -gt 0 ]; then
   log "unknown argument $1 (expected --require-users)"; exit 2
@@ -62,4 +64,29 @@ if ! cmp -s "$tmp/secrets" "$SECRETS"; then
 fi
 param "private-ip/$PEER_ROLE" > "$tmp/peer-ip"
 install -m 0644 "$tmp/peer-ip" "$STATE/peer-ip"
-log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip")"
+
+# The NAS pulls the Maildirs (backup job mail-maildirs) as root with its own key, which this
+# server accepts only through rrsync: read-only (no write, no delete) and only under the mail
+# root — never the users file, the TLS key or anything else here (issue 11). A key that cannot
+# be read keeps the one installed; other lines of authorized_keys are left as they are.
+nas="NAS backup key not updated"
+if nas_key=$(param nas-backup-ssh-public-key) && read -r key_type key_body _ <<<"$nas_key" &&
+  [[ "$key_type" =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa)$ ]] &&
+  [[ "$key_body" =~ ^[A-Za-z0-9+/]+=*$ ]]; then
+  ak=$SSH_DIR/authorized_keys
+  install -d -m 0700 "$SSH_DIR"
+  touch "$ak"
+  {
+    grep -v ' hastack-mail-nas-backup$' "$ak" || true
+    printf 'command="/usr/bin/rrsync -ro -absolute %s",restrict %s %s hastack-mail-nas-backup\n' \
+      "$NAS_READ_ROOT" "$key_type" "$key_body"
+  } > "$tmp/authorized_keys"
+  if ! cmp -s "$tmp/authorized_keys" "$ak"; then
+    install -m 0600 "$tmp/authorized_keys" "$ak.hastack-new"
+    mv -f "$ak.hastack-new" "$ak"
+  fi
+  nas="NAS backup key allowed to read $NAS_READ_ROOT"
+else
+  log "$PREFIX/nas-backup-ssh-public-key is unreadable or not one SSH public key; keeping the installed NAS key"
+fi
+log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip"); $nas"
