@@ -127,6 +127,7 @@ export = async (): Promise<Record<string, unknown>> => {
     previousPhase,
     sshUser: cfg.sshUser,
     sshPrivateKey,
+    backupClientSecurityGroupIds: [nas.securityGroupId],
   });
   alerts.watch({
     "mail-primary": mail.pair.healthCheckIds.primary,

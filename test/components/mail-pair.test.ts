@@ -164,6 +164,50 @@ describe("MailPair under mocks", function () {
     });
   });
 
+  describe("backups: the NAS may pull the Maildirs over SSH, read-only (issue 11)", () => {
+    const NAS_SG = "sg-0nas000000000000";
+    const rules = (s: Synth) => resources(s, INGRESS).map((r) => r.inputs);
+
+    it("compliant: with the NAS's security group, port 22 admits it (and only it, besides admins and the peer)", async () => {
+      const withNas = await synth({}, { backupClientSecurityGroupIds: [NAS_SG] });
+      const ssh = rules(withNas).filter((r) => r.fromPort === 22);
+      const fromNas = ssh.filter((r) => r.referencedSecurityGroupId === NAS_SG);
+      expect(fromNas).to.have.length(1);
+      expect(fromNas[0]).to.include({ ipProtocol: "tcp", toPort: 22 });
+      expect(fromNas[0].cidrIpv4).to.equal(undefined);
+      expect(
+        ssh
+          .filter((r) => r.cidrIpv4)
+          .map((r) => r.cidrIpv4)
+          .sort(),
+      ).to.deep.equal([...ADMIN].sort());
+      // Every other port still refuses the NAS.
+      expect(
+        rules(withNas).filter((r) => r.referencedSecurityGroupId === NAS_SG && r.fromPort !== 22),
+      ).to.deep.equal([]);
+    });
+
+    it("non-compliant: without it, no security group but the peer's reaches port 22", () => {
+      const ssh = rules(base).filter((r) => r.fromPort === 22 && !r.cidrIpv4);
+      expect(ssh).to.have.length(1);
+      expect(ssh[0].description).to.match(/^peer:/);
+    });
+
+    it("each server's user-data installs the NAS key from SSM, forced through rrsync -ro under the mail root", () => {
+      for (const n of ["mail-pair-primary", "mail-pair-standby"]) {
+        const ud = userDataOf(byName(base, n)!);
+        expect(ud, n).to.contain("param nas-backup-ssh-public-key");
+        expect(ud, n).to.contain("NAS_READ_ROOT=/srv/data/mail");
+        expect(ud, n).to.contain("SSH_DIR=/root/.ssh");
+        expect(ud, n).to.contain(
+          `printf 'command="/usr/bin/rrsync -ro -absolute %s",restrict %s %s hastack-mail-nas-backup\\n'`,
+        );
+        // rrsync comes with rsync, which the pulls run on this side too.
+        expect(ud, n).to.match(/^ {2}- rsync$/m);
+      }
+    });
+  });
+
   describe("DNS", () => {
     it("one MX record set for the domain, the active server preferred", () => {
       const mx = resources(base, RECORD).filter((r) => r.inputs.type === "MX");

@@ -22,10 +22,10 @@ import {
   renderSetupScript,
   renderSyncScript,
   renderTimerUnits,
-  shellQuote,
   spfRecord,
   testChecklist,
 } from "../../components/mail";
+import { shellQuote } from "../../components/server-files";
 import { renderCloudConfig } from "../../components/server-pair";
 
 const SETTINGS: MailServerSettings = {

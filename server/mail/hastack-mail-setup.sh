@@ -1,0 +1,43 @@
+#!/bin/bash
+# hastack-mail-setup — hastack's server/mail/hastack-mail-setup.sh; components/mail.ts fills in its @@values@@.
+# First boot of a mail server: mail user, Maildir root, certificate, configs, users, timers.
+set -euo pipefail
+umask 077
+log() { echo "hastack-mail-setup: $*" >&2; }
+
+# Values rendered by the stack, each one shell word.
+CERT_NAME=@@HOSTNAME@@
+CERT_SAN=@@SAN@@
+
+if ! getent group @@MAIL_GROUP@@ >/dev/null; then groupadd --system --gid @@MAIL_UID@@ @@MAIL_GROUP@@; fi
+if ! getent passwd @@MAIL_USER@@ >/dev/null; then
+  useradd --system --uid @@MAIL_UID@@ --gid @@MAIL_GROUP@@ --home-dir @@MAIL_ROOT@@ --no-create-home --shell /usr/sbin/nologin @@MAIL_USER@@
+fi
+install -d -o @@MAIL_USER@@ -g @@MAIL_GROUP@@ -m 0750 @@MAIL_ROOT@@
+install -d -m 0755 @@STATE_DIR@@
+install -d -m 0700 "$(dirname @@TLS_KEY@@)"
+# The certificate lives on the data volume: it survives a rebuilt root volume.
+if [ ! -s @@TLS_CERT@@ ] || [ ! -s @@TLS_KEY@@ ]; then
+  openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=$CERT_NAME" \
+    -addext "subjectAltName=$CERT_SAN" -keyout @@TLS_KEY@@ -out @@TLS_CERT@@
+  chmod 0600 @@TLS_KEY@@
+  log "made a self-signed certificate; install a real one at the same paths"
+fi
+install -m 0644 @@STAGING_DIR@@/main.cf @@POSTFIX_DIR@@/main.cf
+install -m 0644 @@STAGING_DIR@@/master.cf @@POSTFIX_DIR@@/master.cf
+install -m 0644 @@STAGING_DIR@@/virtual @@POSTFIX_DIR@@/virtual
+install -m 0644 @@STAGING_DIR@@/dovecot.conf @@DOVECOT_CONF@@
+touch @@POSTFIX_DIR@@/vmailbox
+echo @@DOMAIN@@ > /etc/mailname
+# IAM instance profiles take seconds to work after launch: retry for up to 5 minutes.
+for attempt in $(seq 1 30); do
+  if @@SBIN_DIR@@/hastack-mail-refresh; then break; fi
+  if [ "$attempt" -eq 30 ]; then log "users and secrets still unreadable from SSM; the refresh timer keeps trying"; fi
+  sleep 10
+done
+systemctl daemon-reload
+systemctl enable dovecot postfix
+systemctl restart dovecot postfix
+systemctl enable --now hastack-mail-refresh.timer
+@@SYNC_TIMER@@
+log "mail server ready"

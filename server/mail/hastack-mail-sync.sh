@@ -1,0 +1,54 @@
+#!/bin/bash
+# hastack-mail-sync — hastack's server/mail/hastack-mail-sync.sh; components/mail.ts fills in its @@values@@.
+# Two-way dsync (doveadm sync) of every mailbox with the peer server over the doveadm
+# protocol (tcp @@DOVEADM_PORT@@, open only between the two servers). Run by the primary's timer
+# every sync interval; being two-way, it is also the reverse sync before a fallback.
+# usage: hastack-mail-sync [--verify | --reverse]
+set -euo pipefail
+umask 077
+log() { echo "hastack-mail-sync: $*" >&2; }
+
+SBIN=@@SBIN_DIR@@
+STATE=@@STATE_DIR@@
+TEXTFILE_DIR=@@TEXTFILE_DIR@@
+ROLE=@@ROLE@@
+verify=0
+case "${1:-}" in
+  "") ;;
+  --verify) verify=1 ;;
+  # Two-way already carries what the peer took while it served; --reverse adds the proof.
+  --reverse) verify=1; log "reverse sync: two-way, so everything the peer holds comes here too" ;;
+  *) log "unknown argument $1 (expected --verify or --reverse)"; exit 2 ;;
+esac
+mkdir -p "$STATE"
+exec 9>"$STATE/sync.lock"
+if ! flock -w 600 9; then log "another sync has held the lock for 10 minutes; giving up"; exit 75; fi
+"$SBIN/hastack-mail-refresh"
+PEER=$(cat "$STATE/peer-ip")
+if [ "$ROLE" = primary ]; then PEER_ROLE=standby; else PEER_ROLE=primary; fi
+started=$(date +%s)
+rc=0
+doveadm -c @@DOVECOT_CONF@@ sync -A -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" || rc=$?
+# 2 = synced without errors but something changed meanwhile: one more pass settles it.
+if [ "$rc" -eq 2 ]; then
+  rc=0
+  doveadm -c @@DOVECOT_CONF@@ sync -A -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" || rc=$?
+fi
+if [ "$rc" -ne 0 ]; then log "sync with $PEER failed (doveadm exit $rc)"; exit "$rc"; fi
+date +%s > "$STATE/last-sync"
+# The metric monitoring alerts on: the peer's copy is current as of now (written atomically).
+mkdir -p "$TEXTFILE_DIR"
+metric=$(mktemp "$TEXTFILE_DIR/.hastack_replication.XXXXXX")
+printf 'hastack_replication_last_success_timestamp_seconds{service="mail",side="%s"} %s\n' "$PEER_ROLE" "$(date +%s)" > "$metric"
+chmod 0644 "$metric" && mv "$metric" "$TEXTFILE_DIR/hastack_replication_mail.prom"
+log "synced every mailbox with $PEER in $(( $(date +%s) - started )) s"
+if [ "$verify" -eq 1 ]; then
+  differ=0
+  for user in $(doveadm -c @@DOVECOT_CONF@@ user '*'); do
+    here=$(doveadm -c @@DOVECOT_CONF@@ -f tab mailbox status -u "$user" 'messages' '*' | sort)
+    there=$(doveadm -c @@DOVECOT_CONF@@ -f tab mailbox status -S "$PEER:@@DOVEADM_PORT@@" -u "$user" 'messages' '*' | sort)
+    if [ "$here" != "$there" ]; then log "$user: mailboxes differ from $PEER"; differ=1; fi
+  done
+  if [ "$differ" -ne 0 ]; then exit 1; fi
+  log "verified: every mailbox holds the same number of messages on both servers"
+fi
