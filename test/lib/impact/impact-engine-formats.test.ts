@@ -4,6 +4,7 @@
 // the bare JSON array of `pulumi stack history events --output json`, and synth files.
 import { expect } from "chai";
 import { spawnSync } from "child_process";
+import fc from "fast-check";
 import * as fs from "fs";
 import * as path from "path";
 import {
@@ -181,6 +182,31 @@ describe("impact (issue 14): every step appears, counts equal the engine's", () 
     expect(plan.counts.rawSteps).to.equal(1 + 3 * 2 + 1);
   });
 
+  it("replace reasons come from every step of the replacement, not only the replace event", () => {
+    const f = fixture("events-mysql-volume-kms.jsonl");
+    // Only create-replacement/delete-replaced keep the reason: no keys, no -replace diff on replace.
+    const lines = f.text
+      .split("\n")
+      .map((l) =>
+        l.includes('"op":"replace"')
+          ? l
+              .replace('"keys":["kmsKeyId"],', "")
+              .replace(
+                '"detailedDiff":{"kmsKeyId":{"diffKind":"add-replace","inputDiff":true}}',
+                '"detailedDiff":{}',
+              )
+          : l,
+      );
+    const replaceLines = lines.filter((l) => l.includes('"op":"replace"'));
+    expect(replaceLines).to.have.length(2);
+    for (const l of replaceLines) {
+      expect(l).not.to.include('"keys":');
+      expect(l).not.to.include("add-replace");
+    }
+    const plan = buildImpactPlan(parseInputs([{ path: f.path, text: lines.join("\n") }]));
+    expect(stepNamed(plan, "mysql-pair-standby-data").replaceReasons).to.deep.equal(["kmsKeyId"]);
+  });
+
   it("counts that differ make the plan incomplete and say how", () => {
     const f = fixture("events-mail-failover.jsonl");
     const text = f.text.replace(
@@ -289,6 +315,46 @@ describe("impact (issue 14): data stores and keys", () => {
         });
       }
     }
+    it("property: whatever the side, switchover, flags or refresh finding, never none (issue 10)", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(...DATA_TYPES, ...KEY_TYPES),
+          fc.constantFrom("delete", "replace"),
+          fc.constantFrom<"primary" | "standby" | undefined>("primary", "standby", undefined),
+          fc.subarray<"primary" | "standby">(["primary", "standby"]),
+          fc.constantFrom<"dns" | "eip">("dns", "eip"),
+          fc.boolean(),
+          fc.boolean(),
+          fc.constantFrom<"deleted" | "changed" | undefined>("deleted", "changed", undefined),
+          (type, op, side, activeSides, switchover, retainOnDelete, protect, refreshFound) => {
+            const s: PlanStep = {
+              op,
+              urn: `urn:pulumi:prod::hastack::${type}::x`,
+              type,
+              name: "x",
+              ancestorTypes: [],
+              service: "mail",
+              side,
+              replaceReasons: [],
+              diffReasons: [],
+              protect,
+              retainOnDelete,
+              refreshFound,
+            };
+            const c = classifyStep(s, { ...params, activeSides, switchover }, [s]);
+            // The one exception: a delete that retainOnDelete keeps in AWS, found intact.
+            if (op === "delete" && retainOnDelete && refreshFound !== "deleted") {
+              return c.class === "none";
+            }
+            const serving =
+              side === undefined || activeSides.length === 0 || activeSides.includes(side);
+            return c.class === "data-risk" && (!serving || c.downtimeSeconds === null);
+          },
+        ),
+        { numRuns: 500 },
+      );
+    });
+
     it("compliant: a retained delete leaves the data in AWS (none)", () => {
       const s: PlanStep = {
         op: "delete",
