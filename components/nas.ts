@@ -74,7 +74,7 @@ import {
   renderSshKeysEnv,
   timerSchedule,
 } from "./backup-jobs";
-import { envFile, serverFile } from "./server-files";
+import { envFile, hastackLibWriteFile, serverFile } from "./server-files";
 
 /** The tag AWS Backup selects on; ServerPair puts it on every data volume. */
 export const BACKUP_TAG = { key: "hastack:backup", value: "true" } as const;
@@ -477,6 +477,8 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
     fqdn: i.fqdn,
     packages: ["rsync", "python3", "curl", "awscli", "mariadb-client"],
     writeFiles: [
+      // The shared shell library the backup, replication and sync scripts source.
+      hastackLibWriteFile(),
       file(BACKUP_SCRIPT_PATH, serverFile(BACKUP_SCRIPT_SOURCE), "0755"),
       file(REPLICATE_SCRIPT_PATH, serverFile(REPLICATE_SCRIPT_SOURCE), "0755"),
       file(IS_ACTIVE_SCRIPT_PATH, serverFile(IS_ACTIVE_SCRIPT_SOURCE), "0755"),

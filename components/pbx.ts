@@ -31,7 +31,7 @@ import {
   renderSshKeysEnv,
   timerSchedule,
 } from "./backup-jobs";
-import { envFile, renderServerFile, serverFile } from "./server-files";
+import { envFile, hastackLibWriteFile, renderServerFile, serverFile } from "./server-files";
 
 /** Connection name shared by res_odbc, odbc.ini and cdr_adaptive_odbc (distinct from FreePBX's own). */
 export const CDR_CONNECTION = "hastack-cdr";
@@ -642,6 +642,8 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
     fqdn: i.fqdn,
     packages: ["rsync", "python3", "curl", "awscli", "unixodbc", "odbc-mariadb", "mariadb-client"],
     writeFiles: [
+      // The shared shell library hastack-pbx-sync sources.
+      hastackLibWriteFile(),
       {
         path: "/usr/local/sbin/hastack-pbx-install",
         permissions: "0755",
