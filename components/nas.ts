@@ -49,6 +49,8 @@ import {
   ROLES,
   ServerPair,
   ServiceSummary,
+  throwIfInvalid,
+  ArgProblem,
 } from "./server-pair";
 import {
   BACKUP_ENV_DIR,
@@ -74,7 +76,7 @@ import {
   renderSshKeysEnv,
   timerSchedule,
 } from "./backup-jobs";
-import { envFile, serverFile } from "./server-files";
+import { envFile, hastackLibWriteFile, serverFile } from "./server-files";
 
 /** The tag AWS Backup selects on; ServerPair puts it on every data volume. */
 export const BACKUP_TAG = { key: "hastack:backup", value: "true" } as const;
@@ -133,6 +135,7 @@ export class NasBackups extends pulumi.ComponentResource {
 
   constructor(name: string, args: NasBackupsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:nas:NasBackups", name, {}, opts);
+    throwIfInvalid(`NasBackups ${name}`, checkNasArgs(args));
     const cfg = args.config;
     const switchover = cfg.switchover ?? "dns";
     const ssmPrefix = "/hastack/nas";
@@ -423,6 +426,39 @@ export function vaultAccessPolicy(): Record<string, unknown> {
   };
 }
 
+/** Problems with NasBackups' arguments, each naming its argument; empty when they are fine. */
+export function checkNasArgs(args: NasBackupsArgs): ArgProblem[] {
+  const problems: ArgProblem[] = [];
+  for (const service of ["mail", "mysql", "pbx"] as const) {
+    const hours = args.config.intervalHours[service];
+    if (!Number.isInteger(hours) || hours < 1) {
+      problems.push({
+        propertyPath: `config.intervalHours.${service}`,
+        reason: `must be a whole number of hours >= 1 (a systemd timer fires on it), got ${hours}`,
+      });
+    }
+  }
+  if (args.sources.databases.length === 0) {
+    problems.push({
+      propertyPath: "sources.databases",
+      reason: "the dump job needs at least one database",
+    });
+  }
+  for (const [key, label] of Object.entries({
+    mailHostname: args.sources.mailHostname,
+    mysqlHostname: args.sources.mysqlHostname,
+    pbxHostname: args.sources.pbxHostname,
+  })) {
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(label)) {
+      problems.push({
+        propertyPath: `sources.${key}`,
+        reason: `must be one DNS label (the job pulls from <label>.<domain>), got ${JSON.stringify(label)}`,
+      });
+    }
+  }
+  return problems;
+}
+
 /** The jobs as the `nas.jobs` stack output: schedule, retention, designed RPO, where they land. */
 export function jobOutputs(jobs: BackupJob[], nasServiceName: string): JobOutput[] {
   return jobs.map((j) => ({
@@ -477,6 +513,8 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
     fqdn: i.fqdn,
     packages: ["rsync", "python3", "curl", "awscli", "mariadb-client"],
     writeFiles: [
+      // The shared shell library the backup, replication and sync scripts source.
+      hastackLibWriteFile(),
       file(BACKUP_SCRIPT_PATH, serverFile(BACKUP_SCRIPT_SOURCE), "0755"),
       file(REPLICATE_SCRIPT_PATH, serverFile(REPLICATE_SCRIPT_SOURCE), "0755"),
       file(IS_ACTIVE_SCRIPT_PATH, serverFile(IS_ACTIVE_SCRIPT_SOURCE), "0755"),

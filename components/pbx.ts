@@ -21,6 +21,8 @@ import {
   EgressPort,
   ServicePort,
   ServiceSummary,
+  throwIfInvalid,
+  ArgProblem,
 } from "./server-pair";
 import {
   IS_ACTIVE_SCRIPT_PATH,
@@ -31,7 +33,7 @@ import {
   renderSshKeysEnv,
   timerSchedule,
 } from "./backup-jobs";
-import { envFile, renderServerFile, serverFile } from "./server-files";
+import { envFile, hastackLibWriteFile, renderServerFile, serverFile } from "./server-files";
 
 /** Connection name shared by res_odbc, odbc.ini and cdr_adaptive_odbc (distinct from FreePBX's own). */
 export const CDR_CONNECTION = "hastack-cdr";
@@ -90,6 +92,7 @@ export class PbxPair extends pulumi.ComponentResource {
 
   constructor(name: string, args: PbxPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:pbx:PbxPair", name, {}, opts);
+    throwIfInvalid(`PbxPair ${name}`, checkPbxArgs(args));
     const cfg = args.config;
     const switchover = cfg.switchover ?? "eip";
     const databasePort = args.databasePort ?? 3306;
@@ -267,6 +270,42 @@ export class PbxPair extends pulumi.ComponentResource {
       rpoSeconds: this.summary.rpoSeconds,
     });
   }
+}
+
+/** Problems with PbxPair's arguments, each naming its argument; empty when they are fine. */
+export function checkPbxArgs(args: PbxPairArgs): ArgProblem[] {
+  const problems: ArgProblem[] = [];
+  const port = args.databasePort ?? 3306;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    problems.push({ propertyPath: "databasePort", reason: `must be a TCP port, got ${port}` });
+  }
+  const { from, to } = args.config.rtpPorts;
+  if (!(
+    Number.isInteger(from) &&
+    Number.isInteger(to) &&
+    1024 <= from &&
+    from <= to &&
+    to <= 65535
+  )) {
+    problems.push({
+      propertyPath: "config.rtpPorts",
+      reason: `must be a range of unprivileged UDP ports with from <= to, got ${from}-${to}`,
+    });
+  }
+  const minutes = args.config.syncIntervalMinutes;
+  if (!Number.isInteger(minutes) || minutes < 1) {
+    problems.push({
+      propertyPath: "config.syncIntervalMinutes",
+      reason: `must be a whole number of minutes >= 1 (a systemd timer fires on it), got ${minutes}`,
+    });
+  }
+  if (!/^[a-z0-9.-]+$/.test(args.databaseEndpoint)) {
+    problems.push({
+      propertyPath: "databaseEndpoint",
+      reason: `must be a host name (it lands in odbc.ini), got ${JSON.stringify(args.databaseEndpoint)}`,
+    });
+  }
+  return problems;
 }
 
 /**
@@ -642,6 +681,8 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
     fqdn: i.fqdn,
     packages: ["rsync", "python3", "curl", "awscli", "unixodbc", "odbc-mariadb", "mariadb-client"],
     writeFiles: [
+      // The shared shell library hastack-pbx-sync sources.
+      hastackLibWriteFile(),
       {
         path: "/usr/local/sbin/hastack-pbx-install",
         permissions: "0755",

@@ -274,10 +274,7 @@ export class ServerPair extends pulumi.ComponentResource {
     const bootSeconds = args.bootSeconds ?? DEFAULT_BOOT_SECONDS;
     const adminPorts = [...new Set([...ADMIN_PORTS, ...(args.adminPorts ?? [])])];
     const peerPorts = args.peerPorts ?? [22];
-    const problems = checkServerPairArgs(args);
-    if (problems.length > 0) {
-      throw new Error(`ServerPair ${name}: ${problems.join("; ")}`);
-    }
+    throwIfInvalid(`ServerPair ${name}`, checkServerPairArgs(args));
     this.service = args.service;
     this.activeSide = args.active;
     this.switchover = args.switchover;
@@ -700,39 +697,75 @@ export class ServerPair extends pulumi.ComponentResource {
   }
 }
 
-/** Problems with the arguments, as sentences; empty when they are fine. */
-export function checkServerPairArgs(args: ServerPairArgs): string[] {
-  const problems: string[] = [];
+/** One problem with a component's arguments, as pulumi-eks reports them. */
+export interface ArgProblem {
+  /** The argument, e.g. `subnets.standby.az`. */
+  propertyPath: string;
+  reason: string;
+}
+
+/**
+ * Every problem with a component's arguments, thrown once. A RunError, so `pulumi up` and the
+ * offline synth print the list without a stack trace; `errors` keeps each problem apart, with
+ * the same shape as pulumi.InputPropertiesError's.
+ */
+export class ComponentArgsError extends pulumi.RunError {
+  constructor(
+    public readonly component: string,
+    public readonly errors: ArgProblem[],
+  ) {
+    super(
+      `${component}: invalid arguments:\n` +
+        errors.map((e) => `  - ${e.propertyPath}: ${e.reason}`).join("\n"),
+    );
+  }
+}
+
+/** Throws a ComponentArgsError listing every problem; does nothing when there is none. */
+export function throwIfInvalid(component: string, problems: ArgProblem[]): void {
+  if (problems.length > 0) {
+    throw new ComponentArgsError(component, problems);
+  }
+}
+
+/** Problems with the arguments, each naming its argument; empty when they are fine. */
+export function checkServerPairArgs(args: ServerPairArgs): ArgProblem[] {
+  const problems: ArgProblem[] = [];
+  const add = (propertyPath: string, reason: string): void => {
+    problems.push({ propertyPath, reason });
+  };
   if (args.subnets.primary.az === args.subnets.standby.az) {
-    problems.push(
+    add(
+      "subnets",
       `primary and standby must be in different availability zones (both ${args.subnets.primary.az})`,
     );
   }
   if ((args.ttl ?? 60) > 60) {
-    problems.push(
+    add(
+      "ttl",
       `switch record TTL must be at most 60 s so a failover is seen quickly, got ${args.ttl}`,
     );
   }
   if (args.cloudConfig === undefined && args.userData === undefined) {
-    problems.push("give cloudConfig (preferred) or userData");
+    add("cloudConfig", "give cloudConfig (preferred) or userData");
   }
   if (args.switchover === "dns" && args.cloudConfig === undefined) {
-    problems.push("dns switchover needs cloudConfig so the fencing health agent is installed");
+    add("cloudConfig", "dns switchover needs cloudConfig so the fencing health agent is installed");
   }
   if (args.reverseDns && !args.serverNames) {
-    problems.push("reverseDns needs serverNames (the PTR points at the server's own name)");
+    add("serverNames", "reverseDns needs serverNames (the PTR points at the server's own name)");
   }
   if (args.adminCidrs.length === 0) {
-    problems.push("at least one admin CIDR is required");
+    add("adminCidrs", "at least one admin CIDR is required");
   }
   // Parsed, not compared (issue 13): the config floor is checked before this; here the last
   // line holds for any caller — never wider than a /8, never unparsed text.
   for (const text of args.adminCidrs) {
     const parsed = parseCidr(text);
     if (!parsed.ok) {
-      problems.push(`admin CIDR ${JSON.stringify(text)} must be ${parsed.reason}`);
+      add("adminCidrs", `admin CIDR ${JSON.stringify(text)} must be ${parsed.reason}`);
     } else if (parsed.cidr.prefix < WIDE_CIDR_CEILING.prefix) {
-      problems.push(`admin ports must not be open to ${text}`);
+      add("adminCidrs", `admin ports must not be open to ${text}`);
     }
   }
   return problems;

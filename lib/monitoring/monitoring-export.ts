@@ -5,6 +5,8 @@
 // a service down, a side down, replication or sync older than its RPO, and a missed backup.
 // Pure: scripts/monitoring.ts writes the files; tests run the real promtool on them.
 import { stringify } from "yaml";
+// Type-only: erased at compile time, so this pure module never loads Pulumi.
+import type { Role } from "../../components/server-pair";
 
 /** Thrown for unusable input: the CLI prints it and exits 2. */
 export class MonitoringInputError extends Error {
@@ -14,8 +16,7 @@ export class MonitoringInputError extends Error {
   }
 }
 
-type Side = "primary" | "standby";
-const SIDES: Side[] = ["primary", "standby"];
+const SIDES: readonly Role[] = ["primary", "standby"];
 
 export interface PortOutput {
   name: string;
@@ -26,12 +27,12 @@ export interface PortOutput {
 
 export interface ServiceOutput {
   service: string;
-  activeSide: Side;
+  activeSide: Role;
   switchover: "dns" | "eip";
   dnsName: string;
   ttl: number;
   ports: PortOutput[];
-  sides: Record<Side, { privateIp?: string; publicIp?: string; instanceId?: string; az?: string }>;
+  sides: Record<Role, { privateIp?: string; publicIp?: string; instanceId?: string; az?: string }>;
   rpoSeconds: number;
   rtoSeconds: number;
   migrationPhase?: number;
@@ -53,7 +54,7 @@ export interface MonitoringOutputs {
   warnings?: string[];
   services: Record<string, ServiceOutput>;
   nas?: {
-    endpoints?: Partial<Record<Side, string>>;
+    endpoints?: Partial<Record<Role, string>>;
     backupPlanId?: string;
     jobs?: BackupJobOutput[];
   };

@@ -166,7 +166,7 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
         backupRoot: dirs.nasPrimary,
         peerRoot: dirs.nasStandby,
         activeCheck: "always",
-        rsyncRsh: `${dirs.shim} wo`,
+        rsyncRsh: `${dirs.shim} wo ${work}`,
       }),
     );
     const envFor = (job: BackupJob, root: string): string => {
@@ -180,7 +180,7 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
           backupRoot: root,
           nasServiceName: "nas.example.test",
           activeCheck: "always",
-          rsyncRsh: `${dirs.shim} ro`,
+          rsyncRsh: `${dirs.shim} ro ${work}`,
           sourceHost: "service-host",
           sourcePath: sourcePaths[job.name],
           dbHost: "127.0.0.1",
@@ -440,16 +440,31 @@ function layout(work: string): Layout {
 }
 
 /**
- * The remote-shell shim rsync runs instead of ssh: `rsh-rrsync MODE HOST COMMAND…`. Like sshd
- * with the servers' `command="/usr/bin/rrsync -MODE /"` authorized key, it hands the requested
- * command to rrsync, which refuses anything but an rsync server in that direction.
+ * The remote-shell shim rsync runs instead of ssh: `rsh-rrsync MODE LOCKDIR HOST COMMAND…`.
+ * Like sshd with the servers' `command="/usr/bin/rrsync -MODE /"` authorized key, it hands the
+ * requested command to rrsync, which refuses anything but an rsync server in that direction.
+ * One difference: `rrsync -wo` takes a non-blocking flock on its directory — `/` — and with `/`
+ * every drill and test on the machine shared that one lock, so concurrent drills failed with
+ * "Another instance of rrsync is already accessing this directory" (issue 15). The shim takes
+ * the same lock, with rrsync's own refusal message, on LOCKDIR (the drill's or test's work
+ * directory) and runs rrsync with -no-lock: collisions stay real, but only inside one drill.
  */
 export const RRSYNC_SHIM = `#!/bin/sh
 mode=$1
-shift
-shift
-SSH_ORIGINAL_COMMAND="$*" exec rrsync -"$mode" /
+lockdir=$2
+shift 3
+if [ "$mode" = wo ]; then
+  exec 9<"$lockdir"
+  flock -n 9 || {
+    echo "/usr/bin/rrsync error: Another instance of rrsync is already accessing this directory." >&2
+    exit 1
+  }
+fi
+SSH_ORIGINAL_COMMAND="$*" exec rrsync -"$mode" -no-lock /
 `;
+
+/** The shared shell library the server scripts source (installed at HASTACK_LIB_PATH on servers). */
+export const HASTACK_LIB_FILE = path.join(SERVER_DIR, "lib", "hastack.sh");
 
 function installScripts(dirs: Layout): void {
   fs.writeFileSync(dirs.shim, RRSYNC_SHIM, { mode: 0o755 });
@@ -771,7 +786,8 @@ export function run(
 ): Promise<RunResult> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, {
-      env: { ...process.env, ...(o.env ?? {}) },
+      // Server scripts source the shared library from HASTACK_LIB (tests may override it).
+      env: { HASTACK_LIB: HASTACK_LIB_FILE, ...process.env, ...(o.env ?? {}) },
       cwd: o.cwd,
       stdio: ["pipe", "pipe", "pipe"],
       detached: true,

@@ -65,3 +65,31 @@ hastack_ssm_get() {
   done
   return 1
 }
+
+# ==== added by the NAS/PBX work (issue 15: rrsync lock); the lead merges textual conflicts ====
+# ---- hastack_rsync ----
+# hastack_rsync RSYNC_ARGS...: runs `rsync RSYNC_ARGS...`. When the far side's rrsync refuses
+# because another transfer is writing into the same directory ("Another instance of rrsync is
+# already accessing this directory": rrsync -wo takes a non-blocking lock per directory), it
+# waits and tries again with a doubling delay — HASTACK_RSYNC_RETRY_DELAY seconds first
+# (default 5), at most 120 — up to HASTACK_RSYNC_RETRIES more times (default 8, about 10 min in
+# all), so a colliding sync or replication waits its turn instead of losing the run. Any other
+# failure returns rsync's status at once. rsync's stderr is passed on (after each attempt).
+hastack_rsync() {
+  local retries=${HASTACK_RSYNC_RETRIES:-8} delay=${HASTACK_RSYNC_RETRY_DELAY:-5} attempt=0 rc errf
+  errf=$(mktemp "${TMPDIR:-/tmp}/hastack-rsync.XXXXXX") || return 1
+  while :; do
+    rc=0
+    rsync "$@" 2>"$errf" || rc=$?
+    cat "$errf" >&2
+    if [ "$rc" -eq 0 ] || ! grep -q 'Another instance of rrsync' "$errf" || [ "$attempt" -ge "$retries" ]; then
+      rm -f "$errf"
+      return "$rc"
+    fi
+    attempt=$((attempt + 1))
+    printf '%s hastack_rsync: the far side is busy with another transfer; retry %d/%d in %d s\n' \
+      "$(date -u +%H:%M:%S)" "$attempt" "$retries" "$delay" >&2
+    sleep "$delay"
+    delay=$((delay * 2 > 120 ? 120 : delay * 2))
+  done
+}

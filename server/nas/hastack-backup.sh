@@ -9,6 +9,9 @@
 #                                                  dump job: load into RESTORE_DB_HOST:RESTORE_DB_PORT
 set -euo pipefail
 umask 077
+# Shared helpers (hastack_rsync); tests and rehearsals point HASTACK_LIB at server/lib/hastack.sh.
+# shellcheck source=../lib/hastack.sh
+. "${HASTACK_LIB:-/usr/local/lib/hastack/hastack.sh}"
 
 die() { echo "hastack-backup${JOB:+[$JOB]}: $*" >&2; exit 1; }
 log() { echo "hastack-backup[$JOB]: $*" >&2; }
@@ -42,7 +45,7 @@ pull_rsync() {
   for e in ${EXCLUDES:-}; do excl+=(--exclude="$e"); done
   # .incoming survives an interrupted run and --partial-dir keeps a half-copied file, so the
   # next run resumes instead of starting over; --delete drops what the source no longer has.
-  rsync -aH --numeric-ids --delete --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
+  hastack_rsync -aH --numeric-ids --delete --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
     ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${link[@]}" "${excl[@]}" -e "$RSYNC_RSH" \
     "$SOURCE_HOST:$SOURCE_PATH/" "$job_dir/.incoming/data/" || rc=$?
   # 24 = some files vanished while copying (mail expunged, recording moved): each file copied
@@ -112,16 +115,21 @@ run() {
     log "this NAS is not the active one ($SERVICE_NAME points elsewhere): nothing to do"
     return 0
   fi
-  mkdir -p "$job_dir"
+  mkdir -p "$job_dir" "$BACKUP_ROOT/.locks"
   exec 9>"$job_dir/.lock"
   flock -n 9 || die "another run of $JOB holds $job_dir/.lock"
-  local started stamp
+  # Jobs that read one source take turns (pbx-config and pbx-spool share the PBX; a slow run
+  # can overlap the next): the later one waits, bounded, instead of colliding with the first.
+  local source=${SOURCE_HOST:-${DB_HOST:-}} wait=${SOURCE_LOCK_WAIT_SECONDS:-3600} started stamp
+  exec 8>"$BACKUP_ROOT/.locks/source-${source//\//_}.lock"
+  flock -w "$wait" 8 || die "another job still reads $source after $wait s; the next run retries"
   started=$(date +%s)
   case "$KIND" in
     rsync) pull_rsync ;;
     mariadb-dump) dump_db ;;
     *) die "KIND must be rsync or mariadb-dump, got $KIND" ;;
   esac
+  flock -u 8
   write_manifest "$job_dir/.incoming"
   stamp=$(date -u -d "@$now" +%Y%m%dT%H%M%SZ)
   [ ! -e "$job_dir/$stamp" ] || die "snapshot $stamp already exists"

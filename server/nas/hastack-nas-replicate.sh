@@ -3,6 +3,9 @@
 # server/nas/hastack-nas-replicate.sh, env rendered by components/backup-jobs.ts
 # (renderReplicateEnv); rehearsed unchanged by `npm run rehearse -- backup`.
 set -euo pipefail
+# Shared helpers (hastack_rsync); tests and rehearsals point HASTACK_LIB at server/lib/hastack.sh.
+# shellcheck source=../lib/hastack.sh
+. "${HASTACK_LIB:-/usr/local/lib/hastack/hastack.sh}"
 env_file=${1:?usage: hastack-nas-replicate REPLICATE.env}
 # The env file is rendered by components/ and its path is an argument: nothing to follow here.
 # shellcheck source=/dev/null
@@ -21,9 +24,9 @@ exec 9>"$BACKUP_ROOT/.replicate.lock"
 flock -w "${LOCK_WAIT_SECONDS:-3600}" 9 || { log "replication still running after the wait"; exit 1; }
 started=$(date +%s)
 read -ra rsync_opts <<<"${RSYNC_OPTS:-}"
-rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
+hastack_rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
   ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${rsync_opts[@]}" \
-  --exclude=/.replicate.lock --exclude='/*/.incoming/' --exclude='/*/.lock' --exclude='/*/.latest.new' \
+  --exclude=/.replicate.lock --exclude=/.locks/ --exclude='/*/.incoming/' --exclude='/*/.lock' --exclude='/*/.latest.new' \
   -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/"
 log "replicated $BACKUP_ROOT to $PEER:$PEER_ROOT in $(($(date +%s) - started)) s"
 # Success metric for monitoring (docs/outputs.md), labelled with the side that received the copy.

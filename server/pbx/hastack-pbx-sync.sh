@@ -3,6 +3,9 @@
 # server/pbx/hastack-pbx-sync.sh, env rendered by components/pbx.ts (renderPbxSyncEnv);
 # test/components/sync.test.ts runs this same file against real rsync.
 set -euo pipefail
+# Shared helpers (hastack_rsync); tests and rehearsals point HASTACK_LIB at server/lib/hastack.sh.
+# shellcheck source=../lib/hastack.sh
+. "${HASTACK_LIB:-/usr/local/lib/hastack/hastack.sh}"
 cmd=${1:-}
 env_file=${2:-}
 log() { echo "hastack-pbx-sync: $*" >&2; }
@@ -31,7 +34,7 @@ push() { # extra rsync options...
   for p in $SYNC_PATHS; do [ -e "$p" ] && paths+=("$p"); done
   [ "${#paths[@]}" -gt 0 ] || { log "nothing to sync under $SYNC_ROOT ($SYNC_PATHS)"; return 0; }
   for e in ${EXCLUDES:-}; do excl+=(--exclude="$e"); done
-  rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
+  hastack_rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
     ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${excl[@]}" -e "$RSYNC_RSH" "$@" "${paths[@]}" "$PEER:$PEER_ROOT/"
 }
 

@@ -20,7 +20,15 @@ import {
   timerSchedule,
 } from "../../components/backup-jobs";
 import { SERVER_DIR, shellQuote } from "../../components/server-files";
-import { RRSYNC_SHIM, compareTrees, hashTree, requireTools, run } from "../../lib/rehearse/backup";
+import { spawn } from "child_process";
+import {
+  HASTACK_LIB_FILE,
+  RRSYNC_SHIM,
+  compareTrees,
+  hashTree,
+  requireTools,
+  run,
+} from "../../lib/rehearse/backup";
 
 const input = {
   domain: "example.co.id",
@@ -167,7 +175,7 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
         backupRoot: nas,
         nasServiceName: "nas.example.test",
         activeCheck,
-        rsyncRsh: `${path.join(tmp, "rsh")} ro`,
+        rsyncRsh: `${path.join(tmp, "rsh")} ro ${tmp}`,
         sourceHost: "mail",
         sourcePath,
         replicateEnvFile: path.join(tmp, "replicate.env"),
@@ -185,7 +193,7 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
         backupRoot: nas,
         peerRoot: standby,
         activeCheck,
-        rsyncRsh: `${path.join(tmp, "rsh")} wo`,
+        rsyncRsh: `${path.join(tmp, "rsh")} wo ${tmp}`,
       }),
     );
   }
@@ -275,5 +283,128 @@ describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", functi
     writeEnvs("always", source);
     expect((await backupRun("run", "2024-05-03T00:00:00Z")).code).to.equal(0);
     expect(snapshots(nas)).to.deep.equal(["20240501T000000Z", "20240503T000000Z"]);
+  });
+
+  // Issue 15: rrsync -wo locks its directory, so two transfers into one place collide; and two
+  // jobs reading one source (pbx-config and pbx-spool) should not run side by side.
+  describe("collisions: nothing is lost to a busy source or a busy peer", () => {
+    /** Holds flock(1) on `target` (the lock rrsync takes on its directory) until released. */
+    function holdLock(target: string): { release: () => Promise<void> } {
+      // -o: only flock itself holds the lock, so ending its process group releases it.
+      const child = spawn("flock", ["-o", target, "sleep", "60"], {
+        stdio: "ignore",
+        detached: true,
+      });
+      return {
+        release: () =>
+          new Promise((res) => {
+            if (child.exitCode !== null) {
+              return res();
+            }
+            child.once("exit", () => res());
+            process.kill(-child.pid!, "SIGTERM");
+          }),
+      };
+    }
+    const fast = { HASTACK_RSYNC_RETRY_DELAY: "1" };
+
+    it("a push into a directory another rrsync holds waits and then succeeds (bounded retries)", async () => {
+      // The shim's rrsync root is tmp: the replication's `rrsync -wo` locks it, as a real
+      // standby NAS's does.
+      const held = holdLock(tmp);
+      await new Promise((res) => setTimeout(res, 300));
+      const noRetry = await run("bash", [backup, "run", path.join(tmp, "job.env")], {
+        env: { HASTACK_NOW: at("2024-05-01T00:00:00Z"), HASTACK_RSYNC_RETRIES: "0" },
+        deadline: Date.now() + 30_000,
+      });
+      expect(noRetry.code, "without retries the busy peer fails the run").not.to.equal(0);
+      expect(noRetry.stderr).to.contain("Another instance of rrsync");
+      // The next run meets the busy peer, retries, and gets through once the lock is gone.
+      const child = spawn("bash", [backup, "run", path.join(tmp, "job.env")], {
+        env: {
+          ...process.env,
+          HASTACK_LIB: HASTACK_LIB_FILE,
+          HASTACK_NOW: at("2024-05-02T00:00:00Z"),
+          ...fast,
+        },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (d) => (stderr += d));
+      const code = new Promise<number | null>((res) => child.once("close", (c) => res(c)));
+      const until = Date.now() + 60_000;
+      while (!/busy with another transfer; retry 1\/8/.test(stderr) && Date.now() < until) {
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(stderr, "the run met the busy peer and said it retries").to.match(
+        /busy with another transfer; retry 1\/8/,
+      );
+      await held.release();
+      expect(await code, stderr).to.equal(0);
+      expect(snapshots(standby)).to.include("20240502T000000Z");
+    });
+
+    it("a job waits while another job reads the same source, and says so when the wait runs out", async () => {
+      const lock = path.join(nas, ".locks", "source-mail.lock");
+      fs.mkdirSync(path.dirname(lock), { recursive: true });
+      const held = holdLock(lock);
+      await new Promise((res) => setTimeout(res, 300));
+      const timedOut = await run("bash", [backup, "run", path.join(tmp, "job.env")], {
+        env: { HASTACK_NOW: at("2024-05-01T00:00:00Z"), SOURCE_LOCK_WAIT_SECONDS: "1" },
+        deadline: Date.now() + 30_000,
+      });
+      expect(timedOut.code).to.equal(1);
+      expect(timedOut.stderr).to.contain("another job still reads mail after 1 s");
+      const pending = run("bash", [backup, "run", path.join(tmp, "job.env")], {
+        env: { HASTACK_NOW: at("2024-05-02T00:00:00Z") },
+        deadline: Date.now() + 60_000,
+      });
+      await new Promise((res) => setTimeout(res, 1500));
+      expect(snapshots(nas), "no pull while the source is busy").to.deep.equal([]);
+      await held.release();
+      const r = await pending;
+      expect(r.code, r.stderr).to.equal(0);
+      expect(snapshots(nas)).to.deep.equal(["20240502T000000Z"]);
+    });
+
+    it("two jobs started together against one source both succeed and both reach the standby", async () => {
+      const pbxJobs = backupJobs(input).filter((j) => j.service === "pbx");
+      const envs = pbxJobs.map((j) => {
+        const file = path.join(tmp, `${j.name}.env`);
+        fs.writeFileSync(
+          file,
+          renderJobEnv(j, {
+            backupRoot: nas,
+            nasServiceName: "nas.example.test",
+            activeCheck: "always",
+            rsyncRsh: `${path.join(tmp, "rsh")} ro ${tmp}`,
+            sourceHost: "pbx",
+            sourcePath: source,
+            replicateEnvFile: path.join(tmp, "replicate.env"),
+            replicateCommand: replicateScript,
+            textfileDir: path.join(tmp, "metrics"),
+          }),
+        );
+        return file;
+      });
+      const results = await Promise.all(
+        envs.map((env) =>
+          run("bash", [backup, "run", env], {
+            env: { HASTACK_NOW: at("2024-05-01T00:00:00Z"), ...fast },
+            deadline: Date.now() + 60_000,
+          }),
+        ),
+      );
+      results.forEach((r, i) => expect(r.code, `${pbxJobs[i].name}: ${r.stderr}`).to.equal(0));
+      for (const j of pbxJobs) {
+        for (const root of [nas, standby]) {
+          expect(fs.readlinkSync(path.join(root, j.name, "latest")), `${root} ${j.name}`).to.equal(
+            "20240501T000000Z",
+          );
+        }
+      }
+      // The lock files stay on the active NAS: replication never carries them.
+      expect(fs.existsSync(path.join(standby, ".locks"))).to.equal(false);
+    });
   });
 });

@@ -6,7 +6,14 @@ import { ofType, userDataOf } from "../support/deployment-queries";
 import { expectValidCloudConfig } from "../support/cloud-init";
 import { testPlacement } from "../support/placement";
 import { Dns } from "../../components/dns";
-import { NasBackups, NasOutputs, jobOutputs, nasCloudConfigParts } from "../../components/nas";
+import {
+  NasBackups,
+  NasBackupsArgs,
+  NasOutputs,
+  checkNasArgs,
+  jobOutputs,
+  nasCloudConfigParts,
+} from "../../components/nas";
 import { BACKUP_ROOT, backupJobs } from "../../components/backup-jobs";
 import { renderCloudConfig } from "../../components/server-pair";
 import { stackConfigSchema } from "../../lib/config/stack-config";
@@ -52,6 +59,33 @@ const one = (d: Deployment, type: string): SynthResource => {
   expect(rs, type).to.have.length(1);
   return rs[0];
 };
+
+describe("NasBackups argument checks", () => {
+  const args = (over: Partial<NasBackupsArgs["sources"]> = {}, cfg: Record<string, unknown> = {}) =>
+    ({
+      config: nasConfig(cfg),
+      sources: {
+        mailHostname: "mail",
+        mysqlHostname: "db",
+        pbxHostname: "pbx",
+        databases: ["asteriskcdrdb"],
+        ...over,
+      },
+    }) as NasBackupsArgs;
+  it("compliant: the default config has no problem", () => {
+    expect(checkNasArgs(args())).to.deep.equal([]);
+  });
+  it("non-compliant: each problem names its argument", () => {
+    const cfg = nasConfig();
+    const bad = { ...args({ databases: [], pbxHostname: "pbx.example" }), config: cfg };
+    bad.config = { ...cfg, intervalHours: { ...cfg.intervalHours, mysql: 0.5 } };
+    expect(checkNasArgs(bad).map((p) => p.propertyPath)).to.deep.equal([
+      "config.intervalHours.mysql",
+      "sources.databases",
+      "sources.pbxHostname",
+    ]);
+  });
+});
 
 describe("NasBackups", function () {
   this.timeout(60_000);

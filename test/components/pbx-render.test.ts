@@ -38,7 +38,7 @@ import {
   renderSshKeysEnv,
 } from "../../components/backup-jobs";
 import { SERVER_DIR } from "../../components/server-files";
-import { renderCloudConfig } from "../../components/server-pair";
+import { renderCloudConfig, userDataInputs } from "../../components/server-pair";
 import { MariadbServer, requireTools, run, startMariadb } from "../../lib/rehearse/backup";
 
 /** Asterisk/ODBC INI: sections of key → value (`=>` or `=`), plus #include lines per section. */
@@ -362,9 +362,14 @@ describe("PBX cloud-init part", function () {
     expect(idx("hastack-pbx-cdr-setup")).to.be.lessThan(idx("hastack-pbx-sync.timer"));
   });
 
-  it("fits EC2's 16 KiB user-data limit as is (eip, the default) and gzipped in dns mode", () => {
-    expect(Buffer.byteLength(renderCloudConfig(parts))).to.be.lessThan(16 * 1024);
-    // With the health agent (dns switchover) only gzipped: ServerPair must send it compressed.
+  it("fits EC2's 16 KiB user-data limit gzipped, in eip (the default) and dns mode", () => {
+    // With the shared shell library it is over 16 KiB as text: ServerPair sends it compressed
+    // (userDataInputs), which cloud-init reads as is.
+    const plain = renderCloudConfig(parts);
+    expect(zlib.gzipSync(plain).length).to.be.lessThan(16 * 1024);
+    expect(Object.keys(userDataInputs(plain))).to.deep.equal(
+      Buffer.byteLength(plain) > 16 * 1024 ? ["userDataBase64"] : ["userData"],
+    );
     const withAgent = renderCloudConfig({
       ...parts,
       healthAgent: { servicePort: 5060, failureThreshold: 3 },

@@ -7,7 +7,8 @@ import { ofType, userDataOf } from "../support/deployment-queries";
 import { testPlacement } from "../support/placement";
 import { Dns } from "../../components/dns";
 import { PbxPair, PbxPairArgs } from "../../components/pbx";
-import { ServiceSummary } from "../../components/server-pair";
+import * as pulumi from "@pulumi/pulumi";
+import { ComponentArgsError, ServiceSummary } from "../../components/server-pair";
 import { stackConfigSchema } from "../../lib/config/stack-config";
 import {
   Deployment,
@@ -49,6 +50,32 @@ async function synth(
 
 const ports = (r: SynthResource): string =>
   `${r.inputs.ipProtocol} ${r.inputs.fromPort}-${r.inputs.toPort}`;
+
+describe("PbxPair argument checks: every problem named, thrown once as a RunError", function () {
+  this.timeout(60_000);
+  it("non-compliant: a bad port, an inverted RTP range and a bad endpoint are all listed", async () => {
+    let err: unknown;
+    try {
+      // The schema refuses an inverted range; the component must too (args can come from code).
+      await synth({
+        databasePort: 0,
+        databaseEndpoint: "db example",
+        config: { ...pbxConfig(), rtpPorts: { from: 20000, to: 10000 } },
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(pulumi.RunError.isInstance(err as Error)).to.equal(true);
+    expect((err as ComponentArgsError).errors.map((e) => e.propertyPath)).to.deep.equal([
+      "databasePort",
+      "config.rtpPorts",
+      "databaseEndpoint",
+    ]);
+    expect((err as Error).message).to.contain(
+      "  - config.rtpPorts: must be a range of unprivileged UDP ports with from <= to, got 20000-10000",
+    );
+  });
+});
 
 describe("PbxPair", function () {
   this.timeout(60_000);

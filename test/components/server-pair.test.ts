@@ -4,8 +4,10 @@ import * as aws from "@pulumi/aws";
 import { randomBytes } from "crypto";
 import { gunzipSync } from "zlib";
 import { Dns } from "../../components/dns";
+import * as pulumi from "@pulumi/pulumi";
 import {
   checkServerPairArgs,
+  ComponentArgsError,
   estimateRtoSeconds,
   failoverRecords,
   ingressRules,
@@ -70,6 +72,41 @@ const byName = (d: Deployment, name: string): SynthResource => {
 const SWITCH_TYPES = ["aws:route53/record:Record", "aws:ec2/eipAssociation:EipAssociation"];
 
 describe("ServerPair", () => {
+  describe("argument checks: every problem named by its argument, thrown once", () => {
+    it("compliant: the test pair has no problem", () => {
+      expect(checkServerPairArgs(pairArgs({} as Dns))).to.deep.equal([]);
+    });
+    it("non-compliant: three problems give one RunError listing all three, and no server", async () => {
+      let err: unknown;
+      let created = 0;
+      try {
+        const d = await synthPair({
+          ttl: 300,
+          adminCidrs: [],
+          subnets: {
+            primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
+            standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3a" },
+          },
+        });
+        created = ofType(d, "aws:ec2/instance:Instance").length;
+      } catch (e) {
+        err = e;
+      }
+      expect(created).to.equal(0);
+      expect(err).to.be.instanceOf(ComponentArgsError);
+      // A RunError: the CLI prints the message without a stack trace.
+      expect(pulumi.RunError.isInstance(err as Error)).to.equal(true);
+      const e = err as ComponentArgsError;
+      expect(e.errors.map((p) => p.propertyPath)).to.deep.equal(["subnets", "ttl", "adminCidrs"]);
+      expect(e.message).to.equal(
+        "ServerPair svc: invalid arguments:\n" +
+          "  - subnets: primary and standby must be in different availability zones (both ap-southeast-3a)\n" +
+          "  - ttl: switch record TTL must be at most 60 s so a failover is seen quickly, got 300\n" +
+          "  - adminCidrs: at least one admin CIDR is required",
+      );
+    });
+  });
+
   describe("invariant: primary and standby are in different AZs", () => {
     it("compliant: two AZs give one instance and one data volume in each", async () => {
       const d = await synthPair();
@@ -130,9 +167,10 @@ describe("ServerPair", () => {
     }
     it("non-compliant: a TTL above 60 s is refused", () => {
       const fakeDns = {} as Dns;
-      expect(checkServerPairArgs(pairArgs(fakeDns, { ttl: 300 }))).to.deep.include(
-        "switch record TTL must be at most 60 s so a failover is seen quickly, got 300",
-      );
+      expect(checkServerPairArgs(pairArgs(fakeDns, { ttl: 300 }))).to.deep.include({
+        propertyPath: "ttl",
+        reason: "switch record TTL must be at most 60 s so a failover is seen quickly, got 300",
+      });
     });
     it("failoverRecords names the active side PRIMARY", () => {
       expect(failoverRecords(Role.Standby)).to.deep.equal([
@@ -227,9 +265,12 @@ describe("ServerPair", () => {
       expect(agent[0].cidrBlocks).to.not.include("0.0.0.0/0");
     });
     it("non-compliant: admin CIDR 0.0.0.0/0 is refused", () => {
-      expect(checkServerPairArgs(pairArgs({} as Dns, { adminCidrs: ["0.0.0.0/0"] }))).to.include(
-        "admin ports must not be open to 0.0.0.0/0",
-      );
+      expect(
+        checkServerPairArgs(pairArgs({} as Dns, { adminCidrs: ["0.0.0.0/0"] })),
+      ).to.deep.include({
+        propertyPath: "adminCidrs",
+        reason: "admin ports must not be open to 0.0.0.0/0",
+      });
     });
     it("rule names derive from port and source, so adding a CIDR renames nothing", () => {
       const a = ingressRules([], [22], ["203.0.113.10/32"], []).map((r) => r.key);
@@ -396,7 +437,10 @@ describe("ServerPair", () => {
       expect(ofType(await synthPair(), "aws:ec2/eipDomainName:EipDomainName")).to.have.length(0);
       expect(
         checkServerPairArgs(pairArgs({} as Dns, { reverseDns: true, serverNames: undefined })),
-      ).to.include("reverseDns needs serverNames (the PTR points at the server's own name)");
+      ).to.deep.include({
+        propertyPath: "serverNames",
+        reason: "reverseDns needs serverNames (the PTR points at the server's own name)",
+      });
     });
   });
 

@@ -9,7 +9,14 @@ import * as os from "os";
 import * as path from "path";
 import { PBX_SYNC_SCRIPT_SOURCE, renderPbxSyncEnv } from "../../components/pbx";
 import { SERVER_DIR } from "../../components/server-files";
-import { RRSYNC_SHIM, compareTrees, hashTree, requireTools, run } from "../../lib/rehearse/backup";
+import {
+  HASTACK_LIB_FILE,
+  RRSYNC_SHIM,
+  compareTrees,
+  hashTree,
+  requireTools,
+  run,
+} from "../../lib/rehearse/backup";
 
 function groupAlive(pgid: number): boolean {
   try {
@@ -82,7 +89,7 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
         syncRoot: src,
         peerRoot: peer,
         activeCheck,
-        rsyncRsh: `${path.join(tmp, "rsh-rrsync")} wo`,
+        rsyncRsh: `${path.join(tmp, "rsh-rrsync")} wo ${tmp}`,
       }),
     );
   }
@@ -172,7 +179,12 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
 
     // ~2 MiB/s: the transfer takes ~12 s; stop it once a few MiB have arrived.
     const child = spawn("bash", [script, "sync", path.join(tmp, "sync.env")], {
-      env: { ...process.env, LOCK_FILE: path.join(tmp, "sync.lock"), BWLIMIT: "2048" },
+      env: {
+        ...process.env,
+        HASTACK_LIB: HASTACK_LIB_FILE,
+        LOCK_FILE: path.join(tmp, "sync.lock"),
+        BWLIMIT: "2048",
+      },
       detached: true,
       stdio: "ignore",
     });

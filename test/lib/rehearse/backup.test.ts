@@ -58,7 +58,7 @@ describe("rehearseBackup (real MariaDB, rsync, standby NAS, fresh restore)", fun
 });
 
 describe("rehearse backup CLI", function () {
-  this.timeout(120_000);
+  this.timeout(420_000);
 
   const good: [string[], object][] = [
     [[], {}],
@@ -93,7 +93,7 @@ describe("rehearse backup CLI", function () {
 
   it("passes through the dispatcher: exit 0, last stdout line JSON with mismatches 0", async () => {
     const r = await run("node", [REHEARSE, "backup", "--rows", "300"], {
-      deadline: Date.now() + 100_000,
+      deadline: Date.now() + 400_000,
     });
     expect(r.code, r.stderr).to.equal(0);
     const last = r.stdout.trim().split("\n").pop()!;
