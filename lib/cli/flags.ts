@@ -81,7 +81,7 @@ function describeParseError(e: Error & { code?: string }): string {
   switch (e.code) {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION": {
       const flag = /Unknown option '([^']+)'/.exec(m)?.[1] ?? m;
-      return `unknown argument ${JSON.stringify(flag)}`;
+      return `unknown option ${flag}`;
     }
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE": {
       const flag = /Option '(?:-\w, )?(--[\w-]+)/.exec(m)?.[1];

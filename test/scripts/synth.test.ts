@@ -287,7 +287,7 @@ describe("offline synth", () => {
     it("a bad flag exits 2 with usage", async () => {
       const r = await synthCli(["--stak", "prod"]);
       expect(r.code).to.equal(2);
-      expect(r.stderr).to.contain('unknown argument "--stak"');
+      expect(r.stderr).to.contain("unknown option --stak");
       expect(r.stderr).to.contain("usage:");
     });
     it("a --previous file that is not a deployment is refused by path", async () => {

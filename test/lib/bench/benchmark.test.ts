@@ -5,8 +5,14 @@ import {
   generatedPairsProgram,
   median,
   resourceClass,
+  pairedRatios,
+  roundOrder,
+  spread,
   summarize,
 } from "../../../lib/bench/benchmark";
+import { spawnSync } from "child_process";
+import * as path from "path";
+import { PACKAGE_ROOT } from "../../../lib/package-root";
 import { runUnderMocks } from "../../../lib/synth/offline-synth";
 import { synthProd } from "../../support/stack-files";
 
@@ -76,5 +82,48 @@ describe("benchmark", () => {
       "50 pairs within 55× one pair (linear growth)",
       "synth of prod well under 5 s",
     ]);
+  });
+
+  it("interleaves: every case once per round, the start rotating, so no side always runs first", () => {
+    const cases = ["prod", "baseline", "pairs:1"];
+    const rounds = [0, 1, 2, 3].map((r) => roundOrder(cases, r));
+    expect(rounds).to.deep.equal([
+      ["prod", "baseline", "pairs:1"],
+      ["baseline", "pairs:1", "prod"],
+      ["pairs:1", "prod", "baseline"],
+      ["prod", "baseline", "pairs:1"],
+    ]);
+    for (const r of rounds) {
+      expect([...r].sort()).to.deep.equal([...cases].sort());
+    }
+  });
+
+  it("the verdict uses the median of per-round ratios and reports their spread", () => {
+    // A load burst in round 3 slows both sides of that round; the ratio stays honest.
+    const ratios = pairedRatios([0.5, 0.52, 2.0, 0.49, 0.51], [0.42, 0.44, 1.7, 0.41, 0.43]);
+    expect(spread(ratios, 2)).to.deep.equal({ min: 1.18, median: 1.19, max: 1.2 });
+    const medians = {
+      prod: { seconds: 0.51, peakMB: 150 },
+      baseline: { seconds: 0.3, peakMB: 140 }, // medians alone would say 1.7×
+      "pairs:1": { seconds: 0.02, peakMB: 140 },
+      "pairs:10": { seconds: 0.2, peakMB: 160 },
+      "pairs:50": { seconds: 1.0, peakMB: 300 },
+    };
+    const r = summarize(medians, ratios);
+    expect(r.summary.baselineRatio).to.equal(1.19);
+    expect(r.summary.baselineRatioSpread).to.deep.equal({ min: 1.18, median: 1.19, max: 1.2 });
+    expect(r.checks[0].ok).to.equal(true);
+    expect(summarize(medians).checks[0].ok).to.equal(false);
+    expect(() => pairedRatios([1], [])).to.throw(/same, non-zero number/);
+  });
+
+  it("the CLI: --help exits 0, a bad --runs exits 2, without running anything", () => {
+    const cli = path.join(PACKAGE_ROOT, "dist", "scripts", "bench.js");
+    const help = spawnSync(process.execPath, [cli, "--help"], { encoding: "utf8" });
+    expect(help.status).to.equal(0);
+    expect(help.stdout).to.include("usage: npm run bench");
+    const bad = spawnSync(process.execPath, [cli, "--runs", "0"], { encoding: "utf8" });
+    expect(bad.status).to.equal(2);
+    expect(bad.stderr).to.include('bench: --runs must be a whole number 1–99, got "0"');
   });
 });

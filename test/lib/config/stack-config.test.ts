@@ -76,7 +76,7 @@ describe("stack config", () => {
       what: "an admin CIDR that is not a CIDR",
       edit: (r) => (r.adminCidrs = ["10.0.0.1"]),
       expected:
-        'hastack:adminCidrs[0] must be an IPv4 CIDR such as 203.0.113.10/32, got "10.0.0.1"',
+        'hastack:adminCidrs[0] must be an IPv4 CIDR such as 203.0.113.10/32 (a prefix length is required), got "10.0.0.1"',
     },
     {
       what: "no admin CIDR",

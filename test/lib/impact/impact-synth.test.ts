@@ -10,7 +10,7 @@ import {
   planInputFromSynth,
   parseWindow,
 } from "../../../lib/impact/impact-plan";
-import { renderAnnouncement } from "../../../lib/announce/announcement";
+import { renderRunbook } from "../../../lib/announce/runbook";
 import { Deployment } from "../../../lib/synth/offline-synth";
 import { isSwitchResource, StackConfigDoc, synthProd } from "../../support/stack-files";
 
@@ -75,15 +75,16 @@ describe("impact on synth pairs of Pulumi.prod.yaml", function () {
     }
   });
 
-  it("the failover announcement names the command that goes back", async () => {
+  it("the failover runbook names the command that goes back", async () => {
     const flipped = await synthProd((c: StackConfigDoc) => {
       c["hastack:mail"].active = "standby";
     });
-    const md = renderAnnouncement(plan(base, flipped), {
+    const md = renderRunbook(plan(base, flipped), {
       lang: "en",
       window: parseWindow("2025-07-05T22:00+07:00/2025-07-05T23:00+07:00"),
     });
     expect(md).to.include("pulumi config set --path 'hastack:mail.active' primary");
+    expect(md).to.include("sudo hastack-mail-fallback"); // sync back and unfence first
     expect(md).to.include("Budi Santoso"); // contacts from the stack outputs
   });
 

@@ -432,7 +432,7 @@ describe("monitoring: the CLI (npm run monitoring)", () => {
       ["--from", "x.json", "--out", "OUT", "--blackbox", "localhost"],
       /--blackbox must be HOST:PORT/,
     ],
-    ["an unknown flag", ["--frob"], /unknown argument "--frob"/],
+    ["an unknown flag", ["--frob"], /unknown option --frob/],
     [
       "an --out under /proc (it used to hang)",
       ["--from", FIXTURES + "/outputs.json", "--out", "/proc/hastack"],
