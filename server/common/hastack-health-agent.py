@@ -36,10 +36,14 @@ def fence(reason):
 
 def watch():
     global failures
+    # Armed only once the service has answered: on a first boot the agent starts before the
+    # service is provisioned, and a server that never served must not fence itself for good.
+    armed = False
     while True:
         if service_up():
             failures = 0
-        else:
+            armed = True
+        elif armed:
             failures += 1
             if failures >= FAIL_LIMIT and not os.path.exists(FENCE):
                 fence("fenced after %d failed checks of port %d" % (failures, SERVICE_PORT))
