@@ -469,6 +469,10 @@ async function rehearse(
         "--register=no",
         "--keep-unit",
         `--network-namespace-path=/run/netns/${net.serverNs[i]}`,
+        // Root on an instance configures its own interface (secondary IPs); with a namespace
+        // given by path nspawn withholds CAP_NET_ADMIN. The security groups stay out of reach,
+        // in the router's namespace.
+        "--capability=CAP_NET_ADMIN",
         `--bind=${sdir}/data:/srv/data`,
         "--console=read-only",
         "--timezone=off",
