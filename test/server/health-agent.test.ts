@@ -1,7 +1,7 @@
 // server/common/hastack-health-agent.py, for real (Debian's python3): it fences a server whose
-// service stopped answering, but never one whose service has not answered yet. Found by the stack
-// rehearsal (issue 11): on a first boot the agent starts before MySQL and mail are provisioned,
-// fenced them after 30 s, and every health check then stayed 503 for good.
+// service stopped answering, but never one still being provisioned. Found by the stack rehearsal
+// (issue 11): on a first boot the agent starts before MySQL and mail are provisioned (and mail
+// setup restarts Postfix), fenced them, and every health check then stayed 503 for good.
 import { expect } from "chai";
 import * as fs from "fs";
 import * as http from "http";
@@ -51,9 +51,10 @@ describe("hastack-health-agent (real python3, loopback)", function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("does not fence before the service first answers, fences after it stops", async () => {
+  it("does not fence before provisioning has finished, fences when the service stops after", async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-agent-"));
     const fence = path.join(dir, "fenced");
+    const provisioned = path.join(dir, "provisioned");
     const servicePort = await freePort();
     const agentPort = await freePort();
     agent = spawn("/usr/bin/python3", [AGENT], {
@@ -64,6 +65,7 @@ describe("hastack-health-agent (real python3, loopback)", function () {
         HASTACK_CHECK_INTERVAL: "0.1",
         HASTACK_FAIL_LIMIT: "3",
         HASTACK_FENCE_FILE: fence,
+        HASTACK_PROVISIONED_FILE: provisioned,
       },
       stdio: "ignore",
     });
@@ -74,12 +76,25 @@ describe("hastack-health-agent (real python3, loopback)", function () {
     ).to.equal(true);
     await new Promise((r) => setTimeout(r, 1500));
     expect(fs.existsSync(fence), "fenced before the service ever answered").to.equal(false);
-    // The service comes up: 200.
-    service = net.createServer((s) => s.end());
-    await new Promise<void>((r) => service!.listen(servicePort, "127.0.0.1", r));
+    // The service comes up during provisioning, and provisioning restarts it: still no fence.
+    const listen = async (): Promise<void> => {
+      service = net.createServer((s) => s.end());
+      await new Promise<void>((r) => service!.listen(servicePort, "127.0.0.1", r));
+    };
+    await listen();
     expect(await until(async () => (await get(agentPort)) === 200, 15_000), "200 once up").to.equal(
       true,
     );
+    await new Promise<void>((r) => service!.close(() => r()));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(fs.existsSync(fence), "fenced by a restart during provisioning").to.equal(false);
+    // Provisioned (runcmd's last step), up again: armed.
+    fs.writeFileSync(provisioned, "");
+    await listen();
+    expect(await until(async () => (await get(agentPort)) === 200, 15_000), "200 again").to.equal(
+      true,
+    );
+    await new Promise((r) => setTimeout(r, 500));
     // It stops: fenced after 3 failed checks, and 503 stays.
     await new Promise<void>((r) => service!.close(() => r()));
     service = undefined;
