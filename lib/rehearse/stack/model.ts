@@ -117,6 +117,8 @@ export interface StackModel {
   parameters: SsmParameter[];
   zones: DnsZone[];
   healthChecks: HealthCheck[];
+  /** Logical names of command:remote:Command resources (run by Pulumi over SSH, not rehearsed). */
+  remoteCommands: string[];
   /** Mock addresses the rehearsal had to change (invalid or duplicate), each explained. */
   remapped: string[];
   /** Config CIDRs the flows use: admin sources and the health checkers' published ranges. */
@@ -526,6 +528,7 @@ export function buildModel(d: Deployment, adminCidrs: string[], region: string):
     securityGroups: sgs,
     nat,
     remapped,
+    remoteCommands: ofType("command:remote:Command").map((r) => r.name),
     parameters,
     zones,
     healthChecks,
