@@ -17,6 +17,7 @@ SERVICE_PORT = int(os.environ["HASTACK_SERVICE_PORT"])
 FAIL_LIMIT = int(os.environ.get("HASTACK_FAIL_LIMIT", "3"))
 INTERVAL = float(os.environ.get("HASTACK_CHECK_INTERVAL", "10"))
 FENCE = os.environ.get("HASTACK_FENCE_FILE", "/var/lib/hastack/fenced")
+PROVISIONED = os.environ.get("HASTACK_PROVISIONED_FILE", "/var/lib/hastack/provisioned")
 failures = 0
 
 
@@ -36,10 +37,15 @@ def fence(reason):
 
 def watch():
     global failures
+    # Armed only once provisioning has finished (runcmd's last step) and the service has answered:
+    # on a first boot the agent starts before the service is provisioned, and provisioning
+    # restarts it; a server that never served must not fence itself for good.
+    armed = False
     while True:
         if service_up():
             failures = 0
-        else:
+            armed = armed or os.path.exists(PROVISIONED)
+        elif armed:
             failures += 1
             if failures >= FAIL_LIMIT and not os.path.exists(FENCE):
                 fence("fenced after %d failed checks of port %d" % (failures, SERVICE_PORT))

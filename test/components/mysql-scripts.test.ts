@@ -339,7 +339,25 @@ describe("mysql rendering: role-change scripts", () => {
     expect(dropIn).to.contain("Environment=HASTACK_SIDE=standby");
     expect(dropIn).to.contain("Environment=HASTACK_AWS_REGION=ap-southeast-3");
     expect(dropIn).to.contain("Environment=HASTACK_SSM_ACTIVE_PARAM=/hastack/mysql/active-side");
-    expect(dropIn).to.contain("ExecStartPre=-/usr/local/sbin/hastack-mysql-boot-role");
+    expect(dropIn).to.contain("ExecStartPre=-+/usr/local/sbin/hastack-mysql-boot-role");
+  });
+  it("boot-role runs with full privileges: Debian's unit is User=mysql under ProtectSystem=full", function () {
+    // Found by the stack rehearsal (issue 11): without "+", the role file write failed with
+    // "Read-only file system" and the MySQL primary started read-only for good.
+    const unitFile = "/lib/systemd/system/mariadb.service";
+    if (!fs.existsSync(unitFile)) {
+      this.skip(); // mariadb-server: test/install-deps.sh
+    }
+    const unit = fs.readFileSync(unitFile, "utf8");
+    expect(unit).to.match(/^ProtectSystem=full$/m);
+    expect(unit).to.match(/^User=mysql$/m);
+    const dropIn = renderBootRoleDropIn(
+      "mariadb",
+      "primary",
+      "/hastack/mysql/active-side",
+      "ap-southeast-3",
+    );
+    expect(dropIn).to.match(/^ExecStartPre=-\+\/usr\/local\/sbin\/hastack-mysql-boot-role$/m);
   });
   it("provisioning puts the datadir on the data volume once", () => {
     const m = renderProvisionScript("mariadb");

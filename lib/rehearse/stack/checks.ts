@@ -7,6 +7,7 @@ import * as path from "path";
 import { execFile } from "child_process";
 import { promisify } from "util";
 import { PACKAGE_ROOT } from "../../package-root";
+import { answeredRecords } from "./dns";
 import { RehearsalServer, StackModel } from "./model";
 import type { Rehearsal } from "./index";
 
@@ -128,7 +129,8 @@ export function declaredFlows(model: StackModel, admin: string, checker: string)
       source: checker,
       why: `Route 53 health check ${hc.type} ${hc.port}${hc.path ?? ""}`,
       http: hc.type === "HTTP" ? (hc.path ?? "/") : undefined,
-      greeting: hc.type === "HTTP" ? /^HTTP\/1\.[01] 200/ : undefined,
+      // The path works when the agent answers at all; that it answers 200 is a service check.
+      greeting: hc.type === "HTTP" ? /^HTTP\/1\.[01] \d{3} / : undefined,
     });
   }
   for (const s of model.servers) {
@@ -373,10 +375,12 @@ export async function runChecks(
       "-c",
       "grep -E '^(hastack[^:]*:|.*(ERROR|Traceback|command not found|No such file))' /var/log/cloud-init-output.log | head -20",
     ]);
+    // apt's "Ign:" notes for optional index files of the flat local repository are not errors.
     const outputErrors = output.out
       .split("\n")
       .map((l) => l.trim())
-      .filter((l) => l && /error|not found|No such file|refus|fail/i.test(l));
+      .filter((l) => l && /error|not found|No such file|refus|fail/i.test(l))
+      .filter((l) => !/^File not found - \/var\/local\/hastack-repo\//.test(l));
     if (errors.length > 0) {
       report.cloudInitErrors[c.name] = [...new Set(errors)];
       report.problems.push(`${c.name}: cloud-init errors: ${errors.join("; ")}`);
@@ -411,6 +415,12 @@ export async function runChecks(
   if (model.servers.some((s) => s.service === "pbx")) {
     report.notRehearsed.push(
       "Asterisk on the PBX servers: not in Debian 12 (the stack installs it from hastack:pbx.installer or a FreePBX AMI); SIP/RTP ports, the PBX health check (TCP 5060) and CDR writes are not rehearsed, everything else on the PBX is",
+    );
+  }
+  const remote = model.remoteCommands;
+  if (remote.length > 0) {
+    report.notRehearsed.push(
+      `Pulumi command:remote:Command steps, which run over SSH after boot and not from user-data (${remote.join(", ")}): MySQL replication and the accounts they create are checked as user-data leaves them`,
     );
   }
   report.notRehearsed.push(
@@ -646,36 +656,50 @@ async function checkServices(
     }
   }
   // DNS through the VPC resolver, from a server: the failover name answers the healthy side.
-  const health = JSON.parse(fs.readFileSync(r.checkerStatus, "utf8")) as {
-    health: Record<string, boolean>;
-  };
   const internal = model.zones.find((z) => z.private);
   const db = internal?.records.find((x) => x.failover === "PRIMARY" && /^db\./.test(x.name));
   if (db && model.servers.length > 0) {
-    const d = await run(
-      "ip",
-      [
-        "netns",
-        "exec",
-        net.serverNs[0],
-        "dig",
-        "+short",
-        `@${net.addresses.resolver}`,
-        db.name,
-        "A",
-      ],
-      20000,
-    );
-    const primaryHealthy =
-      db.healthCheckId === undefined || health.health[db.healthCheckId] !== false;
-    const secondary = internal!.records.find(
-      (x) => x.failover === "SECONDARY" && x.name === db.name,
-    );
-    const want = primaryHealthy ? db.values[0] : secondary?.values[0];
+    // The checker may have flipped the answer moments ago: a resolver honouring the TTL converges
+    // within one TTL, so the answer is read until then (bounded), and the wait reported.
+    const started = Date.now();
+    let got = "";
+    let want: string | undefined;
+    let side = "";
+    while (Date.now() - started < (db.ttl + 15) * 1000) {
+      const health = JSON.parse(fs.readFileSync(r.checkerStatus, "utf8")) as {
+        health: Record<string, boolean>;
+      };
+      // As Route 53 answers: dns.ts's failover rule, applied to the checker's current state.
+      const answer = answeredRecords(internal!, health.health).find(
+        (x) => x.name === db.name && x.type === "A",
+      );
+      want = answer?.values[0];
+      side = answer?.failover === "SECONDARY" ? "secondary" : "primary";
+      const d = await run(
+        "ip",
+        [
+          "netns",
+          "exec",
+          net.serverNs[0],
+          "dig",
+          "+short",
+          `@${net.addresses.resolver}`,
+          db.name,
+          "A",
+        ],
+        20000,
+      );
+      got = d.out.trim();
+      if (got === want) {
+        break;
+      }
+      await sleep(3000);
+    }
+    const waited = Math.round((Date.now() - started) / 1000);
     record(
       `dns ${db.name}`,
-      d.out.trim() === want,
-      `answers ${d.out.trim() || "nothing"} (want ${want}, the ${primaryHealthy ? "primary" : "secondary"})`,
+      got === want,
+      `answers ${got || "nothing"} (want ${want}, the ${side} under the checker's health state; ${waited} s within TTL ${db.ttl} s)`,
     );
   }
 }

@@ -1,8 +1,9 @@
 // IAM policy evaluation for the rehearsal's SSM stand-in (issue 11): the caller's instance
 // profile decides, as on AWS — an explicit Deny wins, then an Allow, else the implicit deny.
 // Covers what instance-profile policies in this stack use: Action and Resource lists with `*` and
-// `?` wildcards (actions case-insensitive, resources case-sensitive). Conditions are refused when
-// the model is built, never ignored.
+// `?` wildcards (actions case-insensitive, resources case-sensitive), and the StringEquals /
+// StringLike conditions the KMS statements use; any other condition is refused when the model is
+// built, never ignored.
 import { PolicyStatement } from "./model";
 
 function globToRegExp(glob: string, flags: string): RegExp {
@@ -13,11 +14,37 @@ function globToRegExp(glob: string, flags: string): RegExp {
   return new RegExp(`^${body}$`, flags);
 }
 
-/** Whether `policy` allows `action` (e.g. "ssm:GetParameter") on the resource ARN. */
-export function isAllowed(policy: PolicyStatement[], action: string, resourceArn: string): boolean {
+/** Whether a statement's conditions hold for the request context (a missing key fails). */
+function conditionsHold(s: PolicyStatement, context: Record<string, string>): boolean {
+  return Object.entries(s.conditions ?? {}).every(([op, keys]) =>
+    Object.entries(keys).every(([key, values]) => {
+      const actual = Object.entries(context).find(
+        ([k]) => k.toLowerCase() === key.toLowerCase(),
+      )?.[1];
+      if (actual === undefined) {
+        return false;
+      }
+      return values.some((v) =>
+        op === "StringLike" ? globToRegExp(v, "").test(actual) : v === actual,
+      );
+    }),
+  );
+}
+
+/**
+ * Whether `policy` allows `action` (e.g. "ssm:GetParameter") on the resource ARN, with the
+ * request's condition keys in `context` (e.g. "kms:EncryptionContext:PARAMETER_ARN").
+ */
+export function isAllowed(
+  policy: PolicyStatement[],
+  action: string,
+  resourceArn: string,
+  context: Record<string, string> = {},
+): boolean {
   const matches = (s: PolicyStatement): boolean =>
     s.actions.some((a) => globToRegExp(a, "i").test(action)) &&
-    s.resources.some((r) => globToRegExp(r, "").test(resourceArn));
+    s.resources.some((r) => globToRegExp(r, "").test(resourceArn)) &&
+    conditionsHold(s, context);
   if (policy.some((s) => s.effect === "Deny" && matches(s))) {
     return false;
   }

@@ -180,7 +180,22 @@ const REQUIRED = [
   "dpkg-scanpackages",
 ];
 
+/**
+ * Runs the rehearsal and removes everything it started unless --keep (runDrill's exit hook covers
+ * signals only: it is detached before a drill's normal return).
+ */
 async function run(
+  o: StackOptions,
+  log: (l: string) => void,
+): Promise<{ passed: boolean; problems: string[]; summary: string }> {
+  try {
+    return await rehearse(o, log);
+  } finally {
+    drill.cleanupSync();
+  }
+}
+
+async function rehearse(
   o: StackOptions,
   log: (l: string) => void,
 ): Promise<{ passed: boolean; problems: string[]; summary: string }> {
@@ -193,6 +208,8 @@ async function run(
     throw new Error(`missing ${missing.join(", ")}: run test/install-deps.sh`);
   }
   teardown = new Teardown(stateFile(o.stack));
+  // --keep keeps a failed rehearsal up too: that is when one wants to look inside.
+  keepUp = o.keep;
   if (o.down) {
     const n = teardown.items.length;
     const failed = teardown.runSync(log);
@@ -452,6 +469,10 @@ async function run(
         "--register=no",
         "--keep-unit",
         `--network-namespace-path=/run/netns/${net.serverNs[i]}`,
+        // Root on an instance configures its own interface (secondary IPs); with a namespace
+        // given by path nspawn withholds CAP_NET_ADMIN. The security groups stay out of reach,
+        // in the router's namespace.
+        "--capability=CAP_NET_ADMIN",
         `--bind=${sdir}/data:/srv/data`,
         "--console=read-only",
         "--timezone=off",
@@ -496,7 +517,6 @@ async function run(
     seconds,
   };
   if (o.keep) {
-    keepUp = true;
     log(
       `left up (--keep). Enter a server: nsenter -t $(cat /proc/<nspawn-pid>/task/*/children | head -1) -a -- /bin/bash -l`,
     );

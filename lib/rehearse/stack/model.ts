@@ -31,7 +31,12 @@ export interface PolicyStatement {
   effect: "Allow" | "Deny";
   actions: string[];
   resources: string[];
+  /** Condition operator → key → values; only StringEquals and StringLike are evaluated. */
+  conditions?: Record<string, Record<string, string[]>>;
 }
+
+/** Condition operators the rehearsal evaluates; any other is refused when the model is built. */
+export const CONDITION_OPERATORS = ["StringEquals", "StringLike"];
 
 export interface RehearsalServer {
   /** Logical name of the instance, e.g. "mail-pair-primary". */
@@ -70,6 +75,8 @@ export interface NatMapping {
 
 export interface SsmParameter {
   name: string;
+  /** The KMS key of a SecureString; undefined for the AWS-managed aws/ssm key. */
+  keyId?: string;
   type: "String" | "StringList" | "SecureString";
   /** The synth's value, or undefined when the synth shows it as a secret. */
   value?: string;
@@ -110,6 +117,8 @@ export interface StackModel {
   parameters: SsmParameter[];
   zones: DnsZone[];
   healthChecks: HealthCheck[];
+  /** Logical names of command:remote:Command resources (run by Pulumi over SSH, not rehearsed). */
+  remoteCommands: string[];
   /** Mock addresses the rehearsal had to change (invalid or duplicate), each explained. */
   remapped: string[];
   /** Config CIDRs the flows use: admin sources and the health checkers' published ranges. */
@@ -168,12 +177,24 @@ function parsePolicy(doc: unknown, where: string): PolicyStatement[] {
         `${where}: statement Effect must be Allow or Deny, got ${String(s.Effect)}`,
       );
     }
-    if (s.NotAction || s.NotResource || s.Condition) {
-      throw new ModelError(
-        `${where}: NotAction/NotResource/Condition are not evaluated by the rehearsal`,
-      );
+    if (s.NotAction || s.NotResource) {
+      throw new ModelError(`${where}: NotAction/NotResource are not evaluated by the rehearsal`);
     }
-    return { effect: s.Effect, actions: arr(s.Action), resources: arr(s.Resource) };
+    let conditions: PolicyStatement["conditions"];
+    if (s.Condition) {
+      conditions = {};
+      for (const [op, keys] of Object.entries(
+        s.Condition as Record<string, Record<string, unknown>>,
+      )) {
+        if (!CONDITION_OPERATORS.includes(op)) {
+          throw new ModelError(
+            `${where}: condition operator ${op} is not evaluated by the rehearsal (${CONDITION_OPERATORS.join(", ")})`,
+          );
+        }
+        conditions[op] = Object.fromEntries(Object.entries(keys).map(([k, v]) => [k, arr(v)]));
+      }
+    }
+    return { effect: s.Effect, actions: arr(s.Action), resources: arr(s.Resource), conditions };
   });
 }
 
@@ -428,6 +449,7 @@ export function buildModel(d: Deployment, adminCidrs: string[], region: string):
   const parameters: SsmParameter[] = ofType("aws:ssm/parameter:Parameter").map((p) => ({
     name: String(p.inputs.name),
     type: (str(p.inputs.type) ?? "String") as SsmParameter["type"],
+    keyId: str(p.inputs.keyId),
     value: [p.inputs.value, p.inputs.insecureValue]
       .filter((v) => v !== undefined && v !== SECRET)
       .map(String)[0],
@@ -506,6 +528,7 @@ export function buildModel(d: Deployment, adminCidrs: string[], region: string):
     securityGroups: sgs,
     nat,
     remapped,
+    remoteCommands: ofType("command:remote:Command").map((r) => r.name),
     parameters,
     zones,
     healthChecks,

@@ -55,7 +55,7 @@ function password(): string {
 }
 
 export interface GeneratedSecrets {
-  values: Record<string, { type: string; value: string }>;
+  values: Record<string, { type: string; value: string; keyId?: string }>;
   /** A mailbox the rehearsal can log in to: user and clear-text password. */
   mailUser?: { user: string; password: string };
 }
@@ -113,7 +113,7 @@ export function generateParameters(model: StackModel, domain: string): Generated
       );
       continue;
     }
-    out.values[p.name] = { type: p.type, value };
+    out.values[p.name] = { type: p.type, value, keyId: p.keyId };
   }
   if (problems.length > 0) {
     throw new Error(problems.join("\n"));

@@ -43,7 +43,7 @@ export interface StandInConfig {
   ssm: { address: string; certFile: string; keyFile: string };
   servers: StandInServer[];
   /** Parameter name → type and value (secrets already generated). */
-  parameters: Record<string, { type: string; value: string }>;
+  parameters: Record<string, { type: string; value: string; keyId?: string }>;
   checker: { source: string; statusFile: string };
   healthChecks: HealthCheck[];
   dns: { dir: string; zones: DnsZone[]; extraZones: ExtraZone[]; rndcConf: string };
@@ -269,6 +269,28 @@ function ssm(cfg: StandInConfig): https.Server {
             DataType: "text",
           };
         };
+        // Decrypting a SecureString under a customer-managed key is kms:Decrypt by SSM on the
+        // caller's behalf, with the parameter's ARN as encryption context: the role must allow it.
+        if (input.WithDecryption) {
+          for (const n of names) {
+            const p = cfg.parameters[n];
+            if (p?.type !== "SecureString" || !p.keyId || p.keyId.startsWith("alias/aws/")) {
+              continue;
+            }
+            const context = {
+              "kms:EncryptionContext:PARAMETER_ARN": parameterArn(cfg.region, cfg.account, n),
+              "kms:ViaService": `ssm.${cfg.region}.amazonaws.com`,
+            };
+            if (!isAllowed(s.policy, "kms:Decrypt", p.keyId, context)) {
+              log(cfg, `ssm DENY ${s.name} kms:Decrypt ${n}`);
+              reply(400, {
+                __type: "AccessDeniedException",
+                Message: `User: arn:aws:sts::${cfg.account}:assumed-role/${s.roleName}/${s.instanceId} is not authorized to perform: kms:Decrypt on resource: ${p.keyId} because no identity-based policy allows the kms:Decrypt action (Service: AWSKMS)`,
+              });
+              return;
+            }
+          }
+        }
         log(cfg, `ssm ALLOW ${s.name} ${action} ${names.join(",")}`);
         if (op === "GetParameter") {
           const v = view(names[0]);

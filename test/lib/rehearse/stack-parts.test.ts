@@ -189,6 +189,31 @@ describe("stack rehearsal: the synth as a rehearsal model", function () {
       ).to.equal(false);
     });
 
+    it("decrypts only under the role's own PARAMETER_ARN encryption context, via SSM", () => {
+      const mail = model.servers.find((s) => s.service === "mail")!;
+      const key = model.parameters.find((p) => p.name.endsWith("/mail/users"))?.keyId;
+      if (!key) {
+        return; // a stack whose SecureStrings use aws/ssm: nothing to decrypt by policy
+      }
+      const ctx = (
+        n: string,
+        via = "ssm.ap-southeast-3.amazonaws.com",
+      ): Record<string, string> => ({
+        "kms:EncryptionContext:PARAMETER_ARN": parameterArn("ap-southeast-3", "123456789012", n),
+        "kms:ViaService": via,
+      });
+      expect(isAllowed(mail.policy, "kms:Decrypt", key, ctx("/hastack/mail/users"))).to.equal(true);
+      expect(
+        isAllowed(mail.policy, "kms:Decrypt", key, ctx("/hastack/mysql/replication-password")),
+      ).to.equal(false);
+      expect(
+        isAllowed(mail.policy, "kms:Decrypt", key, ctx("/hastack/mail/users", "s3.amazonaws.com")),
+      ).to.equal(false);
+      expect(isAllowed(mail.policy, "kms:Decrypt", key, {}), "no context, no decrypt").to.equal(
+        false,
+      );
+    });
+
     it("an explicit Deny wins over an Allow", () => {
       const policy = [
         {
