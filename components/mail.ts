@@ -288,7 +288,10 @@ export class MailPair extends pulumi.ComponentResource {
         `hastack:sshPrivateKey is not set: migration phase ${phase} declares no remote commands; ` +
           `run on ${this.serverNames[active]}: ${Object.values(stepCommands)
             .map((c) => `sudo ${c}`)
-            .join(" && ")}`,
+            .join(" && ")}` +
+          (stepCommands["retire-old"]
+            ? ". Step 9's retire check cannot guard this update: run it before applying phase 9, and power the old server off only after it succeeded"
+            : ""),
         this,
       );
     } else if (args.sshPrivateKey !== undefined) {

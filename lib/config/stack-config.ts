@@ -127,7 +127,7 @@ const pairFields = {
 
 const mailMigration = z
   .object({
-    /** 0 = no migration; 1–9 = the steps of the planned move (README, issue 3). */
+    /** 0 = no migration (refused with oldServer: a move starts at 1); 1–9 = the steps of the planned move (README, issues 3 and 18). */
     phase: z.number().int().min(0).max(9).default(0),
     /** The server being replaced: same hostname/domain as the new one, only the IP differs. */
     oldServer: z
@@ -135,7 +135,7 @@ const mailMigration = z
         hostname: z.string().regex(FQDN, { message: "a fully qualified host name" }),
         ip: ipv4,
         mxPreference: z.number().int().min(0).max(65535).default(0),
-        /** Preference the old MX is raised to in phase 5. Defaults to 10. */
+        /** Preference the old MX is raised to in phase 5; at least mxPreference + 2, so both new servers fit below it from phase 6. Defaults to 10. */
         raisedPreference: z.number().int().min(1).max(65535).default(10),
         /** Label of the A record the old server's MX entry points at (its host name now names the new pair). Defaults to mx-old. */
         mxLabel: hostLabel.default("mx-old"),

@@ -298,7 +298,15 @@ describe("mail rendering, checked by the real tools", () => {
         }),
       ).to.equal("/usr/local/sbin/hastack-mail-migrate initial 203.0.113.25 hastack-migrate 993");
       expect(scripts.migrate).to.contain("initial) dsync=(backup -R) ;;");
-      expect(scripts.migrate).to.contain("final) dsync=(sync -1 -R) ;;");
+      expect(scripts.migrate).to.contain("final | retire) dsync=(sync -1 -R) ;;");
+      // Step 9 (issue 18): the same merge, after the old server stopped taking SMTP on port 25.
+      expect(
+        migrationSyncCommand({
+          mode: "retire",
+          oldIp: "203.0.113.25",
+          masterUser: "hastack-migrate",
+        }),
+      ).to.equal("/usr/local/sbin/hastack-mail-migrate retire 203.0.113.25 hastack-migrate 993 25");
       expect(scripts.migrate).to.contain('commonname="$OLD_NAME"');
       expect(scripts.migrate).to.contain("verify=1,capath=/etc/ssl/certs");
     });

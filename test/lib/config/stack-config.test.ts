@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { PHASE_ZERO_WITH_OLD_SERVER } from "../../../components/mail-migration";
 import { ConfigError, formatProblem, parseStackConfig } from "../../../lib/config/stack-config";
 import { readProdStack, StackConfigDoc } from "../../support/stack-files";
 
@@ -107,6 +108,21 @@ describe("stack config", () => {
       },
       expected:
         "hastack:mail.migration.oldServer is required when hastack:mail.migration.phase is 2 (the server being replaced: hostname, ip, mxPreference)",
+    },
+    {
+      what: "phase 0 with an old server (issue 18: it would publish the new servers as the only MX)",
+      edit: (r) => {
+        r.mail.migration.phase = 0;
+      },
+      expected: PHASE_ZERO_WITH_OLD_SERVER,
+    },
+    {
+      what: "an old MX raised too little for both new servers to fit below it",
+      edit: (r) => {
+        r.mail.migration.oldServer.raisedPreference = 1;
+      },
+      expected:
+        "hastack:mail.migration.oldServer.raisedPreference must be at least mxPreference + 2 (2), so both new servers fit below the old one from step 6; got 1",
     },
     {
       what: "a zone given two ways",
