@@ -305,6 +305,8 @@ export class MailPair extends pulumi.ComponentResource {
               host: this.pair.publicIps[active],
               user: sshUser,
               privateKey,
+              // The server's stack-generated key (ServerPair.hostKeys): never trust on first use.
+              hostKey: this.pair.hostKeys[active],
               dialErrorLimit: 40,
             },
             // First boot must have finished (users, secrets, services) before a step runs.

@@ -54,7 +54,8 @@ export class Alarms extends pulumi.ComponentResource {
         deletionWindowInDays: 30,
         policy: pulumi.output(accountId).apply((acct) => JSON.stringify(alertsKeyPolicy(acct))),
       },
-      childOpts,
+      // Policy pack (stateful-protected): a deleted key is never a stack mistake.
+      { ...childOpts, protect: true, retainOnDelete: true },
     );
     new aws.kms.Alias(
       `${name}-key-alias`,

@@ -212,6 +212,8 @@ export class MysqlPair extends pulumi.ComponentResource {
               host: this.pair.publicIps[step.host],
               user: sshUser,
               privateKey,
+              // The server's stack-generated key (ServerPair.hostKeys): never trust on first use.
+              hostKey: this.pair.hostKeys[step.host],
               // At first boot sshd may answer only after a while.
               dialErrorLimit: 40,
             },

@@ -1,14 +1,16 @@
-// npm run synth -- --stack NAME [--out FILE] [--previous FILE] [--stack-file FILE]
+// npm run synth -- --stack NAME [--out FILE] [--previous FILE] [--stack-file FILE] [--policy]
 // The desired state of a stack without an AWS account (lib/synth/synth-command.ts).
 import { exitWith, parseFlags, runTool, stringFlag, UsageError } from "../lib/cli/flags";
 import { PACKAGE_ROOT } from "../lib/package-root";
 
-const USAGE = `usage: npm run synth -- --stack NAME [--out FILE] [--previous FILE] [--stack-file FILE]
+const USAGE = `usage: npm run synth -- --stack NAME [--out FILE] [--previous FILE] [--stack-file FILE] [--policy]
   --stack NAME       stack to synthesize (reads Pulumi.NAME.yaml)
   --out FILE         write the deployment JSON here, atomically (default: standard output)
   --previous FILE    the stack's last state (an earlier synth or \`pulumi stack export\`): enables
                      the checks that compare with it, e.g. one migration phase at a time
   --stack-file FILE  read config from FILE instead of Pulumi.NAME.yaml
+  --policy           check the desired state against the security policy pack (policy/): every
+                     violation listed, exit 1, nothing written
 exit: 0 written, 1 bad stack, config or state file, 2 bad flags or output path`;
 
 function main(argv: string[]): Promise<number> {
@@ -18,6 +20,7 @@ function main(argv: string[]): Promise<number> {
       out: { type: "string" },
       previous: { type: "string" },
       "stack-file": { type: "string" },
+      policy: { type: "boolean" },
     });
     const stack = stringFlag(values, "stack");
     if (!stack) {
@@ -31,6 +34,7 @@ function main(argv: string[]): Promise<number> {
       out: stringFlag(values, "out"),
       previous: stringFlag(values, "previous"),
       stackFile: stringFlag(values, "stack-file"),
+      policy: values.policy === true,
       log: (line) => process.stderr.write(line + "\n"),
       print: (text) => process.stdout.write(text),
     });

@@ -56,6 +56,19 @@ export interface MockOptions {
   secretKeys?: string[];
   /** Outputs the stack had last time (served to a self StackReference). Defaults to none. */
   previousOutputs?: Record<string, unknown>;
+  /**
+   * Receives every resource with its inputs secrets unwrapped — for the policy pack's offline
+   * run (policy/rules.ts), which needs e.g. the secret connection's hostKey. Defaults to none.
+   */
+  inspect?: (resources: InspectedResource[]) => void;
+}
+
+/** A resource as the policy checks see it: type, URN, unmasked inputs, options. */
+export interface InspectedResource {
+  type: string;
+  urn: string;
+  inputs: Record<string, unknown>;
+  options: { protect: boolean; retainOnDelete: boolean };
 }
 
 /** Thrown for bad input (stack name, files, config): the CLI prints the message, no trace. */
@@ -180,6 +193,16 @@ export async function runUnderMocks(
       ...(dependsOn.length > 0 ? { dependsOn } : {}),
     });
   }
+  opts.inspect?.(
+    resources.map((r) => ({
+      type: r.type,
+      urn: r.urn,
+      inputs: (r.type === "pulumi:pulumi:Stack"
+        ? {}
+        : unwrapSecrets(inputsByKey.get(`${r.type}::${r.name}`) ?? {})) as Record<string, unknown>,
+      options: { protect: r.protect, retainOnDelete: r.retainOnDelete },
+    })),
+  );
   return {
     version: 3,
     deployment: {
@@ -203,6 +226,8 @@ export interface SynthOptions {
   stackFile?: string;
   /** The stack's previous state (an earlier synth or `pulumi stack export`). */
   previous?: Deployment;
+  /** Receives every resource unmasked (policy checks). Defaults to none. */
+  inspect?: MockOptions["inspect"];
   /** The program module to run. Defaults to <projectDir>/dist/index.js, else the compiled index.js beside this script. */
   programPath?: string;
 }
@@ -238,6 +263,7 @@ export async function synthesize(o: SynthOptions): Promise<Deployment> {
     config,
     secretKeys,
     previousOutputs: o.previous ? stackOutputsOf(o.previous) : undefined,
+    inspect: o.inspect,
   });
 }
 
@@ -586,6 +612,23 @@ async function resolveDeep(value: unknown): Promise<unknown> {
       Object.entries(value).map(async ([k, v]) => [k, await resolveDeep(v)] as const),
     );
     return Object.fromEntries(entries.filter(([, v]) => v !== undefined));
+  }
+  return value;
+}
+
+function unwrapSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) {
+    return value.map(unwrapSecrets);
+  }
+  if (value !== null && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (obj[specialSigKey] === specialSecretSig) {
+      return unwrapSecrets(obj.value);
+    }
+    if (pulumi.Resource.isInstance(obj)) {
+      return "[resource]";
+    }
+    return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, unwrapSecrets(v)]));
   }
   return value;
 }

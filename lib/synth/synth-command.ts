@@ -3,6 +3,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { CliError } from "../cli/flags";
+import { checkResources, formatViolations, PolicyInput } from "../../policy/rules";
 import { checkFileTarget, writeFileAtomic } from "../cli/output";
 import {
   readPreviousState,
@@ -21,6 +22,8 @@ export interface SynthCommand {
   previous?: string;
   /** Defaults to <projectDir>/Pulumi.<stack>.yaml. */
   stackFile?: string;
+  /** Check the desired state against the policy pack (policy/rules.ts). Defaults to false. */
+  policy?: boolean;
   /** Progress and warnings (stderr). */
   log: (line: string) => void;
   /** The deployment when there is no --out (stdout). */
@@ -49,6 +52,7 @@ export async function runSynth(c: SynthCommand): Promise<void> {
     checkFileTarget(target); // before the work: a bad --out fails in a second, not after it
   }
   let deployment: Deployment;
+  let inspected: PolicyInput[] = [];
   try {
     const previous = c.previous ? readPreviousState(c.previous) : undefined;
     c.log(`synth: stack ${c.stack}${previous ? ` (previous state: ${c.previous})` : ""}`);
@@ -57,12 +61,23 @@ export async function runSynth(c: SynthCommand): Promise<void> {
       stack: c.stack,
       stackFile: c.stackFile,
       previous,
+      inspect: c.policy ? (resources) => (inspected = resources) : undefined,
     });
   } catch (e) {
     if (e instanceof SynthInputError || pulumi.RunError.isInstance(e)) {
       throw new CliError((e as Error).message, 1);
     }
     throw e;
+  }
+  if (c.policy) {
+    const violations = checkResources(inspected);
+    if (violations.length > 0) {
+      throw new CliError(
+        `${violations.length} policy violation(s) (policy/rules.ts), nothing written:\n${formatViolations(violations)}`,
+        1,
+      );
+    }
+    c.log(`synth: policy pack: ${inspected.length} resources, no violation`);
   }
   const phase = migrationPhaseOf(deployment);
   if (!c.previous && phase !== undefined && phase > 0) {

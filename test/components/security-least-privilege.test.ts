@@ -30,6 +30,7 @@ const DECLARED_FLOWS: { from: Service; to: Service; port: number; why: string }[
   { from: "pbx", to: "mysql", port: 3306, why: "CDRs" },
   { from: "nas", to: "mysql", port: 3306, why: "database dumps" },
   { from: "nas", to: "pbx", port: 22, why: "PBX backup pulls" },
+  { from: "nas", to: "mail", port: 22, why: "mail backup pulls" },
 ];
 
 function ofType(d: Deployment, type: string): SynthResource[] {
