@@ -11,6 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
 import type { MailConfig } from "../lib/config/stack-config";
 import {
   checkMigrationInput,
@@ -154,6 +155,7 @@ export class MailPair extends pulumi.ComponentResource {
       domain: args.domain,
       pop3: cfg.pop3,
       ssmPrefix: MAIL_SSM_PREFIX,
+      dkimSelector: cfg.dkim.selector,
     };
     const cloudConfig = {} as Record<Role, CloudConfigParts>;
     for (const side of ROLES) {
@@ -263,6 +265,39 @@ export class MailPair extends pulumi.ComponentResource {
       type: "MX",
       ttl: cfg.ttl,
       records: this.migration.mx,
+    });
+    // DKIM: one key per selector (a new selector is a new key and a new record, the basis of
+    // a rotation), its private half to both servers through SSM, its public half in DNS.
+    const selector = cfg.dkim.selector;
+    const dkimKey = new tls.PrivateKey(
+      `${name}-dkim-${selector}`,
+      // RSA 2048: what every receiver verifies (Ed25519 DKIM is not yet universally checked).
+      { algorithm: "RSA", rsaBits: 2048 },
+      { parent: this },
+    );
+    new aws.ssm.Parameter(
+      `${name}-dkim-${selector}`,
+      {
+        name: `${MAIL_SSM_PREFIX}/dkim/${selector}`,
+        type: "SecureString",
+        value: pulumi.secret(dkimKey.privateKeyPem),
+        description: `hastack: DKIM signing key of selector ${selector} (both mail servers)`,
+      },
+      { parent: this },
+    );
+    args.dns.record(this, `${name}-dkim-${selector}`, {
+      name: `${selector}._domainkey.${args.domain}`,
+      type: "TXT",
+      ttl: 300,
+      records: [dkimKey.publicKeyPem.apply((pem) => route53Txt(dkimRecord(pem)))],
+    });
+    args.dns.record(this, `${name}-dmarc`, {
+      name: `_dmarc.${args.domain}`,
+      type: "TXT",
+      ttl: 300,
+      records: [
+        dmarcRecord(cfg.dmarc.policy, cfg.dmarc.reportEmail ?? `postmaster@${args.domain}`),
+      ],
     });
     // Migration steps that run on the new active server: declared from their phase on, so
     // each runs once when its phase is applied (and again only after a rollback past it).
@@ -497,6 +532,16 @@ export interface MailLayout {
    * `rrsync -ro` under mailRoot (the NAS's mail-maildirs job reads mailRoot).
    */
   backupSshDir: string;
+  /** OpenDKIM's configuration (Debian's unit reads /etc/opendkim.conf). */
+  opendkimConfig: string;
+  /** Where the DKIM private keys live (`<selector>.private`, mode 0600, owned by dkimUser). */
+  dkimKeyDir: string;
+  /** OpenDKIM's pid file (Debian's unit expects /run/opendkim/opendkim.pid). */
+  dkimPidFile: string;
+  /** The user OpenDKIM runs as and that owns the keys. */
+  dkimUser: string;
+  /** TCP port of the OpenDKIM milter on listenAddress (or 127.0.0.1): Postfix runs chrooted. */
+  dkimMilterPort: number;
   /** CA file that verifies the old server's certificate in the migration. Defaults to the system CAs. */
   tlsClientCaFile?: string;
 }
@@ -522,6 +567,11 @@ export const PRODUCTION_LAYOUT: MailLayout = {
   textfileDir: "/var/lib/prometheus/node-exporter",
   // The NAS connects as root (its jobs name no user): root's keys.
   backupSshDir: "/root/.ssh",
+  opendkimConfig: "/etc/opendkim.conf",
+  dkimKeyDir: "/etc/dkimkeys",
+  dkimPidFile: "/run/opendkim/opendkim.pid",
+  dkimUser: "opendkim",
+  dkimMilterPort: 8891,
 };
 
 /** What both servers share: identity and options. */
@@ -534,6 +584,8 @@ export interface MailServerSettings {
   pop3: boolean;
   /** SSM path the servers read users and secrets from, e.g. /hastack/mail. */
   ssmPrefix: string;
+  /** The DKIM selector both servers sign with (its key: SSM `<ssmPrefix>/dkim/<selector>`). */
+  dkimSelector: string;
 }
 
 /** Largest message accepted (SMTP) — 50 MiB, what office attachments need. */
@@ -565,6 +617,12 @@ function layoutValues(layout: MailLayout, quote: boolean): Record<string, string
     MAIL_UID: String(layout.mailUid),
     UNFENCE: q(layout.unfenceCommand),
     BACKUP_SSH_DIR: q(layout.backupSshDir),
+    OPENDKIM_CONF: q(layout.opendkimConfig),
+    DKIM_KEY_DIR: q(layout.dkimKeyDir),
+    DKIM_PID_FILE: q(layout.dkimPidFile),
+    DKIM_USER: q(layout.dkimUser),
+    DKIM_MILTER_HOST: layout.listenAddress ?? "127.0.0.1",
+    DKIM_MILTER_PORT: String(layout.dkimMilterPort),
     TEXTFILE_DIR: q(layout.textfileDir),
     DOVEADM_PORT: String(layout.ports.doveadm),
   };
@@ -588,6 +646,22 @@ export function renderMainCf(
     MESSAGE_SIZE_LIMIT,
   };
   return renderServerFile("mail/main.cf", pick("mail/main.cf", values));
+}
+
+/**
+ * OpenDKIM (server/mail/opendkim.conf): signs the domain's outgoing mail with the stack's key
+ * for the configured selector; the same file on both servers.
+ */
+export function renderOpendkimConf(
+  s: MailServerSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  const values = {
+    ...layoutValues(layout, false),
+    DOMAIN: s.domain,
+    DKIM_SELECTOR: s.dkimSelector,
+  };
+  return renderServerFile("mail/opendkim.conf", pick("mail/opendkim.conf", values));
 }
 
 /** Postfix master.cf (server/mail/master.cf): SMTP (25), submission (587), smtps (465). */
@@ -641,6 +715,7 @@ function scriptValues(s: MailServerSettings, layout: MailLayout): Record<string,
   return {
     ...layoutValues(layout, true),
     SSM_PREFIX: shellQuote(s.ssmPrefix),
+    DKIM_SELECTOR: shellQuote(s.dkimSelector),
     HOSTNAME: shellQuote(s.hostname),
     DOMAIN: shellQuote(s.domain),
   };
@@ -809,6 +884,8 @@ export function mailPackages(pop3: boolean): string[] {
     "curl",
     "openssl",
     "socat",
+    // Signs outgoing mail (DKIM); Debian's package, its unit reads /etc/opendkim.conf.
+    "opendkim",
     // The NAS's backup pulls run rsync here, locked down by rrsync (same package).
     "rsync",
     // Monitoring scrapes it; the sync writes its success metric to the textfile collector.
@@ -885,6 +962,7 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
       staged("master.cf", renderMasterCf(L)),
       staged("virtual", renderVirtualAliases(s.domain)),
       staged("dovecot.conf", renderDovecotConf(s, L)),
+      staged("opendkim.conf", renderOpendkimConf(s, L)),
       script("hastack-mail-setup", renderSetupScript(input)),
       script("hastack-mail-refresh", renderRefreshScript(scriptSettings, L)),
       script("hastack-mail-sync", renderSyncScript(scriptSettings, L)),
@@ -906,6 +984,39 @@ export function spfRecord(ips: string[]): string {
   // ~all (softfail), not -all: a forgotten sender (a web form, a scanner) is flagged, not
   // bounced, while DMARC policy — the domain owner's call — decides what receivers do.
   return `v=spf1 ${ips.map((ip) => `ip4:${ip}`).join(" ")} ~all`;
+}
+
+/** The DKIM key record (RFC 6376 3.6.1) of an RSA public key in PEM (SubjectPublicKeyInfo). */
+export function dkimRecord(publicKeyPem: string): string {
+  const body = publicKeyPem
+    .split("\n")
+    .filter((l) => l !== "" && !l.startsWith("-----"))
+    .join("");
+  if (!/^[A-Za-z0-9+/]+=*$/.test(body)) {
+    throw new Error("dkimRecord: expected one PEM public key");
+  }
+  return `v=DKIM1; k=rsa; p=${body}`;
+}
+
+/**
+ * A TXT value for Route 53: one DNS character-string holds at most 255 bytes, so a longer value
+ * (a DKIM key) is cut into 255-byte strings; the AWS provider quotes the value as a whole, so
+ * `""` between two parts makes them separate strings (`"part1" "part2"`) that receivers join.
+ */
+export function route53Txt(value: string): string {
+  const parts: string[] = [];
+  for (let i = 0; i < value.length; i += 255) {
+    parts.push(value.slice(i, i + 255));
+  }
+  return parts.join('""');
+}
+
+/**
+ * The domain's DMARC record (RFC 7489): the owner's policy, aggregate reports to `reportEmail`,
+ * relaxed alignment (mx1/mx2 sign and send as the domain itself).
+ */
+export function dmarcRecord(policy: "none" | "quarantine" | "reject", reportEmail: string): string {
+  return `v=DMARC1; p=${policy}; rua=mailto:${reportEmail}; adkim=r; aspf=r`;
 }
 
 /** One check of migration step 4, with the command to run and what it must show. */

@@ -165,6 +165,27 @@ const mail = z
     /** Offer POP3S (995) besides IMAPS. Defaults to false. */
     pop3: z.boolean().default(false),
     migration: mailMigration.default({ phase: 0 }),
+    /** DKIM signing (issue 17): the stack generates the selector's key and publishes its TXT record. */
+    dkim: z
+      .object({
+        /** Selector both servers sign with (`<selector>._domainkey.<domain>`). Defaults to hastack1. */
+        selector: hostLabel.default("hastack1"),
+      })
+      .strict()
+      .default({ selector: "hastack1" }),
+    /** The domain's DMARC record (`_dmarc.<domain>`, issue 17). */
+    dmarc: z
+      .object({
+        /** What receivers do with mail that fails DMARC: none (report only), quarantine or reject. Defaults to none. */
+        policy: z.enum(["none", "quarantine", "reject"]).default("none"),
+        /** Where receivers send aggregate reports. Defaults to postmaster@<domain>. */
+        reportEmail: z
+          .string()
+          .email({ message: "an e-mail address such as dmarc@example.co.id" })
+          .optional(),
+      })
+      .strict()
+      .default({ policy: "none" }),
   })
   .strict();
 

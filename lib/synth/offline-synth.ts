@@ -735,6 +735,8 @@ function mockResourceState(
       state.publicKeyOpenssh = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${hex(args.name, 40)}\n`;
       state.privateKeyOpenssh = `-----BEGIN OPENSSH PRIVATE KEY-----\n${hex(args.name, 64)}\n-----END OPENSSH PRIVATE KEY-----\n`;
       state.privateKeyPem = state.privateKeyOpenssh;
+      // A PEM public key (DKIM records are rendered from it); its bytes are a mock, not a key.
+      state.publicKeyPem = `-----BEGIN PUBLIC KEY-----\n${Buffer.from(hex(args.name, 294)).toString("base64")}\n-----END PUBLIC KEY-----\n`;
       break;
     case "aws:kms/key:Key":
       state.keyId = id;

@@ -17,6 +17,10 @@ DOVECOT_CONF=@@DOVECOT_CONF@@
 STATE=@@STATE_DIR@@
 SSH_DIR=@@BACKUP_SSH_DIR@@
 NAS_READ_ROOT=@@MAIL_ROOT@@
+DKIM_SELECTOR=@@DKIM_SELECTOR@@
+DKIM_KEY=@@DKIM_KEY_DIR@@/@@DKIM_SELECTOR@@.private
+DKIM_USER=@@DKIM_USER@@
+DKIM_PID_FILE=@@DKIM_PID_FILE@@
 require_users=0
 if [ "${1:-}" = "--require-users" ]; then require_users=1; elif [ $# -gt 0 ]; then
   log "unknown argument $1 (expected --require-users)"; exit 2
@@ -89,4 +93,20 @@ if nas_key=$(param nas-backup-ssh-public-key) && read -r key_type key_body _ <<<
 else
   log "$PREFIX/nas-backup-ssh-public-key is unreadable or not one SSH public key; keeping the installed NAS key"
 fi
-log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip"); $nas"
+
+# DKIM: the signing key of the selector the stack generated, the same on both servers so a
+# failover signs identically. Like the NAS key, a bad or unreadable one keeps the installed key
+# (mail keeps flowing; the sync and the users never wait on it).
+dkim="DKIM key not updated"
+if param "dkim/$DKIM_SELECTOR" > "$tmp/dkim.key" && openssl pkey -in "$tmp/dkim.key" -noout 2>/dev/null; then
+  if ! cmp -s "$tmp/dkim.key" "$DKIM_KEY"; then
+    install -d -m 0700 -o "$DKIM_USER" "$(dirname "$DKIM_KEY")"
+    install -m 0600 -o "$DKIM_USER" "$tmp/dkim.key" "$DKIM_KEY"
+    # SIGUSR1: OpenDKIM rereads its configuration and key.
+    if [ -s "$DKIM_PID_FILE" ]; then kill -USR1 "$(cat "$DKIM_PID_FILE")" 2>/dev/null || true; fi
+  fi
+  dkim="DKIM selector $DKIM_SELECTOR"
+else
+  log "$PREFIX/dkim/$DKIM_SELECTOR is unreadable or not a private key; keeping the installed DKIM key"
+fi
+log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip"); $nas; $dkim"

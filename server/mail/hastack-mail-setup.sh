@@ -27,6 +27,7 @@ install -m 0644 @@STAGING_DIR@@/main.cf @@POSTFIX_DIR@@/main.cf
 install -m 0644 @@STAGING_DIR@@/master.cf @@POSTFIX_DIR@@/master.cf
 install -m 0644 @@STAGING_DIR@@/virtual @@POSTFIX_DIR@@/virtual
 install -m 0644 @@STAGING_DIR@@/dovecot.conf @@DOVECOT_CONF@@
+install -m 0644 @@STAGING_DIR@@/opendkim.conf @@OPENDKIM_CONF@@
 touch @@POSTFIX_DIR@@/vmailbox
 echo @@DOMAIN@@ > /etc/mailname
 # IAM instance profiles take seconds to work after launch: retry for up to 5 minutes.
@@ -36,8 +37,8 @@ for attempt in $(seq 1 30); do
   sleep 10
 done
 systemctl daemon-reload
-systemctl enable dovecot postfix
-systemctl restart dovecot postfix
+systemctl enable opendkim dovecot postfix
+systemctl restart opendkim dovecot postfix
 systemctl enable --now hastack-mail-refresh.timer
 @@SYNC_TIMER@@
 log "mail server ready"

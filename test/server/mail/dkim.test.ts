@@ -1,0 +1,239 @@
+// Issue 17: mail a user sends through either server of the pair carries a DKIM signature that
+// verifies against the TXT record the stack publishes. Real Postfix + OpenDKIM (the rendered
+// main.cf, opendkim.conf and the refresh script that installs the key from the SSM stub) sign;
+// a real bind9 serves the selector record exactly as MailPair renders it for Route 53
+// (route53Txt(dkimRecord(publicKeyPem)), quoted as the AWS provider sends it); an independent
+// verifier (dkimpy, Debian's python3-dkim) checks the delivered message through that DNS server.
+import { expect } from "chai";
+import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
+import { generateKeyPairSync } from "crypto";
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { promisify } from "util";
+import { dkimRecord, route53Txt } from "../../../components/mail";
+import {
+  DOMAIN,
+  MailServer,
+  MailWorld,
+  requireBinaries,
+  SETTINGS,
+  waitFor,
+} from "../../fixtures/mail/harness";
+
+const run = promisify(execFile);
+const USER = `alice@${DOMAIN}`;
+const PASSWORD = "secret-alice";
+
+/** dkimpy's verify with DNS from our bind9 only; prints {"ok": bool, "d": ..., "s": ...}. */
+const VERIFIER = `
+import json, sys, dkim, dns.resolver
+r = dns.resolver.Resolver(configure=False)
+r.nameservers = ["127.0.0.1"]
+r.port = int(sys.argv[1])
+def txt(name, timeout=5):
+    try:
+        answer = r.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
+    except Exception:
+        return None
+    return b"".join(answer[0].strings)
+msg = sys.stdin.buffer.read().replace(b"\\r\\n", b"\\n").replace(b"\\n", b"\\r\\n")
+d = dkim.DKIM(msg)
+try:
+    ok = d.verify(dnsfunc=txt)
+except dkim.DKIMException:
+    ok = False
+print(json.dumps({"ok": bool(ok), "d": (d.domain or b"").decode(), "s": (d.selector or b"").decode()}))
+`;
+
+describe("DKIM: both servers sign; the signature verifies against the published record", function () {
+  let world: MailWorld;
+  const servers: MailServer[] = [];
+  let named: ChildProcess | undefined;
+  let dnsPort: number;
+  let privatePem: string;
+  let publicPem: string;
+
+  before(async function () {
+    requireBinaries();
+    for (const [bin, pkg] of [
+      ["/usr/sbin/opendkim", "opendkim"],
+      ["/usr/sbin/named", "bind9"],
+      ["dig", "bind9-dnsutils"],
+    ]) {
+      if (spawnSync("sh", ["-c", `command -v ${bin}`]).status !== 0) {
+        throw new Error(
+          `${bin} not found: install the Debian package ${pkg} (test/install-deps.sh)`,
+        );
+      }
+    }
+    const py = spawnSync("/usr/bin/python3", ["-c", "import dkim, dns.resolver"]);
+    if (py.status !== 0) {
+      throw new Error(
+        "dkimpy missing: install python3-dkim python3-dnspython (test/install-deps.sh)",
+      );
+    }
+    // What tls.PrivateKey (RSA 2048) gives MailPair: PKCS#1 private PEM, SPKI public PEM.
+    const pair = generateKeyPairSync("rsa", {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: "pkcs1", format: "pem" },
+      publicKeyEncoding: { type: "spki", format: "pem" },
+    });
+    privatePem = pair.privateKey;
+    publicPem = pair.publicKey;
+
+    world = await MailWorld.create();
+    world.setParameter(`dkim/${SETTINGS.dkimSelector}`, privatePem);
+    await world.setUsers({ [USER]: PASSWORD });
+    servers.push(await world.server("mx1", "primary", world.ips[0], { dkim: true }));
+    servers.push(await world.server("mx2", "standby", world.ips[1], { dkim: true }));
+
+    // bind9 serving the zone with the record as the stack renders it.
+    dnsPort = await freePort("127.0.0.1");
+    const dir = path.join(world.root, "named");
+    fs.mkdirSync(dir);
+    const value = route53Txt(dkimRecord(publicPem));
+    fs.writeFileSync(
+      path.join(dir, "zone"),
+      [
+        "$TTL 300",
+        `@ IN SOA ns.${DOMAIN}. hostmaster.${DOMAIN}. 1 60 60 600 60`,
+        `@ IN NS ns.${DOMAIN}.`,
+        "ns IN A 127.0.0.1",
+        // The AWS provider sends a TXT value to Route 53 wrapped in one pair of quotes.
+        `${SETTINGS.dkimSelector}._domainkey IN TXT "${value}"`,
+        "",
+      ].join("\n"),
+    );
+    const check = spawnSync("named-checkzone", [DOMAIN, path.join(dir, "zone")], {
+      encoding: "utf8",
+    });
+    expect(check.status, check.stdout + check.stderr).to.equal(0);
+    fs.writeFileSync(
+      path.join(dir, "named.conf"),
+      [
+        "controls { };",
+        `options { directory "${dir}"; pid-file "${dir}/named.pid"; listen-on port ${dnsPort} { 127.0.0.1; };`,
+        "  listen-on-v6 { none; }; recursion no; dnssec-validation no; };",
+        `zone "${DOMAIN}" { type primary; file "${dir}/zone"; };`,
+        "",
+      ].join("\n"),
+    );
+    named = spawn("/usr/sbin/named", ["-g", "-c", path.join(dir, "named.conf")], {
+      stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "named.log"), "w")],
+    });
+    const name = `${SETTINGS.dkimSelector}._domainkey.${DOMAIN}`;
+    await waitFor(
+      "bind9 answering the DKIM record",
+      () =>
+        spawnSync(
+          "dig",
+          ["+short", "+time=1", "+tries=1", "-p", String(dnsPort), "@127.0.0.1", name, "TXT"],
+          {
+            encoding: "utf8",
+          },
+        ).stdout.includes("v=DKIM1"),
+      60000,
+      () => fs.readFileSync(path.join(dir, "named.log"), "utf8").split("\n").slice(-10).join("\n"),
+    );
+  });
+
+  after(async function () {
+    if (named && named.exitCode === null) {
+      const exited = new Promise((r) => named!.once("exit", r));
+      named.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
+    }
+    if (world) {
+      await world.stop();
+      world.remove();
+    }
+  });
+
+  async function verify(message: string): Promise<{ ok: boolean; d: string; s: string }> {
+    const child = execFile("/usr/bin/python3", ["-c", VERIFIER, String(dnsPort)], {
+      timeout: 60000,
+    });
+    const out = new Promise<string>((resolve, reject) => {
+      let stdout = "";
+      let stderr = "";
+      child.stdout!.on("data", (c) => (stdout += c));
+      child.stderr!.on("data", (c) => (stderr += c));
+      child.once("exit", (code) => (code === 0 ? resolve(stdout) : reject(new Error(stderr))));
+    });
+    child.stdin!.end(message);
+    return JSON.parse(await out) as { ok: boolean; d: string; s: string };
+  }
+
+  /** Sends as the user through the server's submission port (STARTTLS + login), to the user. */
+  async function submit(server: MailServer, token: string): Promise<string> {
+    await run(
+      "swaks",
+      [
+        "--server",
+        `${server.ip}:${server.layout.ports.submission}`,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        USER,
+        "--auth-password",
+        PASSWORD,
+        "--from",
+        USER,
+        "--to",
+        USER,
+        "--header",
+        `Subject: dkim test ${token}`,
+        "--header",
+        `Message-Id: <${token}@example.net>`,
+        "--body",
+        `token ${token}\nsent through ${server.name}\n`,
+      ],
+      { timeout: 60000 },
+    );
+    await waitFor(
+      `message ${token} on ${server.name}`,
+      async () => (await server.tokens(USER)).includes(token),
+      60000,
+      () => server.log("postfix").split("\n").slice(-10).join("\n"),
+    );
+    // The stored bytes (Maildir), not a re-rendering of them.
+    const maildir = path.join(server.layout.mailRoot, DOMAIN, "alice", "Maildir");
+    const stored = ["new", "cur"]
+      .flatMap((sub) =>
+        fs.existsSync(path.join(maildir, sub))
+          ? fs.readdirSync(path.join(maildir, sub)).map((f) => path.join(maildir, sub, f))
+          : [],
+      )
+      .map((f) => fs.readFileSync(f, "utf8"))
+      .filter((text) => text.includes(`<${token}@example.net>`));
+    expect(stored, `stored copies of ${token}`).to.have.length(1);
+    return stored[0];
+  }
+
+  for (const i of [0, 1]) {
+    it(`mail sent through ${i === 0 ? "the primary" : "the standby"} verifies against the stack's record`, async () => {
+      const server = servers[i];
+      const text = await submit(server, `dkim${i}x${Date.now()}`);
+      expect(text).to.match(new RegExp(`^DKIM-Signature:.*\\bs=${SETTINGS.dkimSelector};`, "ms"));
+      const result = await verify(text);
+      expect(result).to.deep.equal({ ok: true, d: DOMAIN, s: SETTINGS.dkimSelector });
+      // The verifier can fail: the same message with one body byte changed does not verify.
+      const tampered = await verify(text.replace(/sent through/, "sent thru"));
+      expect(tampered.ok).to.equal(false);
+    });
+  }
+});
+
+/** A port nothing listens on at `host` now (the kernel's pick). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
