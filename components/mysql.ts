@@ -217,6 +217,7 @@ export class MysqlPair extends pulumi.ComponentResource {
           {
             name: `${TLS_PARAMETER_PREFIX}-${suffix}`,
             type: "SecureString",
+            keyId: args.secretsKeyArn,
             value: pulumi.secret(value),
             description: `hastack: MySQL pair replication TLS, ${what}`,
           },
