@@ -98,6 +98,11 @@ export = async (): Promise<Record<string, unknown>> => {
     config: cfg.mysql,
     network: placement("mysql"),
     clientSecurityGroupIds: [pbx.securityGroupId, nas.securityGroupId],
+    // Application accounts accept connections from the VPC's private range only (issue 13).
+    clientCidr:
+      "vpcCidr" in cfg.network
+        ? cfg.network.vpcCidr
+        : aws.ec2.getVpcOutput({ id: cfg.network.vpcId }).cidrBlock,
     accounts: [
       {
         user: pbx.cdrDbUser,

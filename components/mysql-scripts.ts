@@ -17,6 +17,10 @@ export const REPLICATION_USER = "hastack_repl";
 export const REPLICATION_PASSWORD_PARAMETER = "/hastack/mysql/replication-password";
 /** Where the data directory lives on the servers (the pair's data volume). */
 export const SERVER_DATADIR = "/srv/data/mysql";
+/** The pair's TLS files on the servers: ca.pem, server.pem, server-key.pem (issue 13). */
+export const TLS_DIR = "/etc/mysql/hastack-tls";
+/** SSM SecureStrings `<prefix>-ca`, `-cert`, `-key`: the pair's TLS material the stack generates. */
+export const TLS_PARAMETER_PREFIX = "/hastack/mysql/tls";
 /** Staging directory cloud-init writes to; the provision script installs from it. */
 export const STAGING_DIR = "/etc/hastack/mysql";
 export const BOOT_ROLE_PATH = "/usr/local/sbin/hastack-mysql-boot-role";
@@ -38,6 +42,10 @@ export const SCRIPT_ENV = [
   "HASTACK_PEER_HOST",
   /** Defaults to 3306. */
   "HASTACK_PEER_PORT",
+  /** setup: where application accounts may connect from, ADDRESS/NETMASK (the VPC's range). */
+  "HASTACK_CLIENT_HOST",
+  /** The pair's TLS files (ca.pem, server.pem, server-key.pem). Defaults to /etc/mysql/hastack-tls. */
+  "HASTACK_TLS_DIR",
   /** Replication password (secret). When unset, read from SSM HASTACK_SSM_PASSWORD_PARAM. */
   "HASTACK_REPL_PASSWORD",
   "HASTACK_SSM_PASSWORD_PARAM",
@@ -346,6 +354,7 @@ export function renderServerConfig(o: ServerConfigOptions): string {
     BIND_ADDRESS: o.bindAddress ?? "0.0.0.0",
     DATADIR: o.datadir ?? SERVER_DATADIR,
     BINLOG_EXPIRE_SECONDS: o.binlogRetentionDays * 86400,
+    TLS_DIR,
   });
   if (!o.semiSync) {
     return base;
@@ -422,6 +431,7 @@ function scriptValues(name: ScriptName, s: MysqlSettings, d: Dialect): Record<st
     NAME: name,
     ENGINE: s.engine,
     LIB_PATH: HASTACK_LIB_PATH,
+    TLS_DIR,
     PURPOSE: PURPOSE[name],
     CLIENT: d.client,
     DUMP: d.dump,
@@ -538,7 +548,7 @@ function renderAccountStep(engine: Engine, a: AccountSpec, index: number): strin
       USER: a.user,
       DATABASE: a.database,
       ENGINE: engine,
-      ACCOUNT: `'${a.user}'@'%'`,
+      ACCOUNT: `'${a.user}'@'$HASTACK_CLIENT_HOST'`,
       PRIVILEGES: a.privileges ?? "ALL PRIVILEGES",
       ON: a.database === "*" ? "*.*" : `\\\`${a.database}\\\`.*`,
     },
@@ -552,12 +562,38 @@ export function renderChangeSourceSql(
   host: string,
   port: string,
   pw: string,
+  caFile = "$HASTACK_TLS_DIR/ca.pem",
 ): string {
   return renderMysqlFile(
     `${DIALECTS[engine].dir}/change-source.sql`,
-    { HOST: host, PORT: port, USER: REPLICATION_USER, PASSWORD: pw },
+    { HOST: host, PORT: port, USER: REPLICATION_USER, PASSWORD: pw, SSL_CA: caFile },
     true,
   );
+}
+
+/**
+ * The MySQL/MariaDB host part for clients in `cidr` ("10.20.0.0/16" → "10.20.0.0/255.255.0.0"):
+ * the netmask form both engines accept. Host bits must be zero (the engines would never match).
+ */
+export function mysqlClientHost(cidr: string): string {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  const octets = m ? m.slice(1, 5).map(Number) : [];
+  const bits = m ? Number(m[5]) : -1;
+  if (!m || octets.some((o) => o > 255) || bits < 8 || bits > 32) {
+    throw new Error(`client network ${JSON.stringify(cidr)} must be an IPv4 CIDR from /8 to /32`);
+  }
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  const addr = octets.reduce((a, o) => ((a << 8) | o) >>> 0, 0);
+  if ((addr & ~mask) >>> 0 !== 0) {
+    throw new Error(
+      `client network ${cidr} has host bits set (the network is ${dotted((addr & mask) >>> 0)}/${bits})`,
+    );
+  }
+  return `${dotted(addr)}/${dotted(mask)}`;
+}
+
+function dotted(n: number): string {
+  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
 }
 
 /** The systemd drop-in that runs boot-role before every start of the database service. */
@@ -585,6 +621,9 @@ export function renderProvisionScript(engine: Engine): string {
   const d = DIALECTS[engine];
   return renderMysqlFile("provision.sh", {
     ENGINE: engine,
+    LIB_PATH: HASTACK_LIB_PATH,
+    TLS_DIR,
+    SSM_TLS_PREFIX: TLS_PARAMETER_PREFIX,
     STAGING_DIR,
     CONF_DIR: d.confDir,
     SERVICE: d.service,

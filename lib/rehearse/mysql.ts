@@ -9,11 +9,13 @@
 import { ChildProcess, execFile, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import {
   DIALECTS,
   MysqlSettings,
+  REPLICATION_USER,
   ScriptName,
   accountPasswordEnv,
   mysqlSettings,
@@ -34,7 +36,14 @@ export const REQUIRED_BINARIES: Record<string, string> = {
   mariadb: "mariadb-client (pulled in by mariadb-server)",
   "mariadb-dump": "mariadb-client (pulled in by mariadb-server)",
   bash: "bash",
+  openssl: "openssl",
 };
+
+/**
+ * The clients' network the loopback accounts accept (127.0.0.0-127.0.0.7, as ADDRESS/NETMASK):
+ * the drill's writers connect from 127.0.0.1; 127.0.0.9 stands for a host outside the VPC.
+ */
+export const LOOPBACK_CLIENT_HOST = "127.0.0.0/255.255.255.248";
 
 /** A bad flag or stack name: the CLI prints it with the usage and exits 2. */
 
@@ -221,6 +230,7 @@ export class LoopbackPair {
     );
     livePairs.add(pair);
     const asRoot = process.getuid?.() === 0;
+    await pair.makeTls();
     for (const side of ROLES) {
       const s = pair.servers[side];
       fs.mkdirSync(path.join(s.dir, "data"), { recursive: true });
@@ -246,6 +256,10 @@ export class LoopbackPair {
           `socket = ${s.socket}`,
           `pid_file = ${path.join(s.dir, "mysqld.pid")}`,
           `log_error = ${s.errorLog}`,
+          // The pair's TLS files, as provisioning installs them from SSM on a server.
+          `ssl_ca = ${path.join(pair.tlsDir, "ca.pem")}`,
+          `ssl_cert = ${path.join(pair.tlsDir, "server.pem")}`,
+          `ssl_key = ${path.join(pair.tlsDir, "server-key.pem")}`,
           "",
         ].join("\n"),
       );
@@ -288,6 +302,8 @@ export class LoopbackPair {
       HASTACK_ROLE_CNF: me.roleCnf,
       HASTACK_UNFENCE: "",
       HASTACK_SIDE: side,
+      HASTACK_TLS_DIR: this.tlsDir,
+      HASTACK_CLIENT_HOST: LOOPBACK_CLIENT_HOST,
       // boot-role sources the shared helpers from the package instead of HASTACK_LIB_PATH.
       HASTACK_LIB: path.join(SERVER_DIR, "lib", "hastack.sh"),
       HASTACK_CLIENT: this.bin.mariadb,
@@ -297,6 +313,129 @@ export class LoopbackPair {
       ...Object.fromEntries(this.accountPasswords.map((pw, i) => [accountPasswordEnv(i), pw])),
       ...extra,
     };
+  }
+
+  /** The pair's TLS files: ca.pem, server.pem, server-key.pem (as the stack's @pulumi/tls makes). */
+  get tlsDir(): string {
+    return path.join(this.dir, "tls");
+  }
+
+  /** A CA and one server certificate for the pair, with openssl (the stack uses @pulumi/tls). */
+  async makeTls(): Promise<void> {
+    const d = this.tlsDir;
+    fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    const f = (n: string): string => path.join(d, n);
+    const openssl = this.bin.openssl;
+    await this.exec(
+      openssl,
+      [
+        "req",
+        "-x509",
+        ...ec,
+        "-keyout",
+        f("ca-key.pem"),
+        "-out",
+        f("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hastack rehearsal replication CA",
+      ],
+      30_000,
+    );
+    await this.exec(
+      openssl,
+      [
+        "req",
+        ...ec,
+        "-keyout",
+        f("server-key.pem"),
+        "-out",
+        f("server.csr"),
+        "-subj",
+        "/CN=db.rehearsal.invalid",
+      ],
+      30_000,
+    );
+    await this.exec(
+      openssl,
+      [
+        "x509",
+        "-req",
+        "-in",
+        f("server.csr"),
+        "-CA",
+        f("ca.pem"),
+        "-CAkey",
+        f("ca-key.pem"),
+        "-CAcreateserial",
+        "-out",
+        f("server.pem"),
+        "-days",
+        "2",
+      ],
+      30_000,
+    );
+  }
+
+  /**
+   * Connects to `side` over TCP as `user`, with TLS verified against the pair's CA or with TLS
+   * switched off; from `fromAddress` (a 127.0.0.x source address, through a socat forwarder
+   * bound to it: the client cannot choose its source) when given. Resolves to the client's
+   * error text, or "" when the login worked.
+   */
+  async tryLogin(
+    side: Role,
+    o: { user: string; password: string; fromAddress?: string; tls: boolean },
+  ): Promise<string> {
+    let port = this.servers[side].port;
+    let forwarder: ChildProcess | undefined;
+    if (o.fromAddress) {
+      const socat = findBinary("socat");
+      if (!socat) {
+        throw new MissingBinaryError([{ binary: "socat", pkg: "socat" }]);
+      }
+      port = await freePort();
+      forwarder = spawn(
+        socat,
+        [
+          `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
+          `TCP:127.0.0.1:${this.servers[side].port},bind=${o.fromAddress}`,
+        ],
+        { stdio: "ignore" },
+      );
+      // Bounded wait until the forwarder listens.
+      for (let i = 0; i < 100 && !(await listening(port)); i++) {
+        await sleep(50);
+      }
+    }
+    const file = path.join(this.dir, `login-${o.user}-${side}.cnf`);
+    fs.writeFileSync(
+      file,
+      `[client]\nuser=${o.user}\npassword=${o.password}\nhost=127.0.0.1\nport=${port}\n`,
+      { mode: 0o600 },
+    );
+    const tlsArgs = o.tls ? [`--ssl-ca=${path.join(this.tlsDir, "ca.pem")}`] : ["--skip-ssl"];
+    try {
+      await this.exec(
+        this.bin.mariadb,
+        [
+          `--defaults-extra-file=${file}`,
+          "--protocol=tcp",
+          ...tlsArgs,
+          "--batch",
+          "-e",
+          "SELECT 1",
+        ],
+        20_000,
+      );
+      return "";
+    } catch (e) {
+      return (e as Error).message || "refused";
+    } finally {
+      forwarder?.kill("SIGKILL");
+    }
   }
 
   /**
@@ -536,6 +675,17 @@ export class LoopbackPair {
   }
 }
 
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on("error", () => resolve(false));
+  });
+}
+
 function randomAlnum(n: number): string {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   return Array.from(crypto.randomBytes(n), (b) => alphabet[b % alphabet.length]).join("");
@@ -653,6 +803,8 @@ export interface MysqlDrillResult {
   semiSyncHeld: boolean;
   /** The restarted old primary truncated its unacknowledged binlog tail. */
   truncatedTail: boolean;
+  /** Replication ran over TLS (Master_SSL_Allowed=Yes) and its account is refused without. */
+  replicationTls: boolean;
   problems: string[];
 }
 
@@ -735,6 +887,23 @@ async function drill(
   );
   log("3/8 bootstrap: clone the primary into the standby, start replication");
   await pair.runScriptChecked("bootstrap", S);
+  // Replication runs over TLS (issue 13): the replica's channel uses it, and the replication
+  // account is refused without it.
+  const sslAllowed = (await pair.replicaStatus(S)).Master_SSL_Allowed;
+  const withoutTls = await pair.tryLogin(P, {
+    user: REPLICATION_USER,
+    password: pair.password,
+    tls: false,
+  });
+  const replicationTls = sslAllowed === "Yes" && withoutTls !== "";
+  if (!replicationTls) {
+    problems.push(
+      `replication is not TLS-only (Master_SSL_Allowed=${sslAllowed}; without TLS the replication account ${withoutTls ? "is refused" : "logs in"})`,
+    );
+  }
+  log(
+    `   replication over TLS: Master_SSL_Allowed=${sslAllowed}; without TLS: refused=${withoutTls !== ""}`,
+  );
 
   const semi = DIALECTS[settings.engine].semi;
   if (settings.semiSync) {
@@ -912,6 +1081,7 @@ async function drill(
     unacknowledgedPresent: inFlight,
     semiSyncHeld,
     truncatedTail,
+    replicationTls,
     problems,
   };
 }

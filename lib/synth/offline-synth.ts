@@ -769,6 +769,9 @@ function mockCall(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
         cidrBlocks: ["15.177.0.0/18", "54.228.16.0/26", "54.232.40.64/26", "107.23.255.0/26"],
         ipv6CidrBlocks: [],
       };
+    case "aws:ec2/getVpc:getVpc":
+      // An existing VPC's range (the mysql pair limits its accounts to it).
+      return { ...args.inputs, cidrBlock: "10.20.0.0/16" };
     case "aws:index/getRegion:getRegion":
       return { name: "ap-southeast-3", region: "ap-southeast-3", id: "ap-southeast-3" };
     case "aws:index/getCallerIdentity:getCallerIdentity":

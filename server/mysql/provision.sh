@@ -11,6 +11,23 @@ if [ ! -d @@DATADIR@@/mysql ]; then
   install -d -o mysql -g mysql -m 0750 @@DATADIR@@
   @@INIT_DATADIR@@
 fi
+# The pair's TLS certificate and key (issue 13), from SSM: the stack generates them, so both
+# servers trust one CA without a first-boot race between them. Without them the server starts
+# without TLS and replication (REQUIRE SSL) refuses to run: setup and bootstrap fail loudly.
+# shellcheck source=../lib/hastack.sh
+. "${HASTACK_LIB:-@@LIB_PATH@@}"
+HASTACK_LOG_TAG=hastack-mysql-provision
+install -d -o root -g mysql -m 0750 @@TLS_DIR@@
+for pair in ca:ca.pem cert:server.pem key:server-key.pem; do
+  if hastack_ssm_get "@@SSM_TLS_PREFIX@@-${pair%%:*}" 30 10 >"@@TLS_DIR@@/${pair#*:}.new"; then
+    chgrp mysql "@@TLS_DIR@@/${pair#*:}.new"
+    chmod 0640 "@@TLS_DIR@@/${pair#*:}.new"
+    mv -f "@@TLS_DIR@@/${pair#*:}.new" "@@TLS_DIR@@/${pair#*:}"
+  else
+    rm -f "@@TLS_DIR@@/${pair#*:}.new"
+    hastack_log "warning: cannot read @@SSM_TLS_PREFIX@@-${pair%%:*} from SSM: no TLS"
+  fi
+done
 systemctl enable @@SERVICE@@
 systemctl start @@SERVICE@@
 # Remote role commands pass their parameters as HASTACK_* environment variables.

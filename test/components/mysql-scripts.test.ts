@@ -314,8 +314,14 @@ describe("mysql rendering: role-change scripts", () => {
     const text = renderScript("setup", settings());
     // Indirect expansion: the template names the variable (lint-clean), bash reads its value.
     expect(text).to.contain(`pw_var=${accountPasswordEnv(0)}\npw=\${!pw_var:-}\n`);
-    expect(text).to.contain("CREATE USER IF NOT EXISTS 'asteriskcdr'@'%' IDENTIFIED BY '$pw';");
-    expect(text).to.contain("GRANT INSERT, SELECT ON \\`asteriskcdrdb\\`.* TO 'asteriskcdr'@'%';");
+    // Issue 13: the clients' network (the VPC's range), never any host; an old '%' is dropped.
+    expect(text).to.contain(
+      "CREATE USER IF NOT EXISTS 'asteriskcdr'@'$HASTACK_CLIENT_HOST' IDENTIFIED BY '$pw';",
+    );
+    expect(text).to.contain(
+      "GRANT INSERT, SELECT ON \\`asteriskcdrdb\\`.* TO 'asteriskcdr'@'$HASTACK_CLIENT_HOST';",
+    );
+    expect(text).to.contain("DROP USER IF EXISTS 'asteriskcdr'@'%';");
   });
   it("refuses account names that would need quoting", () => {
     expect(() =>

@@ -45,7 +45,7 @@ function mysqlConfig(raw: Record<string, unknown> = {}): MysqlConfig {
 
 interface SynthOptions {
   config?: Record<string, unknown>;
-  args?: Partial<MysqlPairArgs>;
+  args?: Partial<Omit<MysqlPairArgs, "clientCidr">>;
   /** Client security groups: "pbx" declares one. Defaults to ["pbx"]. */
   clients?: "pbx"[];
 }
@@ -63,6 +63,7 @@ async function synthMysql(o: SynthOptions = {}): Promise<{ d: Deployment; summar
       region: "ap-southeast-3",
       adminCidrs: ["203.0.113.10/32"],
       clientSecurityGroupIds: clients,
+      clientCidr: "10.20.0.0/16",
       accounts: [
         { user: "asteriskcdr", database: "asteriskcdrdb", password: pulumi.secret(CDR_PASSWORD) },
       ],
@@ -108,9 +109,32 @@ describe("MysqlPair: what it declares", () => {
         `${COMMAND} mysql-setup-standby`,
         "hastack:server:ServerPair mysql-pair",
         "random:index/randomPassword:RandomPassword mysql-replication-password",
+        // Issue 13: the pair's replication TLS (CA, server key and certificate) and its SSM copies.
+        "aws:ssm/parameter:Parameter mysql-tls-ca",
+        "aws:ssm/parameter:Parameter mysql-tls-cert",
+        "aws:ssm/parameter:Parameter mysql-tls-key",
+        "tls:index/privateKey:PrivateKey mysql-tls-ca",
+        "tls:index/selfSignedCert:SelfSignedCert mysql-tls-ca",
+        "tls:index/privateKey:PrivateKey mysql-tls-server",
+        "tls:index/certRequest:CertRequest mysql-tls-server",
+        "tls:index/locallySignedCert:LocallySignedCert mysql-tls-server",
       ].sort(),
     );
     expect(ofType(d, "aws:ec2/instance:Instance")).to.have.length(2);
+  });
+
+  it("hands the pair's TLS material to the servers as SSM SecureStrings under /hastack/mysql", () => {
+    const of = (type: string, name: string): SynthResource =>
+      d.deployment.resources.find((r) => r.type === type && r.name === name)!;
+    for (const suffix of ["ca", "cert", "key"]) {
+      expect(of("aws:ssm/parameter:Parameter", `mysql-tls-${suffix}`).inputs).to.include({
+        name: `/hastack/mysql/tls-${suffix}`,
+        type: "SecureString",
+      });
+    }
+    expect(of("tls:index/selfSignedCert:SelfSignedCert", "mysql-tls-ca").inputs).to.include({
+      isCaCertificate: true,
+    });
   });
 
   it("keeps the replication password alphanumeric, in an SSM SecureString under /hastack/mysql", () => {

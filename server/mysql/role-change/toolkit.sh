@@ -10,6 +10,10 @@
 : "${HASTACK_LOCAL_USER:=root}"
 : "${HASTACK_PEER_HOST:=}"
 : "${HASTACK_PEER_PORT:=3306}"
+: "${HASTACK_CLIENT_HOST:=}"
+# The pair's TLS files (ca.pem, server.pem, server-key.pem): replication and the peer's dump
+# run over TLS, verified against the pair's CA (issue 13).
+: "${HASTACK_TLS_DIR:=@@TLS_DIR@@}"
 : "${HASTACK_MAX_LAG_SECONDS:=@@MAX_LAG_SECONDS@@}"
 : "${HASTACK_FORCE:=@@FORCE@@}"
 : "${HASTACK_WAIT_SECONDS:=600}"
@@ -52,8 +56,9 @@ need_peer() {
   case "$HASTACK_PEER_PORT" in "" | *[!0-9]*) die "HASTACK_PEER_PORT must be a port number (got '$HASTACK_PEER_PORT')" ;; esac
   need_password
   # connect-timeout in [mysql] only: the dump tools reject it.
-  printf '[client]\nuser=%s\npassword=%s\nhost=%s\nport=%s\n[mysql]\nconnect-timeout=5\n' \
-    "$REPL_USER" "$HASTACK_REPL_PASSWORD" "$HASTACK_PEER_HOST" "$HASTACK_PEER_PORT" >"$tmp/peer.cnf"
+  # ssl-ca: TLS verified against the pair's CA (the replication account requires TLS).
+  printf '[client]\nuser=%s\npassword=%s\nhost=%s\nport=%s\nssl-ca=%s\n[mysql]\nconnect-timeout=5\n' \
+    "$REPL_USER" "$HASTACK_REPL_PASSWORD" "$HASTACK_PEER_HOST" "$HASTACK_PEER_PORT" "$HASTACK_TLS_DIR/ca.pem" >"$tmp/peer.cnf"
 }
 
 wait_local_up() {
