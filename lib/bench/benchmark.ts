@@ -136,7 +136,7 @@ export interface BlastRadius {
 
 /**
  * Every switch the stack offers, against the stack file as it is: flipping each service's
- * `active`, and each mail migration step 0→1 … 8→9 (each from the state the step before left).
+ * `active`, and each mail migration step 1→2 … 8→9 (each from the state the step before left).
  */
 export async function measureBlastRadius(
   projectDir: string,
@@ -167,8 +167,9 @@ export async function measureBlastRadius(
     });
     row(`${service}: flip active`, base, flipped);
   }
-  let previous = await synth((c) => setMailPhase(c, 0));
-  for (let phase = 1; phase <= 9; phase++) {
+  // The move starts at phase 1: phase 0 with an old server is refused (issue 18).
+  let previous = await synth((c) => setMailPhase(c, 1));
+  for (let phase = 2; phase <= 9; phase++) {
     const next = await synth((c) => setMailPhase(c, phase), previous);
     row(`mail: migration phase ${phase - 1} → ${phase}`, previous, next);
     previous = next;
