@@ -85,7 +85,11 @@ describe("fencing health agent (real python3 on loopback)", () => {
       HASTACK_FAIL_LIMIT: "3",
       HASTACK_CHECK_INTERVAL: "0.1",
       HASTACK_FENCE_FILE: path.join(dir, "state", "fenced"),
+      // Provisioning has finished: the latch is armed (test/server/health-agent.test.ts covers
+      // the agent before it is).
+      HASTACK_PROVISIONED_FILE: path.join(dir, "provisioned"),
     };
+    fs.writeFileSync(env.HASTACK_PROVISIONED_FILE!, "");
     service = await listen(servicePort);
     agent = spawn("python3", [path.join(dir, "hastack-health-agent")], { env, stdio: "ignore" });
     await waitFor("the agent to answer", 10000, async () => (await get(agentPort)).status > 0);
