@@ -97,7 +97,11 @@ function zoneFile(records: ZoneRecord[], serial: number, eips: Map<string, strin
         r.type === "MX"
           ? `${v.split(" ")[0]} ${v.split(" ")[1]}.`
           : r.type === "TXT"
-            ? JSON.stringify(swap(v))
+            ? // Route 53's form: character strings of a long value are joined by `""`.
+              swap(v)
+                .split('""')
+                .map((part) => JSON.stringify(part))
+                .join(" ")
             : swap(v);
       lines.push(`${r.name}. ${r.ttl} IN ${r.type} ${value}`);
     }
