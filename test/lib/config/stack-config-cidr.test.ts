@@ -87,7 +87,7 @@ describe("CIDR parser (lib/config/cidr.ts)", () => {
     });
   }
   const refused: [string, RegExp][] = [
-    ["203.0.113.10", /prefix length is required/],
+    ["203.0.113.10", /^an IPv4 CIDR such as 203\.0\.113\.10\/32$/],
     ["0.0.0.0/00", /without leading zeros/],
     ["10.0.0.0/016", /without leading zeros/],
     ["000.0.0.0/0", /without leading zeros/],
@@ -198,9 +198,9 @@ describe("CIDR keys in the stack config", () => {
       /^hastack:network\.vpcCidr must be a network address/,
     );
     for (const bad of ["10.0.0.0/8", "10.20.0.0/24", "203.0.113.0/24", "100.64.0.0/16"]) {
-      expect(withVpc(bad), bad).to.deep.equal([
+      expect(withVpc(bad), bad).to.include(
         `hastack:network.vpcCidr must be a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16) from /16 to /23 (one /24 subnet per AZ), got "${bad}"`,
-      ]);
+      );
     }
   });
 });
