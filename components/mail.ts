@@ -277,6 +277,7 @@ export class MailPair extends pulumi.ComponentResource {
       {
         name: `${MAIL_SSM_PREFIX}/dkim/${selector}`,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: pulumi.secret(dkimKey.privateKeyPem),
         description: `hastack: DKIM signing key of selector ${selector} (both mail servers)`,
       },

@@ -26,7 +26,7 @@ export function parseCidr(text: string): { ok: true; cidr: Cidr } | { ok: false;
   const example = "an IPv4 CIDR such as 203.0.113.10/32";
   const slash = text.indexOf("/");
   if (slash < 0) {
-    return { ok: false, reason: example };
+    return { ok: false, reason: `${example} (a prefix length is required)` };
   }
   const address = text.slice(0, slash);
   if (!ipaddr.IPv4.isValidFourPartDecimal(address)) {
