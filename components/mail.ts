@@ -178,19 +178,16 @@ export class MailPair extends pulumi.ComponentResource {
         ],
         // dsync between the servers: the doveadm server, reachable from the peer only.
         peerPorts: [22, layout.ports.doveadm],
-        // SMTP delivery to the world; during a migration, IMAPS to the old server (steps 3, 7).
+        // SMTP delivery to the world; IMAPS out for a migration's syncs from the old server
+        // (steps 3, 7) — to any address, so a migration step never changes a security group.
         egress: [
           { protocol: "tcp", fromPort: 25, cidrs: ["0.0.0.0/0"], description: "SMTP delivery" },
-          ...(old
-            ? [
-                {
-                  protocol: "tcp" as const,
-                  fromPort: 993,
-                  cidrs: [`${old.ip}/32`],
-                  description: "IMAPS to the old mail server (migration sync)",
-                },
-              ]
-            : []),
+          {
+            protocol: "tcp",
+            fromPort: 993,
+            cidrs: ["0.0.0.0/0"],
+            description: "IMAPS to an old mail server (migration syncs)",
+          },
         ],
         healthCheck: {
           type: "TCP",
@@ -280,6 +277,7 @@ export class MailPair extends pulumi.ComponentResource {
       {
         name: `${MAIL_SSM_PREFIX}/dkim/${selector}`,
         type: "SecureString",
+        keyId: args.secretsKeyArn,
         value: pulumi.secret(dkimKey.privateKeyPem),
         description: `hastack: DKIM signing key of selector ${selector} (both mail servers)`,
       },

@@ -222,10 +222,15 @@ describe("MailPair under mocks", function () {
         "ROLE=primary",
         "# Only the primary starts the two-way sync: one initiator, no concurrent runs.",
         "systemctl enable --now hastack-mail-sync.timer",
+        // Its own host key and its peer's known_hosts line (ServerPair, issue 13).
+        "- /hastack/mail/ssh-host-key/primary",
+        "- /hastack/mail/ssh-known-hosts/primary",
       ]);
       expect(only(s, p).map((l) => l.trim())).to.have.members([
         "PEER_ROLE=primary",
         "ROLE=standby",
+        "- /hastack/mail/ssh-host-key/standby",
+        "- /hastack/mail/ssh-known-hosts/standby",
         "# The standby answers the primary's sync; it runs none itself (hastack-mail-sync by hand only).",
       ]);
     });

@@ -108,12 +108,12 @@ describe("least privilege on the prod synth", function () {
   });
 
   describe("invariant: egress per need, never all protocols to anywhere", () => {
-    it("compliant: each server reaches the world only on 80/443 (and mail on 25)", () => {
+    it("compliant: each server reaches the world only on 80/443 (and mail on 25, 993)", () => {
       const world = rules(d, EGRESS).filter((r) => r.cidrIpv4 === "0.0.0.0/0");
       expect(world.length).to.be.greaterThan(0);
       for (const r of world) {
         const mail = r.urn.includes("mail-pair-out-");
-        const allowed = mail ? [25, 80, 443] : [80, 443];
+        const allowed = mail ? [25, 80, 443, 993] : [80, 443];
         expect(r.ipProtocol, r.urn).to.equal("tcp");
         expect(r.fromPort, r.urn).to.equal(r.toPort);
         expect(allowed, r.urn).to.include(r.fromPort);
