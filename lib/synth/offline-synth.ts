@@ -738,6 +738,14 @@ function mockResourceState(
       // A PEM public key (DKIM records are rendered from it); its bytes are a mock, not a key.
       state.publicKeyPem = `-----BEGIN PUBLIC KEY-----\n${Buffer.from(hex(args.name, 294)).toString("base64")}\n-----END PUBLIC KEY-----\n`;
       break;
+    case "tls:index/selfSignedCert:SelfSignedCert":
+    case "tls:index/locallySignedCert:LocallySignedCert":
+      // A PEM certificate (mock bytes): a CA's certPem is a required input of the certs it signs.
+      state.certPem = `-----BEGIN CERTIFICATE-----\n${Buffer.from(hex(args.name, 96)).toString("base64")}\n-----END CERTIFICATE-----\n`;
+      break;
+    case "tls:index/certRequest:CertRequest":
+      state.certRequestPem = `-----BEGIN CERTIFICATE REQUEST-----\n${Buffer.from(hex(args.name, 96)).toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`;
+      break;
     case "aws:kms/key:Key":
       state.keyId = id;
       state.arn = `arn:aws:kms:region:123456789012:key/${id}`;

@@ -20,7 +20,13 @@ function dotted(name: string): string {
 function rdata(type: string, value: string): string {
   switch (type) {
     case "TXT":
-      return value.startsWith('"') ? value : `"${value.replace(/(["\\])/g, "\\$1")}"`;
+      // Route 53's form: a long value's character strings are joined by `""` (DKIM keys).
+      return value.startsWith('"')
+        ? value
+        : value
+            .split('""')
+            .map((part) => `"${part.replace(/(["\\])/g, "\\$1")}"`)
+            .join(" ");
     case "CNAME":
     case "NS":
     case "PTR":

@@ -50,6 +50,66 @@ function keyPair(): { privateKey: string; publicKey: string } {
   }
 }
 
+/** A CA and a server certificate it signed, as the MySQL pair's @pulumi/tls resources make. */
+function pairTls(commonName: string): { ca: string; cert: string; key: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-tls-"));
+  const f = (name: string): string => path.join(dir, name);
+  try {
+    const openssl = (args: string[]): void => {
+      execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
+    };
+    openssl([
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "30",
+      "-subj",
+      "/CN=hastack rehearsal CA",
+      "-keyout",
+      f("ca.key"),
+      "-out",
+      f("ca.pem"),
+    ]);
+    openssl([
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      `/CN=${commonName}`,
+      "-keyout",
+      f("key.pem"),
+      "-out",
+      f("req.pem"),
+    ]);
+    openssl([
+      "x509",
+      "-req",
+      "-in",
+      f("req.pem"),
+      "-CA",
+      f("ca.pem"),
+      "-CAkey",
+      f("ca.key"),
+      "-CAcreateserial",
+      "-days",
+      "30",
+      "-out",
+      f("cert.pem"),
+    ]);
+    return {
+      ca: fs.readFileSync(f("ca.pem"), "utf8"),
+      cert: fs.readFileSync(f("cert.pem"), "utf8"),
+      key: fs.readFileSync(f("key.pem"), "utf8"),
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function password(): string {
   return crypto.randomBytes(18).toString("base64url");
 }
@@ -73,6 +133,7 @@ export function generateParameters(model: StackModel, domain: string): Generated
     return pairs.get(base)!;
   };
   const problems: string[] = [];
+  let tls: { ca: string; cert: string; key: string } | undefined;
   for (const p of model.parameters) {
     const tail = parameterTail(p.name, services);
     let value: string | undefined = p.value;
@@ -103,6 +164,17 @@ export function generateParameters(model: StackModel, domain: string): Generated
         }).trim();
         out.mailUser = { user: `rehearsal@${domain}`, password: pw };
         value = `rehearsal@${domain}:{SHA512-CRYPT}${hash}\n`;
+      } else if (/^[a-z0-9]+\/ssh-host-key\/(primary|standby)$/.test(tail)) {
+        // Each server's own host key (the stack's tls.PrivateKey, OpenSSH form).
+        value = keyPair().privateKey;
+      } else if (/^mail\/dkim\/[a-z0-9-]+$/.test(tail)) {
+        value = crypto
+          .generateKeyPairSync("rsa", { modulusLength: 2048 })
+          .privateKey.export({ type: "pkcs1", format: "pem" })
+          .toString();
+      } else if (/^mysql\/tls-(ca|cert|key)$/.test(tail)) {
+        tls ??= pairTls(`db.internal.${domain}`);
+        value = tls[tail.slice("mysql/tls-".length) as "ca" | "cert" | "key"];
       } else if (/password$/.test(tail)) {
         value = password();
       }
