@@ -632,6 +632,15 @@ function pick(rel: string, all: Record<string, string | number>): Record<string,
   return Object.fromEntries(Object.entries(all).filter(([k]) => text.includes(`@@${k}@@`)));
 }
 
+/** `server/<rel>` rendered with the values of `all` it uses, plus `extra` (which it must use). */
+function renderPicked(
+  rel: string,
+  all: Record<string, string | number>,
+  extra: Record<string, string | number> = {},
+): string {
+  return renderServerFile(rel, { ...pick(rel, all), ...extra });
+}
+
 /** Postfix main.cf (server/mail/main.cf): virtual mailboxes via Dovecot LMTP, TLS, SASL. */
 export function renderMainCf(
   s: MailServerSettings,
@@ -643,7 +652,7 @@ export function renderMainCf(
     DOMAIN: s.domain,
     MESSAGE_SIZE_LIMIT,
   };
-  return renderServerFile("mail/main.cf", pick("mail/main.cf", values));
+  return renderPicked("mail/main.cf", values);
 }
 
 /**
@@ -659,7 +668,7 @@ export function renderOpendkimConf(
     DOMAIN: s.domain,
     DKIM_SELECTOR: s.dkimSelector,
   };
-  return renderServerFile("mail/opendkim.conf", pick("mail/opendkim.conf", values));
+  return renderPicked("mail/opendkim.conf", values);
 }
 
 /** Postfix master.cf (server/mail/master.cf): SMTP (25), submission (587), smtps (465). */
@@ -700,7 +709,7 @@ export function renderDovecotConf(
       ? renderServerFile("mail/dovecot-pop3s.conf", { POP3S_PORT: layout.ports.pop3s })
       : "",
   };
-  return renderServerFile("mail/dovecot.conf", pick("mail/dovecot.conf", values));
+  return renderPicked("mail/dovecot.conf", values);
 }
 
 /** Everything the per-server scripts need besides the layout. */
@@ -726,7 +735,7 @@ function renderScript(
   extra: Record<string, string> = {},
 ): string {
   const rel = `mail/${name}.sh`;
-  return renderServerFile(rel, { ...pick(rel, scriptValues(s, layout)), ...extra });
+  return renderPicked(rel, scriptValues(s, layout), extra);
 }
 
 /**
@@ -768,10 +777,7 @@ export function renderSyncScript(
  * the release of the fencing latch.
  */
 export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
-  return renderServerFile(
-    "mail/hastack-mail-fallback.sh",
-    pick("mail/hastack-mail-fallback.sh", layoutValues(layout, true)),
-  );
+  return renderPicked("mail/hastack-mail-fallback.sh", layoutValues(layout, true));
 }
 
 /** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
