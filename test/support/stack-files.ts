@@ -22,6 +22,23 @@ export function readProdStack(): { config: StackConfigDoc } {
   return parse(fs.readFileSync(path.join(PROJECT_DIR, "Pulumi.prod.yaml"), "utf8"));
 }
 
+/**
+ * The prod config as index.ts hands it to parseStackConfig: hastack:* keys without namespace,
+ * `region` from aws:region, and an SSH key (which the stack file holds as a secure value).
+ */
+export function prodConfigRaw(): StackConfigDoc {
+  const raw: StackConfigDoc = {};
+  for (const [key, value] of Object.entries(readProdStack().config)) {
+    if (key === "aws:region") {
+      raw.region = value;
+    } else if (key.startsWith("hastack:")) {
+      raw[key.slice("hastack:".length)] = value;
+    }
+  }
+  raw.sshPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY----- very secret";
+  return raw;
+}
+
 /** Writes a copy of the prod stack file with `edit` applied; returns its path. */
 export function writeStackFile(edit: (config: StackConfigDoc) => void = () => {}): string {
   return writeEditedStackFile(PROJECT_DIR, "prod", edit);

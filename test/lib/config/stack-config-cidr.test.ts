@@ -12,7 +12,7 @@ import { ConfigError, parseStackConfig } from "../../../lib/config/stack-config"
 import { ingressRules } from "../../../components/server-pair";
 import {
   PROJECT_DIR,
-  readProdStack,
+  prodConfigRaw,
   StackConfigDoc,
   synthProd,
   writeStackFile,
@@ -20,21 +20,8 @@ import {
 
 const run = promisify(execFile);
 
-function prodRaw(): StackConfigDoc {
-  const raw: StackConfigDoc = {};
-  for (const [key, value] of Object.entries(readProdStack().config)) {
-    if (key === "aws:region") {
-      raw.region = value;
-    } else if (key.startsWith("hastack:")) {
-      raw[key.slice("hastack:".length)] = value;
-    }
-  }
-  raw.sshPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY----- test";
-  return raw;
-}
-
 function problemsOf(edit: (raw: StackConfigDoc) => void): string[] {
-  const raw = prodRaw();
+  const raw = prodConfigRaw();
   edit(raw);
   try {
     parseStackConfig(raw);

@@ -1,24 +1,10 @@
 import { expect } from "chai";
 import { PHASE_ZERO_WITH_OLD_SERVER } from "../../../components/mail-migration";
 import { ConfigError, formatProblem, parseStackConfig } from "../../../lib/config/stack-config";
-import { readProdStack, StackConfigDoc } from "../../support/stack-files";
-
-/** Raw config as index.ts hands it to parseStackConfig: hastack:* keys without namespace. */
-function prodRaw(): StackConfigDoc {
-  const raw: StackConfigDoc = {};
-  for (const [key, value] of Object.entries(readProdStack().config)) {
-    if (key === "aws:region") {
-      raw.region = value;
-    } else if (key.startsWith("hastack:")) {
-      raw[key.slice("hastack:".length)] = value;
-    }
-  }
-  raw.sshPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY----- very secret";
-  return raw;
-}
+import { prodConfigRaw, StackConfigDoc } from "../../support/stack-files";
 
 function problemsOf(edit: (raw: StackConfigDoc) => void): string[] {
-  const raw = prodRaw();
+  const raw = prodConfigRaw();
   edit(raw);
   try {
     parseStackConfig(raw);
@@ -31,7 +17,7 @@ function problemsOf(edit: (raw: StackConfigDoc) => void): string[] {
 
 describe("stack config", () => {
   it("accepts Pulumi.prod.yaml and applies defaults", () => {
-    const cfg = parseStackConfig(prodRaw());
+    const cfg = parseStackConfig(prodConfigRaw());
     expect(cfg.mail.active).to.equal("primary");
     expect(cfg.mysql.engine).to.equal("mariadb");
     expect(cfg.pbx.rtpPorts).to.deep.equal({ from: 10000, to: 20000 });
@@ -255,7 +241,7 @@ describe("stack config", () => {
   });
 
   it("refuses a plain-text sshPrivateKey naming `pulumi config set --secret`, never echoing it", () => {
-    const raw = prodRaw();
+    const raw = prodConfigRaw();
     let message = "";
     try {
       parseStackConfig(raw, { isSecret: () => false });
@@ -293,7 +279,7 @@ describe("stack config", () => {
   });
 
   it("never echoes a secret value in a message", () => {
-    const raw = prodRaw();
+    const raw = prodConfigRaw();
     raw.sshPrivateKey = 42;
     let message = "";
     try {
