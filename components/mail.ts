@@ -33,6 +33,7 @@ import {
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER } from "./pair-defaults";
 import { renderServerFile, serverFile, shellQuote } from "./server-files";
 
 /** Where the mail servers read their secrets and users (ServerPair grants `/hastack/mail/*`). */
@@ -109,7 +110,7 @@ export class MailPair extends pulumi.ComponentResource {
   constructor(name: string, args: MailPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:mail:MailPair", name, {}, opts);
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "dns";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.mail;
     const sshUser = args.sshUser ?? "admin";
     const layout = PRODUCTION_LAYOUT;
     this.serviceName = `${cfg.hostname}.${args.domain}`;

@@ -47,6 +47,7 @@ import {
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER } from "./pair-defaults";
 import { hastackLibWriteFile } from "./server-files";
 
 export const MYSQL_PORT = 3306;
@@ -107,7 +108,7 @@ export class MysqlPair extends pulumi.ComponentResource {
   constructor(name: string, args: MysqlPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:mysql:MysqlPair", name, {}, opts);
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "dns";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.mysql;
     const sshUser = args.sshUser ?? "admin";
     const accounts = args.accounts ?? [];
     const problems = checkMysqlPairArgs(args);

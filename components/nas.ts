@@ -52,6 +52,7 @@ import {
   throwIfInvalid,
   ArgProblem,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER } from "./pair-defaults";
 import {
   BACKUP_ENV_DIR,
   BACKUP_ROOT,
@@ -137,7 +138,7 @@ export class NasBackups extends pulumi.ComponentResource {
     super("hastack:nas:NasBackups", name, {}, opts);
     throwIfInvalid(`NasBackups ${name}`, checkNasArgs(args));
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "dns";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.nas;
     const ssmPrefix = "/hastack/nas";
     const serviceName = `${cfg.hostname}.${args.domain}`;
     const serverNames = {

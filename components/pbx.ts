@@ -24,6 +24,7 @@ import {
   throwIfInvalid,
   ArgProblem,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER } from "./pair-defaults";
 import {
   IS_ACTIVE_SCRIPT_PATH,
   IS_ACTIVE_SCRIPT_SOURCE,
@@ -94,7 +95,7 @@ export class PbxPair extends pulumi.ComponentResource {
     super("hastack:pbx:PbxPair", name, {}, opts);
     throwIfInvalid(`PbxPair ${name}`, checkPbxArgs(args));
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "eip";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.pbx;
     const databasePort = args.databasePort ?? 3306;
     const cdrDatabase = args.cdrDatabase ?? "asteriskcdrdb";
     const serviceName = `${cfg.hostname}.${args.domain}`;
