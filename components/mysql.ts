@@ -15,8 +15,8 @@ import {
   Engine,
   MysqlSettings,
   PROVISION_PATH,
-  REPLICATION_PASSWORD_PARAMETER,
-  TLS_PARAMETER_PREFIX,
+  replicationPasswordParameter,
+  tlsParameterPrefix,
   ReplicationMode,
   SSHD_ACCEPT_ENV,
   STAGING_DIR,
@@ -47,7 +47,7 @@ import {
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
-import { DEFAULT_SWITCHOVER } from "./pair-defaults";
+import { DEFAULT_SWITCHOVER, ssmPrefix } from "./pair-defaults";
 import { hastackLibWriteFile } from "./server-files";
 
 export const MYSQL_PORT = 3306;
@@ -118,10 +118,10 @@ export class MysqlPair extends pulumi.ComponentResource {
     this.engine = cfg.engine;
     this.replication = replicationMode(cfg.semiSync);
     this.endpoint = `${cfg.hostname}.${args.domain}`;
-    const ssmPrefix = "/hastack/mysql";
-    this.replicationPasswordParameter = REPLICATION_PASSWORD_PARAMETER;
-    this.activeSideParameter = `${ssmPrefix}/active-side`;
-    const settings = mysqlSettings(cfg, accounts);
+    const prefix = ssmPrefix(args.ssmRoot, "mysql");
+    this.replicationPasswordParameter = replicationPasswordParameter(prefix);
+    this.activeSideParameter = `${prefix}/active-side`;
+    const settings = mysqlSettings(cfg, accounts, prefix);
 
     // Alphanumeric: the scripts refuse anything that would need quoting in SQL or an option file.
     const password = new random.RandomPassword(
@@ -216,7 +216,7 @@ export class MysqlPair extends pulumi.ComponentResource {
         new aws.ssm.Parameter(
           `${name}-tls-${suffix}`,
           {
-            name: `${TLS_PARAMETER_PREFIX}-${suffix}`,
+            name: `${tlsParameterPrefix(prefix)}-${suffix}`,
             type: "SecureString",
             keyId: args.secretsKeyArn,
             value: pulumi.secret(value),
@@ -459,7 +459,7 @@ export function mysqlCloudConfigParts(o: {
       {
         path: PROVISION_PATH,
         permissions: "0755",
-        content: renderProvisionScript(o.settings.engine),
+        content: renderProvisionScript(o.settings.engine, o.settings.ssmPrefix),
       },
       {
         path: "/etc/ssh/sshd_config.d/60-hastack-env.conf",
