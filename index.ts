@@ -19,6 +19,7 @@ import { PbxPair } from "./components/pbx";
 import { Network } from "./components/network";
 import { SecretsKey } from "./components/secrets-key";
 import { Role } from "./components/server-pair";
+import { resolveSsmRoot } from "./lib/config/ssm-root";
 import { checkMigrationStep, MailPair } from "./components/mail";
 
 export = async (): Promise<Record<string, unknown>> => {
@@ -28,6 +29,15 @@ export = async (): Promise<Record<string, unknown>> => {
   const previous = await previousOutputs();
   const previousPhase = previous?.services?.mail?.migrationPhase;
   checkMigrationStep(previousPhase, cfg.mail.migration.phase);
+  // Every SSM path under the stack's root, so two stacks in one account never collide; an
+  // existing stack's root never moves by itself (that would replace every parameter).
+  const ssmRoot = configChecked(() =>
+    resolveSsmRoot({
+      configured: cfg.ssmRoot,
+      stack: pulumi.getStack(),
+      previous: previous ? { exists: true, ssmRoot: previous.ssmRoot } : undefined,
+    }),
+  );
   const sshPrivateKey = cfg.sshPrivateKey
     ? new pulumi.Config(NAMESPACE).requireSecret("sshPrivateKey")
     : undefined;
@@ -63,6 +73,7 @@ export = async (): Promise<Record<string, unknown>> => {
     adminCidrs: cfg.adminCidrs,
     keyName: cfg.keyName,
     secretsKeyArn: secrets.arn,
+    ssmRoot,
   };
   // Route 53 health-check metrics exist only in us-east-1: alarms and their topic live there.
   const usEast1 = new aws.Provider("us-east-1", { region: "us-east-1" });
@@ -129,6 +140,7 @@ export = async (): Promise<Record<string, unknown>> => {
     adminCidrs: cfg.adminCidrs,
     keyName: cfg.keyName,
     secretsKeyArn: secrets.arn,
+    ssmRoot,
     previousPhase,
     sshUser: cfg.sshUser,
     sshPrivateKey,
@@ -146,6 +158,7 @@ export = async (): Promise<Record<string, unknown>> => {
   return {
     region: cfg.region,
     domain: cfg.domain,
+    ssmRoot,
     zoneId: dns.zoneId,
     services: { mail: mail.summary, pbx: pbx.summary, mysql: mysql.summary, nas: nas.summary },
     nas: nas.outputs,
@@ -160,6 +173,8 @@ type Service = "mail" | "pbx" | "mysql" | "nas";
 /** What the previous outputs tell this program (the fields it reads). */
 interface PreviousOutputs {
   services?: { mail?: { migrationPhase?: number } };
+  /** Absent on a stack last updated before per-stack SSM paths (issue 10). */
+  ssmRoot?: string;
 }
 
 /**
@@ -170,10 +185,21 @@ async function previousOutputs(): Promise<PreviousOutputs | undefined> {
   const self = new pulumi.StackReference("previous-state", {
     name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`,
   });
-  const services = await new Promise<unknown>((resolve) =>
-    self.getOutput("services").apply((v) => resolve(v)),
-  );
-  return services === undefined ? undefined : ({ services } as PreviousOutputs);
+  const output = (key: string): Promise<unknown> =>
+    new Promise<unknown>((resolve) => self.getOutput(key).apply((v) => resolve(v)));
+  const [services, ssmRoot] = await Promise.all([output("services"), output("ssmRoot")]);
+  return services === undefined
+    ? undefined
+    : ({ services, ssmRoot: typeof ssmRoot === "string" ? ssmRoot : undefined } as PreviousOutputs);
+}
+
+/** Runs a config check; its ConfigError fails the update with the message, no stack trace. */
+function configChecked<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw e instanceof ConfigError ? new pulumi.RunError(e.message) : e;
+  }
 }
 interface ServicePlacement {
   vpcId: pulumi.Input<string>;

@@ -33,10 +33,8 @@ import {
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER, ssmPrefix } from "./pair-defaults";
 import { renderServerFile, serverFile, shellQuote } from "./server-files";
-
-/** Where the mail servers read their secrets and users (ServerPair grants `/hastack/mail/*`). */
-export const MAIL_SSM_PREFIX = "/hastack/mail";
 
 export interface MailPairArgs extends PairPlacement {
   /** hastack:mail, validated by parseStackConfig. */
@@ -56,7 +54,7 @@ export interface MailPairArgs extends PairPlacement {
   sshPrivateKey?: pulumi.Input<string>;
   /**
    * Security groups of the NAS servers that pull the Maildirs over SSH (read-only rrsync with
-   * the NAS's key from `/hastack/mail/nas-backup-ssh-public-key`). Defaults to none: no NAS
+   * the NAS's key from `<ssmRoot>/mail/nas-backup-ssh-public-key`). Defaults to none: no NAS
    * may reach port 22.
    */
   backupClientSecurityGroupIds?: pulumi.Input<string>[];
@@ -109,7 +107,7 @@ export class MailPair extends pulumi.ComponentResource {
   constructor(name: string, args: MailPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:mail:MailPair", name, {}, opts);
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "dns";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.mail;
     const sshUser = args.sshUser ?? "admin";
     const layout = PRODUCTION_LAYOUT;
     this.serviceName = `${cfg.hostname}.${args.domain}`;
@@ -150,11 +148,13 @@ export class MailPair extends pulumi.ComponentResource {
     });
     this.migration = migrationPlan(planInput);
 
+    // Where the servers read their secrets and users (ServerPair grants `<prefix>/*`).
+    const mailPrefix = ssmPrefix(args.ssmRoot, "mail");
     const settings: MailServerSettings = {
       hostname: this.serviceName,
       domain: args.domain,
       pop3: cfg.pop3,
-      ssmPrefix: MAIL_SSM_PREFIX,
+      ssmPrefix: mailPrefix,
       dkimSelector: cfg.dkim.selector,
     };
     const cloudConfig = {} as Record<Role, CloudConfigParts>;
@@ -203,9 +203,9 @@ export class MailPair extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    if (this.pair.ssmPrefix !== MAIL_SSM_PREFIX) {
+    if (this.pair.ssmPrefix !== mailPrefix) {
       throw new Error(
-        `MailPair ${name}: the servers may read ${this.pair.ssmPrefix}/*, but their scripts read ${MAIL_SSM_PREFIX}`,
+        `MailPair ${name}: the servers may read ${this.pair.ssmPrefix}/*, but their scripts read ${mailPrefix}`,
       );
     }
 
@@ -219,7 +219,7 @@ export class MailPair extends pulumi.ComponentResource {
     new aws.ssm.Parameter(
       `${name}-doveadm-password`,
       {
-        name: `${MAIL_SSM_PREFIX}/doveadm-password`,
+        name: `${mailPrefix}/doveadm-password`,
         type: "SecureString",
         keyId: args.secretsKeyArn,
         value: doveadmPassword.result,
@@ -230,7 +230,7 @@ export class MailPair extends pulumi.ComponentResource {
     new aws.ssm.Parameter(
       `${name}-users`,
       {
-        name: `${MAIL_SSM_PREFIX}/users`,
+        name: `${mailPrefix}/users`,
         type: "SecureString",
         keyId: args.secretsKeyArn,
         // Advanced: up to 8 KB of passwd-file lines (about 50 users with SHA512-CRYPT hashes).
@@ -246,7 +246,7 @@ export class MailPair extends pulumi.ComponentResource {
       new aws.ssm.Parameter(
         `${name}-${side}-private-ip`,
         {
-          name: `${MAIL_SSM_PREFIX}/private-ip/${side}`,
+          name: `${mailPrefix}/private-ip/${side}`,
           type: "String",
           value: this.pair.privateIps[side],
           description: `hastack: private address of the mail ${side} (its peer's dsync target)`,
@@ -275,7 +275,7 @@ export class MailPair extends pulumi.ComponentResource {
     new aws.ssm.Parameter(
       `${name}-dkim-${selector}`,
       {
-        name: `${MAIL_SSM_PREFIX}/dkim/${selector}`,
+        name: `${mailPrefix}/dkim/${selector}`,
         type: "SecureString",
         keyId: args.secretsKeyArn,
         value: pulumi.secret(dkimKey.privateKeyPem),

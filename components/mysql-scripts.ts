@@ -7,20 +7,25 @@
 import type { MysqlConfig } from "../lib/config/stack-config";
 import { OPERATOR_RESPONSE_SECONDS, Role, Switchover } from "./server-pair";
 import { HASTACK_LIB_PATH, renderTemplate, serverFile } from "./server-files";
+import { ssmPrefix } from "./pair-defaults";
 
 export type Engine = "mariadb" | "mysql";
 export type ReplicationMode = "semi-sync" | "async";
 
 /** The account each server lets its peer use: replication, the bootstrap dump, fencing. */
 export const REPLICATION_USER = "hastack_repl";
-/** SSM SecureString holding its password (ServerPair lets the servers read /hastack/mysql/*). */
-export const REPLICATION_PASSWORD_PARAMETER = "/hastack/mysql/replication-password";
+/** SSM SecureString holding its password, under the pair's prefix (which the servers may read). */
+export function replicationPasswordParameter(prefix: string): string {
+  return `${prefix}/replication-password`;
+}
 /** Where the data directory lives on the servers (the pair's data volume). */
 export const SERVER_DATADIR = "/srv/data/mysql";
 /** The pair's TLS files on the servers: ca.pem, server.pem, server-key.pem (issue 13). */
 export const TLS_DIR = "/etc/mysql/hastack-tls";
-/** SSM SecureStrings `<prefix>-ca`, `-cert`, `-key`: the pair's TLS material the stack generates. */
-export const TLS_PARAMETER_PREFIX = "/hastack/mysql/tls";
+/** SSM SecureStrings `<tls prefix>-ca`, `-cert`, `-key`: the pair's TLS material the stack makes. */
+export function tlsParameterPrefix(prefix: string): string {
+  return `${prefix}/tls`;
+}
 /** Staging directory cloud-init writes to; the provision script installs from it. */
 export const STAGING_DIR = "/etc/hastack/mysql";
 export const BOOT_ROLE_PATH = "/usr/local/sbin/hastack-mysql-boot-role";
@@ -227,8 +232,13 @@ export const DIALECTS: Record<Engine, Dialect> = {
 };
 
 /** The script settings a config yields (accounts by name; their passwords travel separately). */
-export function mysqlSettings(cfg: MysqlConfig, accounts: AccountSpec[] = []): MysqlSettings {
+export function mysqlSettings(
+  cfg: MysqlConfig,
+  accounts: AccountSpec[] = [],
+  prefix?: string,
+): MysqlSettings {
   return {
+    ...(prefix === undefined ? {} : { ssmPrefix: prefix }),
     engine: cfg.engine,
     semiSync: cfg.semiSync,
     semiSyncTimeoutMs: cfg.semiSyncTimeoutMs,
@@ -265,6 +275,8 @@ export interface MysqlSettings {
   databases: string[];
   /** Application accounts (e.g. the PBX's CDR writer), created on both servers. Defaults to none. */
   accounts?: AccountSpec[];
+  /** The pair's SSM prefix (ServerPair.ssmPrefix). Defaults to /hastack/mysql. */
+  ssmPrefix?: string;
 }
 
 /** An application account; its password arrives as HASTACK_ACCOUNT_PASSWORD_<index>. */
@@ -439,7 +451,7 @@ function scriptValues(name: ScriptName, s: MysqlSettings, d: Dialect): Record<st
     MAX_LAG_SECONDS: String(s.maxFailoverLagSeconds),
     FORCE: s.forceFailover ? "1" : "0",
     UNFENCE_PATH,
-    SSM_PASSWORD_PARAM: REPLICATION_PASSWORD_PARAMETER,
+    SSM_PASSWORD_PARAM: replicationPasswordParameter(s.ssmPrefix ?? ssmPrefix(undefined, "mysql")),
     REPL_USER: REPLICATION_USER,
     DATABASES: s.databases.join(" "),
     ROLE_ACTIVE: renderRoleConfig(s.engine, "active", semi).replace(/\n$/, ""),
@@ -617,13 +629,16 @@ export function renderBootRoleDropIn(
  * installs the staged config, initialises the data directory on the data volume once, starts
  * the server. Idempotent.
  */
-export function renderProvisionScript(engine: Engine): string {
+export function renderProvisionScript(
+  engine: Engine,
+  prefix = ssmPrefix(undefined, "mysql"),
+): string {
   const d = DIALECTS[engine];
   return renderMysqlFile("provision.sh", {
     ENGINE: engine,
     LIB_PATH: HASTACK_LIB_PATH,
     TLS_DIR,
-    SSM_TLS_PREFIX: TLS_PARAMETER_PREFIX,
+    SSM_TLS_PREFIX: tlsParameterPrefix(prefix),
     STAGING_DIR,
     CONF_DIR: d.confDir,
     SERVICE: d.service,

@@ -15,8 +15,8 @@ import {
   Engine,
   MysqlSettings,
   PROVISION_PATH,
-  REPLICATION_PASSWORD_PARAMETER,
-  TLS_PARAMETER_PREFIX,
+  replicationPasswordParameter,
+  tlsParameterPrefix,
   ReplicationMode,
   SSHD_ACCEPT_ENV,
   STAGING_DIR,
@@ -47,6 +47,7 @@ import {
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER, ssmPrefix } from "./pair-defaults";
 import { hastackLibWriteFile } from "./server-files";
 
 export const MYSQL_PORT = 3306;
@@ -107,7 +108,7 @@ export class MysqlPair extends pulumi.ComponentResource {
   constructor(name: string, args: MysqlPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:mysql:MysqlPair", name, {}, opts);
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "dns";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.mysql;
     const sshUser = args.sshUser ?? "admin";
     const accounts = args.accounts ?? [];
     const problems = checkMysqlPairArgs(args);
@@ -117,10 +118,10 @@ export class MysqlPair extends pulumi.ComponentResource {
     this.engine = cfg.engine;
     this.replication = replicationMode(cfg.semiSync);
     this.endpoint = `${cfg.hostname}.${args.domain}`;
-    const ssmPrefix = "/hastack/mysql";
-    this.replicationPasswordParameter = REPLICATION_PASSWORD_PARAMETER;
-    this.activeSideParameter = `${ssmPrefix}/active-side`;
-    const settings = mysqlSettings(cfg, accounts);
+    const prefix = ssmPrefix(args.ssmRoot, "mysql");
+    this.replicationPasswordParameter = replicationPasswordParameter(prefix);
+    this.activeSideParameter = `${prefix}/active-side`;
+    const settings = mysqlSettings(cfg, accounts, prefix);
 
     // Alphanumeric: the scripts refuse anything that would need quoting in SQL or an option file.
     const password = new random.RandomPassword(
@@ -215,7 +216,7 @@ export class MysqlPair extends pulumi.ComponentResource {
         new aws.ssm.Parameter(
           `${name}-tls-${suffix}`,
           {
-            name: `${TLS_PARAMETER_PREFIX}-${suffix}`,
+            name: `${tlsParameterPrefix(prefix)}-${suffix}`,
             type: "SecureString",
             keyId: args.secretsKeyArn,
             value: pulumi.secret(value),
@@ -458,7 +459,7 @@ export function mysqlCloudConfigParts(o: {
       {
         path: PROVISION_PATH,
         permissions: "0755",
-        content: renderProvisionScript(o.settings.engine),
+        content: renderProvisionScript(o.settings.engine, o.settings.ssmPrefix),
       },
       {
         path: "/etc/ssh/sshd_config.d/60-hastack-env.conf",

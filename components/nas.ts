@@ -52,6 +52,7 @@ import {
   throwIfInvalid,
   ArgProblem,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER, ssmPrefix as servicePrefix } from "./pair-defaults";
 import {
   BACKUP_ENV_DIR,
   BACKUP_ROOT,
@@ -137,8 +138,8 @@ export class NasBackups extends pulumi.ComponentResource {
     super("hastack:nas:NasBackups", name, {}, opts);
     throwIfInvalid(`NasBackups ${name}`, checkNasArgs(args));
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "dns";
-    const ssmPrefix = "/hastack/nas";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.nas;
+    const ssmPrefix = servicePrefix(args.ssmRoot, "nas");
     const serviceName = `${cfg.hostname}.${args.domain}`;
     const serverNames = {
       primary: `${cfg.serverNames.primary}.${args.domain}`,
@@ -169,7 +170,7 @@ export class NasBackups extends pulumi.ComponentResource {
     this.dbBackupPassword = pulumi.secret(dbPassword.result);
     for (const [suffix, parameter] of [
       ["nas", `${ssmPrefix}/mysql-backup-password`],
-      ["mysql", "/hastack/mysql/backup-user-password"],
+      ["mysql", `${servicePrefix(args.ssmRoot, "mysql")}/backup-user-password`],
     ]) {
       new aws.ssm.Parameter(
         `${name}-db-backup-password-${suffix}`,
@@ -204,7 +205,7 @@ export class NasBackups extends pulumi.ComponentResource {
           name:
             service === "nas"
               ? `${ssmPrefix}/ssh-public-key`
-              : `/hastack/${service}/nas-backup-ssh-public-key`,
+              : `${servicePrefix(args.ssmRoot, service)}/nas-backup-ssh-public-key`,
           type: "String",
           value: key.publicKeyOpenssh,
           description: `hastack: the NAS's public key, authorized ${service === "nas" ? "write-only on the other NAS" : `read-only on the ${service} servers`}`,

@@ -46,3 +46,24 @@ export function estimateRtoSeconds(o: {
     ? detection + o.ttl
     : detection + OPERATOR_RESPONSE_SECONDS + EIP_REASSOCIATION_SECONDS;
 }
+
+// SSM paths (issue 10): every service's parameters live under `<root>/<service>`, and the root
+// carries the stack name, so two stacks in one account never share (and overwrite) a parameter.
+// Stacks made before that keep `/hastack` through hastack:ssmRoot: renaming a parameter
+// replaces it, and servers read the paths their first boot wrote into their scripts.
+
+/** The root of stacks made before issue 10 (hastack:ssmRoot: /hastack keeps it). */
+export const LEGACY_SSM_ROOT = "/hastack";
+
+/** The SSM root of a new stack: `/hastack/<stack>`. */
+export function stackSsmRoot(stack: string): string {
+  return `${LEGACY_SSM_ROOT}/${stack}`;
+}
+
+/**
+ * A service's SSM prefix: `<root>/<service>`, e.g. /hastack/prod/mail — the one place it is
+ * spelled. The root defaults to LEGACY_SSM_ROOT (a component built alone, as in tests).
+ */
+export function ssmPrefix(root: string | undefined, service: string): string {
+  return `${root ?? LEGACY_SSM_ROOT}/${service}`;
+}

@@ -24,6 +24,7 @@ import {
   throwIfInvalid,
   ArgProblem,
 } from "./server-pair";
+import { DEFAULT_SWITCHOVER, ssmPrefix as servicePrefix } from "./pair-defaults";
 import {
   IS_ACTIVE_SCRIPT_PATH,
   IS_ACTIVE_SCRIPT_SOURCE,
@@ -40,7 +41,9 @@ export const CDR_CONNECTION = "hastack-cdr";
 /** The MariaDB account Asterisk writes CDRs with. */
 export const CDR_DB_USER = "asteriskcdr";
 /** Where the MySQL pair reads that account's password. */
-export const CDR_PASSWORD_PARAMETER_FOR_MYSQL = "/hastack/mysql/cdr-user-password";
+export function cdrPasswordParameterForMysql(ssmRoot: string | undefined): string {
+  return `${servicePrefix(ssmRoot, "mysql")}/cdr-user-password`;
+}
 /** Where the boot script writes `password => …` (outside /etc/asterisk, so sync and backups never copy it). */
 export const CDR_PASSWORD_INCLUDE = "/etc/hastack/pbx/res_odbc_password.conf";
 /** The ODBC driver name Debian's odbc-mariadb registers. */
@@ -94,7 +97,7 @@ export class PbxPair extends pulumi.ComponentResource {
     super("hastack:pbx:PbxPair", name, {}, opts);
     throwIfInvalid(`PbxPair ${name}`, checkPbxArgs(args));
     const cfg = args.config;
-    const switchover = cfg.switchover ?? "eip";
+    const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.pbx;
     const databasePort = args.databasePort ?? 3306;
     const cdrDatabase = args.cdrDatabase ?? "asteriskcdrdb";
     const serviceName = `${cfg.hostname}.${args.domain}`;
@@ -102,7 +105,7 @@ export class PbxPair extends pulumi.ComponentResource {
       primary: `${cfg.serverNames.primary}.${args.domain}`,
       standby: `${cfg.serverNames.standby}.${args.domain}`,
     };
-    const ssmPrefix = "/hastack/pbx";
+    const ssmPrefix = servicePrefix(args.ssmRoot, "pbx");
     const voiceCidrs = [...cfg.sipTrunkCidrs, ...args.officeCidrs];
     if (voiceCidrs.length === 0) {
       pulumi.log.warn(
@@ -136,7 +139,7 @@ export class PbxPair extends pulumi.ComponentResource {
     new aws.ssm.Parameter(
       `${name}-cdr-db-password-mysql`,
       {
-        name: CDR_PASSWORD_PARAMETER_FOR_MYSQL,
+        name: cdrPasswordParameterForMysql(args.ssmRoot),
         type: "SecureString",
         keyId: args.secretsKeyArn,
         value: cdrPassword.result,

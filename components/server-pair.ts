@@ -16,6 +16,7 @@ import {
   HEALTH_CHECK_INTERVAL_SECONDS,
   Switchover,
   estimateRtoSeconds,
+  ssmPrefix,
 } from "./pair-defaults";
 import { hastackLibWriteFile, renderServerFile, serverFile } from "./server-files";
 import * as tls from "@pulumi/tls";
@@ -125,6 +126,8 @@ export interface ServerPairArgs {
   egress?: EgressPort[];
   /** The customer-managed key of the stack's SecureStrings (PairPlacement). Defaults to none. */
   secretsKeyArn?: pulumi.Input<string>;
+  /** The stack's SSM root (PairPlacement.ssmRoot). Defaults to /hastack. */
+  ssmRoot?: string;
   healthCheck: HealthCheckSpec;
   /** Record TTL of the switch records, at most 60. Defaults to 60. */
   ttl?: number;
@@ -178,6 +181,11 @@ export interface PairPlacement {
    * decrypt with it only its own prefix. Defaults to none (the account's aws/ssm key).
    */
   secretsKeyArn?: pulumi.Input<string>;
+  /**
+   * Parent of every service's SSM prefix (`<ssmRoot>/<service>`): index.ts passes
+   * hastack:ssmRoot, else `/hastack/<stack>`. Defaults to /hastack (a component built alone).
+   */
+  ssmRoot?: string;
 }
 
 /**
@@ -203,6 +211,7 @@ export function pairBasics(
   | "dataVolumeGb"
   | "keyName"
   | "secretsKeyArn"
+  | "ssmRoot"
   | "adminCidrs"
   | "ttl"
   | "bootSeconds"
@@ -220,6 +229,7 @@ export function pairBasics(
     dataVolumeGb: cfg.dataVolumeGb,
     keyName: placement.keyName,
     secretsKeyArn: placement.secretsKeyArn,
+    ssmRoot: placement.ssmRoot,
     adminCidrs: placement.adminCidrs,
     ttl: cfg.ttl,
     bootSeconds: cfg.bootSeconds,
@@ -258,7 +268,7 @@ export class ServerPair extends pulumi.ComponentResource {
   public readonly activeSide: Role;
   public readonly switchover: Switchover;
   public readonly serviceName: string;
-  /** SSM parameter path the servers may read secrets from: `/hastack/<service>`. */
+  /** SSM parameter path the servers may read secrets from: `<ssmRoot>/<service>`. */
   public readonly ssmPrefix: string;
   public readonly securityGroupId: pulumi.Output<string>;
   public readonly instances: Record<Role, aws.ec2.Instance>;
@@ -290,7 +300,7 @@ export class ServerPair extends pulumi.ComponentResource {
     this.activeSide = args.active;
     this.switchover = args.switchover;
     this.serviceName = args.serviceName;
-    this.ssmPrefix = `/hastack/${args.service}`;
+    this.ssmPrefix = ssmPrefix(args.ssmRoot, args.service);
     const tags = (role?: Role): Record<string, string> => ({
       "hastack:service": args.service,
       ...(role ? { "hastack:role": role, Name: `${args.service}-${role}` } : {}),

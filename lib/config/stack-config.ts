@@ -20,6 +20,7 @@ export const CONFIG_KEYS = [
   "keyName",
   "sshUser",
   "sshPrivateKey",
+  "ssmRoot",
   "alerts",
   "contacts",
   "mail",
@@ -31,6 +32,8 @@ export const CONFIG_KEYS = [
 /** Keys whose values are secrets (`pulumi config set --secret`); read with getSecret. */
 export const SECRET_KEYS = ["sshPrivateKey"] as const;
 
+/** hastack:ssmRoot: the legacy root or one level below it (SSM's path characters only). */
+const SSM_ROOT = /^\/hastack(\/[A-Za-z0-9_.-]{1,64})?$/;
 const AMI = /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/;
 /**
  * EC2 instance type by shape, family.size: t3.small, m6i.large, c7i.metal-24xl, m7i-flex.large,
@@ -367,6 +370,17 @@ export const stackConfigSchema = z
     sshUser: z.string().min(1).default("admin"),
     /** Secret; used by remote role-change commands. */
     sshPrivateKey: z.string().min(1).optional(),
+    /**
+     * Parent of every service's SSM prefix (`<ssmRoot>/<service>`). Stacks made before issue 10
+     * set `/hastack` to keep their parameters (a rename would replace them, README: Security).
+     * Defaults to /hastack/<stack>.
+     */
+    ssmRoot: z
+      .string()
+      .regex(SSM_ROOT, {
+        message: 'an SSM path "/hastack" (stacks made before issue 10) or "/hastack/<name>"',
+      })
+      .optional(),
     alerts: z
       .object({ emails: z.array(email).default([]) })
       .strict()

@@ -166,6 +166,7 @@ export const SERVING_TYPES = new Set([
 ]);
 
 const RECORD = "aws:route53/record:Record";
+const SSM_PARAMETER = "aws:ssm/parameter:Parameter";
 const EIP_ASSOC = "aws:ec2/eipAssociation:EipAssociation";
 const INSTANCE = "aws:ec2/instance:Instance";
 const VOLUME_ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment";
@@ -403,6 +404,15 @@ function classifyOp(
       return recreated
         ? res("brief", "Elastic IP re-association", DEFAULTS.eipReassociationSeconds)
         : res("outage", "service Elastic IP detached with nothing re-attaching it", null);
+    }
+    if (step.type === SSM_PARAMETER && replace) {
+      // Only a new name forces it (replace-forcing table). Servers read parameters by the name
+      // their first boot wrote into their scripts, and the IAM policy follows the new prefix.
+      return res(
+        "outage",
+        `SSM parameter renamed (forced by ${fmtKeys(step.replaceReasons)}): the servers read the old name, which the replacement deletes${step.protect ? " (protected: the update stops there)" : ""}`,
+        null,
+      );
     }
     if (step.type === "aws:ec2/securityGroup:SecurityGroup" && replace) {
       return res(

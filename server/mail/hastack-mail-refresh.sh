@@ -26,10 +26,12 @@ if [ "${1:-}" = "--require-users" ]; then require_users=1; elif [ $# -gt 0 ]; th
   log "unknown argument $1 (expected --require-users)"; exit 2
 fi
 
-# The region comes from the instance metadata (IMDSv2) unless the environment names it.
+# The region for the SSM reads, unless the environment names it: hastack_region (the one
+# IMDSv2 lookup, server/lib/hastack.sh, which every server gets at first boot).
 if [ -z "${AWS_DEFAULT_REGION:-}" ]; then
-  token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)
-  AWS_DEFAULT_REGION=$(curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/placement/region)
+  # shellcheck source=../lib/hastack.sh
+  . "${HASTACK_LIB:-/usr/local/lib/hastack/hastack.sh}"
+  AWS_DEFAULT_REGION=$(hastack_region)
   export AWS_DEFAULT_REGION
 fi
 param() { aws ssm get-parameter --with-decryption --name "$PREFIX/$1" --query Parameter.Value --output text; }
