@@ -16,6 +16,7 @@ import { Dns, internalName } from "./components/dns";
 import { MysqlPair } from "./components/mysql";
 import { NasBackups } from "./components/nas";
 import { PbxPair } from "./components/pbx";
+import { databasesOnMysqlPair, replicatedSet } from "./components/pbx-replicated-set";
 import { Network } from "./components/network";
 import { SecretsKey } from "./components/secrets-key";
 import { Role } from "./components/server-pair";
@@ -83,6 +84,13 @@ export = async (): Promise<Record<string, unknown>> => {
     provider: usEast1,
   });
 
+  // The PBX's replicated set (issue 16): FreePBX's database may live on the MySQL pair, which
+  // then creates it and the NAS dumps it with the others.
+  const pbxSet = replicatedSet(cfg.pbx.flavour, cfg.pbx.configDatabase);
+  const mysqlDatabases = [
+    ...cfg.mysql.databases,
+    ...databasesOnMysqlPair(pbxSet).filter((d) => !cfg.mysql.databases.includes(d)),
+  ];
   const nas = new NasBackups("nas", {
     ...common,
     config: cfg.nas,
@@ -91,7 +99,8 @@ export = async (): Promise<Record<string, unknown>> => {
       mailHostname: cfg.mail.hostname,
       mysqlHostname: cfg.mysql.hostname,
       pbxHostname: cfg.pbx.hostname,
-      databases: cfg.mysql.databases,
+      databases: mysqlDatabases,
+      pbxSet,
     },
   });
   const pbx = new PbxPair("pbx", {
@@ -103,10 +112,12 @@ export = async (): Promise<Record<string, unknown>> => {
     backupClientSecurityGroupIds: [nas.securityGroupId],
     alarmActions: [alerts.topicArn],
     alarmProvider: usEast1,
+    sshUser: cfg.sshUser,
+    sshPrivateKey,
   });
   const mysql = new MysqlPair("mysql", {
     ...common,
-    config: cfg.mysql,
+    config: { ...cfg.mysql, databases: mysqlDatabases },
     network: placement("mysql"),
     clientSecurityGroupIds: [pbx.securityGroupId, nas.securityGroupId],
     // Application accounts accept connections from the VPC's private range only (issue 13).
@@ -127,6 +138,7 @@ export = async (): Promise<Record<string, unknown>> => {
         password: nas.dbBackupPassword,
         privileges: "SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT, RELOAD, BINLOG MONITOR",
       },
+      ...(pbx.freepbxDbAccount ? [pbx.freepbxDbAccount] : []),
     ],
     sshUser: cfg.sshUser,
     sshPrivateKey,

@@ -13,6 +13,7 @@
 // Unchanged files are hard links into the previous snapshot (rsync --link-dest), so each
 // snapshot is a complete tree that costs only what changed.
 import { envFile, renderServerFile } from "./server-files";
+import { PBX_COPIES_DIR, ReplicatedItem, replicatedSet } from "./pbx-replicated-set";
 
 /** The services that have backup jobs. */
 export type BackupService = "mail" | "mysql" | "pbx";
@@ -63,12 +64,57 @@ export interface BackupJobsInput {
   databases: string[];
   /** Where each service keeps its data. Defaults to /srv/data/mail (Maildirs). */
   mailDataPath?: string;
+  /** The PBX's replicated set (components/pbx-replicated-set.ts). Defaults to FreePBX's. */
+  pbxSet?: ReplicatedItem[];
+}
+
+/** The NAS job that pulls the PBX's consistent database copies (astdb, SQLite files, dumps). */
+export const PBX_COPIES_JOB = "pbx-copies";
+
+/**
+ * The PBX's jobs, from its replicated set (the one source the sync is rendered from too): one
+ * rsync job per directory (`pbx-<key>`), and one for the consistent copies the sync keeps in
+ * COPIES_DIR/local on the active PBX — never the live database files. Databases on the MySQL
+ * pair are in the dump job (its database list).
+ */
+export function pbxBackupJobs(
+  set: ReplicatedItem[],
+  o: { sourceHost: string; intervalHours: number; retentionDays: number },
+): BackupJob[] {
+  const jobs: BackupJob[] = set
+    .filter((i) => i.method === "rsync")
+    .map((i) => ({
+      service: "pbx",
+      name: `pbx-${i.key}`,
+      description: `${i.what} (${i.path})`,
+      kind: "rsync",
+      sourceHost: o.sourceHost,
+      sourcePath: i.path!,
+      excludes: [...(i.excludes ?? [])],
+      intervalHours: o.intervalHours,
+      retentionDays: o.retentionDays,
+    }));
+  const copied = set.filter((i) => i.method === "sqlite-backup" || i.method === "mysqldump");
+  if (copied.length > 0) {
+    jobs.push({
+      service: "pbx",
+      name: PBX_COPIES_JOB,
+      description: `consistent copies of ${copied.map((i) => i.path ?? `database ${i.database}`).join(", ")} (${PBX_COPIES_DIR}/local)`,
+      kind: "rsync",
+      sourceHost: o.sourceHost,
+      sourcePath: `${PBX_COPIES_DIR}/local`,
+      excludes: [],
+      intervalHours: o.intervalHours,
+      retentionDays: o.retentionDays,
+    });
+  }
+  return jobs;
 }
 
 /**
- * The jobs: mail Maildirs, a consistent database dump, Asterisk config, and the Asterisk spool
- * (voicemail and call recordings). Asterisk's spool `tmp/` and `outgoing/` are excluded: a
- * restored call file would place a call.
+ * The jobs: mail Maildirs, a consistent database dump, and the PBX's replicated set
+ * (pbxBackupJobs: Asterisk config, spool without `tmp/` and `outgoing/` — a restored call file
+ * would place a call —, /var/lib/asterisk, provisioning, the consistent database copies…).
  */
 export function backupJobs(input: BackupJobsInput): BackupJob[] {
   const fqdn = (label: string): string => `${label}.${input.domain}`;
@@ -95,28 +141,11 @@ export function backupJobs(input: BackupJobsInput): BackupJob[] {
       intervalHours: input.intervalHours.mysql,
       retentionDays: input.retentionDays.mysql,
     },
-    {
-      service: "pbx",
-      name: "pbx-config",
-      description: "Asterisk/FreePBX configuration (/etc/asterisk)",
-      kind: "rsync",
+    ...pbxBackupJobs(input.pbxSet ?? replicatedSet("freepbx"), {
       sourceHost: fqdn(input.hostnames.pbx),
-      sourcePath: "/etc/asterisk",
-      excludes: [],
       intervalHours: input.intervalHours.pbx,
       retentionDays: input.retentionDays.pbx,
-    },
-    {
-      service: "pbx",
-      name: "pbx-spool",
-      description: "voicemail and call recordings (/var/spool/asterisk)",
-      kind: "rsync",
-      sourceHost: fqdn(input.hostnames.pbx),
-      sourcePath: "/var/spool/asterisk",
-      excludes: ["/tmp/", "/outgoing/"],
-      intervalHours: input.intervalHours.pbx,
-      retentionDays: input.retentionDays.pbx,
-    },
+    }),
   ];
 }
 

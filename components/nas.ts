@@ -78,6 +78,7 @@ import {
   timerSchedule,
 } from "./backup-jobs";
 import { envFile, hastackLibWriteFile, serverFile } from "./server-files";
+import type { ReplicatedItem } from "./pbx-replicated-set";
 
 /** The tag AWS Backup selects on; ServerPair puts it on every data volume. */
 export const BACKUP_TAG = { key: "hastack:backup", value: "true" } as const;
@@ -94,6 +95,8 @@ export interface NasBackupsArgs extends PairPlacement {
     mysqlHostname: string;
     pbxHostname: string;
     databases: string[];
+    /** The PBX's replicated set (issue 16): what its jobs pull. Defaults to FreePBX's. */
+    pbxSet?: ReplicatedItem[];
   };
   /** Where the mail servers keep Maildirs. Defaults to /srv/data/mail. */
   mailDataPath?: string;
@@ -157,6 +160,7 @@ export class NasBackups extends pulumi.ComponentResource {
       retentionDays: cfg.retentionDays,
       databases: args.sources.databases,
       mailDataPath: args.mailDataPath,
+      pbxSet: args.sources.pbxSet,
     });
 
     // The dump account's password: the NAS reads it from its prefix; the MySQL pair, which

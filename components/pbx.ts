@@ -1,14 +1,29 @@
-// The PBX pair: Asterisk (FreePBX-style install) on a primary and a standby server. What a call
-// leaves behind is kept off the single server: call-detail records go to the MySQL pair through
-// ODBC, and /etc/asterisk (config) and /var/spool/asterisk (voicemail, recordings) are pushed
+// The PBX pair: Asterisk (FreePBX, Elastix or plain, `hastack:pbx.flavour`) on a primary and a
+// standby server. What a call leaves behind is kept off the single server: call-detail records
+// go to the MySQL pair through ODBC, FreePBX's configuration database lives there too (issue
+// 16), and the rest of the flavour's replicated set (components/pbx-replicated-set.ts: config,
+// spool, /var/lib/asterisk, astdb and other SQLite databases copied consistently…) is pushed
 // from the active server to the other one every `syncIntervalMinutes` — the PBX RPO. The switch
 // is an Elastic IP by default (issue 5): SIP trunks and phones register to an IP address, and
-// Route 53 cannot probe SIP over UDP, so the health check is TCP 5060.
+// Route 53 cannot probe SIP over UDP, so the health check is TCP 5060. Before the address moves,
+// the switch activates the new server (hastack-pbx-activate: installs the shipped databases
+// with Asterisk stopped; FreePBX: `fwconsole reload`), so phones re-register to current config.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as tls from "@pulumi/tls";
 import * as random from "@pulumi/random";
+import * as command from "@pulumi/command";
 import type { PbxConfig } from "../lib/config/stack-config";
+import {
+  FREEPBX_DATABASE,
+  PBX_COPIES_DIR,
+  PbxFlavour,
+  ReplicatedItem,
+  SyncPlan,
+  databasesOnMysqlPair,
+  replicatedSet,
+  syncPlan,
+} from "./pbx-replicated-set";
 import { peerName } from "./dns";
 import {
   CloudConfigParts,
@@ -79,6 +94,13 @@ export interface PbxPairArgs extends PairPlacement {
   alarmActions?: pulumi.Input<string>[];
   /** A us-east-1 provider to share (where Route 53 metrics live). Defaults to one of its own. */
   alarmProvider?: aws.Provider;
+  /** SSH user of the activation command. Defaults to admin (Debian's cloud user). */
+  sshUser?: string;
+  /**
+   * Private key (secret) the activation command logs in with. Defaults to none: then no command
+   * is declared and `hastack-pbx-activate` must be run by hand before a switch (a warning says so).
+   */
+  sshPrivateKey?: pulumi.Input<string>;
 }
 
 export class PbxPair extends pulumi.ComponentResource {
@@ -92,6 +114,19 @@ export class PbxPair extends pulumi.ComponentResource {
   public readonly cdrDbPasswordParameter: string;
   /** ServiceSummary with PBX RPO (sync interval) and RTO (switch + re-registration). */
   public readonly summary: ServiceSummary;
+  /** What the pair replicates (the flavour's table, components/pbx-replicated-set.ts). */
+  public readonly replicatedSet: ReplicatedItem[];
+  /** Databases that live on the MySQL pair (it must create them; the NAS dumps them). */
+  public readonly databasesOnMysqlPair: string[];
+  /** FreePBX's account on the MySQL pair, its password (secret) and grants; undefined unless its database lives there. */
+  public readonly freepbxDbAccount?: {
+    user: string;
+    database: string;
+    password: pulumi.Output<string>;
+    privileges: string;
+  };
+  /** The activation commands by side (the one for the inactive side runs nothing); empty without an SSH key. */
+  public readonly activateCommands: Partial<Record<Role, command.remote.Command>>;
 
   constructor(name: string, args: PbxPairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:pbx:PbxPair", name, {}, opts);
@@ -106,6 +141,9 @@ export class PbxPair extends pulumi.ComponentResource {
       standby: `${cfg.serverNames.standby}.${args.domain}`,
     };
     const ssmPrefix = servicePrefix(args.ssmRoot, "pbx");
+    const flavour = cfg.flavour;
+    this.replicatedSet = replicatedSet(flavour, cfg.configDatabase);
+    this.databasesOnMysqlPair = databasesOnMysqlPair(this.replicatedSet);
     const voiceCidrs = [...cfg.sipTrunkCidrs, ...args.officeCidrs];
     if (voiceCidrs.length === 0) {
       pulumi.log.warn(
@@ -147,6 +185,40 @@ export class PbxPair extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+
+    // FreePBX's configuration database on the MySQL pair: its own account, its password from
+    // @pulumi/random, delivered to the PBX servers only as a SecureString.
+    let freepbxDb: FreepbxDbSettings | undefined;
+    if (this.databasesOnMysqlPair.includes(FREEPBX_DATABASE)) {
+      const freepbxPassword = new random.RandomPassword(
+        `${name}-freepbx-db-password`,
+        // Alphanumeric: the account script refuses anything SQL or PHP would need quoted.
+        { length: 32, special: false },
+        { parent: this },
+      );
+      new aws.ssm.Parameter(
+        `${name}-freepbx-db-password`,
+        {
+          name: `${ssmPrefix}/freepbx-db-password`,
+          type: "SecureString",
+          keyId: args.secretsKeyArn,
+          value: freepbxPassword.result,
+          description: `hastack: password of FreePBX's MariaDB account ${FREEPBX_DB_USER} on the MySQL pair`,
+        },
+        { parent: this },
+      );
+      this.freepbxDbAccount = {
+        user: FREEPBX_DB_USER,
+        database: FREEPBX_DATABASE,
+        password: pulumi.secret(freepbxPassword.result),
+        privileges: FREEPBX_DB_PRIVILEGES,
+      };
+      freepbxDb = {
+        host: args.databaseEndpoint,
+        port: databasePort,
+        passwordParameter: `${ssmPrefix}/freepbx-db-password`,
+      };
+    }
 
     // The key the active PBX pushes to the other with; each side authorizes it write-only.
     const syncKey = new tls.PrivateKey(
@@ -194,6 +266,9 @@ export class PbxPair extends pulumi.ComponentResource {
         rtpPorts: cfg.rtpPorts,
         instanceType: cfg.instanceType,
         installer: cfg.installer,
+        flavour,
+        replicatedSet: this.replicatedSet,
+        freepbxDb,
       });
     }
 
@@ -218,10 +293,54 @@ export class PbxPair extends pulumi.ComponentResource {
         },
         serviceName,
         serverNames,
+        // The address moves only after the new server is activated (databases installed,
+        // FreePBX reloaded): phones re-register to current config, and a failed activation
+        // leaves the address where it was.
+        deferSwitch: true,
       },
       { parent: this },
     );
     this.securityGroupId = this.pair.securityGroupId;
+
+    this.activateCommands = {};
+    if (args.sshPrivateKey === undefined) {
+      pulumi.log.warn(
+        "hastack:sshPrivateKey is not set: the PBX pair declares no activation command; before " +
+          `flipping hastack:pbx.active run on the newly active server: sudo ${PBX_ACTIVATE_COMMAND}`,
+        this,
+      );
+    } else {
+      const privateKey = pulumi.secret(args.sshPrivateKey);
+      for (const side of ROLES) {
+        // Only the side becoming active runs it: a failover never dials the (dead) primary.
+        const runs = cfg.active === side;
+        this.activateCommands[side] = new command.remote.Command(
+          `${name}-activate-${side}`,
+          {
+            connection: {
+              host: this.pair.publicIps[side],
+              user: args.sshUser ?? "admin",
+              privateKey,
+              // The server's stack-generated key (ServerPair.hostKeys): never trust on first use.
+              hostKey: this.pair.hostKeys[side],
+              dialErrorLimit: 40,
+            },
+            // Without `create` the provider runs nothing and never dials the host.
+            create: runs
+              ? `cloud-init status --wait >/dev/null 2>&1; sudo -n ${PBX_ACTIVATE_COMMAND}`
+              : undefined,
+            // Re-runs exactly when `active` changes (and on a replaced server).
+            triggers: [cfg.active, this.pair.instances[side].id],
+          },
+          { parent: this },
+        );
+      }
+    }
+    this.pair.declareSwitch({
+      dependsOn: Object.values(this.activateCommands).filter(
+        (c): c is command.remote.Command => c !== undefined,
+      ),
+    });
 
     for (const srv of sipSrvRecords(args.domain, serviceName)) {
       args.dns.record(this, `${name}-srv-${srv.label}`, {
@@ -557,12 +676,14 @@ export const FREEPBX_CDR_VARIABLES = [
   "dst_cnam",
 ];
 
-/** The sync env: what the active PBX pushes, to whom, and how. */
+/** The sync env: what the active PBX pushes (the flavour's set), to whom, and how. */
 export function renderPbxSyncEnv(o: {
   serviceName: string;
   peer: string;
   /** Role of the peer: the side label of the replication metric. */
   peerSide: string;
+  /** What to push: syncPlan(replicatedSet(flavour)). */
+  plan: SyncPlan;
   /** Defaults to / (production). */
   syncRoot?: string;
   /** Defaults to / (production). */
@@ -572,6 +693,10 @@ export function renderPbxSyncEnv(o: {
   bwlimit?: number;
   /** node_exporter textfile collector directory. Defaults to Debian's. */
   textfileDir?: string;
+  /** The consistent SQLite copier. Defaults to the installed hastack-pbx-sqlite-copy. */
+  sqliteCopy?: string;
+  /** Extra options of the local dump (e.g. a socket). Defaults to none (root over the default socket). */
+  dumpOpts?: string;
 }): string {
   return envFile({
     SERVICE_NAME: o.serviceName,
@@ -581,8 +706,13 @@ export function renderPbxSyncEnv(o: {
     TEXTFILE_DIR: o.textfileDir ?? TEXTFILE_DIR,
     SYNC_ROOT: o.syncRoot ?? "/",
     PEER_ROOT: o.peerRoot ?? "/",
-    SYNC_PATHS: PBX_SYNC_PATHS.join(" "),
-    EXCLUDES: PBX_SYNC_EXCLUDES.join(" "),
+    SYNC_PATHS: o.plan.paths.join(" "),
+    EXCLUDES: o.plan.excludes.join(" "),
+    SQLITE_FILES: o.plan.sqlite.join(" "),
+    DUMP_DATABASES: o.plan.dumps.join(" "),
+    DUMP_OPTS: o.dumpOpts,
+    COPIES_DIR: PBX_COPIES_DIR.replace(/^\/+/, ""),
+    SQLITE_COPY: o.sqliteCopy ?? PBX_SQLITE_COPY_PATH,
     RSYNC_RSH:
       o.rsyncRsh ??
       `ssh -i ${PBX_SYNC_KEY_PATH} -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=20 -o ServerAliveInterval=30`,
@@ -590,10 +720,128 @@ export function renderPbxSyncEnv(o: {
   });
 }
 
-/** What the sync carries, relative to / (config; voicemail and recordings live in the spool). */
-export const PBX_SYNC_PATHS = ["etc/asterisk", "var/spool/asterisk"];
-/** Never synced: Asterisk's scratch space, and call files (a synced call file places a call). */
-export const PBX_SYNC_EXCLUDES = ["/var/spool/asterisk/tmp/", "/var/spool/asterisk/outgoing/"];
+/** Install path of the consistent SQLite copier (server/pbx/hastack-pbx-sqlite-copy.sh). */
+export const PBX_SQLITE_COPY_PATH = "/usr/local/sbin/hastack-pbx-sqlite-copy";
+export const PBX_SQLITE_COPY_SOURCE = "pbx/hastack-pbx-sqlite-copy.sh";
+
+/**
+ * `hastack-pbx-activate ENV` (server/pbx/hastack-pbx-activate.sh), run by the switch on the
+ * server becoming active, before the address moves: installs the consistent copies the other
+ * PBX shipped (integrity-checked first, only while Asterisk is stopped, each only once), then
+ * for FreePBX `fwconsole reload` regenerates /etc/asterisk from the configuration database.
+ */
+export const PBX_ACTIVATE_SOURCE = "pbx/hastack-pbx-activate.sh";
+export const PBX_ACTIVATE_PATH = "/usr/local/sbin/hastack-pbx-activate";
+export const PBX_ACTIVATE_ENV_PATH = "/etc/hastack/pbx-activate.env";
+export const PBX_ACTIVATE_COMMAND = `${PBX_ACTIVATE_PATH} ${PBX_ACTIVATE_ENV_PATH}`;
+
+/** How each flavour stops and starts Asterisk (FreePBX and Elastix wrap it in their own tools). */
+export const ASTERISK_CONTROL: Record<PbxFlavour, { stop: string; start: string }> = {
+  freepbx: { stop: "fwconsole stop", start: "fwconsole start" },
+  elastix: { stop: "amportal stop", start: "amportal start" },
+  asterisk: { stop: "systemctl stop asterisk", start: "systemctl start asterisk" },
+};
+
+/** The activation's env: which copies to install, how to stop/start Asterisk, whether to reload FreePBX. */
+export function renderPbxActivateEnv(o: {
+  flavour: PbxFlavour;
+  plan: SyncPlan;
+  /** Defaults to / (production). */
+  root?: string;
+  /** Defaults to the flavour's (ASTERISK_CONTROL). */
+  asteriskStop?: string;
+  /** Defaults to the flavour's (ASTERISK_CONTROL). */
+  asteriskStart?: string;
+  /** FreePBX's CLI. Defaults to fwconsole (on PATH). */
+  fwconsole?: string;
+  /** Client that loads a shipped dump, with its options. Defaults to mariadb (root over the socket). */
+  dbClient?: string;
+}): string {
+  const control = ASTERISK_CONTROL[o.flavour];
+  return envFile({
+    FLAVOUR: o.flavour,
+    ROOT: o.root ?? "/",
+    COPIES_DIR: PBX_COPIES_DIR.replace(/^\/+/, ""),
+    SQLITE_FILES: o.plan.sqlite.join(" "),
+    DUMP_DATABASES: o.plan.dumps.join(" "),
+    ASTERISK_STOP: o.asteriskStop ?? control.stop,
+    ASTERISK_START: o.asteriskStart ?? control.start,
+    FWCONSOLE: o.fwconsole ?? "fwconsole",
+    DB_CLIENT: o.dbClient ?? "mariadb",
+  });
+}
+
+/** FreePBX's account on the MySQL pair (FreePBX's own default name). */
+export const FREEPBX_DB_USER = "freepbxuser";
+/**
+ * What FreePBX needs on its own schema and nothing more (the grant is on `asterisk`.* only, from
+ * the VPC's range, like every application account):
+ *  - SELECT, INSERT, UPDATE, DELETE: the web UI and fwconsole read and write the configuration;
+ *  - CREATE, ALTER, DROP, INDEX: module install/upgrade creates and migrates its tables
+ *    (FreePBX's module.xml/Doctrine table definitions), uninstall drops them;
+ *  - CREATE TEMPORARY TABLES: modules' upgrade steps and reports stage rows in temporary tables;
+ *  - LOCK TABLES: FreePBX's backup module and the first adoption of a local database
+ *    (hastack-pbx-freepbx-db) take and load a dump that locks the tables it writes;
+ *  - REFERENCES: foreign keys between module tables (MySQL 8 checks it; MariaDB records it).
+ * Not granted: anything global (FILE, PROCESS, SUPER, RELOAD, READ_ONLY ADMIN: read_only fencing
+ * must hold for it), GRANT OPTION, other schemas, stored routines, triggers, events, views —
+ * FreePBX's schema uses none of them. test/server/mysql/freepbx-account.test.ts proves the set
+ * on a real MariaDB: FreePBX-like schema work succeeds, the rest is refused.
+ */
+export const FREEPBX_DB_PRIVILEGES =
+  "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, CREATE TEMPORARY TABLES, LOCK TABLES, REFERENCES";
+/** Where the boot script writes FreePBX's database password (root:asterisk 0640; never synced or backed up). */
+export const FREEPBX_PASSWORD_FILE = "/etc/hastack/pbx/freepbx-db-password";
+
+/** Where FreePBX's configuration database lives when it is on the MySQL pair. */
+export interface FreepbxDbSettings {
+  /** The MySQL pair's internal name (follows its failover). */
+  host: string;
+  port: number;
+  /** SSM SecureString holding the password. */
+  passwordParameter: string;
+}
+
+/**
+ * /etc/freepbx.conf pointing FreePBX at the MySQL pair (AMPDBHOST…). PHP, as FreePBX reads it;
+ * the password is read from the root:asterisk file at run time, so it is in no rendered text.
+ */
+export function renderFreepbxConf(o: { host: string; port: number }): string {
+  return renderServerFile("pbx/freepbx.conf", {
+    USER: FREEPBX_DB_USER,
+    PASSWORD_FILE: FREEPBX_PASSWORD_FILE,
+    HOST: o.host,
+    PORT: o.port,
+    DATABASE: FREEPBX_DATABASE,
+  });
+}
+
+/** Install paths of the FreePBX database setup (server/pbx/hastack-pbx-freepbx-db.sh). */
+export const PBX_FREEPBX_DB_SOURCE = "pbx/hastack-pbx-freepbx-db.sh";
+export const PBX_FREEPBX_DB_PATH = "/usr/local/sbin/hastack-pbx-freepbx-db";
+export const PBX_FREEPBX_DB_ENV_PATH = "/etc/hastack/pbx-freepbx-db.env";
+export const PBX_FREEPBX_CONF_RENDERED = "/etc/hastack/pbx/freepbx.conf";
+
+/** The FreePBX database setup's env. */
+export function renderFreepbxDbEnv(o: {
+  region: string;
+  freepbxDb: FreepbxDbSettings;
+  /** Only the primary adopts a local database into the empty schema at first boot. */
+  adoptLocal: boolean;
+}): string {
+  return envFile({
+    REGION: o.region,
+    PASSWORD_PARAMETER: o.freepbxDb.passwordParameter,
+    PASSWORD_FILE: FREEPBX_PASSWORD_FILE,
+    DB_HOST: o.freepbxDb.host,
+    DB_PORT: o.freepbxDb.port,
+    DB_USER: FREEPBX_DB_USER,
+    DB_NAME: FREEPBX_DATABASE,
+    RENDERED_CONF: PBX_FREEPBX_CONF_RENDERED,
+    FREEPBX_CONF: "/etc/freepbx.conf",
+    ADOPT_LOCAL: o.adoptLocal ? "yes" : "no",
+  });
+}
 
 /** systemd service + timer: the sync every `minutes` (a no-op on the server that is not active). */
 export function renderPbxSyncUnits(minutes: number): { path: string; content: string }[] {
@@ -671,6 +919,12 @@ export interface PbxCloudConfigInput {
   rtpPorts: { from: number; to: number };
   instanceType: string;
   installer?: { url: string; sha256: string };
+  /** Defaults to freepbx. */
+  flavour?: PbxFlavour;
+  /** What the sync pushes and the activation installs. Defaults to the flavour's set. */
+  replicatedSet?: ReplicatedItem[];
+  /** FreePBX's database on the MySQL pair. Defaults to none (local or no such database). */
+  freepbxDb?: FreepbxDbSettings;
 }
 
 /**
@@ -679,10 +933,45 @@ export interface PbxCloudConfigInput {
  * read them from SSM with the instance profile.
  */
 export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
+  const flavour = i.flavour ?? "freepbx";
+  const plan = syncPlan(i.replicatedSet ?? replicatedSet(flavour));
+  const freepbxFiles = i.freepbxDb
+    ? [
+        {
+          path: PBX_FREEPBX_CONF_RENDERED,
+          permissions: "0644",
+          content: renderFreepbxConf({ host: i.freepbxDb.host, port: i.freepbxDb.port }),
+        },
+        {
+          path: PBX_FREEPBX_DB_ENV_PATH,
+          permissions: "0644",
+          content: renderFreepbxDbEnv({
+            region: i.region,
+            freepbxDb: i.freepbxDb,
+            adoptLocal: i.role === "primary",
+          }),
+        },
+        {
+          path: PBX_FREEPBX_DB_PATH,
+          permissions: "0755",
+          content: serverFile(PBX_FREEPBX_DB_SOURCE),
+        },
+      ]
+    : [];
   return {
     hostname: i.hostname,
     fqdn: i.fqdn,
-    packages: ["rsync", "python3", "curl", "awscli", "unixodbc", "odbc-mariadb", "mariadb-client"],
+    // sqlite3: the consistent copies of astdb and Elastix's databases (SQLite's online backup).
+    packages: [
+      "rsync",
+      "python3",
+      "curl",
+      "awscli",
+      "unixodbc",
+      "odbc-mariadb",
+      "mariadb-client",
+      "sqlite3",
+    ],
     writeFiles: [
       // The shared shell library hastack-pbx-sync sources.
       hastackLibWriteFile(),
@@ -775,8 +1064,25 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
           serviceName: i.serviceName,
           peer: i.peer,
           peerSide: otherRole(i.role),
+          plan,
         }),
       },
+      {
+        path: PBX_SQLITE_COPY_PATH,
+        permissions: "0755",
+        content: serverFile(PBX_SQLITE_COPY_SOURCE),
+      },
+      {
+        path: PBX_ACTIVATE_PATH,
+        permissions: "0755",
+        content: serverFile(PBX_ACTIVATE_SOURCE),
+      },
+      {
+        path: PBX_ACTIVATE_ENV_PATH,
+        permissions: "0644",
+        content: renderPbxActivateEnv({ flavour, plan }),
+      },
+      ...freepbxFiles,
       ...renderPbxSyncUnits(i.syncIntervalMinutes).map((u) => ({ ...u, permissions: "0644" })),
     ],
     runcmd: [
@@ -789,6 +1095,8 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       ],
       [SSH_KEYS_SCRIPT_PATH, "/etc/hastack/ssh-keys.env"],
       ["/usr/local/sbin/hastack-pbx-cdr-setup"],
+      // FreePBX reads its configuration database from the MySQL pair from now on.
+      ...(i.freepbxDb ? [[PBX_FREEPBX_DB_PATH, PBX_FREEPBX_DB_ENV_PATH]] : []),
       ["systemctl", "daemon-reload"],
       ["systemctl", "enable", "--now", "hastack-pbx-sync.timer"],
     ],

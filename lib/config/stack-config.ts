@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { checkRaisedPreference, PHASE_ZERO_WITH_OLD_SERVER } from "../../components/mail-migration";
 import { addressCount, Cidr, coveredBy, describeCount, parseCidr } from "./cidr";
+import { PBX_CONFIG_DATABASES, PBX_FLAVOURS } from "../../components/pbx-replicated-set";
 
 export const NAMESPACE = "hastack";
 
@@ -231,7 +232,18 @@ const pbx = z
     rtpPorts: z.object({ from: port, to: port }).strict().default({ from: 10000, to: 20000 }), // from ≤ to: crossFieldProblems, with the values
     /** SIP trunk provider addresses allowed to reach SIP and RTP. */
     sipTrunkCidrs: z.array(cidr).default([]),
-    /** Minutes between /etc/asterisk and /var/spool/asterisk syncs primary → standby (PBX RPO). Defaults to 15. */
+    /**
+     * Which PBX runs on the pair: what the sync, the NAS and a switch replicate and regenerate
+     * (components/pbx-replicated-set.ts, issue 16). Defaults to freepbx (what the installer and
+     * the AMI carry).
+     */
+    flavour: z.enum(PBX_FLAVOURS).default("freepbx"),
+    /**
+     * FreePBX only: its configuration database on the MySQL pair (both servers read one
+     * replicated copy) or local (dumped and shipped with the sync). Defaults to mysql-pair.
+     */
+    configDatabase: z.enum(PBX_CONFIG_DATABASES).optional(),
+    /** Minutes between syncs of the replicated set to the other PBX (PBX RPO). Defaults to 15. */
     syncIntervalMinutes: z.number().int().min(1).max(1440).default(15),
     /**
      * FreePBX installer fetched at first boot when the AMI has no Asterisk (Debian ships none),
@@ -572,6 +584,25 @@ function vpcSizeProblems(raw: Record<string, unknown>): ConfigProblem[] {
   ];
 }
 
+/** configDatabase is FreePBX's choice: Elastix keeps its database local, plain Asterisk has none. */
+function pbxConfigDatabaseProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const flavour = valueAt(raw, ["pbx", "flavour"]) ?? "freepbx";
+  const configDatabase = valueAt(raw, ["pbx", "configDatabase"]);
+  if (
+    configDatabase === undefined ||
+    flavour === "freepbx" ||
+    !(PBX_FLAVOURS as readonly unknown[]).includes(flavour)
+  ) {
+    return [];
+  }
+  return [
+    {
+      key: configKey(["pbx", "configDatabase"]),
+      message: `applies only to flavour "freepbx" (Elastix keeps its database local, plain Asterisk has none): remove it, got ${JSON.stringify(configDatabase)} with flavour ${JSON.stringify(flavour)}`,
+    },
+  ];
+}
+
 function rtpPortProblems(raw: Record<string, unknown>): ConfigProblem[] {
   const from = valueAt(raw, ["pbx", "rtpPorts", "from"]);
   const to = valueAt(raw, ["pbx", "rtpPorts", "to"]);
@@ -596,6 +627,7 @@ function crossFieldProblems(raw: Record<string, unknown>): ConfigProblem[] {
     ...zoneProblems(raw),
     ...vpcSizeProblems(raw),
     ...rtpPortProblems(raw),
+    ...pbxConfigDatabaseProblems(raw),
   ];
   const network = valueAt(raw, ["network"]);
   const subnets = valueAt(network, ["subnets"]);

@@ -1,6 +1,8 @@
 // The `backup` drill behind `npm run rehearse -- backup`: on loopback, with the exact scripts the
 // stack puts on the NAS (server/nas/, rendered by components/backup-jobs.ts), back up a real MariaDB with data, a Maildir
-// tree and an Asterisk config + spool tree to a "primary NAS" directory, replicate it to a
+// tree and FreePBX's replicated set (components/pbx-replicated-set.ts: config, spool,
+// /var/lib/asterisk, provisioning, web root, and astdb copied by the real
+// hastack-pbx-sqlite-copy; every restored SQLite database must pass integrity_check) to a "primary NAS" directory, replicate it to a
 // "standby NAS" directory, restore everything from the standby into fresh places (a fresh
 // MariaDB server for the dump) and compare checksums with the source. Only the transport is
 // local: rsync's remote shell is a shim that runs the far side through rrsync, the same forced
@@ -21,7 +23,8 @@ import {
   renderJobEnv,
   renderReplicateEnv,
 } from "../../components/backup-jobs";
-import { renderCdrTableSql } from "../../components/pbx";
+import { PBX_SQLITE_COPY_SOURCE, renderCdrTableSql } from "../../components/pbx";
+import { ASTDB_PATH, PBX_COPIES_DIR, replicatedSet } from "../../components/pbx-replicated-set";
 import { SERVER_DIR } from "../../components/server-files";
 
 export interface RehearseBackupOptions {
@@ -126,6 +129,8 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
     log("making the source trees (Maildirs, Asterisk config, voicemail, recordings)");
     makeMaildirs(dirs.mail, opts.mailboxes ?? 6, opts.messagesPerMailbox ?? 40);
     makeAsteriskTrees(dirs.etcAsterisk, dirs.spool, opts.recordings ?? 12);
+    makePbxState(dirs.pbxRoot);
+    await copyPbxDatabases(dirs.pbxRoot, deadline);
 
     log("starting the source MariaDB (binary log on, as on the database pair)");
     const source = await startMariadb({
@@ -150,11 +155,16 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       intervalHours: { mail: 24, mysql: 6, pbx: 24 },
       retentionDays: { mail: 14, mysql: 30, pbx: 30 },
       databases: ["asteriskcdrdb", "app"],
+      pbxSet: replicatedSet("freepbx"),
     });
+    // Every PBX job reads its path under the drill's PBX root (etc/asterisk, var/spool/asterisk…).
     const sourcePaths: Record<string, string> = {
       "mail-maildirs": dirs.mail,
-      "pbx-config": dirs.etcAsterisk,
-      "pbx-spool": dirs.spool,
+      ...Object.fromEntries(
+        jobs
+          .filter((j) => j.service === "pbx")
+          .map((j) => [j.name, path.join(dirs.pbxRoot, j.sourcePath!)]),
+      ),
     };
     fs.writeFileSync(
       dirs.replicateEnv,
@@ -202,6 +212,15 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
           "changing the sources: new mail, an expunged mail, edited config, a new recording, new CDRs",
         );
         mutateSources(dirs);
+        await runChecked(
+          "sqlite3",
+          [
+            path.join(dirs.pbxRoot, ASTDB_PATH),
+            "INSERT INTO astdb VALUES ('/CF/1002', '0811000222')",
+          ],
+          { deadline, what: "changing astdb" },
+        );
+        await copyPbxDatabases(dirs.pbxRoot, deadline);
         await source.sql(cdrInsertSql(1000, 200));
       }
       const now = Math.floor(Date.now() / 1000) + (round - 1) * 3600;
@@ -279,6 +298,25 @@ export async function rehearseBackup(opts: RehearseBackupOptions = {}): Promise<
       log(
         `${job.name}: ${restored.size} files restored, ${diff.length} differences from the source`,
       );
+      // The PBX's databases come back whole: every restored SQLite copy passes integrity_check
+      // and holds what the live database held when it was copied.
+      for (const f of [...restored.keys()].filter((k) => /\.(sqlite3|db)$/.test(k))) {
+        const check = await run(
+          "sqlite3",
+          ["-readonly", path.join(dest, f), "PRAGMA integrity_check;"],
+          {
+            deadline,
+          },
+        );
+        if (check.code !== 0 || check.stdout.trim() !== "ok") {
+          mismatches += 1;
+          problems.push(
+            `${job.name}: restored ${f} fails integrity_check: ${tail(check.stdout + check.stderr)}`,
+          );
+        } else {
+          log(`${job.name}: restored ${f} passes integrity_check`);
+        }
+      }
     }
 
     log("starting a fresh MariaDB and loading the dump from the standby NAS");
@@ -383,6 +421,7 @@ export const REQUIRED_TOOLS: Record<string, string> = {
   sha256sum: "coreutils",
   flock: "util-linux",
   python3: "python3",
+  sqlite3: "sqlite3",
 };
 
 /** Throws naming the Debian package of every missing tool. */
@@ -406,6 +445,8 @@ interface Layout {
   mail: string;
   etcAsterisk: string;
   spool: string;
+  /** The drill's PBX filesystem root: the replicated set's paths live under it. */
+  pbxRoot: string;
   nasPrimary: string;
   nasStandby: string;
   restore: string;
@@ -432,6 +473,7 @@ function layout(work: string): Layout {
     mail: d("src", "mail"),
     etcAsterisk: d("src", "pbx", "etc", "asterisk"),
     spool: d("src", "pbx", "var", "spool", "asterisk"),
+    pbxRoot: d("src", "pbx"),
     nasPrimary: d("nas-primary"),
     nasStandby: d("nas-standby"),
     restore: d("restore"),
@@ -489,6 +531,43 @@ function makeMaildirs(root: string, mailboxes: number, messages: number): void {
     fs.writeFileSync(path.join(md, "dovecot-uidlist"), `3 V1700000000 N${messages + 1}\n`);
     fs.writeFileSync(path.join(md, "subscriptions"), "Sent\n");
   }
+}
+
+/** The rest of FreePBX's set: /var/lib/asterisk with a live astdb, provisioning, web root. */
+function makePbxState(root: string): void {
+  const put = (rel: string, content: string | Buffer): void => {
+    fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+    fs.writeFileSync(path.join(root, rel), content);
+  };
+  put("var/lib/asterisk/moh/custom/hold.wav", crypto.randomBytes(200_000));
+  put("var/lib/asterisk/agi-bin/route.agi", "#!/bin/sh\necho VERBOSE route 1\n");
+  put("tftpboot/SEP001122334455.cnf.xml", "<device><line>1001</line></device>\n");
+  put("var/www/html/admin/modules/core/module.xml", "<module><version>17.0.2</version></module>\n");
+  fs.mkdirSync(path.dirname(path.join(root, ASTDB_PATH)), { recursive: true });
+}
+
+/** The sync's consistent copies, with the very script the PBX runs (first call creates astdb). */
+async function copyPbxDatabases(root: string, deadline: number): Promise<void> {
+  const live = path.join(root, ASTDB_PATH);
+  if (!fs.existsSync(live)) {
+    await runChecked(
+      "sqlite3",
+      [
+        live,
+        "CREATE TABLE astdb (key TEXT PRIMARY KEY, value TEXT); INSERT INTO astdb VALUES ('/CF/1001', '0811000111'), ('/DND/1003', 'YES');",
+      ],
+      { deadline, what: "making astdb" },
+    );
+  }
+  await runChecked(
+    "bash",
+    [
+      path.join(SERVER_DIR, PBX_SQLITE_COPY_SOURCE),
+      live,
+      path.join(root, PBX_COPIES_DIR, "local", ASTDB_PATH),
+    ],
+    { deadline, what: "hastack-pbx-sqlite-copy of astdb" },
+  );
 }
 
 function makeAsteriskTrees(etc: string, spool: string, recordings: number): void {

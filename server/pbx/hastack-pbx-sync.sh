@@ -1,7 +1,13 @@
 #!/bin/bash
-# hastack-pbx-sync sync|final|check ENV: push Asterisk config and spool to the other PBX.
-# server/pbx/hastack-pbx-sync.sh, env rendered by components/pbx.ts (renderPbxSyncEnv);
-# test/components/sync.test.ts runs this same file against real rsync.
+# hastack-pbx-sync sync|final|check ENV: push the PBX's replicated set to the other PBX.
+# server/pbx/hastack-pbx-sync.sh, env rendered by components/pbx.ts (renderPbxSyncEnv) from the
+# set's table (components/pbx-replicated-set.ts); test/components/sync.test.ts runs this same
+# file against real rsync and sqlite3.
+#  - SYNC_PATHS: directories pushed to the same path on the peer (rsync -R, live);
+#  - SQLITE_FILES (globs) and DUMP_DATABASES: consistent copies (SQLite online backup, a
+#    --single-transaction dump) into COPIES_DIR/local, pushed to COPIES_DIR/peer on the peer,
+#    where hastack-pbx-activate installs them while Asterisk is stopped. Never a file copy of a
+#    live database.
 set -euo pipefail
 # Shared helpers (hastack_rsync); tests and rehearsals point HASTACK_LIB at server/lib/hastack.sh.
 # shellcheck source=../lib/hastack.sh
@@ -16,7 +22,7 @@ fi
 # The env file is rendered by components/ and its path is an argument: nothing to follow here.
 # shellcheck source=/dev/null
 . "$env_file"
-: "${PEER:?}" "${PEER_SIDE:?}" "${SYNC_ROOT:?}" "${PEER_ROOT:?}" "${SYNC_PATHS:?}" "${RSYNC_RSH:?}"
+: "${PEER:?}" "${PEER_SIDE:?}" "${SYNC_ROOT:?}" "${PEER_ROOT:?}" "${SYNC_PATHS:?}" "${RSYNC_RSH:?}" "${COPIES_DIR:?}"
 
 active() {
   case "${ACTIVE_CHECK:-dns}" in
@@ -27,15 +33,57 @@ active() {
   esac
 }
 
+# Consistent copies of the SQLite databases and local dumps into COPIES_DIR/local, built aside
+# and swapped in whole: the peer never receives a mix of two runs, and a database that is gone
+# here is gone from the copies too.
+copies() {
+  [ -n "${SQLITE_FILES:-}${DUMP_DATABASES:-}" ] || return 0
+  local dir=$SYNC_ROOT/$COPIES_DIR new f db out
+  new=$dir/local.new
+  rm -rf "$new" "$dir/local.old"
+  mkdir -p "$new"
+  shopt -s nullglob
+  # Globs relative to SYNC_ROOT (e.g. var/www/db/*.db); an absent database is simply not there.
+  # shellcheck disable=SC2086
+  for f in $(cd "$SYNC_ROOT" && printf '%s\n' $SQLITE_FILES); do
+    [ -f "$SYNC_ROOT/$f" ] || continue
+    "${SQLITE_COPY:-/usr/local/sbin/hastack-pbx-sqlite-copy}" "$SYNC_ROOT/$f" "$new/$f" ||
+      { log "consistent copy of /$f failed"; return 1; }
+  done
+  shopt -u nullglob
+  for db in ${DUMP_DATABASES:-}; do
+    mkdir -p "$new/mysql"
+    out=$new/mysql/$db.sql.gz
+    # One consistent InnoDB snapshot without blocking Asterisk or the web UI.
+    # shellcheck disable=SC2086
+    "${DUMP_CMD:-mariadb-dump}" ${DUMP_OPTS:-} --single-transaction --routines --events --triggers \
+      --hex-blob --databases "$db" | gzip -6 >"$out.part" || { log "dump of database $db failed"; return 1; }
+    # mariadb-dump writes this line last; without it the dump was cut short.
+    zcat "$out.part" | tail -n 1 | grep -q '^-- Dump completed' || { log "dump of $db is incomplete"; return 1; }
+    mv -f "$out.part" "$out"
+  done
+  [ ! -d "$dir/local" ] || mv "$dir/local" "$dir/local.old"
+  mv "$new" "$dir/local"
+  rm -rf "$dir/local.old"
+}
+
 push() { # extra rsync options...
   local paths=() excl=() opts=() p e
   read -ra opts <<<"${RSYNC_OPTS:-}"
   cd "$SYNC_ROOT"
   for p in $SYNC_PATHS; do [ -e "$p" ] && paths+=("$p"); done
-  [ "${#paths[@]}" -gt 0 ] || { log "nothing to sync under $SYNC_ROOT ($SYNC_PATHS)"; return 0; }
   for e in ${EXCLUDES:-}; do excl+=(--exclude="$e"); done
-  hastack_rsync -aHR --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
-    ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${excl[@]}" -e "$RSYNC_RSH" "$@" "${paths[@]}" "$PEER:$PEER_ROOT/"
+  if [ "${#paths[@]}" -gt 0 ]; then
+    hastack_rsync -aHR --no-implied-dirs --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
+      ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${excl[@]}" -e "$RSYNC_RSH" "$@" "${paths[@]}" "$PEER:$PEER_ROOT/"
+  else
+    log "no directory to sync under $SYNC_ROOT ($SYNC_PATHS)"
+  fi
+  # The copies land beside, never over, the peer's live databases.
+  if [ -d "$COPIES_DIR/local" ]; then
+    hastack_rsync -a --numeric-ids --delete-after --mkpath --timeout="${RSYNC_TIMEOUT:-600}" \
+      ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" -e "$RSYNC_RSH" "$@" "$COPIES_DIR/local/" "$PEER:$PEER_ROOT/$COPIES_DIR/peer/"
+  fi
 }
 
 # Success metric for monitoring (docs/outputs.md): replication to PEER_SIDE is current as of now.
@@ -67,11 +115,13 @@ case "$cmd" in
       exit 0
     fi
     started=$(date +%s)
+    copies
     push
     metric
     log "pushed to $PEER in $(($(date +%s) - started)) s"
     ;;
   final)
+    copies
     push
     check
     metric

@@ -235,24 +235,23 @@ describe("NasBackups", function () {
           rpoSeconds: 21600,
           target: `nas.example.co.id:${BACKUP_ROOT}/mysql-dump`,
         },
-        {
+        // FreePBX's replicated set (components/pbx-replicated-set.ts, issue 16).
+        ...[
+          "pbx-config",
+          "pbx-spool",
+          "pbx-lib",
+          "pbx-provisioning",
+          "pbx-webroot",
+          "pbx-copies",
+        ].map((name) => ({
           service: "pbx",
-          name: "pbx-config",
+          name,
           schedule: "OnCalendar=*-*-* 00:00:00",
           intervalHours: 24,
           retentionDays: 30,
           rpoSeconds: 86400,
-          target: `nas.example.co.id:${BACKUP_ROOT}/pbx-config`,
-        },
-        {
-          service: "pbx",
-          name: "pbx-spool",
-          schedule: "OnCalendar=*-*-* 00:00:00",
-          intervalHours: 24,
-          retentionDays: 30,
-          rpoSeconds: 86400,
-          target: `nas.example.co.id:${BACKUP_ROOT}/pbx-spool`,
-        },
+          target: `nas.example.co.id:${BACKUP_ROOT}/${name}`,
+        })),
       ]);
       expect(outputs.hosts).to.deep.equal({
         primary: "nas1.example.co.id",
@@ -277,8 +276,11 @@ describe("NasBackups", function () {
       expect(o.jobs.map((j) => [j.name, j.intervalHours, j.retentionDays])).to.deep.equal([
         ["mail-maildirs", 12, 7],
         ["mysql-dump", 1, 60],
-        ["pbx-config", 48, 90],
-        ["pbx-spool", 48, 90],
+        ...["config", "spool", "lib", "provisioning", "webroot", "copies"].map((k) => [
+          `pbx-${k}`,
+          48,
+          90,
+        ]),
       ]);
       const userData = userDataOf(ofType(custom, "aws:ec2/instance:Instance")[0]);
       expect(userData).to.contain("RETENTION_DAYS=60");

@@ -10,6 +10,8 @@ import { PbxPair, PbxPairArgs } from "../../components/pbx";
 import * as pulumi from "@pulumi/pulumi";
 import { ComponentArgsError, ServiceSummary } from "../../components/server-pair";
 import { stackConfigSchema } from "../../lib/config/stack-config";
+import { PBX_ACTIVATE_COMMAND } from "../../components/pbx";
+import { replicatedSet, syncPlan } from "../../components/pbx-replicated-set";
 import {
   Deployment,
   SynthResource,
@@ -257,5 +259,109 @@ describe("PbxPair", function () {
     expect(changes.map((c) => [c.type, c.op])).to.deep.equal([
       ["aws:ec2/eipAssociation:EipAssociation", "update"],
     ]);
+  });
+});
+
+describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 16)", function () {
+  this.timeout(60_000);
+  const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstub\n-----END OPENSSH PRIVATE KEY-----\n";
+  const INTERNAL_DB = "db.internal.example.co.id";
+  let d: Deployment;
+  before(async () => {
+    ({ d } = await synth({ databaseEndpoint: INTERNAL_DB, sshPrivateKey: KEY }));
+  });
+  const activations = (dep: Deployment): SynthResource[] =>
+    ofType(dep, "command:remote:Command").filter((r) => r.name.startsWith("pbx-activate-"));
+
+  it("FreePBX's config and the CDR DSN point at the MySQL pair's internal name", () => {
+    for (const userData of ofType(d, "aws:ec2/instance:Instance").map(userDataOf)) {
+      expect(userData).to.contain(`$amp_conf['AMPDBHOST'] = '${INTERNAL_DB}';`);
+      expect(userData).to.contain("$amp_conf['AMPDBNAME'] = 'asterisk';");
+      expect(userData).to.contain(`Server = ${INTERNAL_DB}`);
+      expect(userData).to.contain("DB_HOST=db.internal.example.co.id");
+      expect(userData).to.contain("/usr/local/sbin/hastack-pbx-freepbx-db");
+    }
+  });
+
+  it("only the primary may adopt a local FreePBX database into the empty schema", () => {
+    const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map(userDataOf);
+    expect(primary).to.contain("ADOPT_LOCAL=yes");
+    expect(standby).to.contain("ADOPT_LOCAL=no");
+  });
+
+  it("FreePBX's password is a RandomPassword delivered only as a SecureString under the pair's prefix", () => {
+    const params = ofType(d, "aws:ssm/parameter:Parameter").filter((p) =>
+      String(p.inputs.name).includes("freepbx"),
+    );
+    expect(params.map((p) => [p.inputs.name, p.inputs.type])).to.deep.equal([
+      ["/hastack/pbx/freepbx-db-password", "SecureString"],
+    ]);
+    expect(ofType(d, "random:index/randomPassword:RandomPassword").map((r) => r.name)).to.include(
+      "pbx-freepbx-db-password",
+    );
+    for (const userData of ofType(d, "aws:ec2/instance:Instance").map(userDataOf)) {
+      expect(userData).to.contain("PASSWORD_PARAMETER=/hastack/pbx/freepbx-db-password");
+      expect(userData).not.to.match(/AMPDBPASS'\] = '[A-Za-z0-9]/);
+    }
+  });
+
+  it("the sync env in user-data carries exactly the table's paths, excludes and copies", () => {
+    const plan = syncPlan(replicatedSet("freepbx"));
+    const userData = userDataOf(ofType(d, "aws:ec2/instance:Instance")[0]);
+    const env = (name: string): string => {
+      const m = new RegExp(`^\\s*${name}=(.*)$`, "m").exec(userData);
+      expect(m, name).to.not.equal(null);
+      return m![1].replace(/^'|'$/g, "");
+    };
+    expect(env("SYNC_PATHS").split(" ")).to.deep.equal(plan.paths);
+    expect(env("EXCLUDES").split(" ")).to.deep.equal(plan.excludes);
+    expect(env("SQLITE_FILES")).to.equal(plan.sqlite.join(" "));
+    expect(userData).to.contain("/usr/local/sbin/hastack-pbx-sqlite-copy");
+  });
+
+  it("plain Asterisk: no FreePBX database, account or reload", async () => {
+    const { d: plain } = await synth(
+      { databaseEndpoint: INTERNAL_DB, sshPrivateKey: KEY },
+      { flavour: "asterisk" },
+    );
+    expect(JSON.stringify(plain)).not.to.contain("freepbx-db");
+    const userData = userDataOf(ofType(plain, "aws:ec2/instance:Instance")[0]);
+    expect(userData).to.contain("FLAVOUR=asterisk");
+    expect(userData).not.to.contain("AMPDBHOST");
+  });
+
+  describe("invariant: the address moves only after the new server is activated", () => {
+    it("compliant: the activation runs on the active side only, and the EIP association waits for it", () => {
+      const cmds = activations(d);
+      expect(cmds.map((c) => [c.name, c.inputs.create ?? null])).to.deep.equal([
+        [
+          "pbx-activate-primary",
+          `cloud-init status --wait >/dev/null 2>&1; sudo -n ${PBX_ACTIVATE_COMMAND}`,
+        ],
+        ["pbx-activate-standby", null],
+      ]);
+      const [assoc] = ofType(d, "aws:ec2/eipAssociation:EipAssociation");
+      expect([...(assoc.dependsOn ?? [])].sort()).to.deep.equal(cmds.map((c) => c.urn).sort());
+    });
+    it("a failover flip changes the EIP association and the activations, nothing else", async () => {
+      const { d: flipped } = await synth(
+        { databaseEndpoint: INTERNAL_DB, sshPrivateKey: KEY },
+        { active: "standby" },
+      );
+      const changes = diffDeployments(d, flipped);
+      expect(changes.map((c) => [c.type, c.urn.split("::").pop(), c.op]).sort()).to.deep.equal(
+        [
+          ["aws:ec2/eipAssociation:EipAssociation", "pbx-pair-service-eip-assoc", "update"],
+          ["command:remote:Command", "pbx-activate-primary", "update"],
+          ["command:remote:Command", "pbx-activate-standby", "update"],
+        ].sort(),
+      );
+      const standby = activations(flipped).find((c) => c.name === "pbx-activate-standby")!;
+      expect(standby.inputs.create).to.contain(PBX_ACTIVATE_COMMAND);
+    });
+    it("non-compliant setup (no SSH key): no command, a warning says what to run by hand", async () => {
+      const { d: noKey } = await synth({ databaseEndpoint: INTERNAL_DB });
+      expect(activations(noKey)).to.deep.equal([]);
+    });
   });
 });

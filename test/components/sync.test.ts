@@ -1,13 +1,19 @@
-// The PBX config/recordings sync, for real: the rendered hastack-pbx-sync script runs real rsync
-// against a "peer" directory. Only ssh is replaced, by a shim that hands the far side to rrsync
-// exactly as the peer's authorized_keys forced command does (`rrsync -wo /`).
+// The PBX sync, for real: the rendered hastack-pbx-sync script runs real rsync and real sqlite3
+// against a "peer" directory, with the env rendered from FreePBX's replicated set (issue 16).
+// Only ssh is replaced, by a shim that hands the far side to rrsync exactly as the peer's
+// authorized_keys forced command does (`rrsync -wo /`).
 import { expect } from "chai";
 import { ChildProcess, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PBX_SYNC_SCRIPT_SOURCE, renderPbxSyncEnv } from "../../components/pbx";
+import {
+  PBX_SQLITE_COPY_SOURCE,
+  PBX_SYNC_SCRIPT_SOURCE,
+  renderPbxSyncEnv,
+} from "../../components/pbx";
+import { PBX_COPIES_DIR, replicatedSet, syncPlan } from "../../components/pbx-replicated-set";
 import { SERVER_DIR } from "../../components/server-files";
 import {
   HASTACK_LIB_FILE,
@@ -27,7 +33,27 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
-const EXCLUDES = ["var/spool/asterisk/tmp", "var/spool/asterisk/outgoing"];
+const PLAN = syncPlan(replicatedSet("freepbx"));
+const COPIES = PBX_COPIES_DIR.slice(1);
+const ASTDB = "var/lib/asterisk/astdb.sqlite3";
+// What the source holds that the live push must not carry: the table's excludes (scratch
+// space, call files, the live astdb) and this server's own copies.
+const EXCLUDES = [...PLAN.excludes, `/${COPIES}`];
+
+// Each transaction inserts row n (a 4 KiB blob) and sets meta.last = n (as in sqlite-copy.test.ts).
+const WRITER = `
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+n = db.execute("SELECT last FROM meta").fetchone()[0]
+while True:
+    n += 1
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO astdb VALUES (?, ?, randomblob(4096))", (n, "/CF/%d" % n))
+    db.execute("UPDATE meta SET last = ? WHERE k = 'last'", (n,))
+    db.execute("COMMIT")
+    if n % 50 == 0:
+        time.sleep(0.01)
+`;
 
 describe("PBX sync (real rsync through rrsync -wo)", function () {
   this.timeout(120_000);
@@ -38,10 +64,16 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
   let children: ChildProcess[] = [];
 
   before(() => {
-    requireTools({ rsync: "rsync", rrsync: "rsync", python3: "python3", flock: "util-linux" });
+    requireTools({
+      rsync: "rsync",
+      rrsync: "rsync",
+      python3: "python3",
+      flock: "util-linux",
+      sqlite3: "sqlite3",
+    });
   });
 
-  beforeEach(() => {
+  beforeEach(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-sync-"));
     src = path.join(tmp, "pbx1");
     peer = path.join(tmp, "pbx2");
@@ -62,6 +94,24 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     put("var/spool/asterisk/monitor/2024/05/17/out-1.wav", crypto.randomBytes(120_000));
     put("var/spool/asterisk/tmp/scratch", "x");
     put("var/spool/asterisk/outgoing/wakeup.call", "Channel: PJSIP/1001\n");
+    put("var/lib/asterisk/moh/custom/hold.wav", crypto.randomBytes(40_000));
+    put("var/lib/asterisk/agi-bin/route.agi", "#!/bin/sh\n");
+    put("tftpboot/SEP001122334455.cnf.xml", "<device/>\n");
+    put(
+      "var/www/html/admin/modules/core/module.xml",
+      "<module><version>17.0.1</version></module>\n",
+    );
+    const astdb = await run(
+      "sqlite3",
+      [
+        path.join(src, ASTDB),
+        "CREATE TABLE astdb (id INTEGER PRIMARY KEY, key TEXT, value BLOB);" +
+          "CREATE TABLE meta (k TEXT PRIMARY KEY, last INTEGER);" +
+          "INSERT INTO meta VALUES ('last', 0);",
+      ],
+      { deadline: Date.now() + 30_000 },
+    );
+    expect(astdb.code, astdb.stderr).to.equal(0);
   });
 
   afterEach(() => {
@@ -90,6 +140,8 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
         peerRoot: peer,
         activeCheck,
         rsyncRsh: `${path.join(tmp, "rsh-rrsync")} wo ${tmp}`,
+        plan: PLAN,
+        sqliteCopy: path.join(SERVER_DIR, PBX_SQLITE_COPY_SOURCE),
       }),
     );
   }
@@ -100,11 +152,27 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
       deadline: Date.now() + 60_000,
     });
 
+  /** The live directories match; the peer's copies are this server's, beside its live files. */
   function expectConverged(): void {
     const want = hashTree(src, EXCLUDES);
-    const got = hashTree(peer, []);
+    const got = hashTree(peer, [`/${COPIES}`]);
     expect(compareTrees(want, got)).to.deep.equal([]);
+    expect(fs.existsSync(path.join(peer, ASTDB)), "the live astdb is never rsynced").to.equal(
+      false,
+    );
+    expect(
+      compareTrees(
+        hashTree(path.join(src, COPIES, "local"), []),
+        hashTree(path.join(peer, COPIES, "peer"), []),
+      ),
+    ).to.deep.equal([]);
   }
+
+  const sql = async (db: string, q: string): Promise<string> => {
+    const r = await run("sqlite3", ["-readonly", db, q], { deadline: Date.now() + 30_000 });
+    expect(r.code, r.stderr).to.equal(0);
+    return r.stdout.trim();
+  };
 
   it("copies config, voicemail and recordings but never tmp/ or call files", async () => {
     const r = await sync("sync");
@@ -233,5 +301,43 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     );
     expect(literal).to.be.greaterThan(0);
     expect(literal).to.be.at.most(size - partialSize + 256 * 1024);
+  });
+
+  it("astdb written throughout: every shipped copy is whole and a consistent prefix, never the live file", async () => {
+    fs.writeFileSync(path.join(tmp, "writer.py"), WRITER);
+    const writer = spawn("/usr/bin/python3", [path.join(tmp, "writer.py"), path.join(src, ASTDB)], {
+      stdio: "ignore",
+      detached: true,
+    });
+    children.push(writer);
+    const shipped = path.join(peer, COPIES, "peer", ASTDB);
+    const seen: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await sync("sync");
+      expect(r.code, r.stderr).to.equal(0);
+      expect(await sql(shipped, "PRAGMA integrity_check;")).to.equal("ok");
+      const [count, min, max, last] = (
+        await sql(shipped, "SELECT count(*), min(id), max(id), (SELECT last FROM meta) FROM astdb;")
+      )
+        .split("|")
+        .map(Number);
+      if (last > 0) {
+        expect({ count, min, max }, `sync ${i}`).to.deep.equal({ count: last, min: 1, max: last });
+      }
+      seen.push(last);
+      expect(fs.existsSync(path.join(peer, ASTDB)), "live astdb not pushed").to.equal(false);
+    }
+    expect(writer.exitCode, "the writer kept writing throughout").to.equal(null);
+    expect(seen[seen.length - 1], `copies advance: ${seen.join(", ")}`).to.be.greaterThan(0);
+    expect(seen[seen.length - 1]).to.be.greaterThan(seen[0]);
+  });
+
+  it("a copy that cannot be made fails the sync before anything is pushed", async () => {
+    fs.writeFileSync(path.join(src, ASTDB), "not a database");
+    const r = await sync("sync");
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr).to.contain("consistent copy of /var/lib/asterisk/astdb.sqlite3 failed");
+    expect(fs.readdirSync(peer)).to.deep.equal([]);
+    expect(fs.existsSync(path.join(tmp, "metrics")), "no success metric").to.equal(false);
   });
 });

@@ -32,7 +32,14 @@ describe("rehearseBackup (real MariaDB, rsync, standby NAS, fresh restore)", fun
       "mysql-dump",
       "pbx-config",
       "pbx-spool",
+      "pbx-lib",
+      "pbx-provisioning",
+      "pbx-webroot",
+      "pbx-copies",
     ]);
+    expect(
+      lines.some((l) => /pbx-copies: restored .*astdb\.sqlite3 passes integrity_check/.test(l)),
+    ).to.equal(true);
     expect(s.files).to.be.greaterThan(250);
     expect(s.bytes).to.be.greaterThan(4_000_000);
     expect(lines.some((l) => l.includes("checksums match"))).to.equal(true);
