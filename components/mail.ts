@@ -505,7 +505,11 @@ export interface MailLayout {
   /** `doveadm_password`, pulled from SSM; included by dovecot.conf, mode 0600. */
   secretsFile: string;
   postfixConfigDir: string;
-  /** Postfix queue; Dovecot's LMTP and auth sockets live in its private/ directory. */
+  /**
+   * Postfix queue; Dovecot's LMTP and auth sockets live in its private/ directory. On the data
+   * volume (issue 17): mail accepted but not yet delivered survives a rebuilt root volume, and
+   * a dead server's queue comes back with its volume.
+   */
   postfixQueueDir: string;
   /** Postfix data_directory. */
   postfixDataDir: string;
@@ -552,7 +556,7 @@ export const PRODUCTION_LAYOUT: MailLayout = {
   usersFile: "/etc/dovecot/users",
   secretsFile: "/etc/dovecot/hastack-secrets.conf",
   postfixConfigDir: "/etc/postfix",
-  postfixQueueDir: "/var/spool/postfix",
+  postfixQueueDir: "/srv/data/postfix",
   postfixDataDir: "/var/lib/postfix",
   stateDir: "/var/lib/hastack/mail",
   sbinDir: "/usr/local/sbin",
@@ -588,6 +592,15 @@ export interface MailServerSettings {
 
 /** Largest message accepted (SMTP) — 50 MiB, what office attachments need. */
 export const MESSAGE_SIZE_LIMIT = 52428800;
+
+/**
+ * Debian's queue directory, which the package's first start uses: the setup script moves
+ * anything queued there into the data volume's queue (`hastack-mail-queue adopt`).
+ */
+export const DEBIAN_QUEUE_DIR = "/var/spool/postfix";
+
+/** Minutes between two queue reports (hastack-mail-queue metrics): the textfile's freshness. */
+export const QUEUE_METRICS_MINUTES = 1;
 
 /** Where user-data stages the configs; the setup script installs them after the packages. */
 export const STAGING_DIR = "/etc/hastack/mail";
@@ -780,6 +793,17 @@ export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): st
   return renderPicked("mail/hastack-mail-fallback.sh", layoutValues(layout, true));
 }
 
+/**
+ * hastack-mail-queue (server/mail/hastack-mail-queue.sh): `metrics` exports the Postfix queue's
+ * size per queue and its oldest message's age (node_exporter textfile collector, every minute);
+ * `flush` delivers the queue before the server is shut down or fenced for good and refuses
+ * while anything is left; `adopt DIR` moves an old queue directory's mail into the data
+ * volume's queue (first boot).
+ */
+export function renderQueueScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
+  return renderPicked("mail/hastack-mail-queue.sh", layoutValues(layout, true));
+}
+
 /** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
 export interface MigrationSyncSpec {
   /**
@@ -912,6 +936,7 @@ export function renderSetupScript(input: MailCloudConfigInput): string {
   return renderScript("hastack-mail-setup", s, L, {
     SAN: shellQuote(names.map((n) => `DNS:${n}`).join(",")),
     STAGING_DIR: shellQuote(STAGING_DIR),
+    OLD_QUEUE_DIR: shellQuote(DEBIAN_QUEUE_DIR),
     SYNC_TIMER:
       input.role === "primary"
         ? "# Only the primary starts the two-way sync: one initiator, no concurrent runs.\n" +
@@ -941,6 +966,12 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
     description: "hastack: users and secrets from SSM",
     execStart: `${L.sbinDir}/hastack-mail-refresh`,
     minutes: input.syncIntervalMinutes,
+  });
+  const queue = renderTimerUnits({
+    name: "hastack-mail-queue",
+    description: "hastack: Postfix queue size and age for monitoring",
+    execStart: `${L.sbinDir}/hastack-mail-queue metrics`,
+    minutes: QUEUE_METRICS_MINUTES,
   });
   const script = (name: string, content: string): CloudConfigFile => ({
     path: `${L.sbinDir}/${name}`,
@@ -972,10 +1003,13 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
       script("hastack-mail-sync", renderSyncScript(scriptSettings, L)),
       script("hastack-mail-fallback", renderFallbackScript(L)),
       script("hastack-mail-migrate", renderMigrateScript(s, L)),
+      script("hastack-mail-queue", renderQueueScript(L)),
       unit("hastack-mail-sync.service", sync.service),
       unit("hastack-mail-sync.timer", sync.timer),
       unit("hastack-mail-refresh.service", refresh.service),
       unit("hastack-mail-refresh.timer", refresh.timer),
+      unit("hastack-mail-queue.service", queue.service),
+      unit("hastack-mail-queue.timer", queue.timer),
     ],
     runcmd: [[`${L.sbinDir}/hastack-mail-setup`]],
   };
