@@ -19,7 +19,13 @@ import { PbxPair } from "./components/pbx";
 import { Network } from "./components/network";
 import { SecretsKey } from "./components/secrets-key";
 import { Role } from "./components/server-pair";
-import { checkMigrationStep, MailPair } from "./components/mail";
+import {
+  checkDkimRotation,
+  checkMigrationStep,
+  dkimState,
+  DkimState,
+  MailPair,
+} from "./components/mail";
 
 export = async (): Promise<Record<string, unknown>> => {
   const cfg = readConfig();
@@ -28,6 +34,9 @@ export = async (): Promise<Record<string, unknown>> => {
   const previous = await previousOutputs();
   const previousPhase = previous?.services?.mail?.migrationPhase;
   checkMigrationStep(previousPhase, cfg.mail.migration.phase);
+  // A DKIM key rotation likewise moves one step per update (issue 17).
+  const previousDkim = previous?.services?.mail?.dkim;
+  checkDkimRotation(previousDkim, dkimState(cfg.mail.dkim));
   const sshPrivateKey = cfg.sshPrivateKey
     ? new pulumi.Config(NAMESPACE).requireSecret("sshPrivateKey")
     : undefined;
@@ -130,6 +139,7 @@ export = async (): Promise<Record<string, unknown>> => {
     keyName: cfg.keyName,
     secretsKeyArn: secrets.arn,
     previousPhase,
+    previousDkim,
     sshUser: cfg.sshUser,
     sshPrivateKey,
     backupClientSecurityGroupIds: [nas.securityGroupId],
@@ -159,7 +169,7 @@ type Service = "mail" | "pbx" | "mysql" | "nas";
 
 /** What the previous outputs tell this program (the fields it reads). */
 interface PreviousOutputs {
-  services?: { mail?: { migrationPhase?: number } };
+  services?: { mail?: { migrationPhase?: number; dkim?: DkimState } };
 }
 
 /**

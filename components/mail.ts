@@ -47,6 +47,12 @@ export interface MailPairArgs extends PairPlacement {
    * is refused. Defaults to unknown (a new stack): not checked.
    */
   previousPhase?: pulumi.Input<number | undefined>;
+  /**
+   * The DKIM selectors the stack's last update applied (services.mail.dkim in the previous
+   * outputs, or `synth --previous`): a rotation may move one phase per update. Defaults to
+   * unknown (a new stack, or one from before rotations): not checked.
+   */
+  previousDkim?: pulumi.Input<DkimState | undefined>;
   /** SSH user for the migration steps run on the active server. Defaults to "admin". */
   sshUser?: string;
   /**
@@ -81,6 +87,8 @@ export interface MailOperations {
 /** ServiceSummary plus what only mail has (docs/outputs.md). */
 export interface MailSummary extends ServiceSummary {
   migrationPhase: pulumi.Output<number>;
+  /** The DKIM selectors published and the one signing (the next update's rotation check). */
+  dkim: pulumi.Output<DkimState>;
   syncIntervalMinutes: number;
 }
 
@@ -128,6 +136,7 @@ export class MailPair extends pulumi.ComponentResource {
       standbyServer: this.serverNames[otherRole(active)],
     };
     const problems = checkMigrationInput(planInput);
+    problems.push(...checkDkimInput(cfg.dkim, old?.dkim));
     if (old && old.hostname.toLowerCase() !== this.serviceName) {
       problems.push(
         `hastack:mail.migration.oldServer.hostname must be the new servers' host name ` +
@@ -149,13 +158,23 @@ export class MailPair extends pulumi.ComponentResource {
       return phase;
     });
     this.migration = migrationPlan(planInput);
+    const dkim = dkimState(cfg.dkim);
+    const checkDkim = (previous: DkimState | undefined): void => checkDkimRotation(previous, dkim);
+    if (!pulumi.Output.isInstance(args.previousDkim)) {
+      checkDkim(args.previousDkim as DkimState | undefined);
+    }
+    const appliedDkim = pulumi.output(args.previousDkim).apply((previous) => {
+      checkDkim(previous as DkimState | undefined);
+      return dkim;
+    });
 
     const settings: MailServerSettings = {
       hostname: this.serviceName,
       domain: args.domain,
       pop3: cfg.pop3,
       ssmPrefix: MAIL_SSM_PREFIX,
-      dkimSelector: cfg.dkim.selector,
+      // First boot's signing selector; afterwards the refresh reads dkim-signing-selector.
+      dkimSelector: dkim.signing,
     };
     const cloudConfig = {} as Record<Role, CloudConfigParts>;
     for (const side of ROLES) {
@@ -264,31 +283,45 @@ export class MailPair extends pulumi.ComponentResource {
       records: this.migration.mx,
     });
     // DKIM: one key per selector (a new selector is a new key and a new record, the basis of
-    // a rotation), its private half to both servers through SSM, its public half in DNS.
-    const selector = cfg.dkim.selector;
-    const dkimKey = new tls.PrivateKey(
-      `${name}-dkim-${selector}`,
-      // RSA 2048: what every receiver verifies (Ed25519 DKIM is not yet universally checked).
-      { algorithm: "RSA", rsaBits: 2048 },
-      { parent: this },
-    );
+    // a rotation), its private half to both servers through SSM, its public half in DNS. Every
+    // published selector keeps its key; which one signs is an SSM parameter the servers' refresh
+    // reads (user-data never changes on a running server), switched by the rotation's "sign".
+    for (const selector of dkim.published) {
+      const dkimKey = new tls.PrivateKey(
+        `${name}-dkim-${selector}`,
+        // RSA 2048: what every receiver verifies (Ed25519 DKIM is not yet universally checked).
+        { algorithm: "RSA", rsaBits: 2048 },
+        { parent: this },
+      );
+      new aws.ssm.Parameter(
+        `${name}-dkim-${selector}`,
+        {
+          name: `${MAIL_SSM_PREFIX}/dkim/${selector}`,
+          type: "SecureString",
+          keyId: args.secretsKeyArn,
+          value: pulumi.secret(dkimKey.privateKeyPem),
+          description: `hastack: DKIM signing key of selector ${selector} (both mail servers)`,
+        },
+        { parent: this },
+      );
+      args.dns.record(this, `${name}-dkim-${selector}`, {
+        name: `${selector}._domainkey.${args.domain}`,
+        type: "TXT",
+        ttl: DKIM_RECORD_TTL,
+        records: [dkimKey.publicKeyPem.apply((pem) => route53Txt(dkimRecord(pem)))],
+      });
+    }
     new aws.ssm.Parameter(
-      `${name}-dkim-${selector}`,
+      `${name}-dkim-signing-selector`,
       {
-        name: `${MAIL_SSM_PREFIX}/dkim/${selector}`,
-        type: "SecureString",
-        keyId: args.secretsKeyArn,
-        value: pulumi.secret(dkimKey.privateKeyPem),
-        description: `hastack: DKIM signing key of selector ${selector} (both mail servers)`,
+        name: `${MAIL_SSM_PREFIX}/dkim-signing-selector`,
+        type: "String",
+        value: dkim.signing,
+        description:
+          "hastack: the DKIM selector both mail servers sign with (key rotation, README)",
       },
       { parent: this },
     );
-    args.dns.record(this, `${name}-dkim-${selector}`, {
-      name: `${selector}._domainkey.${args.domain}`,
-      type: "TXT",
-      ttl: 300,
-      records: [dkimKey.publicKeyPem.apply((pem) => route53Txt(dkimRecord(pem)))],
-    });
     args.dns.record(this, `${name}-dmarc`, {
       name: `_dmarc.${args.domain}`,
       type: "TXT",
@@ -372,6 +405,21 @@ export class MailPair extends pulumi.ComponentResource {
       },
       retire ? { dependsOn: [retire] } : undefined,
     );
+    // The old server may sign with its own selector until it stops sending: its record stays
+    // exactly as long as SPF names it, and goes only after step 9's check, like SPF.
+    if (old?.dkim && this.migration.spfAuthorisesOldServer) {
+      args.dns.record(
+        this,
+        `${name}-old-dkim`,
+        {
+          name: `${old.dkim.selector}._domainkey.${args.domain}`,
+          type: "TXT",
+          ttl: DKIM_RECORD_TTL,
+          records: [route53Txt(old.dkim.record)],
+        },
+        retire ? { dependsOn: [retire] } : undefined,
+      );
+    }
     if (this.migration.oldServerRecord) {
       args.dns.record(this, `${name}-old-mx`, {
         name: this.migration.oldServerRecord.name,
@@ -386,6 +434,7 @@ export class MailPair extends pulumi.ComponentResource {
       // A failover loses at most what arrived since the last sync.
       rpoSeconds: cfg.syncIntervalMinutes * 60,
       migrationPhase: this.migrationPhase,
+      dkim: appliedDkim,
       syncIntervalMinutes: cfg.syncIntervalMinutes,
     };
     const next = phase > 0 && phase < LAST_PHASE ? phase + 1 : undefined;
@@ -418,6 +467,91 @@ export class MailPair extends pulumi.ComponentResource {
       migrationPhase: this.migrationPhase,
       operations: this.operations,
     });
+  }
+}
+
+/** TTL of the DKIM records: a rotation's "sign" waits at least this long after "publish". */
+export const DKIM_RECORD_TTL = 300;
+
+/** Which DKIM selectors exist and which one signs: one phase of a key rotation (issue 17). */
+export interface DkimState {
+  /** The selector both servers sign with. */
+  signing: string;
+  /** Selectors whose key the stack keeps and whose record it publishes. */
+  published: string[];
+}
+
+/** What hastack:mail.dkim declares: without a rotation one selector; each rotation phase, README. */
+export function dkimState(dkim: MailConfig["dkim"]): DkimState {
+  const { selector, rotation } = dkim;
+  switch (rotation?.phase) {
+    case undefined:
+      return { signing: selector, published: [selector] };
+    case "publish":
+      return { signing: selector, published: [selector, rotation.next] };
+    case "sign":
+      return { signing: rotation.next, published: [selector, rotation.next] };
+    case "retire":
+      return { signing: rotation.next, published: [rotation.next] };
+  }
+}
+
+/** Problems of hastack:mail.dkim and the old server's DKIM record, each naming its key. */
+export function checkDkimInput(
+  dkim: MailConfig["dkim"],
+  oldDkim?: { selector: string; record: string },
+): string[] {
+  const problems: string[] = [];
+  if (dkim.rotation && dkim.rotation.next === dkim.selector) {
+    problems.push(
+      `hastack:mail.dkim.rotation.next must be a new selector, not hastack:mail.dkim.selector ("${dkim.selector}")`,
+    );
+  }
+  if (oldDkim) {
+    const key = "hastack:mail.migration.oldServer.dkim";
+    if (dkimState(dkim).published.includes(oldDkim.selector)) {
+      problems.push(
+        `${key}.selector must differ from the stack's own selectors (${dkimState(dkim).published.join(", ")}), got "${oldDkim.selector}"`,
+      );
+    }
+    const p = /(?:^|;)\s*p=([^;]*)/.exec(oldDkim.record)?.[1].replace(/\s+/g, "");
+    if (!p || !/^[A-Za-z0-9+/]+=*$/.test(p)) {
+      problems.push(`${key}.record must carry the old server's public key (p=<base64>)`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Refuses a DKIM change that is more than one safe step (as a RunError): signing with a selector
+ * whose record the last update did not publish yet (receivers would not find it), or removing
+ * the record of the selector that signed until this update (mail it signed is still in transit).
+ * So a rotation goes publish → sign → retire, one reviewed update each, and changing
+ * hastack:mail.dkim.selector outright is refused. Undefined previous: a new stack, not checked.
+ */
+export function checkDkimRotation(previous: DkimState | undefined, next: DkimState): void {
+  if (!previous) {
+    return;
+  }
+  const problems: string[] = [];
+  if (next.signing !== previous.signing && !previous.published.includes(next.signing)) {
+    problems.push(
+      `signing with DKIM selector "${next.signing}" needs its record published by an earlier update ` +
+        `(hastack:mail.dkim.rotation.phase publish), at least ${DKIM_RECORD_TTL} s before`,
+    );
+  }
+  if (!next.published.includes(previous.signing)) {
+    problems.push(
+      `the record of DKIM selector "${previous.signing}" cannot be removed in the update that stops ` +
+        `signing with it (mail it signed is still in transit): switch signing first ` +
+        `(hastack:mail.dkim.rotation.phase sign), retire it in a later update`,
+    );
+  }
+  if (problems.length > 0) {
+    throw new pulumi.RunError(
+      `hastack:mail.dkim: one rotation step per update (last applied: signing "${previous.signing}", ` +
+        `published ${previous.published.join(", ")}): ${problems.join("; ")}`,
+    );
   }
 }
 
