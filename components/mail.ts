@@ -173,8 +173,6 @@ export class MailPair extends pulumi.ComponentResource {
       domain: args.domain,
       pop3: cfg.pop3,
       ssmPrefix: MAIL_SSM_PREFIX,
-      // First boot's signing selector; afterwards the refresh reads dkim-signing-selector.
-      dkimSelector: dkim.signing,
     };
     const cloudConfig = {} as Record<Role, CloudConfigParts>;
     for (const side of ROLES) {
@@ -316,7 +314,8 @@ export class MailPair extends pulumi.ComponentResource {
       {
         name: `${MAIL_SSM_PREFIX}/dkim-signing-selector`,
         type: "String",
-        value: dkim.signing,
+        // Not a secret (it is in DNS): insecureValue keeps it readable in previews and diffs.
+        insecureValue: dkim.signing,
         description:
           "hastack: the DKIM selector both mail servers sign with (key rotation, README)",
       },
@@ -720,8 +719,6 @@ export interface MailServerSettings {
   pop3: boolean;
   /** SSM path the servers read users and secrets from, e.g. /hastack/mail. */
   ssmPrefix: string;
-  /** The DKIM selector both servers sign with (its key: SSM `<ssmPrefix>/dkim/<selector>`). */
-  dkimSelector: string;
 }
 
 /** Largest message accepted (SMTP) — 50 MiB, what office attachments need. */
@@ -813,7 +810,6 @@ export function renderOpendkimConf(
   const values = {
     ...layoutValues(layout, false),
     DOMAIN: s.domain,
-    DKIM_SELECTOR: s.dkimSelector,
   };
   return renderPicked("mail/opendkim.conf", values);
 }
@@ -869,7 +865,6 @@ function scriptValues(s: MailServerSettings, layout: MailLayout): Record<string,
   return {
     ...layoutValues(layout, true),
     SSM_PREFIX: shellQuote(s.ssmPrefix),
-    DKIM_SELECTOR: shellQuote(s.dkimSelector),
     HOSTNAME: shellQuote(s.hostname),
     DOMAIN: shellQuote(s.domain),
   };

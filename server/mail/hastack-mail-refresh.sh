@@ -17,7 +17,6 @@ DOVECOT_CONF=@@DOVECOT_CONF@@
 STATE=@@STATE_DIR@@
 SSH_DIR=@@BACKUP_SSH_DIR@@
 NAS_READ_ROOT=@@MAIL_ROOT@@
-DKIM_SELECTOR=@@DKIM_SELECTOR@@
 DKIM_DIR=@@DKIM_KEY_DIR@@
 DKIM_DOMAIN=@@DOMAIN@@
 DKIM_USER=@@DKIM_USER@@
@@ -97,18 +96,16 @@ fi
 
 # DKIM: the selector the stack says both servers sign with (dkim-signing-selector; a key
 # rotation switches it, README) and its key, the same on both servers so a failover signs
-# identically. The first boot falls back to the selector rendered here; afterwards an unreadable
-# parameter keeps the installed one. Like the NAS key, a bad or unreadable key keeps the
-# installed key (mail keeps flowing; the sync and the users never wait on it).
+# identically. An unreadable parameter keeps the installed selector; like the NAS key, a bad or
+# unreadable key keeps the installed key (mail keeps flowing; the sync and the users never wait
+# on it). The selector is not in user-data: a rotation never changes a server's user-data.
 dkim="DKIM key not updated"
 selector=""
 if selector=$(param dkim-signing-selector) && [[ "$selector" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]]; then
   :
-elif [ -s "$DKIM_DIR/keytable" ]; then
+else
   log "$PREFIX/dkim-signing-selector is unreadable or not a selector; keeping the installed one"
   selector=""
-else
-  selector=$DKIM_SELECTOR
 fi
 if [ -z "$selector" ]; then
   :

@@ -35,7 +35,6 @@ const SETTINGS: MailServerSettings = {
   domain: "kantor-contoh.co.id",
   pop3: false,
   ssmPrefix: "/hastack/mail",
-  dkimSelector: "hastack1",
 };
 const SERVER_NAMES = { primary: "mx1.kantor-contoh.co.id", standby: "mx2.kantor-contoh.co.id" };
 

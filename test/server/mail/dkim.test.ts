@@ -17,6 +17,7 @@ import * as path from "path";
 import { promisify } from "util";
 import { dkimRecord, route53Txt } from "../../../components/mail";
 import {
+  DKIM_SELECTOR,
   DOMAIN,
   MailServer,
   MailWorld,
@@ -99,8 +100,8 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     nextPublicPem = next.publicKey;
 
     world = await MailWorld.create();
-    world.setParameter(`dkim/${SETTINGS.dkimSelector}`, privatePem);
-    world.setParameter("dkim-signing-selector", SETTINGS.dkimSelector);
+    world.setParameter(`dkim/${DKIM_SELECTOR}`, privatePem);
+    world.setParameter("dkim-signing-selector", DKIM_SELECTOR);
     await world.setUsers({ [USER]: PASSWORD });
     servers.push(await world.server("mx1", "primary", world.ips[0], { dkim: true }));
     servers.push(await world.server("mx2", "standby", world.ips[1], { dkim: true }));
@@ -118,7 +119,7 @@ describe("DKIM: both servers sign; the signature verifies against the published 
         `@ IN NS ns.${DOMAIN}.`,
         "ns IN A 127.0.0.1",
         // The AWS provider sends a TXT value to Route 53 wrapped in one pair of quotes.
-        `${SETTINGS.dkimSelector}._domainkey IN TXT "${value}"`,
+        `${DKIM_SELECTOR}._domainkey IN TXT "${value}"`,
         // The rotation's phase publish: the next selector's record beside the first.
         `${NEXT}._domainkey IN TXT "${route53Txt(dkimRecord(nextPublicPem))}"`,
         "",
@@ -141,7 +142,7 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     named = spawn("/usr/sbin/named", ["-g", "-c", path.join(dir, "named.conf")], {
       stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "named.log"), "w")],
     });
-    const name = `${SETTINGS.dkimSelector}._domainkey.${DOMAIN}`;
+    const name = `${DKIM_SELECTOR}._domainkey.${DOMAIN}`;
     await waitFor(
       "bind9 answering the DKIM record",
       () =>
@@ -235,9 +236,9 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     it(`mail sent through ${i === 0 ? "the primary" : "the standby"} verifies against the stack's record`, async () => {
       const server = servers[i];
       const text = await submit(server, `dkim${i}x${Date.now()}`);
-      expect(text).to.match(new RegExp(`^DKIM-Signature:.*\\bs=${SETTINGS.dkimSelector};`, "ms"));
+      expect(text).to.match(new RegExp(`^DKIM-Signature:.*\\bs=${DKIM_SELECTOR};`, "ms"));
       const result = await verify(text);
-      expect(result).to.deep.equal({ ok: true, d: DOMAIN, s: SETTINGS.dkimSelector });
+      expect(result).to.deep.equal({ ok: true, d: DOMAIN, s: DKIM_SELECTOR });
       // The verifier can fail: the same message with one body byte changed does not verify.
       const tampered = await verify(text.replace(/sent through/, "sent thru"));
       expect(tampered.ok).to.equal(false);
@@ -258,7 +259,7 @@ describe("DKIM: both servers sign; the signature verifies against the published 
       expect(await verify(text)).to.deep.equal({ ok: true, d: DOMAIN, s: NEXT });
     }
     for (const text of signedBefore) {
-      expect(await verify(text)).to.deep.equal({ ok: true, d: DOMAIN, s: SETTINGS.dkimSelector });
+      expect(await verify(text)).to.deep.equal({ ok: true, d: DOMAIN, s: DKIM_SELECTOR });
     }
     // An unreadable parameter later keeps the installed selector (never falls back to the old).
     fs.rmSync(path.join(world.ssmDir, SETTINGS.ssmPrefix, "dkim-signing-selector"));
