@@ -21,7 +21,13 @@ import { Network } from "./components/network";
 import { SecretsKey } from "./components/secrets-key";
 import { Role } from "./components/server-pair";
 import { resolveSsmRoot } from "./lib/config/ssm-root";
-import { checkMigrationStep, MailPair } from "./components/mail";
+import {
+  checkDkimRotation,
+  checkMigrationStep,
+  dkimState,
+  DkimState,
+  MailPair,
+} from "./components/mail";
 
 export = async (): Promise<Record<string, unknown>> => {
   const cfg = readConfig();
@@ -39,6 +45,9 @@ export = async (): Promise<Record<string, unknown>> => {
       previous: previous ? { exists: true, ssmRoot: previous.ssmRoot } : undefined,
     }),
   );
+  // A DKIM key rotation likewise moves one step per update (issue 17).
+  const previousDkim = previous?.services?.mail?.dkim;
+  checkDkimRotation(previousDkim, dkimState(cfg.mail.dkim));
   const sshPrivateKey = cfg.sshPrivateKey
     ? new pulumi.Config(NAMESPACE).requireSecret("sshPrivateKey")
     : undefined;
@@ -154,6 +163,7 @@ export = async (): Promise<Record<string, unknown>> => {
     secretsKeyArn: secrets.arn,
     ssmRoot,
     previousPhase,
+    previousDkim,
     sshUser: cfg.sshUser,
     sshPrivateKey,
     backupClientSecurityGroupIds: [nas.securityGroupId],
@@ -184,7 +194,7 @@ type Service = "mail" | "pbx" | "mysql" | "nas";
 
 /** What the previous outputs tell this program (the fields it reads). */
 interface PreviousOutputs {
-  services?: { mail?: { migrationPhase?: number } };
+  services?: { mail?: { migrationPhase?: number; dkim?: DkimState } };
   /** Absent on a stack last updated before per-stack SSM paths (issue 10). */
   ssmRoot?: string;
 }

@@ -45,6 +45,12 @@ export interface MailPairArgs extends PairPlacement {
    * is refused. Defaults to unknown (a new stack): not checked.
    */
   previousPhase?: pulumi.Input<number | undefined>;
+  /**
+   * The DKIM selectors the stack's last update applied (services.mail.dkim in the previous
+   * outputs, or `synth --previous`): a rotation may move one phase per update. Defaults to
+   * unknown (a new stack, or one from before rotations): not checked.
+   */
+  previousDkim?: pulumi.Input<DkimState | undefined>;
   /** SSH user for the migration steps run on the active server. Defaults to "admin". */
   sshUser?: string;
   /**
@@ -79,6 +85,8 @@ export interface MailOperations {
 /** ServiceSummary plus what only mail has (docs/outputs.md). */
 export interface MailSummary extends ServiceSummary {
   migrationPhase: pulumi.Output<number>;
+  /** The DKIM selectors published and the one signing (the next update's rotation check). */
+  dkim: pulumi.Output<DkimState>;
   syncIntervalMinutes: number;
 }
 
@@ -126,6 +134,7 @@ export class MailPair extends pulumi.ComponentResource {
       standbyServer: this.serverNames[otherRole(active)],
     };
     const problems = checkMigrationInput(planInput);
+    problems.push(...checkDkimInput(cfg.dkim, old?.dkim));
     if (old && old.hostname.toLowerCase() !== this.serviceName) {
       problems.push(
         `hastack:mail.migration.oldServer.hostname must be the new servers' host name ` +
@@ -147,6 +156,15 @@ export class MailPair extends pulumi.ComponentResource {
       return phase;
     });
     this.migration = migrationPlan(planInput);
+    const dkim = dkimState(cfg.dkim);
+    const checkDkim = (previous: DkimState | undefined): void => checkDkimRotation(previous, dkim);
+    if (!pulumi.Output.isInstance(args.previousDkim)) {
+      checkDkim(args.previousDkim as DkimState | undefined);
+    }
+    const appliedDkim = pulumi.output(args.previousDkim).apply((previous) => {
+      checkDkim(previous as DkimState | undefined);
+      return dkim;
+    });
 
     // Where the servers read their secrets and users (ServerPair grants `<prefix>/*`).
     const mailPrefix = ssmPrefix(args.ssmRoot, "mail");
@@ -155,7 +173,6 @@ export class MailPair extends pulumi.ComponentResource {
       domain: args.domain,
       pop3: cfg.pop3,
       ssmPrefix: mailPrefix,
-      dkimSelector: cfg.dkim.selector,
     };
     const cloudConfig = {} as Record<Role, CloudConfigParts>;
     for (const side of ROLES) {
@@ -264,31 +281,46 @@ export class MailPair extends pulumi.ComponentResource {
       records: this.migration.mx,
     });
     // DKIM: one key per selector (a new selector is a new key and a new record, the basis of
-    // a rotation), its private half to both servers through SSM, its public half in DNS.
-    const selector = cfg.dkim.selector;
-    const dkimKey = new tls.PrivateKey(
-      `${name}-dkim-${selector}`,
-      // RSA 2048: what every receiver verifies (Ed25519 DKIM is not yet universally checked).
-      { algorithm: "RSA", rsaBits: 2048 },
-      { parent: this },
-    );
+    // a rotation), its private half to both servers through SSM, its public half in DNS. Every
+    // published selector keeps its key; which one signs is an SSM parameter the servers' refresh
+    // reads (user-data never changes on a running server), switched by the rotation's "sign".
+    for (const selector of dkim.published) {
+      const dkimKey = new tls.PrivateKey(
+        `${name}-dkim-${selector}`,
+        // RSA 2048: what every receiver verifies (Ed25519 DKIM is not yet universally checked).
+        { algorithm: "RSA", rsaBits: 2048 },
+        { parent: this },
+      );
+      new aws.ssm.Parameter(
+        `${name}-dkim-${selector}`,
+        {
+          name: `${mailPrefix}/dkim/${selector}`,
+          type: "SecureString",
+          keyId: args.secretsKeyArn,
+          value: pulumi.secret(dkimKey.privateKeyPem),
+          description: `hastack: DKIM signing key of selector ${selector} (both mail servers)`,
+        },
+        { parent: this },
+      );
+      args.dns.record(this, `${name}-dkim-${selector}`, {
+        name: `${selector}._domainkey.${args.domain}`,
+        type: "TXT",
+        ttl: DKIM_RECORD_TTL,
+        records: [dkimKey.publicKeyPem.apply((pem) => route53Txt(dkimRecord(pem)))],
+      });
+    }
     new aws.ssm.Parameter(
-      `${name}-dkim-${selector}`,
+      `${name}-dkim-signing-selector`,
       {
-        name: `${mailPrefix}/dkim/${selector}`,
-        type: "SecureString",
-        keyId: args.secretsKeyArn,
-        value: pulumi.secret(dkimKey.privateKeyPem),
-        description: `hastack: DKIM signing key of selector ${selector} (both mail servers)`,
+        name: `${mailPrefix}/dkim-signing-selector`,
+        type: "String",
+        // Not a secret (it is in DNS): insecureValue keeps it readable in previews and diffs.
+        insecureValue: dkim.signing,
+        description:
+          "hastack: the DKIM selector both mail servers sign with (key rotation, README)",
       },
       { parent: this },
     );
-    args.dns.record(this, `${name}-dkim-${selector}`, {
-      name: `${selector}._domainkey.${args.domain}`,
-      type: "TXT",
-      ttl: 300,
-      records: [dkimKey.publicKeyPem.apply((pem) => route53Txt(dkimRecord(pem)))],
-    });
     args.dns.record(this, `${name}-dmarc`, {
       name: `_dmarc.${args.domain}`,
       type: "TXT",
@@ -372,6 +404,21 @@ export class MailPair extends pulumi.ComponentResource {
       },
       retire ? { dependsOn: [retire] } : undefined,
     );
+    // The old server may sign with its own selector until it stops sending: its record stays
+    // exactly as long as SPF names it, and goes only after step 9's check, like SPF.
+    if (old?.dkim && this.migration.spfAuthorisesOldServer) {
+      args.dns.record(
+        this,
+        `${name}-old-dkim`,
+        {
+          name: `${old.dkim.selector}._domainkey.${args.domain}`,
+          type: "TXT",
+          ttl: DKIM_RECORD_TTL,
+          records: [route53Txt(old.dkim.record)],
+        },
+        retire ? { dependsOn: [retire] } : undefined,
+      );
+    }
     if (this.migration.oldServerRecord) {
       args.dns.record(this, `${name}-old-mx`, {
         name: this.migration.oldServerRecord.name,
@@ -386,6 +433,7 @@ export class MailPair extends pulumi.ComponentResource {
       // A failover loses at most what arrived since the last sync.
       rpoSeconds: cfg.syncIntervalMinutes * 60,
       migrationPhase: this.migrationPhase,
+      dkim: appliedDkim,
       syncIntervalMinutes: cfg.syncIntervalMinutes,
     };
     const next = phase > 0 && phase < LAST_PHASE ? phase + 1 : undefined;
@@ -418,6 +466,91 @@ export class MailPair extends pulumi.ComponentResource {
       migrationPhase: this.migrationPhase,
       operations: this.operations,
     });
+  }
+}
+
+/** TTL of the DKIM records: a rotation's "sign" waits at least this long after "publish". */
+export const DKIM_RECORD_TTL = 300;
+
+/** Which DKIM selectors exist and which one signs: one phase of a key rotation (issue 17). */
+export interface DkimState {
+  /** The selector both servers sign with. */
+  signing: string;
+  /** Selectors whose key the stack keeps and whose record it publishes. */
+  published: string[];
+}
+
+/** What hastack:mail.dkim declares: without a rotation one selector; each rotation phase, README. */
+export function dkimState(dkim: MailConfig["dkim"]): DkimState {
+  const { selector, rotation } = dkim;
+  switch (rotation?.phase) {
+    case undefined:
+      return { signing: selector, published: [selector] };
+    case "publish":
+      return { signing: selector, published: [selector, rotation.next] };
+    case "sign":
+      return { signing: rotation.next, published: [selector, rotation.next] };
+    case "retire":
+      return { signing: rotation.next, published: [rotation.next] };
+  }
+}
+
+/** Problems of hastack:mail.dkim and the old server's DKIM record, each naming its key. */
+export function checkDkimInput(
+  dkim: MailConfig["dkim"],
+  oldDkim?: { selector: string; record: string },
+): string[] {
+  const problems: string[] = [];
+  if (dkim.rotation && dkim.rotation.next === dkim.selector) {
+    problems.push(
+      `hastack:mail.dkim.rotation.next must be a new selector, not hastack:mail.dkim.selector ("${dkim.selector}")`,
+    );
+  }
+  if (oldDkim) {
+    const key = "hastack:mail.migration.oldServer.dkim";
+    if (dkimState(dkim).published.includes(oldDkim.selector)) {
+      problems.push(
+        `${key}.selector must differ from the stack's own selectors (${dkimState(dkim).published.join(", ")}), got "${oldDkim.selector}"`,
+      );
+    }
+    const p = /(?:^|;)\s*p=([^;]*)/.exec(oldDkim.record)?.[1].replace(/\s+/g, "");
+    if (!p || !/^[A-Za-z0-9+/]+=*$/.test(p)) {
+      problems.push(`${key}.record must carry the old server's public key (p=<base64>)`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Refuses a DKIM change that is more than one safe step (as a RunError): signing with a selector
+ * whose record the last update did not publish yet (receivers would not find it), or removing
+ * the record of the selector that signed until this update (mail it signed is still in transit).
+ * So a rotation goes publish → sign → retire, one reviewed update each, and changing
+ * hastack:mail.dkim.selector outright is refused. Undefined previous: a new stack, not checked.
+ */
+export function checkDkimRotation(previous: DkimState | undefined, next: DkimState): void {
+  if (!previous) {
+    return;
+  }
+  const problems: string[] = [];
+  if (next.signing !== previous.signing && !previous.published.includes(next.signing)) {
+    problems.push(
+      `signing with DKIM selector "${next.signing}" needs its record published by an earlier update ` +
+        `(hastack:mail.dkim.rotation.phase publish), at least ${DKIM_RECORD_TTL} s before`,
+    );
+  }
+  if (!next.published.includes(previous.signing)) {
+    problems.push(
+      `the record of DKIM selector "${previous.signing}" cannot be removed in the update that stops ` +
+        `signing with it (mail it signed is still in transit): switch signing first ` +
+        `(hastack:mail.dkim.rotation.phase sign), retire it in a later update`,
+    );
+  }
+  if (problems.length > 0) {
+    throw new pulumi.RunError(
+      `hastack:mail.dkim: one rotation step per update (last applied: signing "${previous.signing}", ` +
+        `published ${previous.published.join(", ")}): ${problems.join("; ")}`,
+    );
   }
 }
 
@@ -505,7 +638,11 @@ export interface MailLayout {
   /** `doveadm_password`, pulled from SSM; included by dovecot.conf, mode 0600. */
   secretsFile: string;
   postfixConfigDir: string;
-  /** Postfix queue; Dovecot's LMTP and auth sockets live in its private/ directory. */
+  /**
+   * Postfix queue; Dovecot's LMTP and auth sockets live in its private/ directory. On the data
+   * volume (issue 17): mail accepted but not yet delivered survives a rebuilt root volume, and
+   * a dead server's queue comes back with its volume.
+   */
   postfixQueueDir: string;
   /** Postfix data_directory. */
   postfixDataDir: string;
@@ -552,7 +689,7 @@ export const PRODUCTION_LAYOUT: MailLayout = {
   usersFile: "/etc/dovecot/users",
   secretsFile: "/etc/dovecot/hastack-secrets.conf",
   postfixConfigDir: "/etc/postfix",
-  postfixQueueDir: "/var/spool/postfix",
+  postfixQueueDir: "/srv/data/postfix",
   postfixDataDir: "/var/lib/postfix",
   stateDir: "/var/lib/hastack/mail",
   sbinDir: "/usr/local/sbin",
@@ -582,12 +719,19 @@ export interface MailServerSettings {
   pop3: boolean;
   /** SSM path the servers read users and secrets from, e.g. /hastack/mail. */
   ssmPrefix: string;
-  /** The DKIM selector both servers sign with (its key: SSM `<ssmPrefix>/dkim/<selector>`). */
-  dkimSelector: string;
 }
 
 /** Largest message accepted (SMTP) — 50 MiB, what office attachments need. */
 export const MESSAGE_SIZE_LIMIT = 52428800;
+
+/**
+ * Debian's queue directory, which the package's first start uses: the setup script moves
+ * anything queued there into the data volume's queue (`hastack-mail-queue adopt`).
+ */
+export const DEBIAN_QUEUE_DIR = "/var/spool/postfix";
+
+/** Minutes between two queue reports (hastack-mail-queue metrics): the textfile's freshness. */
+export const QUEUE_METRICS_MINUTES = 1;
 
 /** Where user-data stages the configs; the setup script installs them after the packages. */
 export const STAGING_DIR = "/etc/hastack/mail";
@@ -666,7 +810,6 @@ export function renderOpendkimConf(
   const values = {
     ...layoutValues(layout, false),
     DOMAIN: s.domain,
-    DKIM_SELECTOR: s.dkimSelector,
   };
   return renderPicked("mail/opendkim.conf", values);
 }
@@ -722,7 +865,6 @@ function scriptValues(s: MailServerSettings, layout: MailLayout): Record<string,
   return {
     ...layoutValues(layout, true),
     SSM_PREFIX: shellQuote(s.ssmPrefix),
-    DKIM_SELECTOR: shellQuote(s.dkimSelector),
     HOSTNAME: shellQuote(s.hostname),
     DOMAIN: shellQuote(s.domain),
   };
@@ -778,6 +920,17 @@ export function renderSyncScript(
  */
 export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
   return renderPicked("mail/hastack-mail-fallback.sh", layoutValues(layout, true));
+}
+
+/**
+ * hastack-mail-queue (server/mail/hastack-mail-queue.sh): `metrics` exports the Postfix queue's
+ * size per queue and its oldest message's age (node_exporter textfile collector, every minute);
+ * `flush` delivers the queue before the server is shut down or fenced for good and refuses
+ * while anything is left; `adopt DIR` moves an old queue directory's mail into the data
+ * volume's queue (first boot).
+ */
+export function renderQueueScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
+  return renderPicked("mail/hastack-mail-queue.sh", layoutValues(layout, true));
 }
 
 /** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
@@ -912,6 +1065,7 @@ export function renderSetupScript(input: MailCloudConfigInput): string {
   return renderScript("hastack-mail-setup", s, L, {
     SAN: shellQuote(names.map((n) => `DNS:${n}`).join(",")),
     STAGING_DIR: shellQuote(STAGING_DIR),
+    OLD_QUEUE_DIR: shellQuote(DEBIAN_QUEUE_DIR),
     SYNC_TIMER:
       input.role === "primary"
         ? "# Only the primary starts the two-way sync: one initiator, no concurrent runs.\n" +
@@ -942,15 +1096,21 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
     execStart: `${L.sbinDir}/hastack-mail-refresh`,
     minutes: input.syncIntervalMinutes,
   });
+  const queue = renderTimerUnits({
+    name: "hastack-mail-queue",
+    description: "hastack: Postfix queue size and age for monitoring",
+    execStart: `${L.sbinDir}/hastack-mail-queue metrics`,
+    minutes: QUEUE_METRICS_MINUTES,
+  });
   const script = (name: string, content: string): CloudConfigFile => ({
     path: `${L.sbinDir}/${name}`,
     permissions: "0755",
-    content,
+    content: withoutComments(content),
   });
   const staged = (name: string, content: string): CloudConfigFile => ({
     path: `${STAGING_DIR}/${name}`,
     permissions: "0644",
-    content,
+    content: withoutComments(content),
   });
   const unit = (name: string, content: string): CloudConfigFile => ({
     path: `/etc/systemd/system/${name}`,
@@ -972,16 +1132,33 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
       script("hastack-mail-sync", renderSyncScript(scriptSettings, L)),
       script("hastack-mail-fallback", renderFallbackScript(L)),
       script("hastack-mail-migrate", renderMigrateScript(s, L)),
+      script("hastack-mail-queue", renderQueueScript(L)),
       unit("hastack-mail-sync.service", sync.service),
       unit("hastack-mail-sync.timer", sync.timer),
       unit("hastack-mail-refresh.service", refresh.service),
       unit("hastack-mail-refresh.timer", refresh.timer),
+      unit("hastack-mail-queue.service", queue.service),
+      unit("hastack-mail-queue.timer", queue.timer),
     ],
     runcmd: [[`${L.sbinDir}/hastack-mail-setup`]],
   };
 }
 
 type CloudConfigFile = NonNullable<CloudConfigParts["writeFiles"]>[number];
+
+/**
+ * A server file as user-data carries it: without its comment-only lines except the first two
+ * (shebang, the header that names the file under server/mail/), which the repository keeps.
+ * EC2 caps user-data at 16 KB even gzipped, and the mail pair's files passed it (issue 17). Every
+ * format here — bash, Postfix, Dovecot, OpenDKIM — ignores a line whose first non-blank
+ * character is `#`; no script has a heredoc with such a line (test/components/mail-render.test.ts).
+ */
+export function withoutComments(text: string): string {
+  return text
+    .split("\n")
+    .filter((line, i) => i < 2 || !/^\s*#/.test(line))
+    .join("\n");
+}
 
 /** SPF for the domain: every server that sends its mail, nothing else (softfail). */
 export function spfRecord(ips: string[]): string {

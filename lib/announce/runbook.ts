@@ -36,7 +36,11 @@ interface RunbookTexts {
   previewStep: string;
   applyHeading: string;
   apply: string;
+  /** Before a mail server is replaced or deleted: deliver its queue first (issue 17). */
+  flushBeforeApply: (side: string) => string;
   checksHeading: string;
+  /** After mail moved away from a side: its queue, before it is shut down or fenced for good. */
+  flushAfterMove: (side: string) => string;
   checkService: (svc: string, name: string) => string;
   checkMonitoring: string;
   rollbackHeading: string;
@@ -71,10 +75,14 @@ const EN: RunbookTexts = {
   previewStep: "Preview and check that only the expected resources change:",
   applyHeading: "Apply",
   apply: "Apply the reviewed change:",
+  flushBeforeApply: (side) =>
+    `Right before applying, on the mail ${side} server (it is replaced or removed): \`sudo hastack-mail-queue flush\`. Apply only once it succeeds; it refuses, listing them, while mail is still queued (\`postqueue -p\` says why). A server that cannot be reached keeps its queue on its data volume (\`/srv/data/postfix\`), which a rebuild keeps: Postfix delivers it when the server runs again with that volume.`,
   checksHeading: "Checks after the change",
   checkService: (svc, name) =>
     `${svc}: \`${name}\` answers on its ports from outside (monitoring's blackbox probes are green).`,
   checkMonitoring: "No hastack alert fires in Prometheus (replication and backup metrics fresh).",
+  flushAfterMove: (side) =>
+    `mail: the ${side} server no longer takes mail; before it is shut down or fenced for good, run \`sudo hastack-mail-queue flush\` on it (it refuses while mail is queued). If it is down, its queue waits on its data volume (\`/srv/data/postfix\`): never delete that volume; when the server boots again with it, Postfix delivers the queue (\`HastackMailQueueStuck\` clears).`,
   rollbackHeading: "Rollback",
   rollbackIntro: "If a check fails, go back — reviewed the same way as the change:",
   revertSettings: "Set the previous values again:",
@@ -89,6 +97,7 @@ const EN: RunbookTexts = {
   syncBack: {
     mail: [
       "mail: before `active: primary` is applied again, on the primary run `sudo hastack-mail-fallback` (two-way `doveadm sync` with the standby, verification, then `hastack-unfence`). Never unfence before the sync is verified.",
+      "mail: once the primary takes mail again, and before the standby is shut down or rebuilt, run `sudo hastack-mail-queue flush` on the standby: mail it accepted but has not delivered yet would otherwise wait there.",
     ],
     mysql: [
       "mysql: applying `active: primary` runs `hastack-mysql-fallback` on the old primary first (it replicates from the standby until caught up), then swaps the roles; check `SHOW REPLICA STATUS` on the new standby afterwards.",
@@ -126,11 +135,15 @@ const ID: RunbookTexts = {
   previewStep: "Jalankan pratinjau dan pastikan hanya sumber daya yang diharapkan yang berubah:",
   applyHeading: "Penerapan",
   apply: "Terapkan perubahan yang sudah ditinjau:",
+  flushBeforeApply: (side) =>
+    `Tepat sebelum penerapan, di server mail ${side} (yang diganti atau dihapus): \`sudo hastack-mail-queue flush\`. Terapkan hanya setelah perintah itu berhasil; perintah itu menolak, sambil mencantumkannya, selama masih ada email dalam antrean (\`postqueue -p\` menjelaskan sebabnya). Server yang tidak bisa dijangkau menyimpan antreannya di volume datanya (\`/srv/data/postfix\`), yang tetap ada saat server dibangun ulang: Postfix mengirimkannya ketika server berjalan lagi dengan volume itu.`,
   checksHeading: "Pemeriksaan setelah perubahan",
   checkService: (svc, name) =>
     `${svc}: \`${name}\` menjawab di port-portnya dari luar (probe blackbox di monitoring berwarna hijau).`,
   checkMonitoring:
     "Tidak ada alert hastack yang menyala di Prometheus (metrik replikasi dan pencadangan masih baru).",
+  flushAfterMove: (side) =>
+    `mail: server ${side} tidak lagi menerima email; sebelum dimatikan atau di-fence untuk seterusnya, jalankan \`sudo hastack-mail-queue flush\` di server itu (perintah itu menolak selama masih ada email dalam antrean). Jika server itu mati, antreannya menunggu di volume datanya (\`/srv/data/postfix\`): jangan pernah menghapus volume itu; saat server menyala lagi dengan volume itu, Postfix mengirimkan antreannya (\`HastackMailQueueStuck\` padam).`,
   rollbackHeading: "Pengembalian (rollback)",
   rollbackIntro:
     "Jika pemeriksaan gagal, kembalikan — dengan peninjauan yang sama seperti perubahannya:",
@@ -146,6 +159,7 @@ const ID: RunbookTexts = {
   syncBack: {
     mail: [
       "mail: sebelum `active: primary` diterapkan lagi, jalankan `sudo hastack-mail-fallback` di server primary (sinkronisasi dua arah `doveadm sync` dengan standby, verifikasi, lalu `hastack-unfence`). Jangan lepas fence sebelum sinkronisasi terverifikasi.",
+      "mail: setelah primary kembali menerima email, dan sebelum standby dimatikan atau dibangun ulang, jalankan `sudo hastack-mail-queue flush` di standby: email yang sudah diterimanya tetapi belum terkirim akan tertahan di sana.",
     ],
     mysql: [
       "mysql: menerapkan `active: primary` menjalankan `hastack-mysql-fallback` di primary lama lebih dulu (menjadi replika standby sampai tersusul), lalu menukar peran; setelahnya periksa `SHOW REPLICA STATUS` di standby yang baru.",
@@ -193,6 +207,22 @@ export function fallbackSettings(plan: ImpactPlan): string[] {
     }
   }
   return cmds;
+}
+
+/**
+ * Sides of the mail pair whose server the change replaces or deletes: their Postfix queue is
+ * delivered first (issue 17).
+ */
+export function mailServersToFlush(plan: ImpactPlan): string[] {
+  const sides = plan.steps
+    .filter(
+      (s) =>
+        s.service === "mail" &&
+        s.type === "aws:ec2/instance:Instance" &&
+        (s.op === "replace" || s.op === "delete" || s.op === "import-replacement"),
+    )
+    .map((s) => s.side ?? s.name);
+  return [...new Set(sides)].sort();
 }
 
 /** Services whose active side the change moves: their rollback needs the sync-back first. */
@@ -274,16 +304,13 @@ export function renderRunbook(plan: ImpactPlan, opts: RunbookOptions): string {
     "",
   );
 
-  lines.push(
-    `## ${t.applyHeading}`,
-    "",
-    t.apply,
-    "",
-    "```sh",
-    `pulumi up --stack ${stack}`,
-    "```",
-    "",
-  );
+  lines.push(`## ${t.applyHeading}`, "");
+  const flush = mailServersToFlush(plan);
+  if (flush.length > 0) {
+    flush.forEach((side, i) => lines.push(`${i + 1}. ${t.flushBeforeApply(side)}`));
+    lines.push("");
+  }
+  lines.push(t.apply, "", "```sh", `pulumi up --stack ${stack}`, "```", "");
 
   lines.push(`## ${t.checksHeading}`, "");
   for (const s of affected) {
@@ -291,6 +318,10 @@ export function renderRunbook(plan: ImpactPlan, opts: RunbookOptions): string {
     if (name) {
       lines.push(`- ${t.checkService(s.service, name)}`);
     }
+  }
+  const mailSides = activeSides(plan, "mail");
+  if (mailSides.before && mailSides.after && mailSides.before !== mailSides.after) {
+    lines.push(`- ${t.flushAfterMove(mailSides.before)}`);
   }
   lines.push(`- ${t.checkMonitoring}`, "");
 

@@ -148,6 +148,20 @@ const mailMigration = z
           .string()
           .regex(/^[A-Za-z0-9._@-]{1,64}$/, { message: "a user name (letters, digits, . _ @ -)" })
           .default("hastack-migrate"),
+        /**
+         * The old server's own DKIM selector and its TXT value (`v=DKIM1; k=rsa; p=…`), published
+         * by the stack until step 9 (the old server may sign and send until it is retired).
+         * Defaults to none: the old server does not sign, or its record lives elsewhere.
+         */
+        dkim: z
+          .object({
+            selector: hostLabel,
+            record: z
+              .string()
+              .regex(/^v=DKIM1;/, { message: 'a DKIM key record starting with "v=DKIM1;"' }),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -174,6 +188,19 @@ const mail = z
       .object({
         /** Selector both servers sign with (`<selector>._domainkey.<domain>`). Defaults to hastack1. */
         selector: hostLabel.default("hastack1"),
+        /**
+         * A key rotation to the selector `next`, one reviewed update per phase (README): publish
+         * (next's key and record added; still signing with selector), sign (after the record's
+         * TTL: both servers sign with next), retire (selector's key and record removed). Then set
+         * selector to next and remove rotation: nothing changes. Defaults to none.
+         */
+        rotation: z
+          .object({
+            next: hostLabel,
+            phase: z.enum(["publish", "sign", "retire"]),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .default({ selector: "hastack1" }),

@@ -65,6 +65,23 @@ export const REPLICATION_METRIC = "hastack_replication_last_success_timestamp_se
 /** Metric each NAS backup job writes when it finished successfully. */
 export const BACKUP_METRIC = "hastack_backup_last_success_timestamp_seconds";
 
+/**
+ * Metrics each mail server's hastack-mail-queue timer writes (server/mail/hastack-mail-queue.sh,
+ * issue 17): messages per Postfix queue, the oldest one's age, when the queue was last read.
+ */
+export const MAIL_QUEUE_MESSAGES = "hastack_mail_queue_messages";
+export const MAIL_QUEUE_AGE = "hastack_mail_queue_oldest_message_age_seconds";
+export const MAIL_QUEUE_REPORT = "hastack_mail_queue_last_report_timestamp_seconds";
+/**
+ * A message queued longer than this is stuck: Postfix retries a deferred message for up to
+ * 5 days (maximal_queue_lifetime) and a receiver that greylists answers within an hour.
+ */
+export const MAIL_QUEUE_STUCK_SECONDS = 3600;
+/** More queued messages than this (held excluded) for 15 minutes: delivery is failing broadly. */
+export const MAIL_QUEUE_LARGE_MESSAGES = 100;
+/** The queue report is missing or older than this (the timer runs every minute). */
+export const MAIL_QUEUE_REPORT_STALE_SECONDS = 600;
+
 /** Blackbox module per probe kind in the outputs' port list. */
 export const PROBE_MODULES: Record<string, string> = {
   smtp_banner: "smtp_banner",
@@ -404,6 +421,50 @@ function promDuration(seconds: number): string {
   return `${seconds}s`;
 }
 
+/**
+ * Mail a server accepted but has not delivered (issue 17), per server: it is lost if that server
+ * is shut down or fenced for good before `hastack-mail-queue flush`.
+ */
+export function mailQueueRules(): Record<string, unknown>[] {
+  const on = '{service="mail"}';
+  return [
+    {
+      alert: "HastackMailQueueStuck",
+      expr: `max by (service, side, instance) (${MAIL_QUEUE_AGE}${on}) > ${MAIL_QUEUE_STUCK_SECONDS}`,
+      for: "5m",
+      labels: { severity: "warning" },
+      annotations: {
+        summary: "mail {{ $labels.side }}: a message has waited in the queue for over 1 h",
+        description:
+          "{{ $labels.instance }}: the oldest queued message is {{ $value | humanizeDuration }} old. `sudo postqueue -p` on the server says why; never shut the server down or fence it for good before `sudo hastack-mail-queue flush` succeeds.",
+      },
+    },
+    {
+      alert: "HastackMailQueueLarge",
+      expr: `sum by (service, side, instance) (${MAIL_QUEUE_MESSAGES}{service="mail",queue!="hold"}) > ${MAIL_QUEUE_LARGE_MESSAGES}`,
+      for: "15m",
+      labels: { severity: "warning" },
+      annotations: {
+        summary: `mail {{ $labels.side }}: more than ${MAIL_QUEUE_LARGE_MESSAGES} messages queued`,
+        description:
+          "{{ $labels.instance }} holds {{ $value }} undelivered messages for 15 minutes: delivery is failing (Dovecot's LMTP, DNS, port 25 out, or a receiver refusing us).",
+      },
+    },
+    {
+      alert: "HastackMailQueueMetricMissing",
+      // Per server whose node exporter answers: no fresh queue report (timer stopped, postqueue
+      // failing, or Postfix down).
+      expr: `up{job="node",service="mail"} == 1 unless on (instance) (time() - ${MAIL_QUEUE_REPORT}${on} < ${MAIL_QUEUE_REPORT_STALE_SECONDS})`,
+      for: "5m",
+      labels: { severity: "warning" },
+      annotations: {
+        summary: "mail {{ $labels.side }}: no fresh Postfix queue report",
+        description: `{{ $labels.instance }}: ${MAIL_QUEUE_REPORT} is missing or older than ${MAIL_QUEUE_REPORT_STALE_SECONDS} s: hastack-mail-queue.timer does not run or postqueue fails, so a stuck queue would go unnoticed.`,
+      },
+    },
+  ];
+}
+
 export function renderRules(o: MonitoringOutputs): string {
   const availability = [
     {
@@ -481,6 +542,9 @@ export function renderRules(o: MonitoringOutputs): string {
         },
       },
     );
+  }
+  if (o.services.mail) {
+    dataProtection.push(...mailQueueRules());
   }
   for (const job of [...(o.nas?.jobs ?? [])].sort((a, b) => a.name.localeCompare(b.name))) {
     const missed = backupMissedSeconds(job.intervalHours);

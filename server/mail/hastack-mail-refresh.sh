@@ -17,8 +17,8 @@ DOVECOT_CONF=@@DOVECOT_CONF@@
 STATE=@@STATE_DIR@@
 SSH_DIR=@@BACKUP_SSH_DIR@@
 NAS_READ_ROOT=@@MAIL_ROOT@@
-DKIM_SELECTOR=@@DKIM_SELECTOR@@
-DKIM_KEY=@@DKIM_KEY_DIR@@/@@DKIM_SELECTOR@@.private
+DKIM_DIR=@@DKIM_KEY_DIR@@
+DKIM_DOMAIN=@@DOMAIN@@
 DKIM_USER=@@DKIM_USER@@
 DKIM_PID_FILE=@@DKIM_PID_FILE@@
 require_users=0
@@ -96,19 +96,42 @@ else
   log "$PREFIX/nas-backup-ssh-public-key is unreadable or not one SSH public key; keeping the installed NAS key"
 fi
 
-# DKIM: the signing key of the selector the stack generated, the same on both servers so a
-# failover signs identically. Like the NAS key, a bad or unreadable one keeps the installed key
-# (mail keeps flowing; the sync and the users never wait on it).
+# DKIM: the selector the stack says both servers sign with (dkim-signing-selector; a key
+# rotation switches it, README) and its key, the same on both servers so a failover signs
+# identically. An unreadable parameter keeps the installed selector; like the NAS key, a bad or
+# unreadable key keeps the installed key (mail keeps flowing; the sync and the users never wait
+# on it). The selector is not in user-data: a rotation never changes a server's user-data.
 dkim="DKIM key not updated"
-if param "dkim/$DKIM_SELECTOR" > "$tmp/dkim.key" && openssl pkey -in "$tmp/dkim.key" -noout 2>/dev/null; then
-  if ! cmp -s "$tmp/dkim.key" "$DKIM_KEY"; then
-    install -d -m 0700 -o "$DKIM_USER" "$(dirname "$DKIM_KEY")"
-    install -m 0600 -o "$DKIM_USER" "$tmp/dkim.key" "$DKIM_KEY"
-    # SIGUSR1: OpenDKIM rereads its configuration and key.
-    if [ -s "$DKIM_PID_FILE" ]; then kill -USR1 "$(cat "$DKIM_PID_FILE")" 2>/dev/null || true; fi
-  fi
-  dkim="DKIM selector $DKIM_SELECTOR"
+selector=""
+if selector=$(param dkim-signing-selector) && [[ "$selector" =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]]; then
+  :
 else
-  log "$PREFIX/dkim/$DKIM_SELECTOR is unreadable or not a private key; keeping the installed DKIM key"
+  log "$PREFIX/dkim-signing-selector is unreadable or not a selector; keeping the installed one"
+  selector=""
+fi
+if [ -z "$selector" ]; then
+  :
+elif param "dkim/$selector" > "$tmp/dkim.key" && openssl pkey -in "$tmp/dkim.key" -noout 2>/dev/null; then
+  key=$DKIM_DIR/$selector.private
+  printf 'hastack %s:%s:%s\n' "$DKIM_DOMAIN" "$selector" "$key" > "$tmp/keytable"
+  printf '*@%s hastack\n' "$DKIM_DOMAIN" > "$tmp/signingtable"
+  install -d -m 0700 -o "$DKIM_USER" "$DKIM_DIR"
+  changed=0
+  # The key before the tables that name it: OpenDKIM never reads a key that is not there yet.
+  if ! cmp -s "$tmp/dkim.key" "$key"; then
+    install -m 0600 -o "$DKIM_USER" "$tmp/dkim.key" "$key"
+    changed=1
+  fi
+  for table in keytable signingtable; do
+    if ! cmp -s "$tmp/$table" "$DKIM_DIR/$table"; then
+      install -m 0644 -o "$DKIM_USER" "$tmp/$table" "$DKIM_DIR/$table"
+      changed=1
+    fi
+  done
+  # SIGUSR1: OpenDKIM rereads its configuration, tables and key.
+  if [ "$changed" -eq 1 ] && [ -s "$DKIM_PID_FILE" ]; then kill -USR1 "$(cat "$DKIM_PID_FILE")" 2>/dev/null || true; fi
+  dkim="DKIM selector $selector"
+else
+  log "$PREFIX/dkim/$selector is unreadable or not a private key; keeping the installed DKIM key"
 fi
 log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip"); $nas; $dkim"

@@ -29,6 +29,17 @@ install -m 0644 @@STAGING_DIR@@/virtual @@POSTFIX_DIR@@/virtual
 install -m 0644 @@STAGING_DIR@@/dovecot.conf @@DOVECOT_CONF@@
 install -m 0644 @@STAGING_DIR@@/opendkim.conf @@OPENDKIM_CONF@@
 touch @@POSTFIX_DIR@@/vmailbox
+# The queue lives on the data volume (main.cf queue_directory): mail accepted but not delivered
+# survives a rebuilt root volume and comes back with a dead server's volume, where Postfix
+# delivers it on start. Whatever the package's first start queued in Debian's directory moves
+# there (Postfix stopped; nothing on the volume is ever overwritten or removed).
+systemctl stop postfix
+install -d -m 0755 @@QUEUE_DIR@@
+if ! @@SBIN_DIR@@/hastack-mail-queue adopt @@OLD_QUEUE_DIR@@; then
+  log "some queued mail stayed in @@OLD_QUEUE_DIR@@ (see above): move it by hand, then postsuper -s"
+fi
+# Creates the queue's missing directories (private/ holds Dovecot's LMTP and auth sockets).
+postfix check
 echo @@DOMAIN@@ > /etc/mailname
 # IAM instance profiles take seconds to work after launch: retry for up to 5 minutes.
 for attempt in $(seq 1 30); do
@@ -39,6 +50,6 @@ done
 systemctl daemon-reload
 systemctl enable opendkim dovecot postfix
 systemctl restart opendkim dovecot postfix
-systemctl enable --now hastack-mail-refresh.timer
+systemctl enable --now hastack-mail-refresh.timer hastack-mail-queue.timer
 @@SYNC_TIMER@@
 log "mail server ready"

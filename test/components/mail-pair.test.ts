@@ -6,7 +6,13 @@ import { expect } from "chai";
 import { userDataOf } from "../support/deployment-queries";
 import * as pulumi from "@pulumi/pulumi";
 import { Dns } from "../../components/dns";
-import { MailPair, MailPairArgs } from "../../components/mail";
+import {
+  checkDkimRotation,
+  DkimState,
+  dkimState,
+  MailPair,
+  MailPairArgs,
+} from "../../components/mail";
 import { stackConfigSchema } from "../../lib/config/stack-config";
 import {
   Deployment,
@@ -212,7 +218,8 @@ describe("MailPair under mocks", function () {
         expect(ud).to.contain(`fqdn: mail.${DOMAIN}`);
         expect(ud).to.contain(`myhostname = mail.${DOMAIN}`);
       }
-      // Lines only one side has: the peer it syncs with, and which side starts the sync timer.
+      // Lines only one side has: the peer it syncs with, and which side starts the sync timer
+      // (user-data carries no comment lines: components/mail.ts withoutComments).
       const only = (a: string, b: string) => {
         const other = new Set(b.split("\n"));
         return a.split("\n").filter((l) => !other.has(l));
@@ -220,7 +227,6 @@ describe("MailPair under mocks", function () {
       expect(only(p, s).map((l) => l.trim())).to.have.members([
         "PEER_ROLE=standby",
         "ROLE=primary",
-        "# Only the primary starts the two-way sync: one initiator, no concurrent runs.",
         "systemctl enable --now hastack-mail-sync.timer",
         // Its own host key and its peer's known_hosts line (ServerPair, issue 13).
         "- /hastack/mail/ssh-host-key/primary",
@@ -231,7 +237,6 @@ describe("MailPair under mocks", function () {
         "ROLE=standby",
         "- /hastack/mail/ssh-host-key/standby",
         "- /hastack/mail/ssh-known-hosts/standby",
-        "# The standby answers the primary's sync; it runs none itself (hastack-mail-sync by hand only).",
       ]);
     });
   });
@@ -647,6 +652,194 @@ describe("MailPair under mocks", function () {
       expect((phases.get(6)!.outputs.summary as Record<string, unknown>).migrationPhase).to.equal(
         6,
       );
+    });
+  });
+
+  describe("DKIM key rotation: publish → sign → retire, one reviewed update each (issue 17)", () => {
+    const ROTATION: Record<string, Record<string, unknown>> = {
+      none: { dkim: { selector: "hastack1" } },
+      publish: { dkim: { selector: "hastack1", rotation: { next: "hastack2", phase: "publish" } } },
+      sign: { dkim: { selector: "hastack1", rotation: { next: "hastack2", phase: "sign" } } },
+      retire: { dkim: { selector: "hastack1", rotation: { next: "hastack2", phase: "retire" } } },
+      done: { dkim: { selector: "hastack2" } },
+    };
+    const synths = new Map<string, Synth>();
+    before(async () => {
+      for (const [phase, cfg] of Object.entries(ROTATION)) {
+        synths.set(phase, await synth(cfg));
+      }
+    });
+    const state = (phase: string): DkimState =>
+      dkimState(mailConfig(ROTATION[phase]).dkim as Parameters<typeof dkimState>[0]);
+
+    it("each phase: which selectors are published and which one signs", () => {
+      expect(state("none")).to.deep.equal({ signing: "hastack1", published: ["hastack1"] });
+      expect(state("publish")).to.deep.equal({
+        signing: "hastack1",
+        published: ["hastack1", "hastack2"],
+      });
+      expect(state("sign")).to.deep.equal({
+        signing: "hastack2",
+        published: ["hastack1", "hastack2"],
+      });
+      expect(state("retire")).to.deep.equal({ signing: "hastack2", published: ["hastack2"] });
+      expect(state("done")).to.deep.equal(state("retire"));
+    });
+
+    // From → to: allowed (one step, a rollback of one, or the bookkeeping after retire).
+    const allowed: [string, string][] = [
+      ["none", "publish"],
+      ["publish", "sign"],
+      ["sign", "retire"],
+      ["retire", "done"],
+      ["sign", "publish"],
+      ["publish", "none"],
+      ["none", "none"],
+    ];
+    const refused: [string, string, string][] = [
+      ["none", "sign", 'signing with DKIM selector "hastack2" needs its record published'],
+      ["publish", "retire", 'the record of DKIM selector "hastack1" cannot be removed'],
+      ["none", "done", 'signing with DKIM selector "hastack2" needs its record published'],
+      ["none", "retire", 'the record of DKIM selector "hastack1" cannot be removed'],
+    ];
+    for (const [from, to] of allowed) {
+      it(`compliant: ${from} → ${to}`, () => {
+        expect(() => checkDkimRotation(state(from), state(to))).not.to.throw();
+      });
+    }
+    for (const [from, to, why] of refused) {
+      it(`non-compliant: ${from} → ${to} is refused, naming the key`, () => {
+        expect(() => checkDkimRotation(state(from), state(to)))
+          .to.throw(pulumi.RunError, why)
+          .with.property("message")
+          .that.contains("hastack:mail.dkim");
+      });
+    }
+
+    const changes = (from: string, to: string): string[] => {
+      const diff = diffDeployments(synths.get(from)!.d, synths.get(to)!.d);
+      for (const c of diff) {
+        expect(NEVER_TOUCHED, `${from} → ${to} touches ${c.urn}`).not.to.include(c.type);
+      }
+      return diff.map((c) => `${c.urn.split("::").pop()} ${c.op}`).sort();
+    };
+    it("publish adds the new selector's key, parameter and record, and nothing else", () => {
+      expect(changes("none", "publish")).to.deep.equal([
+        "mail-dkim-hastack2 create",
+        "mail-dkim-hastack2 create",
+        "mail-dkim-hastack2 create",
+      ]);
+    });
+    it("sign switches only the signing-selector parameter the servers read", () => {
+      expect(changes("publish", "sign")).to.deep.equal(["mail-dkim-signing-selector update"]);
+      const param = resources(synths.get("sign")!, "aws:ssm/parameter:Parameter").find(
+        (r) => r.name === "mail-dkim-signing-selector",
+      )!;
+      expect(param.inputs).to.include({
+        name: "/hastack/mail/dkim-signing-selector",
+        type: "String",
+        insecureValue: "hastack2",
+      });
+    });
+    it("retire removes the old selector's key, parameter and record; finishing changes nothing", () => {
+      expect(changes("sign", "retire")).to.deep.equal([
+        "mail-dkim-hastack1 delete",
+        "mail-dkim-hastack1 delete",
+        "mail-dkim-hastack1 delete",
+      ]);
+      expect(changes("retire", "done")).to.deep.equal([]);
+    });
+    it("SPF, DKIM (every published selector) and DMARC are well formed in every phase", () => {
+      for (const [phase, s] of synths) {
+        for (const selector of state(phase).published) {
+          expectWellFormed(senderAuthentication(s, selector));
+        }
+      }
+      const keys = (phase: string) =>
+        state(phase).published.map((sel) =>
+          senderAuthentication(synths.get(phase)!, sel).dkim.get("p"),
+        );
+      // The new selector's key is one key from publish to done, never regenerated.
+      expect(keys("publish")[1]).to.equal(keys("sign")[1]).and.to.equal(keys("done")[0]);
+      expect(keys("publish")[0]).to.not.equal(keys("publish")[1]);
+    });
+    it("the applied state is in the outputs for the next update's check", async () => {
+      const summary = synths.get("sign")!.outputs.summary as Record<string, unknown>;
+      expect(summary.dkim).to.deep.equal(state("sign"));
+    });
+    it("a skipped phase is refused before anything is declared (previous state from the outputs)", async () => {
+      let err: unknown;
+      try {
+        await synth(ROTATION.retire, { previousDkim: state("publish") });
+      } catch (e) {
+        err = e;
+      }
+      expect(String(err)).to.contain('the record of DKIM selector "hastack1" cannot be removed');
+    });
+    it("changing the selector outright (no rotation) is refused too", async () => {
+      expect(() => checkDkimRotation(state("none"), state("done"))).to.throw(pulumi.RunError);
+    });
+    it("bad rotation input is refused naming the key", async () => {
+      let err: unknown;
+      try {
+        await synth({
+          dkim: { selector: "hastack1", rotation: { next: "hastack1", phase: "publish" } },
+        });
+      } catch (e) {
+        err = e;
+      }
+      expect(String(err)).to.contain("hastack:mail.dkim.rotation.next must be a new selector");
+    });
+  });
+
+  describe("the old server's DKIM selector stays published until it stops sending (step 9)", () => {
+    const OLD_KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAq1" + "A".repeat(300) + "IDAQAB";
+    const oldWithDkim = (phase: number) => ({
+      migration: {
+        phase,
+        oldServer: {
+          ...OLD,
+          dkim: { selector: "default", record: `v=DKIM1; k=rsa; p=${OLD_KEY}` },
+        },
+      },
+    });
+    it("phases 1–8 publish it well formed, split for Route 53; phase 9 removes it after the retire check", async () => {
+      const KEY = Buffer.from("not a real key").toString("base64");
+      for (let phase = 1; phase <= 9; phase++) {
+        const s = await synth(oldWithDkim(phase), { sshPrivateKey: KEY });
+        const r = record(s, `default._domainkey.${DOMAIN}`, "TXT");
+        if (phase < 9) {
+          const tags = parseTagList(txtStrings((r!.inputs.records as string[])[0]).join(""));
+          expect(tags.get("p"), `phase ${phase}`).to.equal(OLD_KEY);
+          expectWellFormed(senderAuthentication(s));
+        } else {
+          expect(r, "phase 9").to.equal(undefined);
+          const s8 = await synth(oldWithDkim(8), { sshPrivateKey: KEY });
+          const names = diffDeployments(s8.d, s.d).map((c) => `${c.urn.split("::").pop()} ${c.op}`);
+          expect(names).to.include("mail-old-dkim delete");
+          expect(names).to.include("mail-retire-old create");
+        }
+      }
+    });
+    it("refused: the old server's selector equal to one of the stack's, or a record without a key", async () => {
+      for (const [dkim, why] of [
+        [
+          { selector: "hastack1", record: `v=DKIM1; k=rsa; p=${OLD_KEY}` },
+          "must differ from the stack's own selectors",
+        ],
+        [
+          { selector: "default", record: "v=DKIM1; k=rsa; p=" },
+          "must carry the old server's public key",
+        ],
+      ] as const) {
+        let err: unknown;
+        try {
+          await synth({ migration: { phase: 1, oldServer: { ...OLD, dkim } } });
+        } catch (e) {
+          err = e;
+        }
+        expect(String(err)).to.contain(`hastack:mail.migration.oldServer.dkim`).and.contain(why);
+      }
     });
   });
 

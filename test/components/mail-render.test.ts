@@ -18,12 +18,14 @@ import {
   renderMainCf,
   renderMasterCf,
   renderMigrateScript,
+  renderQueueScript,
   renderRefreshScript,
   renderSetupScript,
   renderSyncScript,
   renderTimerUnits,
   spfRecord,
   testChecklist,
+  withoutComments,
 } from "../../components/mail";
 import { shellQuote } from "../../components/server-files";
 import { renderCloudConfig } from "../../components/server-pair";
@@ -33,7 +35,6 @@ const SETTINGS: MailServerSettings = {
   domain: "kantor-contoh.co.id",
   pop3: false,
   ssmPrefix: "/hastack/mail",
-  dkimSelector: "hastack1",
 };
 const SERVER_NAMES = { primary: "mx1.kantor-contoh.co.id", standby: "mx2.kantor-contoh.co.id" };
 
@@ -177,7 +178,7 @@ describe("mail rendering, checked by the real tools", () => {
       expect(r.stdout).to.match(/inet_listener imaps \{\s+port = 993\s+ssl = yes/);
       expect(r.stdout).to.match(/inet_listener imap \{\s+port = 0/);
       expect(r.stdout).to.contain("doveadm_port = 12345");
-      expect(r.stdout).to.contain("unix_listener /var/spool/postfix/private/dovecot-lmtp");
+      expect(r.stdout).to.contain("unix_listener /srv/data/postfix/private/dovecot-lmtp");
       expect(r.stdout).not.to.contain("doveadm_password");
     });
 
@@ -265,6 +266,7 @@ describe("mail rendering, checked by the real tools", () => {
       sync: renderSyncScript({ ...SETTINGS, role: "primary" }),
       fallback: renderFallbackScript(),
       migrate: renderMigrateScript(SETTINGS),
+      queue: renderQueueScript(),
       setup: renderSetupScript({
         settings: SETTINGS,
         role: "primary",
@@ -310,6 +312,96 @@ describe("mail rendering, checked by the real tools", () => {
       ).to.equal("/usr/local/sbin/hastack-mail-migrate retire 203.0.113.25 hastack-migrate 993 25");
       expect(scripts.migrate).to.contain('commonname="$OLD_NAME"');
       expect(scripts.migrate).to.contain("verify=1,capath=/etc/ssl/certs");
+    });
+
+    it("the queue lives on the data volume; first boot moves Debian's queue there and starts the metrics timer", () => {
+      const d = postfixDir("postfix-queue", renderMainCf(SETTINGS));
+      const queueDir = run("postconf", ["-c", d, "-h", "queue_directory"]).stdout.trim();
+      // /srv/data is the data volume's mount point (server/common/hastack-mount-data.sh).
+      expect(queueDir).to.equal("/srv/data/postfix");
+      expect(renderDovecotConf(SETTINGS)).to.contain(
+        "unix_listener /srv/data/postfix/private/dovecot-lmtp",
+      );
+      const setup = scripts.setup.split("\n");
+      const line = (text: string): number => {
+        const i = setup.findIndex((l) => l.includes(text));
+        expect(i, text).to.be.greaterThan(-1);
+        return i;
+      };
+      // Postfix stopped, the old queue adopted, directories made — all before any daemon starts.
+      expect(line("systemctl stop postfix")).to.be.lessThan(
+        line("hastack-mail-queue adopt /var/spool/postfix"),
+      );
+      expect(line("hastack-mail-queue adopt /var/spool/postfix")).to.be.lessThan(
+        line("postfix check"),
+      );
+      expect(line("postfix check")).to.be.lessThan(
+        line("systemctl restart opendkim dovecot postfix"),
+      );
+      expect(setup[line("systemctl enable --now hastack-mail-refresh.timer")]).to.contain(
+        "hastack-mail-queue.timer",
+      );
+      const files = new Map(
+        (
+          mailCloudConfigParts({
+            settings: SETTINGS,
+            role: "standby",
+            syncIntervalMinutes: 5,
+            serverNames: SERVER_NAMES,
+          }).writeFiles ?? []
+        ).map((f) => [f.path, f.content]),
+      );
+      expect(files.get("/etc/systemd/system/hastack-mail-queue.service")).to.contain(
+        "ExecStart=/usr/local/sbin/hastack-mail-queue metrics",
+      );
+      expect(files.get("/etc/systemd/system/hastack-mail-queue.timer")).to.contain(
+        "OnUnitActiveSec=1min",
+      );
+      expect(files.get("/usr/local/sbin/hastack-mail-queue")).to.contain(
+        "POSTFIX_DIR=/etc/postfix",
+      );
+    });
+
+    it("user-data carries every file without its comment lines, and nothing else differs", () => {
+      const parts = mailCloudConfigParts({
+        settings: SETTINGS,
+        role: "primary",
+        syncIntervalMinutes: 5,
+        serverNames: SERVER_NAMES,
+      });
+      const files = new Map((parts.writeFiles ?? []).map((f) => [f.path, f.content]));
+      const rendered: Record<string, string> = {
+        "/usr/local/sbin/hastack-mail-migrate": scripts.migrate,
+        "/usr/local/sbin/hastack-mail-queue": scripts.queue,
+        "/usr/local/sbin/hastack-mail-setup": scripts.setup,
+        "/etc/hastack/mail/main.cf": renderMainCf(SETTINGS),
+      };
+      const code = (t: string): string[] => t.split("\n").filter((l) => !/^\s*#/.test(l));
+      for (const [file, text] of Object.entries(rendered)) {
+        const shipped = files.get(file)!;
+        expect(code(shipped), file).to.deep.equal(code(text));
+        expect(shipped.split("\n").slice(0, 2), file).to.deep.equal(text.split("\n").slice(0, 2));
+        expect(shipped.length, file).to.be.lessThan(text.length);
+      }
+      // A heredoc whose body has a #-line would lose it: there is none in any script.
+      for (const [name, text] of Object.entries(scripts)) {
+        const lines = text.split("\n");
+        lines.forEach((l, i) => {
+          const m = /<<-?'?"?(\w+)/.exec(l.replace(/<<</g, ""));
+          if (!m) {
+            return;
+          }
+          for (let j = i + 1; j < lines.length && lines[j].trim() !== m[1]; j++) {
+            expect(lines[j], `${name}: heredoc line ${j + 1}`).not.to.match(/^\s*#/);
+          }
+        });
+      }
+      const shippedQueue = path.join(dir, "queue-shipped.sh");
+      fs.writeFileSync(shippedQueue, files.get("/usr/local/sbin/hastack-mail-queue")!);
+      expect(run("bash", ["-n", shippedQueue]).status).to.equal(0);
+      expect(withoutComments("#!/bin/bash\n# header\n  # why\nx=1 # keep\n")).to.equal(
+        "#!/bin/bash\n# header\nx=1 # keep\n",
+      );
     });
 
     it("timer units pass systemd-analyze verify", () => {

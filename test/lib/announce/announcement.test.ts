@@ -266,6 +266,50 @@ describe("operator runbook: steps, checks, full rollback per service", () => {
     });
   }
 
+  describe("queued mail (issue 17): flushed before a mail server goes away", () => {
+    const section = (md: string, heading: string): string => {
+      const start = md.indexOf(`## ${heading}`);
+      return md.slice(start, md.indexOf("\n## ", start + 3));
+    };
+
+    it("a mail server replaced: its queue is flushed right before the apply", () => {
+      const plan = syntheticPlan([{ service: "mail", cls: "data-risk", down: null }]);
+      (plan.steps[0] as { side?: string }).side = "standby";
+      const md = renderRunbook(plan, { lang: "en", window: WINDOW });
+      const apply = section(md, "Apply");
+      expect(apply).to.include("1. Right before applying, on the mail standby server");
+      expect(apply.indexOf("sudo hastack-mail-queue flush")).to.be.below(
+        apply.indexOf("pulumi up --stack prod"),
+      );
+      const id = section(renderRunbook(plan, { lang: "id", window: WINDOW }), "Penerapan");
+      expect(id).to.include("sudo hastack-mail-queue flush");
+    });
+
+    it("no mail server replaced (a database server is): no flush step", () => {
+      const plan = syntheticPlan([{ service: "mysql", cls: "data-risk", down: null }]);
+      expect(renderRunbook(plan, { lang: "en", window: WINDOW })).not.to.include(
+        "hastack-mail-queue",
+      );
+      const update = syntheticPlan([{ service: "mail", cls: "brief", down: 90 }]);
+      expect(
+        section(renderRunbook(update, { lang: "en", window: WINDOW }), "Apply"),
+      ).not.to.include("hastack-mail-queue");
+    });
+
+    it("mail failover: the side that stopped serving is flushed before it is shut down; the rollback flushes the standby", () => {
+      const plan = syntheticPlan([{ service: "mail", cls: "brief", down: 90 }], {
+        mail: ["primary", "standby"],
+      });
+      const md = renderRunbook(plan, { lang: "en", window: WINDOW });
+      expect(section(md, "Checks after the change")).to.include(
+        "mail: the primary server no longer takes mail; before it is shut down or fenced for good, run `sudo hastack-mail-queue flush`",
+      );
+      expect(section(md, "Rollback")).to.include(
+        "run `sudo hastack-mail-queue flush` on the standby",
+      );
+    });
+  });
+
   it("data risk: names each resource with its URN, backups first, restore in the rollback", () => {
     const md = renderRunbook(CHANGES["data risk on a service"](), { lang: "en", window: WINDOW });
     expect(md).to.include(

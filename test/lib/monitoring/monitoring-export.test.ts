@@ -18,6 +18,7 @@ import {
   nodeTargets,
   readMonitoringOutputs,
   renderMonitoring,
+  renderRules,
   replicationStaleSeconds,
 } from "../../../lib/monitoring/monitoring-export";
 import { synthProd } from "../../support/stack-files";
@@ -178,6 +179,19 @@ describe("monitoring: targets and thresholds", () => {
   it("a 6-hourly backup is missed after 7 h", () => {
     expect(backupMissedSeconds(6)).to.equal(25200);
   });
+  it("the mail queue rules exist exactly when the outputs have a mail service", () => {
+    const queueAlerts = (text: string): string[] =>
+      [...text.matchAll(/alert: (HastackMailQueue\w+)/g)].map((m) => m[1]);
+    const o = readMonitoringOutputs(fixtureOutputs(), "outputs.json");
+    expect(queueAlerts(renderRules(o))).to.deep.equal([
+      "HastackMailQueueStuck",
+      "HastackMailQueueLarge",
+      "HastackMailQueueMetricMissing",
+    ]);
+    const withoutMail: MonitoringOutputs = { ...o, services: { ...o.services } };
+    delete withoutMail.services.mail;
+    expect(queueAlerts(renderRules(withoutMail))).to.deep.equal([]);
+  });
 });
 
 describe("monitoring: the real checkers (promtool, blackbox exporter)", () => {
@@ -215,10 +229,10 @@ describe("monitoring: the real checkers (promtool, blackbox exporter)", () => {
     generate(fixtureOutputs());
     const r = run("promtool", ["check", "rules", "rules/hastack.rules.yml"], dir);
     expect(r.code, r.out).to.equal(0);
-    // 4 availability rules + 2 per service (3) + 2 per backup job (3).
-    expect(r.out).to.match(/SUCCESS: 16 rules found/);
+    // 4 availability rules + 2 per service (3) + 3 for the mail queue + 2 per backup job (3).
+    expect(r.out).to.match(/SUCCESS: 19 rules found/);
   });
-  it("promtool test rules: service down, standby down, replication stale, metric missing, backup missed", () => {
+  it("promtool test rules: service down, standby down, replication stale, metric missing, backup missed, mail queue stuck/large/unreported", () => {
     generate(fixtureOutputs());
     fs.copyFileSync(
       path.join(FIXTURES, "hastack.rules.test.yml"),

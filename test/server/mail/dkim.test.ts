@@ -4,6 +4,10 @@
 // a real bind9 serves the selector record exactly as MailPair renders it for Route 53
 // (route53Txt(dkimRecord(publicKeyPem)), quoted as the AWS provider sends it); an independent
 // verifier (dkimpy, Debian's python3-dkim) checks the delivered message through that DNS server.
+// Then a key rotation as the stack performs it: both selectors published (phase publish), the
+// dkim-signing-selector parameter switched (phase sign), the refresh on each server installs the
+// new key: new mail is signed with the new selector, and mail signed before with the old one
+// still verifies while both records are published.
 import { expect } from "chai";
 import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
 import { generateKeyPairSync } from "crypto";
@@ -13,6 +17,7 @@ import * as path from "path";
 import { promisify } from "util";
 import { dkimRecord, route53Txt } from "../../../components/mail";
 import {
+  DKIM_SELECTOR,
   DOMAIN,
   MailServer,
   MailWorld,
@@ -53,6 +58,11 @@ describe("DKIM: both servers sign; the signature verifies against the published 
   let dnsPort: number;
   let privatePem: string;
   let publicPem: string;
+  let nextPublicPem: string;
+  let nextPrivatePem: string;
+  const NEXT = "hastack2";
+  /** Messages signed with the first selector, kept for the rotation test. */
+  const signedBefore: string[] = [];
 
   before(async function () {
     requireBinaries();
@@ -81,9 +91,17 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     });
     privatePem = pair.privateKey;
     publicPem = pair.publicKey;
+    const next = generateKeyPairSync("rsa", {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: "pkcs1", format: "pem" },
+      publicKeyEncoding: { type: "spki", format: "pem" },
+    });
+    nextPrivatePem = next.privateKey;
+    nextPublicPem = next.publicKey;
 
     world = await MailWorld.create();
-    world.setParameter(`dkim/${SETTINGS.dkimSelector}`, privatePem);
+    world.setParameter(`dkim/${DKIM_SELECTOR}`, privatePem);
+    world.setParameter("dkim-signing-selector", DKIM_SELECTOR);
     await world.setUsers({ [USER]: PASSWORD });
     servers.push(await world.server("mx1", "primary", world.ips[0], { dkim: true }));
     servers.push(await world.server("mx2", "standby", world.ips[1], { dkim: true }));
@@ -101,7 +119,9 @@ describe("DKIM: both servers sign; the signature verifies against the published 
         `@ IN NS ns.${DOMAIN}.`,
         "ns IN A 127.0.0.1",
         // The AWS provider sends a TXT value to Route 53 wrapped in one pair of quotes.
-        `${SETTINGS.dkimSelector}._domainkey IN TXT "${value}"`,
+        `${DKIM_SELECTOR}._domainkey IN TXT "${value}"`,
+        // The rotation's phase publish: the next selector's record beside the first.
+        `${NEXT}._domainkey IN TXT "${route53Txt(dkimRecord(nextPublicPem))}"`,
         "",
       ].join("\n"),
     );
@@ -122,7 +142,7 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     named = spawn("/usr/sbin/named", ["-g", "-c", path.join(dir, "named.conf")], {
       stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "named.log"), "w")],
     });
-    const name = `${SETTINGS.dkimSelector}._domainkey.${DOMAIN}`;
+    const name = `${DKIM_SELECTOR}._domainkey.${DOMAIN}`;
     await waitFor(
       "bind9 answering the DKIM record",
       () =>
@@ -216,14 +236,39 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     it(`mail sent through ${i === 0 ? "the primary" : "the standby"} verifies against the stack's record`, async () => {
       const server = servers[i];
       const text = await submit(server, `dkim${i}x${Date.now()}`);
-      expect(text).to.match(new RegExp(`^DKIM-Signature:.*\\bs=${SETTINGS.dkimSelector};`, "ms"));
+      expect(text).to.match(new RegExp(`^DKIM-Signature:.*\\bs=${DKIM_SELECTOR};`, "ms"));
       const result = await verify(text);
-      expect(result).to.deep.equal({ ok: true, d: DOMAIN, s: SETTINGS.dkimSelector });
+      expect(result).to.deep.equal({ ok: true, d: DOMAIN, s: DKIM_SELECTOR });
       // The verifier can fail: the same message with one body byte changed does not verify.
       const tampered = await verify(text.replace(/sent through/, "sent thru"));
       expect(tampered.ok).to.equal(false);
+      signedBefore.push(text);
     });
   }
+
+  it("a rotation: after the switch both servers sign with the new selector; mail signed with the old one still verifies", async () => {
+    expect(signedBefore, "messages from the tests above").to.have.length(2);
+    // Phase sign: the stack stores the new key (since phase publish) and switches the selector.
+    world.setParameter(`dkim/${NEXT}`, nextPrivatePem);
+    world.setParameter("dkim-signing-selector", NEXT);
+    for (const [i, server] of servers.entries()) {
+      const { stderr } = await server.script("hastack-mail-refresh");
+      expect(stderr).to.contain(`DKIM selector ${NEXT}`);
+      const text = await submit(server, `rotated${i}x${Date.now()}`);
+      expect(text).to.match(new RegExp(`^DKIM-Signature:.*\\bs=${NEXT};`, "ms"));
+      expect(await verify(text)).to.deep.equal({ ok: true, d: DOMAIN, s: NEXT });
+    }
+    for (const text of signedBefore) {
+      expect(await verify(text)).to.deep.equal({ ok: true, d: DOMAIN, s: DKIM_SELECTOR });
+    }
+    // An unreadable parameter later keeps the installed selector (never falls back to the old).
+    fs.rmSync(path.join(world.ssmDir, SETTINGS.ssmPrefix, "dkim-signing-selector"));
+    const { stderr } = await servers[0].script("hastack-mail-refresh");
+    expect(stderr).to.contain("keeping the installed one");
+    expect(fs.readFileSync(path.join(servers[0].layout.dkimKeyDir, "keytable"), "utf8")).to.contain(
+      `:${NEXT}:`,
+    );
+  });
 });
 
 /** A port nothing listens on at `host` now (the kernel's pick). */
