@@ -39,11 +39,24 @@ export interface CheckReport {
   cloudInitErrors: Record<string, string[]>;
   failedUnits: Record<string, string[]>;
   services: Record<string, string>;
-  flows: { declared: number; ok: number; blockedAsExpected: number; violations: string[] };
+  flows: {
+    declared: number;
+    ok: number;
+    blockedAsExpected: number;
+    violations: string[];
+    /** Every declared flow tried, "from → to:port why: result". */
+    tried: string[];
+  };
   notRehearsed: string[];
   problems: string[];
   /** Seconds per phase: each server's boot to cloud-init's result, the remote commands, checks. */
-  timings: { boot: Record<string, number>; remoteCommands: number; checks: number };
+  timings: {
+    boot: Record<string, number>;
+    /** Per server, seconds of each cloud-init stage (packages install in modules-final). */
+    cloudInit: Record<string, Record<string, number>>;
+    remoteCommands: number;
+    checks: number;
+  };
 }
 
 const ASTERISK_PORTS = new Set([5060, 5061]);
@@ -289,6 +302,42 @@ async function inBatches<T, R>(items: T[], n: number, fn: (t: T) => Promise<R>):
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** /run/cloud-init/status.json: each stage's start and finish (epoch seconds), the current one. */
+interface CloudInitStatus {
+  v1?: { stage?: string | null } & Record<string, unknown>;
+}
+const STAGES = ["init-local", "init", "modules-config", "modules-final"];
+
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The running stage, else the last finished one. */
+export function cloudInitStage(s: CloudInitStatus): string {
+  if (s.v1?.stage) {
+    return s.v1.stage;
+  }
+  const done = STAGES.filter(
+    (st) => (s.v1?.[st] as { finished?: number | null } | undefined)?.finished,
+  );
+  return done.length ? `${done[done.length - 1]} done` : "starting";
+}
+
+export function stageSeconds(s: CloudInitStatus): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const st of STAGES) {
+    const t = s.v1?.[st] as { start?: number | null; finished?: number | null } | undefined;
+    if (t?.start && t.finished) {
+      out[st] = Math.round(t.finished - t.start);
+    }
+  }
+  return out;
+}
+
 /**
  * Waits for every server's first boot, runs `afterBoot` (the stack's remote commands, as
  * `pulumi up` runs them once the instances exist; it returns its problems), then checks.
@@ -305,10 +354,10 @@ export async function runChecks(
     cloudInitErrors: {},
     failedUnits: {},
     services: {},
-    flows: { declared: 0, ok: 0, blockedAsExpected: 0, violations: [] },
+    flows: { declared: 0, ok: 0, blockedAsExpected: 0, violations: [], tried: [] },
     notRehearsed: [],
     problems: [],
-    timings: { boot: {}, remoteCommands: 0, checks: 0 },
+    timings: { boot: {}, cloudInit: {}, remoteCommands: 0, checks: 0 },
   };
   const bootStarted = Date.now();
   const { leaderPid } = await import("./index");
@@ -329,27 +378,26 @@ export async function runChecks(
         }
         if (leader) {
           leaders.set(c.name, leader);
-          const st = await inContainer(
-            leader,
-            [
-              "sh",
-              "-c",
-              "systemctl is-system-running 2>/dev/null; cloud-init status 2>/dev/null | tail -1; test -f /run/cloud-init/result.json && echo RESULT",
-            ],
-            30000,
-          );
-          const lines = st.out.trim().split("\n");
-          const stage = lines.filter((l) => l !== "RESULT").join(", ");
+          // cloud-init's own status files, read through /proc: polling `cloud-init status` (a
+          // Python start per server every few seconds) cost a core of the two.
+          const run = `/proc/${leader}/root/run/cloud-init`;
+          const status = readJson(`${run}/status.json`) as CloudInitStatus | undefined;
+          const stage = status ? cloudInitStage(status) : "starting";
           if (stage !== last) {
-            log(`${c.name}: ${stage}`);
+            log(
+              `${c.name}: cloud-init ${stage} (${Math.round((Date.now() - bootStarted) / 1000)} s)`,
+            );
             last = stage;
           }
-          if (lines.includes("RESULT") && !/running/.test(lines[1] ?? "")) {
+          if (fs.existsSync(`${run}/result.json`)) {
             report.timings.boot[c.name] = Math.round((Date.now() - bootStarted) / 1000);
+            if (status) {
+              report.timings.cloudInit[c.name] = stageSeconds(status);
+            }
             return;
           }
         }
-        await sleep(5000);
+        await sleep(2000);
       }
       report.problems.push(`${c.name}: cloud-init did not finish within ${bootTimeout} s`);
     }),
@@ -474,6 +522,7 @@ export async function runChecks(
   });
   report.flows.declared = declaredResults.length;
   for (const f of declaredResults) {
+    report.flows.tried.push(`${f.from} → ${f.to || f.host}:${f.port} ${f.why}: ${f.result}`);
     if (f.ok) {
       report.flows.ok++;
     } else {

@@ -186,7 +186,8 @@ function readStackSettings(stack: string): {
   };
 }
 
-const REQUIRED = [
+/** Binaries the rehearsal runs on this machine; `missingTools()` lists the absent ones. */
+export const REQUIRED = [
   "systemd-nspawn",
   "mmdebstrap",
   "named",
@@ -200,7 +201,12 @@ const REQUIRED = [
   "ssh",
   "dig",
   "dpkg-scanpackages",
+  "flock",
 ];
+
+export function missingTools(): string[] {
+  return REQUIRED.filter((b) => !findBinary(b));
+}
 
 /**
  * Runs the rehearsal and removes everything it started unless --keep (runDrill's exit hook covers
@@ -227,7 +233,7 @@ async function rehearse(
   if (process.getuid?.() !== 0) {
     throw new Error("the stack rehearsal needs root (network namespaces, mounts, containers)");
   }
-  const missing = REQUIRED.filter((b) => !findBinary(b));
+  const missing = missingTools();
   if (missing.length > 0) {
     throw new Error(`missing ${missing.join(", ")}: run test/install-deps.sh`);
   }
