@@ -741,7 +741,9 @@ function mockResourceState(
       state.nameServers = ["ns-1.awsdns-00.org", "ns-2.awsdns-00.net"];
       break;
     case "random:index/randomPassword:RandomPassword":
-      state.result = `mock-${hex(args.name, 24)}`;
+      // As the provider honours `special: false`, so does the mock: scripts check their passwords
+      // are alphanumeric (the stack rehearsal's remote commands refused "mock-…", issue 11).
+      state.result = `mock${args.inputs.special === false ? "" : "-"}${hex(args.name, 24)}`;
       break;
     case "tls:index/privateKey:PrivateKey":
       state.publicKeyOpenssh = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${hex(args.name, 40)}\n`;

@@ -5,6 +5,7 @@ import { expect } from "chai";
 import { mockEniAddresses, runUnderMocks, stackOutputsOf } from "../../../lib/synth/offline-synth";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 
 function hostAddress(a: string): boolean {
   const o = a.split(".").map(Number);
@@ -50,5 +51,18 @@ describe("offline synth mocks: network interface addresses", () => {
       "10.20.207.128",
       ["10.20.207.128", "10.20.207.11"],
     ]);
+  });
+});
+
+describe("offline synth mocks: random passwords", () => {
+  it("honour special: false (alphanumeric), as the provider does", async () => {
+    const d = await runUnderMocks(() => {
+      const plain = new random.RandomPassword("repl", { length: 32, special: false });
+      const special = new random.RandomPassword("other", { length: 32 });
+      return { plain: plain.result, special: special.result };
+    });
+    const out = stackOutputsOf(d);
+    expect(out.plain).to.match(/^mock[0-9a-f]{24}$/);
+    expect(out.special).to.match(/^mock-[0-9a-f]{24}$/);
   });
 });
