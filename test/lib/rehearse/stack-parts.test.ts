@@ -283,7 +283,10 @@ describe("stack rehearsal flags", () => {
       drills: "none",
       keep: false,
       down: false,
+      lockWait: 0,
     });
+    expect(parseStackArgs(["--lock-wait", "600"]).lockWait).to.equal(600);
+    expect(() => parseStackArgs(["--lock-wait", "-1"])).to.throw(DrillUsageError, /--lock-wait/);
     expect(() => parseStackArgs(["--drills", "all"])).to.throw(DrillUsageError, /issue 12/);
     expect(() => parseStackArgs(["--keep", "--down"])).to.throw(DrillUsageError, /exclude/);
     expect(() => parseStackArgs(["--stack", "../x"])).to.throw(DrillUsageError, /stack name/);
