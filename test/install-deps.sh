@@ -14,7 +14,7 @@ TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-i
   prometheus-blackbox-exporter named-checkzone rsync swaks ip /usr/lib/dovecot/lmtp
   rrsync isql systemd-analyze socat shellcheck pyflakes3
   systemd-nspawn mmdebstrap dpkg-scanpackages named rndc dig unbound nft ssh ssh-keygen openssl nsenter sshd
-  opendkim)
+  opendkim flock)
 
 missing=()
 for tool in "${TOOLS[@]}"; do

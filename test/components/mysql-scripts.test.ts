@@ -365,6 +365,21 @@ describe("mysql rendering: role-change scripts", () => {
     );
     expect(dropIn).to.match(/^ExecStartPre=-\+\/usr\/local\/sbin\/hastack-mysql-boot-role$/m);
   });
+  it("provisioning has the TLS files before the option file that names them reaches the server", () => {
+    // The stack rehearsal (issue 11) found mariadb-install-db logging "Failed to setup SSL":
+    // 60-hastack.cnf (ssl_ca/ssl_cert/ssl_key) was installed before the files were fetched.
+    for (const e of ENGINES) {
+      const m = renderProvisionScript(e);
+      const fetched = m.indexOf("hastack_ssm_get");
+      expect(fetched, e).to.be.greaterThan(0);
+      expect(fetched, `${e}: TLS fetched before the option file is installed`).to.be.lessThan(
+        m.indexOf("/60-hastack.cnf"),
+      );
+      expect(fetched, `${e}: before the data directory is initialised`).to.be.lessThan(
+        m.indexOf("if [ ! -d /srv/data/mysql/mysql ]"),
+      );
+    }
+  });
   it("provisioning puts the datadir on the data volume once", () => {
     const m = renderProvisionScript("mariadb");
     expect(m).to.contain("if [ ! -d /srv/data/mysql/mysql ]; then");
