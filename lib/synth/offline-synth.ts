@@ -672,6 +672,18 @@ export function stableHash(s: string): number {
   return h >>> 0;
 }
 
+/**
+ * The private addresses the mocks give the network interface `name`: its primary, then one
+ * secondary, in one 10.20.x.0/24. Both are host addresses (10..254) and never equal; the secondary
+ * is primary + 128 while that stays below 255, else it wraps to 10..20 (it once gave x.256).
+ */
+export function mockEniAddresses(name: string): [string, string] {
+  const h = stableHash(`aws:ec2/networkInterface:NetworkInterface::${name}`);
+  const subnet = `10.20.${(h >> 8) & 0xff}`;
+  const host = h & 0x7f; // 0..127
+  return [`${subnet}.${host + 10}`, `${subnet}.${((host + 128) % 245) + 10}`];
+}
+
 function hex(s: string, len: number): string {
   let out = "";
   let i = 0;
@@ -715,9 +727,9 @@ function mockResourceState(
       state.arn = `arn:aws:ec2:region:123456789012:instance/${id}`;
       break;
     case "aws:ec2/networkInterface:NetworkInterface": {
-      const subnet = `10.20.${(h >> 8) & 0xff}`;
-      state.privateIp = `${subnet}.${(h & 0x7f) + 10}`;
-      state.privateIps = [state.privateIp, `${subnet}.${(h & 0x7f) + 138}`];
+      const ips = mockEniAddresses(args.name);
+      state.privateIp = ips[0];
+      state.privateIps = ips;
       break;
     }
     case "aws:ec2/eip:Eip":

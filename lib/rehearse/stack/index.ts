@@ -10,12 +10,19 @@ import * as path from "path";
 import { ChildProcess, execFileSync, spawn } from "child_process";
 import { parse as parseYaml } from "yaml";
 import { PACKAGE_ROOT } from "../../package-root";
-import { synthesize } from "../../synth/offline-synth";
+import { InspectedResource, synthesize } from "../../synth/offline-synth";
 import { Drill, DrillUsageError, findBinary, runDrill } from "../drill";
 import { ensureImage } from "./image";
 import { StackModel, buildModel } from "./model";
 import { RehearsalNet, createNetwork } from "./network";
-import { generateParameters } from "./secrets";
+import { generateParameters, parameterTail } from "./secrets";
+import {
+  CommandContext,
+  RemoteCommandError,
+  remoteCommandsOf,
+  runRemoteCommands,
+} from "./commands";
+import { RehearsalLock, takeLock } from "./lock";
 import {
   renderExtraZoneFile,
   renderNamedConf,
@@ -34,10 +41,12 @@ export interface StackOptions {
   down: boolean;
   /** Seconds to wait for every server's cloud-init. Defaults to 1800. */
   bootTimeout: number;
+  /** Seconds to wait for another rehearsal's lock on this machine. Defaults to 0. */
+  lockWait: number;
 }
 
 export const USAGE = [
-  "usage: npm run rehearse -- stack [--stack NAME] [--drills none] [--keep] [--down] [--boot-timeout S]",
+  "usage: npm run rehearse -- stack [--stack NAME] [--drills none] [--keep] [--down] [--boot-timeout S] [--lock-wait S]",
   "  Boots every server of the stack's offline synth as a Debian 12 container from its exact",
   "  user-data, on an isolated copy of the VPC with its security groups, IMDSv2, SSM and Route 53",
   "  stand-ins; checks cloud-init, systemd, the services and the declared flows. Needs root.",
@@ -46,6 +55,8 @@ export const USAGE = [
   "  --keep            leave the stack up and print how to enter each server.",
   "  --down            remove a stack left up by --keep, and nothing else.",
   "  --boot-timeout S  seconds to wait for cloud-init on every server. Defaults to 1800.",
+  "  --lock-wait S     seconds to wait while another rehearsal runs on this machine (one at a",
+  "                    time: they share the cores). Defaults to 0: refuse, naming the holder.",
 ].join("\n");
 
 export const RUN_ROOT = process.env.HASTACK_REHEARSAL_DIR ?? "/var/lib/hastack-rehearsal";
@@ -58,6 +69,7 @@ export function parseStackArgs(args: string[]): StackOptions & { help?: boolean 
     keep: false,
     down: false,
     bootTimeout: 1800,
+    lockWait: 0,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -94,6 +106,12 @@ export function parseStackArgs(args: string[]): StackOptions & { help?: boolean 
         throw new DrillUsageError("--boot-timeout must be a whole number of seconds, at least 60");
       }
       o.bootTimeout = v;
+    } else if (a === "--lock-wait") {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 0) {
+        throw new DrillUsageError("--lock-wait must be a whole number of seconds, 0 or more");
+      }
+      o.lockWait = v;
     } else {
       throw new DrillUsageError(`unknown flag ${a}`);
     }
@@ -118,6 +136,10 @@ export interface Rehearsal {
 
 let teardown: Teardown | undefined;
 let keepUp = false;
+let lock: RehearsalLock | undefined;
+
+/** One rehearsal at a time on a machine (lock.ts); the issue-12 drills take the same lock. */
+export const LOCK_FILE = path.join(RUN_ROOT, "lock");
 
 function stateFile(stack: string): string {
   return path.join(RUN_ROOT, stack, "made.json");
@@ -192,6 +214,8 @@ async function run(
     return await rehearse(o, log);
   } finally {
     drill.cleanupSync();
+    lock?.release();
+    lock = undefined;
   }
 }
 
@@ -207,6 +231,13 @@ async function rehearse(
   if (missing.length > 0) {
     throw new Error(`missing ${missing.join(", ")}: run test/install-deps.sh`);
   }
+  lock = await takeLock(LOCK_FILE, o.stack, o.lockWait, log);
+  const timings: Record<string, number> = {};
+  let phaseStarted = Date.now();
+  const phase = (name: string): void => {
+    timings[name] = Math.round((Date.now() - phaseStarted) / 1000);
+    phaseStarted = Date.now();
+  };
   teardown = new Teardown(stateFile(o.stack));
   // --keep keeps a failed rehearsal up too: that is when one wants to look inside.
   keepUp = o.keep;
@@ -232,8 +263,26 @@ async function rehearse(
 
   log(`synthesizing stack ${o.stack}`);
   const settings = readStackSettings(o.stack);
-  const deployment = await synthesize({ projectDir: PACKAGE_ROOT, stack: o.stack });
+  // Unmasked inputs too: the remote commands' connections and environments are secrets.
+  let unmasked: InspectedResource[] = [];
+  const deployment = await synthesize({
+    projectDir: PACKAGE_ROOT,
+    stack: o.stack,
+    inspect: (rs) => (unmasked = rs),
+  });
   const model = buildModel(deployment, settings.adminCidrs, settings.region);
+  const commands = remoteCommandsOf(deployment, unmasked);
+  // A password the stack generates (random.RandomPassword) is also in the remote commands'
+  // environment (the accounts they create): the SSM parameter must hold that same value.
+  for (const p of model.parameters) {
+    const v = unmasked.find(
+      (r) => r.type === "aws:ssm/parameter:Parameter" && r.inputs.name === p.name,
+    )?.inputs.value;
+    if (p.value === undefined && /password$/.test(p.name) && typeof v === "string") {
+      p.value = v;
+    }
+  }
+  phase("synth");
   const domain = settings.domain || model.zones.find((z) => !z.private)?.name || "example.com";
   log(`${model.servers.length} servers: ${model.servers.map((s) => s.name).join(", ")}`);
 
@@ -244,6 +293,7 @@ async function rehearse(
       ? `base image ${image.key} built in ${image.seconds.toFixed(0)} s`
       : `base image ${image.key} from the cache`,
   );
+  phase("image");
 
   const dir = path.join(RUN_ROOT, o.stack);
   fs.mkdirSync(dir, { recursive: true });
@@ -259,6 +309,7 @@ async function rehearse(
 
   log("creating the rehearsal network (router and server namespaces, security groups)");
   const net = createNetwork(model, id, dir, teardown);
+  phase("network");
 
   // Secrets, the admin's key pair, the SSM stand-in's certificate.
   const secrets = generateParameters(model, domain);
@@ -398,6 +449,7 @@ async function rehearse(
     60,
     "named and unbound to answer",
   );
+  phase("standIns");
 
   // Containers: an overlay on the base image, the NoCloud seed beside the exact user-data.
   const containers: Rehearsal["containers"] = [];
@@ -508,7 +560,10 @@ async function rehearse(
     standInLog: standInConfig.logFile,
     checkerStatus: standInConfig.checker.statusFile,
   };
-  const report: CheckReport = await runChecks(rehearsal, o.bootTimeout, log);
+  phase("containersStarted");
+  const report: CheckReport = await runChecks(rehearsal, o.bootTimeout, log, () =>
+    runStackCommands(rehearsal, commands, secrets.values, log),
+  );
   const seconds = Math.round((Date.now() - started) / 1000);
   const summary = {
     stack: o.stack,
@@ -519,7 +574,9 @@ async function rehearse(
     services: report.services,
     flows: report.flows,
     notRehearsed: report.notRehearsed,
+    remoteCommands: commands.map((c) => c.name),
     image: { key: image.key, built: image.built, buildSeconds: Math.round(image.seconds) },
+    timings: { ...timings, ...report.timings },
     seconds,
   };
   if (o.keep) {
@@ -538,6 +595,55 @@ async function rehearse(
     problems: report.problems,
     summary: JSON.stringify(summary),
   };
+}
+
+/**
+ * Runs the synth's remote commands as `pulumi up` would once the instances exist: from the admin
+ * address (the deployer's side of the security groups), to each command's host (an EIP), with
+ * the rehearsal's stand-ins for what the synth cannot show — the deploy key (secure config:
+ * the admin key the meta-data installs) and each server's real host key (the public half of the
+ * key its SSM parameter holds; the synth's is a mock). Returns the problems (first failure).
+ */
+async function runStackCommands(
+  r: Rehearsal,
+  commands: ReturnType<typeof remoteCommandsOf>,
+  parameters: Record<string, { value: string }>,
+  log: (l: string) => void,
+): Promise<string[]> {
+  const services = [...new Set(r.model.servers.map((s) => s.service))];
+  const privateKey = fs.readFileSync(r.adminKey, "utf8");
+  const hostKeys = new Map<string, string>();
+  for (const s of r.model.servers) {
+    const name = Object.keys(parameters).find(
+      (n) => parameterTail(n, services) === `${s.service}/ssh-host-key/${s.role}`,
+    );
+    if (s.publicIp && name) {
+      const f = path.join(r.dir, `host-key-${s.name}`);
+      fs.writeFileSync(f, parameters[name].value, { mode: 0o600 });
+      hostKeys.set(s.publicIp, sh("ssh-keygen", ["-y", "-f", f]).trim());
+      fs.rmSync(f);
+    }
+  }
+  const ctx: CommandContext = {
+    via: ["ip", "netns", "exec", r.net.router],
+    bindAddress: r.net.addresses.admin,
+    connect: (spec) => {
+      const hostKey = hostKeys.get(spec.host);
+      if (spec.hostKey !== undefined && hostKey === undefined) {
+        // Never drop a pinned key: a host with no known key is an error, not a trust-on-first-use.
+        throw new Error(`${spec.urn}: ${spec.host} is no server's EIP with a host key parameter`);
+      }
+      return { privateKey, hostKey: spec.hostKey === undefined ? undefined : hostKey };
+    },
+  };
+  try {
+    await runRemoteCommands(commands, ctx, log);
+    return [];
+  } catch (e) {
+    const tail =
+      e instanceof RemoteCommandError ? `\n${e.stderr.split("\n").slice(-15).join("\n")}` : "";
+    return [`remote command failed: ${(e as Error).message}${tail}`];
+  }
 }
 
 /** PID 1 of a container: the child of its systemd-nspawn process. */

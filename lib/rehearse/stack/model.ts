@@ -7,7 +7,7 @@
 // every recomputed address against the places the synth references it (EIP associations, records,
 // health checks) and fails when they disagree, so a change of the mock cannot go unnoticed.
 import * as zlib from "zlib";
-import { Deployment, SynthResource, stableHash } from "../../synth/offline-synth";
+import { Deployment, SynthResource, mockEniAddresses, stableHash } from "../../synth/offline-synth";
 
 export interface SecurityGroupRule {
   direction: "ingress" | "egress";
@@ -137,8 +137,7 @@ export function mockAddresses(
 ): { privateIps?: string[]; publicIp?: string } {
   const h = stableHash(`${type}::${name}`);
   if (type === "aws:ec2/networkInterface:NetworkInterface") {
-    const subnet = `10.20.${(h >> 8) & 0xff}`;
-    return { privateIps: [`${subnet}.${(h & 0x7f) + 10}`, `${subnet}.${(h & 0x7f) + 138}`] };
+    return { privateIps: mockEniAddresses(name) };
   }
   if (type === "aws:ec2/eip:Eip") {
     return { publicIp: `198.51.100.${(h % 250) + 2}` };

@@ -122,9 +122,9 @@ export function createNetwork(
     ip(["-n", ns, "link", "set", tmpPeer, "name", "ens5"]);
     ip(["-n", ns, "link", "set", "ens5", "address", s.mac]);
     ip(["-n", ns, "link", "set", "lo", "up"]);
-    ip(["-n", ns, "link", "set", "ens5", "up"]);
-    ip(["-n", ns, "addr", "add", `${s.privateIp}/${model.vpcCidr.split("/")[1]}`, "dev", "ens5"]);
-    ip(["-n", ns, "route", "add", "default", "via", addresses.gateway]);
+    // Down and unaddressed, as an instance's interface before its OS runs: systemd-networkd in the
+    // container applies the seed's network-config (an address set from here too made
+    // systemd-networkd-wait-online fail in most containers).
     ip(["-n", router, "link", "set", outer, "up"]);
     inNs(router, ["sysctl", "-q", "-w", `net.ipv4.conf.${outer}.proxy_arp=1`]);
     for (const a of [s.privateIp, ...s.secondaryIps]) {
