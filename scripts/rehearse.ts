@@ -11,6 +11,11 @@ async function run(argv: string[]): Promise<number> {
     return 0;
   }
   let main: (args: string[]) => Promise<number>;
+  if (name === "stack" && args.includes("--apply")) {
+    // Issue 12: an update applied to a rehearsal left up by `stack --keep`.
+    const { applyMain } = await import("../lib/rehearse/stack/apply-run");
+    return applyMain(args);
+  }
   try {
     main = loadDrill(name);
   } catch (e) {

@@ -13,16 +13,17 @@
 import * as fs from "fs";
 import * as path from "path";
 import { execFileSync } from "child_process";
-import { Deployment, InspectedResource, readDeployment, synthesize } from "../../synth/offline-synth";
-import { PACKAGE_ROOT } from "../../package-root";
-import { DrillUsageError } from "../drill";
-import { ApplyPlan, ApplyRefusedError, ApplyStep, describeStep, planApply } from "./apply";
 import {
-  CommandContext,
-  RemoteCommandError,
-  remoteCommandsOf,
-  runRemoteCommand,
-} from "./commands";
+  Deployment,
+  InspectedResource,
+  readDeployment,
+  synthesize,
+} from "../../synth/offline-synth";
+import { PACKAGE_ROOT } from "../../package-root";
+import { Drill, DrillUsageError, runDrill } from "../drill";
+import { RUN_ROOT, readStackSettings } from "./index";
+import { ApplyPlan, ApplyRefusedError, ApplyStep, describeStep, planApply } from "./apply";
+import { CommandContext, RemoteCommandError, remoteCommandsOf, runRemoteCommand } from "./commands";
 import { DnsRecord, StackModel, buildModel, inCidr } from "./model";
 import { moveEip } from "./eip";
 import { StandInConfig } from "./standins";
@@ -100,7 +101,9 @@ export function changeConfig(cfg: StandInConfig, step: ApplyStep): void {
       JSON.stringify(a) === JSON.stringify(b);
     if (step.op === "create") {
       if (at >= 0) {
-        throw new Error(`${step.urn}: record set ${key} already exists (the rehearsal is not at BEFORE)`);
+        throw new Error(
+          `${step.urn}: record set ${key} already exists (the rehearsal is not at BEFORE)`,
+        );
       }
       zone.records.push(step.after!);
     } else if (at < 0 || !same(zone.records[at], step.before)) {
@@ -226,10 +229,18 @@ export async function executePlan(
     } catch (e) {
       failed = true;
       const tail =
-        e instanceof RemoteCommandError ? ` ${e.stderr.trim().split("\n").slice(-10).join(" | ")}` : "";
+        e instanceof RemoteCommandError
+          ? ` ${e.stderr.trim().split("\n").slice(-10).join(" | ")}`
+          : "";
       const error = `${(e as Error).message}${tail}`;
       log(`apply: FAILED ${s.urn}: ${error}`);
-      results.push({ step: what, urn: s.urn, seconds: (Date.now() - t0) / 1000, outcome: "failed", error });
+      results.push({
+        step: what,
+        urn: s.urn,
+        seconds: (Date.now() - t0) / 1000,
+        outcome: "failed",
+        error,
+      });
     }
   }
   return { ok: !failed, steps: results, seconds: (Date.now() - started) / 1000 };
@@ -256,7 +267,9 @@ export function bootedRecord(dir: string): { router: string; standInsPid: number
   try {
     process.kill(standIns.pid, 0);
   } catch {
-    throw new Error(`${file}: the stand-ins (pid ${standIns.pid}) are gone: the rehearsal is not up`);
+    throw new Error(
+      `${file}: the stand-ins (pid ${standIns.pid}) are gone: the rehearsal is not up`,
+    );
   }
   return { router: router.name, standInsPid: standIns.pid };
 }
@@ -297,7 +310,9 @@ export function rehearsalCommandContext(
     .map((m) => m[1])
     .find((a) => model.adminCidrs.some((c) => inCidr(a, c)));
   if (!admin) {
-    throw new Error(`router ${router} holds no address in the admin CIDRs ${model.adminCidrs.join(", ")}`);
+    throw new Error(
+      `router ${router} holds no address in the admin CIDRs ${model.adminCidrs.join(", ")}`,
+    );
   }
   return {
     via: ["ip", "netns", "exec", router],
@@ -354,7 +369,14 @@ export function readPair(before: string, after: string): [Deployment, Deployment
 
 /** Plans, prints the impact report and the steps, then applies them to the booted rehearsal. */
 export async function applyToRehearsal(
-  o: { stack: string; before: string; after: string; dir: string; adminCidrs: string[]; region: string },
+  o: {
+    stack: string;
+    before: string;
+    after: string;
+    dir: string;
+    adminCidrs: string[];
+    region: string;
+  },
   log: (l: string) => void,
 ): Promise<{ plan: ApplyPlan; result: ApplyResult }> {
   const [b, a] = readPair(o.before, o.after);
@@ -371,4 +393,94 @@ export async function applyToRehearsal(
   const target = await bootedTarget(o.stack, o.dir, o);
   const result = await executePlan(plan, target, log);
   return { plan, result };
+}
+
+export interface ApplyOptions {
+  stack: string;
+  before: string;
+  after: string;
+}
+
+export const APPLY_USAGE = [
+  "usage: npm run rehearse -- stack --apply BEFORE.json AFTER.json [--stack NAME]",
+  "  Applies what `pulumi up` would do from BEFORE to AFTER (two `npm run synth` files of the",
+  "  stack) to the rehearsal left up by `rehearse stack --keep`: Route 53 record sets to its",
+  "  bind9, EIP moves on its network, SSM parameter values, remote commands over SSH, in the",
+  "  engine's order. Prints `npm run impact` for the pair first; refuses any other change.",
+  "  --stack NAME  the stack that is up. Defaults to prod.",
+].join("\n");
+
+export function parseApplyArgs(args: string[]): ApplyOptions & { help?: boolean } {
+  const o: ApplyOptions & { help?: boolean } = { stack: "prod", before: "", after: "" };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--help" || a === "-h") {
+      o.help = true;
+    } else if (a === "--apply") {
+      const [b, f] = [args[i + 1], args[i + 2]];
+      if (!b || !f || b.startsWith("--") || f.startsWith("--")) {
+        throw new DrillUsageError("--apply needs two files: BEFORE.json AFTER.json");
+      }
+      o.before = b;
+      o.after = f;
+      i += 2;
+    } else if (a === "--stack") {
+      const v = args[++i];
+      if (!v || !/^[A-Za-z0-9_.-]+$/.test(v)) {
+        throw new DrillUsageError(`--stack must be a stack name, got ${JSON.stringify(v)}`);
+      }
+      o.stack = v;
+    } else {
+      throw new DrillUsageError(`--apply: unknown flag ${a}`);
+    }
+  }
+  if (!o.help && !o.before) {
+    throw new DrillUsageError("--apply needs two files: BEFORE.json AFTER.json");
+  }
+  return o;
+}
+
+export const applyDrill: Drill<ApplyOptions> = {
+  usage: APPLY_USAGE,
+  parseArgs: parseApplyArgs,
+  async run(o, log) {
+    if (process.getuid?.() !== 0) {
+      throw new Error("--apply needs root (the rehearsal's namespaces)");
+    }
+    const settings = readStackSettings(o.stack);
+    const dir = path.join(RUN_ROOT, o.stack);
+    try {
+      const { plan, result } = await applyToRehearsal({ ...o, dir, ...settings }, log);
+      const failed = result.steps.filter((s) => s.outcome === "failed");
+      return {
+        passed: result.ok,
+        problems: failed.map((s) => `${s.urn}: ${s.error ?? "failed"}`),
+        summary: JSON.stringify({
+          apply: {
+            before: o.before,
+            after: o.after,
+            impactExit: plan.impact.verdict.code,
+            steps: result.steps,
+            seconds: Math.round(result.seconds),
+          },
+        }),
+      };
+    } catch (e) {
+      if (e instanceof ApplyRefusedError) {
+        return {
+          passed: false,
+          problems: e.refused.map((r) => r.message),
+          summary: JSON.stringify({ apply: { refused: e.refused.map((r) => r.urn) } }),
+        };
+      }
+      throw e;
+    }
+  },
+  cleanupSync(): void {
+    // Nothing of its own to stop: the rehearsal stays up (--down removes it).
+  },
+};
+
+export function applyMain(args: string[]): Promise<number> {
+  return runDrill("stack --apply", applyDrill, args);
 }

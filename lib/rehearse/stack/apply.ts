@@ -276,8 +276,8 @@ export function planApply(
         ? [neu.inputs.value, neu.inputs.insecureValue].find((v) => v !== undefined)
         : undefined;
       const renamed = old && neu && old.inputs.name !== neu.inputs.name;
-      if (value === SECRET && s.diffReasons.some((k) => k === "value")) {
-        refuse(s, "changes a secret the synth does not show: ");
+      if (value === SECRET) {
+        refuse(s, "sets a secret the synth does not show: ");
       } else if (renamed || (s.op !== "create" && s.op !== "update" && s.op !== "delete")) {
         refuse(s, "is not a change of a parameter's value: ");
       } else {
