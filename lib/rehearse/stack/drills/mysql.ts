@@ -137,6 +137,7 @@ export async function mysqlDrill(
           "-u",
           DRILL_USER,
           "--connect-timeout=5",
+          "--ssl",
           "app",
         ],
         writerNo,
