@@ -11,6 +11,17 @@ async function run(argv: string[]): Promise<number> {
     return 0;
   }
   let main: (args: string[]) => Promise<number>;
+  if (name === "stack" && args.includes("--apply")) {
+    // Issue 12: an update applied to a rehearsal left up by `stack --keep`.
+    const { applyMain } = await import("../lib/rehearse/stack/apply-run");
+    return applyMain(args);
+  }
+  const drills = args.indexOf("--drills");
+  if (name === "stack" && drills >= 0 && args[drills + 1] !== "none") {
+    // Issue 12: drills on the booted stack (boots it when none is up).
+    const { drillsMain } = await import("../lib/rehearse/stack/drills");
+    return drillsMain(args);
+  }
   try {
     main = loadDrill(name);
   } catch (e) {

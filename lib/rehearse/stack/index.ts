@@ -170,7 +170,7 @@ export function userDataPackages(model: StackModel): string[] {
   return [...out].sort();
 }
 
-function readStackSettings(stack: string): {
+export function readStackSettings(stack: string): {
   adminCidrs: string[];
   region: string;
   domain: string;

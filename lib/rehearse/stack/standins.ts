@@ -358,7 +358,7 @@ function probe(cfg: StandInConfig, hc: HealthCheck): Promise<boolean> {
   });
 }
 
-function checker(cfg: StandInConfig): void {
+function checker(cfg: StandInConfig, configFile: string): void {
   const health: HealthState = {};
   const streak: Record<string, { ok: boolean; n: number; probes: number; last?: boolean }> = {};
   let serial = Math.floor(Date.now() / 1000);
@@ -376,6 +376,21 @@ function checker(cfg: StandInConfig): void {
     fs.renameSync(`${cfg.checker.statusFile}.tmp`, cfg.checker.statusFile);
   };
   writeStatus();
+  // `--apply` (issue 12, apply-run.ts) changes record sets and parameter values as `pulumi up`
+  // would: it rewrites the config file and sends SIGHUP; the zones are re-rendered from the new
+  // records under the measured health, with a new serial, and bind9 reloads them.
+  process.on("SIGHUP", () => {
+    const next = JSON.parse(fs.readFileSync(configFile, "utf8")) as StandInConfig;
+    cfg.dns.zones = next.dns.zones;
+    cfg.parameters = next.parameters;
+    writeZones();
+    try {
+      execFileSync("rndc", ["-c", cfg.dns.rndcConf, "reload"], { stdio: "ignore", timeout: 10000 });
+      log(cfg, `reloaded ${configFile}: zones at serial ${serial}`);
+    } catch (e) {
+      log(cfg, `rndc reload failed: ${(e as Error).message}`);
+    }
+  });
   for (const hc of cfg.healthChecks) {
     streak[hc.id] = { ok: true, n: 0, probes: 0 };
     const tick = async (): Promise<void> => {
@@ -413,7 +428,7 @@ export function main(configFile: string): void {
   const cfg = JSON.parse(fs.readFileSync(configFile, "utf8")) as StandInConfig;
   imds(cfg).listen(80, cfg.imdsAddress, () => log(cfg, `imds on ${cfg.imdsAddress}:80`));
   ssm(cfg).listen(443, cfg.ssm.address, () => log(cfg, `ssm on ${cfg.ssm.address}:443`));
-  checker(cfg);
+  checker(cfg, configFile);
   process.on("SIGTERM", () => process.exit(0));
 }
 

@@ -1,0 +1,486 @@
+// `rehearse stack --apply BEFORE AFTER` (issue 12), the executing half: the plan of apply.ts made
+// on a booted rehearsal (`rehearse stack --keep`), one step at a time in the engine's order,
+// stopping at the first failure as `pulumi up` fails:
+// - record sets and parameter values: written into the stand-ins' config, which re-renders the
+//   zones (new serial, failover answered from the measured health) and reloads bind9 on SIGHUP;
+//   the step is done when bind9 serves the new serial. Clients resolve through unbound, which
+//   keeps the old answer for its TTL, as resolvers do with Route 53's;
+// - EIP moves: eip.ts, on the router's nftables;
+// - remote commands: commands.ts over real SSH, from the admin address. The synth files show the
+//   connection and environment as "[secret]"; they are taken from the booted stack's own synth
+//   (the same stack config's key, passwords and peers), the rest (create, update, delete, stdin,
+//   triggers) from the file the step comes from.
+import * as fs from "fs";
+import * as path from "path";
+import { execFileSync } from "child_process";
+import {
+  Deployment,
+  InspectedResource,
+  readDeployment,
+  synthesize,
+} from "../../synth/offline-synth";
+import { PACKAGE_ROOT } from "../../package-root";
+import { Drill, DrillUsageError, runDrill } from "../drill";
+import { RUN_ROOT, readStackSettings } from "./index";
+import { ApplyPlan, ApplyRefusedError, ApplyStep, describeStep, planApply } from "./apply";
+import { CommandContext, RemoteCommandError, remoteCommandsOf, runRemoteCommand } from "./commands";
+import { DnsRecord, StackModel, buildModel, inCidr } from "./model";
+import { moveEip } from "./eip";
+import { StandInConfig } from "./standins";
+import { Made } from "./teardown";
+import { parameterTail } from "./secrets";
+
+/** What the executor needs of a booted rehearsal. */
+export interface ApplyTarget {
+  /** The router's network namespace (nftables, bind9 on its 127.0.0.1, the stand-ins). */
+  router: string;
+  model: StackModel;
+  /** The stand-ins' config file and process (SIGHUP reloads it). */
+  standInsConfig: string;
+  standInsPid: number;
+  /** How remote commands reach the servers (key, host keys, admin address). */
+  commandContext: CommandContext;
+  /** Unmasked inputs (connection, environment) of the booted stack's remote commands, by URN. */
+  unmasked: Map<string, Record<string, unknown>>;
+}
+
+export interface StepResult {
+  step: string;
+  urn: string;
+  seconds: number;
+  outcome: "applied" | "nothing to run" | "failed" | "not run";
+  error?: string;
+}
+
+export interface ApplyResult {
+  ok: boolean;
+  steps: StepResult[];
+  seconds: number;
+}
+
+function recordKey(r: DnsRecord): string {
+  return `${r.name}|${r.type}|${r.setIdentifier ?? ""}`;
+}
+
+function inRouter(router: string, argv: string[], input?: string): string {
+  return execFileSync("ip", ["netns", "exec", router, ...argv], {
+    encoding: "utf8",
+    input,
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+  });
+}
+
+/** The SOA serial bind9 serves for `zone` (0 when it does not answer). */
+export function servedSerial(router: string, zone: string): number {
+  try {
+    const out = inRouter(router, [
+      "dig",
+      "+short",
+      "+time=2",
+      "+tries=1",
+      "@127.0.0.1",
+      zone,
+      "SOA",
+    ]).trim();
+    return Number(out.split(/\s+/)[2] ?? 0) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Applies one record or parameter change to the stand-ins' config (pure on the config object). */
+export function changeConfig(cfg: StandInConfig, step: ApplyStep): void {
+  if (step.kind === "record") {
+    const zone = cfg.dns.zones.find((z) => z.name === step.zone);
+    if (!zone) {
+      throw new Error(`${step.urn}: zone ${step.zone} is not served by the rehearsal`);
+    }
+    const key = recordKey((step.before ?? step.after)!);
+    const at = zone.records.findIndex((r) => recordKey(r) === key);
+    const same = (a: DnsRecord | undefined, b: DnsRecord | undefined): boolean =>
+      JSON.stringify(a) === JSON.stringify(b);
+    if (step.op === "create") {
+      if (at >= 0) {
+        throw new Error(
+          `${step.urn}: record set ${key} already exists (the rehearsal is not at BEFORE)`,
+        );
+      }
+      zone.records.push(step.after!);
+    } else if (at < 0 || !same(zone.records[at], step.before)) {
+      throw new Error(
+        `${step.urn}: record set ${key} is ${at < 0 ? "missing" : JSON.stringify(zone.records[at].values)}, not as in BEFORE (the rehearsal is not at BEFORE)`,
+      );
+    } else if (step.op === "update") {
+      zone.records[at] = step.after!;
+    } else {
+      zone.records.splice(at, 1);
+    }
+    return;
+  }
+  if (step.kind === "parameter") {
+    if (step.op === "delete") {
+      delete cfg.parameters[step.name];
+    } else {
+      cfg.parameters[step.name] = {
+        ...cfg.parameters[step.name],
+        type: step.type,
+        value: step.value ?? "",
+      };
+    }
+    return;
+  }
+  throw new Error(`${step.urn}: not a stand-in change`);
+}
+
+async function reloadStandIns(t: ApplyTarget, zone: string): Promise<void> {
+  const before = servedSerial(t.router, zone);
+  process.kill(t.standInsPid, "SIGHUP");
+  const until = Date.now() + 60_000;
+  while (Date.now() < until) {
+    if (servedSerial(t.router, zone) > before) {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`bind9 still serves serial ${before} of ${zone} 60 s after the reload`);
+}
+
+/** The unmasked spec of a command step: connection and environment from the booted stack. */
+function commandSpec(t: ApplyTarget, step: Extract<ApplyStep, { kind: "command" }>) {
+  const live = t.unmasked.get(step.urn);
+  if (!live) {
+    throw new Error(
+      `${step.urn}: its connection is a secret the synth file does not show, and the booted stack does not declare this command: boot the rehearsal from a stack that does`,
+    );
+  }
+  const inputs = {
+    ...step.resource.inputs,
+    connection: live.connection,
+    environment: live.environment,
+  };
+  const d: Deployment = {
+    version: 3,
+    deployment: { manifest: { time: "", magic: "", version: "" }, resources: [step.resource] },
+  };
+  const unmasked: InspectedResource = {
+    type: step.resource.type,
+    urn: step.urn,
+    inputs,
+    options: { protect: false, retainOnDelete: false },
+  };
+  return remoteCommandsOf(d, [unmasked])[0];
+}
+
+/**
+ * Makes every step of `plan` on the rehearsal, in order; the first failure stops the apply
+ * (the steps after it are "not run") and makes the result not ok. Refusals stop it before any
+ * step runs.
+ */
+export async function executePlan(
+  plan: ApplyPlan,
+  t: ApplyTarget,
+  log: (l: string) => void,
+): Promise<ApplyResult> {
+  if (plan.refused.length > 0) {
+    throw new ApplyRefusedError(plan.refused);
+  }
+  const started = Date.now();
+  // Every command must be runnable before anything changes: no half-made apply for a missing key.
+  for (const s of plan.steps) {
+    if (s.kind === "command" && s.command !== undefined) {
+      commandSpec(t, s);
+    }
+  }
+  const results: StepResult[] = [];
+  let failed = false;
+  for (const s of plan.steps) {
+    const what = describeStep(s);
+    if (failed) {
+      results.push({ step: what, urn: s.urn, seconds: 0, outcome: "not run" });
+      continue;
+    }
+    const t0 = Date.now();
+    log(`apply: ${what}`);
+    try {
+      let outcome: StepResult["outcome"] = "applied";
+      if (s.kind === "record" || s.kind === "parameter") {
+        const cfg = JSON.parse(fs.readFileSync(t.standInsConfig, "utf8")) as StandInConfig;
+        changeConfig(cfg, s);
+        const tmp = `${t.standInsConfig}.tmp`;
+        fs.writeFileSync(tmp, JSON.stringify(cfg), { mode: 0o600 });
+        fs.renameSync(tmp, t.standInsConfig);
+        await reloadStandIns(t, s.kind === "record" ? s.zone : cfg.dns.zones[0].name);
+      } else if (s.kind === "eip") {
+        moveEip(t.router, t.model, s.publicIp, s.from, s.to);
+      } else if (s.command === undefined) {
+        outcome = "nothing to run";
+      } else {
+        const out = await runRemoteCommand(commandSpec(t, s), t.commandContext, s.runs);
+        for (const line of out.stdout.trim().split("\n").filter(Boolean).slice(-5)) {
+          log(`apply:   ${s.name}: ${line}`);
+        }
+      }
+      results.push({
+        step: what,
+        urn: s.urn,
+        seconds: (Date.now() - t0) / 1000,
+        outcome,
+      });
+    } catch (e) {
+      failed = true;
+      const tail =
+        e instanceof RemoteCommandError
+          ? ` ${e.stderr.trim().split("\n").slice(-10).join(" | ")}`
+          : "";
+      const error = `${(e as Error).message}${tail}`;
+      log(`apply: FAILED ${s.urn}: ${error}`);
+      results.push({
+        step: what,
+        urn: s.urn,
+        seconds: (Date.now() - t0) / 1000,
+        outcome: "failed",
+        error,
+      });
+    }
+  }
+  return { ok: !failed, steps: results, seconds: (Date.now() - started) / 1000 };
+}
+
+/** The router namespace and stand-ins of a rehearsal left up with --keep, from its record. */
+export function bootedRecord(dir: string): { router: string; standInsPid: number } {
+  const file = path.join(dir, "made.json");
+  if (!fs.existsSync(file)) {
+    throw new Error(
+      `no rehearsal is up (${file} is missing): boot one with \`npm run rehearse -- stack --keep\` first`,
+    );
+  }
+  const made = (JSON.parse(fs.readFileSync(file, "utf8")) as { made: Made[] }).made;
+  const router = made.find(
+    (m): m is Extract<Made, { kind: "netns" }> => m.kind === "netns" && m.name.startsWith("hsr-"),
+  );
+  const standIns = made.find(
+    (m): m is Extract<Made, { kind: "process" }> => m.kind === "process" && m.what === "stand-ins",
+  );
+  if (!router || !standIns) {
+    throw new Error(`${file}: no router namespace or stand-ins recorded: the rehearsal is not up`);
+  }
+  try {
+    process.kill(standIns.pid, 0);
+  } catch {
+    throw new Error(
+      `${file}: the stand-ins (pid ${standIns.pid}) are gone: the rehearsal is not up`,
+    );
+  }
+  return { router: router.name, standInsPid: standIns.pid };
+}
+
+/**
+ * The command context of a booted rehearsal: the admin key its meta-data installed, each
+ * server's real host key (the public half of its SSM host-key parameter), from the admin address
+ * on the router.
+ */
+export function rehearsalCommandContext(
+  dir: string,
+  router: string,
+  model: StackModel,
+  cfg: StandInConfig,
+): CommandContext {
+  const privateKey = fs.readFileSync(path.join(dir, "admin-key"), "utf8");
+  const services = [...new Set(model.servers.map((s) => s.service))];
+  const hostKeys = new Map<string, string>();
+  for (const s of model.servers) {
+    const name = Object.keys(cfg.parameters).find(
+      (n) => parameterTail(n, services) === `${s.service}/ssh-host-key/${s.role}`,
+    );
+    if (s.publicIp && name) {
+      const f = path.join(dir, `apply-host-key-${s.name}`);
+      fs.writeFileSync(f, cfg.parameters[name].value, { mode: 0o600 });
+      try {
+        hostKeys.set(
+          s.publicIp,
+          execFileSync("ssh-keygen", ["-y", "-f", f], { encoding: "utf8" }).trim(),
+        );
+      } finally {
+        fs.rmSync(f, { force: true });
+      }
+    }
+  }
+  const lo = inRouter(router, ["ip", "-4", "-o", "addr", "show", "dev", "lo"]);
+  const admin = [...lo.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\//g)]
+    .map((m) => m[1])
+    .find((a) => model.adminCidrs.some((c) => inCidr(a, c)));
+  if (!admin) {
+    throw new Error(
+      `router ${router} holds no address in the admin CIDRs ${model.adminCidrs.join(", ")}`,
+    );
+  }
+  return {
+    via: ["ip", "netns", "exec", router],
+    bindAddress: admin,
+    connect: (spec) => {
+      const hostKey = hostKeys.get(spec.host);
+      if (spec.hostKey !== undefined && hostKey === undefined) {
+        throw new Error(`${spec.urn}: ${spec.host} is no server's EIP with a host key parameter`);
+      }
+      return { privateKey, hostKey: spec.hostKey === undefined ? undefined : hostKey };
+    },
+  };
+}
+
+/** The ApplyTarget of the rehearsal of `stack` that is up in `dir`. */
+export async function bootedTarget(
+  stack: string,
+  dir: string,
+  settings: { adminCidrs: string[]; region: string },
+): Promise<ApplyTarget> {
+  const { router, standInsPid } = bootedRecord(dir);
+  let inspected: InspectedResource[] = [];
+  const deployment = await synthesize({
+    projectDir: PACKAGE_ROOT,
+    stack,
+    inspect: (rs) => (inspected = rs),
+  });
+  const model = buildModel(deployment, settings.adminCidrs, settings.region);
+  const standInsConfig = path.join(dir, "standins.json");
+  const cfg = JSON.parse(fs.readFileSync(standInsConfig, "utf8")) as StandInConfig;
+  return {
+    router,
+    model,
+    standInsConfig,
+    standInsPid,
+    commandContext: rehearsalCommandContext(dir, router, model, cfg),
+    unmasked: new Map(
+      inspected.filter((r) => r.type === "command:remote:Command").map((r) => [r.urn, r.inputs]),
+    ),
+  };
+}
+
+/** Reads BEFORE and AFTER for --apply; a bad file is a usage error naming it. */
+export function readPair(before: string, after: string): [Deployment, Deployment] {
+  const read = (f: string): Deployment => {
+    try {
+      return readDeployment(f);
+    } catch (e) {
+      throw new DrillUsageError(`--apply ${f}: ${(e as Error).message}`);
+    }
+  };
+  return [read(before), read(after)];
+}
+
+/** Plans, prints the impact report and the steps, then applies them to the booted rehearsal. */
+export async function applyToRehearsal(
+  o: {
+    stack: string;
+    before: string;
+    after: string;
+    dir: string;
+    adminCidrs: string[];
+    region: string;
+  },
+  log: (l: string) => void,
+): Promise<{ plan: ApplyPlan; result: ApplyResult }> {
+  const [b, a] = readPair(o.before, o.after);
+  const plan = planApply(b, a, { beforePath: o.before, afterPath: o.after, region: o.region });
+  log("what `npm run impact` says about this pair:");
+  for (const line of plan.impact.text.trimEnd().split("\n")) {
+    log(`  ${line}`);
+  }
+  if (plan.refused.length > 0) {
+    throw new ApplyRefusedError(plan.refused);
+  }
+  log(`${plan.steps.length} step(s) to apply:`);
+  plan.steps.forEach((s, i) => log(`  ${i + 1}. ${describeStep(s)}`));
+  const target = await bootedTarget(o.stack, o.dir, o);
+  const result = await executePlan(plan, target, log);
+  return { plan, result };
+}
+
+export interface ApplyOptions {
+  stack: string;
+  before: string;
+  after: string;
+}
+
+export const APPLY_USAGE = [
+  "usage: npm run rehearse -- stack --apply BEFORE.json AFTER.json [--stack NAME]",
+  "  Applies what `pulumi up` would do from BEFORE to AFTER (two `npm run synth` files of the",
+  "  stack) to the rehearsal left up by `rehearse stack --keep`: Route 53 record sets to its",
+  "  bind9, EIP moves on its network, SSM parameter values, remote commands over SSH, in the",
+  "  engine's order. Prints `npm run impact` for the pair first; refuses any other change.",
+  "  --stack NAME  the stack that is up. Defaults to prod.",
+].join("\n");
+
+export function parseApplyArgs(args: string[]): ApplyOptions & { help?: boolean } {
+  const o: ApplyOptions & { help?: boolean } = { stack: "prod", before: "", after: "" };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--help" || a === "-h") {
+      o.help = true;
+    } else if (a === "--apply") {
+      const [b, f] = [args[i + 1], args[i + 2]];
+      if (!b || !f || b.startsWith("--") || f.startsWith("--")) {
+        throw new DrillUsageError("--apply needs two files: BEFORE.json AFTER.json");
+      }
+      o.before = b;
+      o.after = f;
+      i += 2;
+    } else if (a === "--stack") {
+      const v = args[++i];
+      if (!v || !/^[A-Za-z0-9_.-]+$/.test(v)) {
+        throw new DrillUsageError(`--stack must be a stack name, got ${JSON.stringify(v)}`);
+      }
+      o.stack = v;
+    } else {
+      throw new DrillUsageError(`--apply: unknown flag ${a}`);
+    }
+  }
+  if (!o.help && !o.before) {
+    throw new DrillUsageError("--apply needs two files: BEFORE.json AFTER.json");
+  }
+  return o;
+}
+
+export const applyDrill: Drill<ApplyOptions> = {
+  usage: APPLY_USAGE,
+  parseArgs: parseApplyArgs,
+  async run(o, log) {
+    if (process.getuid?.() !== 0) {
+      throw new Error("--apply needs root (the rehearsal's namespaces)");
+    }
+    const settings = readStackSettings(o.stack);
+    const dir = path.join(RUN_ROOT, o.stack);
+    try {
+      const { plan, result } = await applyToRehearsal({ ...o, dir, ...settings }, log);
+      const failed = result.steps.filter((s) => s.outcome === "failed");
+      return {
+        passed: result.ok,
+        problems: failed.map((s) => `${s.urn}: ${s.error ?? "failed"}`),
+        summary: JSON.stringify({
+          apply: {
+            before: o.before,
+            after: o.after,
+            impactExit: plan.impact.verdict.code,
+            steps: result.steps,
+            seconds: Math.round(result.seconds),
+          },
+        }),
+      };
+    } catch (e) {
+      if (e instanceof ApplyRefusedError) {
+        return {
+          passed: false,
+          problems: e.refused.map((r) => r.message),
+          summary: JSON.stringify({ apply: { refused: e.refused.map((r) => r.urn) } }),
+        };
+      }
+      throw e;
+    }
+  },
+  cleanupSync(): void {
+    // Nothing of its own to stop: the rehearsal stays up (--down removes it).
+  },
+};
+
+export function applyMain(args: string[]): Promise<number> {
+  return runDrill("stack --apply", applyDrill, args);
+}
