@@ -9,8 +9,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import {
+  PBX_ACTIVATE_SOURCE,
   PBX_SQLITE_COPY_SOURCE,
   PBX_SYNC_SCRIPT_SOURCE,
+  renderPbxActivateEnv,
   renderPbxSyncEnv,
 } from "../../components/pbx";
 import { PBX_COPIES_DIR, replicatedSet, syncPlan } from "../../components/pbx-replicated-set";
@@ -20,8 +22,10 @@ import {
   RRSYNC_SHIM,
   compareTrees,
   hashTree,
+  MariadbServer,
   requireTools,
   run,
+  startMariadb,
 } from "../../lib/rehearse/backup";
 
 function groupAlive(pgid: number): boolean {
@@ -339,5 +343,132 @@ describe("PBX sync (real rsync through rrsync -wo)", function () {
     expect(r.stderr).to.contain("consistent copy of /var/lib/asterisk/astdb.sqlite3 failed");
     expect(fs.readdirSync(peer)).to.deep.equal([]);
     expect(fs.existsSync(path.join(tmp, "metrics")), "no success metric").to.equal(false);
+  });
+});
+
+// Elastix end to end (issue 16): its SQLite databases and its local MySQL database travel as
+// consistent copies with the sync, and the activation on the other server (the switch) installs
+// them: afterwards that server holds what the first one held at the sync.
+describe("Elastix sync → switch (real rsync, sqlite3 and two MariaDB servers)", function () {
+  this.timeout(300_000);
+  let tmp: string;
+  const servers: MariadbServer[] = [];
+  const elastix = syncPlan(replicatedSet("elastix"));
+
+  before(() =>
+    requireTools({
+      rsync: "rsync",
+      rrsync: "rsync",
+      sqlite3: "sqlite3",
+      mariadbd: "mariadb-server",
+    }),
+  );
+  beforeEach(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-elastix-"))));
+  afterEach(async () => {
+    for (const s of servers.splice(0)) {
+      await s.stop();
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("the standby ends up with the primary's Elastix databases and FreePBX database as of the sync", async () => {
+    const src = path.join(tmp, "pbx1");
+    const peer = path.join(tmp, "pbx2");
+    fs.mkdirSync(path.join(src, "etc/asterisk"), { recursive: true });
+    fs.mkdirSync(path.join(src, "var/www/db"), { recursive: true });
+    fs.mkdirSync(peer);
+    fs.writeFileSync(path.join(src, "etc/asterisk/extensions.conf"), "[from-internal]\n");
+    fs.writeFileSync(path.join(tmp, "rsh-rrsync"), RRSYNC_SHIM, { mode: 0o755 });
+    const sqlite = async (db: string, q: string): Promise<string> => {
+      const r = await run("sqlite3", [db, q], { deadline: Date.now() + 30_000 });
+      expect(r.code, r.stderr).to.equal(0);
+      return r.stdout.trim();
+    };
+    for (const [db, row] of [
+      ["acl.db", "admin"],
+      ["settings.db", "language"],
+    ]) {
+      await sqlite(
+        path.join(src, "var/www/db", db),
+        `CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('${row}');`,
+      );
+    }
+    const [local, standbyDb] = await Promise.all(
+      ["local", "standby-db"].map((d) =>
+        startMariadb({ dir: path.join(tmp, d), binlog: false, deadline: Date.now() + 180_000 }),
+      ),
+    );
+    servers.push(local, standbyDb);
+    await local.sql(
+      "CREATE DATABASE asterisk; CREATE TABLE asterisk.users (extension VARCHAR(20) PRIMARY KEY, name VARCHAR(50));" +
+        "INSERT INTO asterisk.users VALUES ('1001', 'Reception'), ('1002', 'Sales');",
+    );
+    await standbyDb.sql(
+      "CREATE DATABASE asterisk; CREATE TABLE asterisk.users (extension VARCHAR(20) PRIMARY KEY, name VARCHAR(50));" +
+        "INSERT INTO asterisk.users VALUES ('1001', 'Yesterday');",
+    );
+
+    fs.writeFileSync(
+      path.join(tmp, "sync.env"),
+      renderPbxSyncEnv({
+        serviceName: "pbx.example.test",
+        peer: "pbx2.example.test",
+        peerSide: "standby",
+        textfileDir: path.join(tmp, "metrics"),
+        syncRoot: src,
+        peerRoot: peer,
+        activeCheck: "always",
+        rsyncRsh: `${path.join(tmp, "rsh-rrsync")} wo ${tmp}`,
+        plan: elastix,
+        sqliteCopy: path.join(SERVER_DIR, PBX_SQLITE_COPY_SOURCE),
+        dumpOpts: `--no-defaults --socket=${local.socket} -uroot`,
+      }),
+    );
+    const synced = await run(
+      "bash",
+      [path.join(SERVER_DIR, PBX_SYNC_SCRIPT_SOURCE), "sync", path.join(tmp, "sync.env")],
+      {
+        env: { LOCK_FILE: path.join(tmp, "sync.lock") },
+        deadline: Date.now() + 120_000,
+      },
+    );
+    expect(synced.code, synced.stderr).to.equal(0);
+    // Changes after the sync are not on the standby: the RPO is the sync interval.
+    await local.sql("INSERT INTO asterisk.users VALUES ('1003', 'After the sync')");
+
+    // The switch: the standby's activation installs what the primary shipped.
+    fs.writeFileSync(
+      path.join(tmp, "activate.env"),
+      renderPbxActivateEnv({
+        flavour: "elastix",
+        plan: elastix,
+        root: peer,
+        asteriskStop: "true",
+        asteriskStart: "true",
+        dbClient: `mariadb --no-defaults --socket=${standbyDb.socket} -uroot`,
+      }),
+    );
+    const activated = await run(
+      "bash",
+      [path.join(SERVER_DIR, PBX_ACTIVATE_SOURCE), path.join(tmp, "activate.env")],
+      {
+        deadline: Date.now() + 120_000,
+      },
+    );
+    expect(activated.code, activated.stderr).to.equal(0);
+    for (const [db, row] of [
+      ["acl.db", "admin"],
+      ["settings.db", "language"],
+    ]) {
+      const installed = path.join(peer, "var/www/db", db);
+      expect(await sqlite(installed, "PRAGMA integrity_check;")).to.equal("ok");
+      expect(await sqlite(installed, "SELECT v FROM t")).to.equal(row);
+    }
+    expect(
+      (await standbyDb.sql("SELECT extension, name FROM asterisk.users ORDER BY extension")).trim(),
+    ).to.equal("1001\tReception\n1002\tSales");
+    expect(fs.readFileSync(path.join(peer, "etc/asterisk/extensions.conf"), "utf8")).to.equal(
+      "[from-internal]\n",
+    );
   });
 });
