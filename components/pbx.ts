@@ -49,7 +49,14 @@ import {
   renderSshKeysEnv,
   timerSchedule,
 } from "./backup-jobs";
-import { envFile, hastackLibWriteFile, renderServerFile, serverFile } from "./server-files";
+import * as path from "path";
+import {
+  envFile,
+  hastackLibWriteFile,
+  renderServerFile,
+  serverFile,
+  shellQuote,
+} from "./server-files";
 
 /** Connection name shared by res_odbc, odbc.ini and cdr_adaptive_odbc (distinct from FreePBX's own). */
 export const CDR_CONNECTION = "hastack-cdr";
@@ -325,9 +332,20 @@ export class PbxPair extends pulumi.ComponentResource {
               hostKey: this.pair.hostKeys[side],
               dialErrorLimit: 40,
             },
-            // Without `create` the provider runs nothing and never dials the host.
+            // Without `create` the provider runs nothing and never dials the host. The script
+            // and its env arrive on stdin: a server booted before this version has neither on
+            // disk (user-data runs at first boot only).
             create: runs
-              ? `cloud-init status --wait >/dev/null 2>&1; sudo -n ${PBX_ACTIVATE_COMMAND}`
+              ? `cloud-init status --wait >/dev/null 2>&1; sudo -n ${PBX_ACTIVATE_REMOTE_COMMAND}`
+              : undefined,
+            stdin: runs
+              ? renderPbxActivateRemoteScript({
+                  envPath: PBX_ACTIVATE_ENV_PATH,
+                  env: renderPbxActivateEnv({
+                    flavour,
+                    plan: syncPlan(this.replicatedSet),
+                  }),
+                })
               : undefined,
             // Re-runs exactly when `active` changes (and on a replaced server).
             triggers: [cfg.active, this.pair.instances[side].id],
@@ -734,6 +752,30 @@ export const PBX_ACTIVATE_SOURCE = "pbx/hastack-pbx-activate.sh";
 export const PBX_ACTIVATE_PATH = "/usr/local/sbin/hastack-pbx-activate";
 export const PBX_ACTIVATE_ENV_PATH = "/etc/hastack/pbx-activate.env";
 export const PBX_ACTIVATE_COMMAND = `${PBX_ACTIVATE_PATH} ${PBX_ACTIVATE_ENV_PATH}`;
+
+/** What the switch's remote command runs: bash reading renderPbxActivateRemoteScript on stdin. */
+export const PBX_ACTIVATE_REMOTE_COMMAND = `/bin/bash -s ${PBX_ACTIVATE_ENV_PATH}`;
+
+/**
+ * The activation as the switch sends it: writes the env file, then runs hastack-pbx-activate's
+ * own text with the env file as its argument (`bash -s ENV`), so it works on a server whose
+ * user-data predates it. The same text cloud-init installs, nothing else.
+ */
+export function renderPbxActivateRemoteScript(o: { envPath: string; env: string }): string {
+  const delimiter = "HASTACK_ACTIVATE_ENV";
+  if (o.env.split("\n").includes(delimiter)) {
+    throw new Error(`the activation env must not contain the line ${delimiter}`);
+  }
+  return [
+    "set -euo pipefail",
+    `mkdir -p ${shellQuote(path.posix.dirname(o.envPath))}`,
+    `cat >${shellQuote(`${o.envPath}.new`)} <<'${delimiter}'`,
+    `${o.env.replace(/\n$/, "")}`,
+    delimiter,
+    `mv -f ${shellQuote(`${o.envPath}.new`)} ${shellQuote(o.envPath)}`,
+    serverFile(PBX_ACTIVATE_SOURCE),
+  ].join("\n");
+}
 
 /** How each flavour stops and starts Asterisk (FreePBX and Elastix wrap it in their own tools). */
 export const ASTERISK_CONTROL: Record<PbxFlavour, { stop: string; start: string }> = {

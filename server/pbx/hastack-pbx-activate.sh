@@ -9,6 +9,8 @@
 #     reloads Asterisk. A missing fwconsole is a failure, never skipped: the address stays put.
 # server/pbx/hastack-pbx-activate.sh, env rendered by components/pbx.ts (renderPbxActivateEnv);
 # test/server/pbx/activate.test.ts runs this file.
+# The switch sends this text on stdin (bash -s ENV): every command that could read stdin gets
+# /dev/null, so none can swallow the rest of the script.
 set -euo pipefail
 log() { echo "hastack-pbx-activate: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -46,7 +48,7 @@ asterisk_stopped=no
 restart_asterisk() {
   if [ "$asterisk_stopped" = yes ]; then
     # shellcheck disable=SC2086
-    $ASTERISK_START || log "could not start Asterisk again ($ASTERISK_START)"
+    $ASTERISK_START </dev/null || log "could not start Asterisk again ($ASTERISK_START)"
   fi
 }
 
@@ -67,7 +69,7 @@ else
   trap restart_asterisk EXIT
   log "stopping Asterisk ($ASTERISK_STOP) to install ${#sqlite[@]} database file(s) and ${#dumps[@]} dump(s)"
   # shellcheck disable=SC2086
-  $ASTERISK_STOP || die "could not stop Asterisk ($ASTERISK_STOP): nothing installed"
+  $ASTERISK_STOP </dev/null || die "could not stop Asterisk ($ASTERISK_STOP): nothing installed"
   asterisk_stopped=yes
   for f in "${sqlite[@]}"; do
     dest=$ROOT/$f
@@ -89,14 +91,14 @@ else
   manifest >"$marker.new" && mv -f "$marker.new" "$marker"
   trap - EXIT
   # shellcheck disable=SC2086
-  $ASTERISK_START || die "could not start Asterisk ($ASTERISK_START)"
+  $ASTERISK_START </dev/null || die "could not start Asterisk ($ASTERISK_START)"
   asterisk_stopped=no
 fi
 
 if [ "$FLAVOUR" = freepbx ]; then
   command -v "${FWCONSOLE:-fwconsole}" >/dev/null ||
     die "flavour freepbx but ${FWCONSOLE:-fwconsole} is not installed: cannot regenerate /etc/asterisk from FreePBX's database"
-  timeout "${RELOAD_TIMEOUT_SECONDS:-600}" "${FWCONSOLE:-fwconsole}" reload ||
+  timeout "${RELOAD_TIMEOUT_SECONDS:-600}" "${FWCONSOLE:-fwconsole}" reload </dev/null ||
     die "${FWCONSOLE:-fwconsole} reload failed: /etc/asterisk may not match FreePBX's database"
   log "FreePBX reloaded: /etc/asterisk regenerated from its database"
 fi

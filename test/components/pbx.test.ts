@@ -10,7 +10,7 @@ import { PbxPair, PbxPairArgs } from "../../components/pbx";
 import * as pulumi from "@pulumi/pulumi";
 import { ComponentArgsError, ServiceSummary } from "../../components/server-pair";
 import { stackConfigSchema } from "../../lib/config/stack-config";
-import { PBX_ACTIVATE_COMMAND } from "../../components/pbx";
+import { PBX_ACTIVATE_REMOTE_COMMAND } from "../../components/pbx";
 import { replicatedSet, syncPlan } from "../../components/pbx-replicated-set";
 import {
   Deployment,
@@ -336,7 +336,7 @@ describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 
       expect(cmds.map((c) => [c.name, c.inputs.create ?? null])).to.deep.equal([
         [
           "pbx-activate-primary",
-          `cloud-init status --wait >/dev/null 2>&1; sudo -n ${PBX_ACTIVATE_COMMAND}`,
+          `cloud-init status --wait >/dev/null 2>&1; sudo -n ${PBX_ACTIVATE_REMOTE_COMMAND}`,
         ],
         ["pbx-activate-standby", null],
       ]);
@@ -357,7 +357,10 @@ describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 
         ].sort(),
       );
       const standby = activations(flipped).find((c) => c.name === "pbx-activate-standby")!;
-      expect(standby.inputs.create).to.contain(PBX_ACTIVATE_COMMAND);
+      expect(standby.inputs.create).to.contain(PBX_ACTIVATE_REMOTE_COMMAND);
+      // The script travels on stdin with its env (servers older than it lack both on disk).
+      expect(standby.inputs.stdin).to.contain("FLAVOUR=freepbx");
+      expect(standby.inputs.stdin).to.contain("fwconsole");
     });
     it("non-compliant setup (no SSH key): no command, a warning says what to run by hand", async () => {
       const { d: noKey } = await synth({ databaseEndpoint: INTERNAL_DB });

@@ -6,7 +6,11 @@ import { expect } from "chai";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PBX_ACTIVATE_SOURCE, renderPbxActivateEnv } from "../../../components/pbx";
+import {
+  PBX_ACTIVATE_SOURCE,
+  renderPbxActivateEnv,
+  renderPbxActivateRemoteScript,
+} from "../../../components/pbx";
 import {
   PBX_COPIES_DIR,
   PbxFlavour,
@@ -167,5 +171,17 @@ describe("hastack-pbx-activate (real sqlite3, stub Asterisk control)", function 
     expect(r.stderr).to.contain("dump of database asterisk is incomplete");
     expect(log()).to.deep.equal([]);
     expect(await liveValue()).to.equal("old");
+  });
+
+  it("as the switch sends it (bash -s ENV, script and env on stdin): writes the env, then activates", async () => {
+    const envText = fs.readFileSync(writeEnv("freepbx"), "utf8");
+    const envPath = path.join(tmp, "etc", "hastack", "pbx-activate.env");
+    const r = await run("bash", ["-s", envPath], {
+      input: renderPbxActivateRemoteScript({ envPath, env: envText }),
+      deadline: Date.now() + 60_000,
+    });
+    expect(r.code, r.stderr).to.equal(0);
+    expect(fs.readFileSync(envPath, "utf8")).to.equal(envText);
+    expect(log()).to.deep.equal(["stop old", "start new", "fwconsole reload"]);
   });
 });
