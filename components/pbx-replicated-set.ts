@@ -274,3 +274,30 @@ export function renderReplicatedSetMarkdown(): string {
     ...replicatedSetTable().map(line),
   ].join("\n");
 }
+
+/** One thing a drill compares between the two PBX servers after a sync and a switch. */
+export type ComparisonPoint =
+  | { key: string; kind: "tree"; path: string; excludes: string[] }
+  | { key: string; kind: "sqlite"; path: string }
+  | { key: string; kind: "database"; database: string; where: "local" | "mysql-pair" };
+
+/**
+ * What the whole-stack rehearsal's pbx drill (issue 12) compares after a sync and a switch,
+ * from the same table: each directory as a tree (minus its excludes), each SQLite database by
+ * content (the live file on the newly active server, installed by hastack-pbx-activate), each
+ * database by its tables (local on each server, or the one on the MySQL pair).
+ */
+export function comparisonPoints(items: ReplicatedItem[]): ComparisonPoint[] {
+  return items.map((i): ComparisonPoint => {
+    switch (i.method) {
+      case "rsync":
+        return { key: i.key, kind: "tree", path: i.path!, excludes: [...(i.excludes ?? [])] };
+      case "sqlite-backup":
+        return { key: i.key, kind: "sqlite", path: i.path! };
+      case "mysqldump":
+        return { key: i.key, kind: "database", database: i.database!, where: "local" };
+      case "mysql-pair":
+        return { key: i.key, kind: "database", database: i.database!, where: "mysql-pair" };
+    }
+  });
+}

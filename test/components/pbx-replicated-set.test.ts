@@ -13,6 +13,7 @@ import {
   PbxConfigDatabase,
   PbxFlavour,
   README_TABLE_HEADER,
+  comparisonPoints,
   databasesOnMysqlPair,
   replicatedSet,
   replicatedSetTable,
@@ -79,6 +80,28 @@ describe("the PBX replicated set per flavour", () => {
     const items = replicatedSet("asterisk");
     expect(items.find((i) => i.key === "lib")!.excludes).to.include("/astdb.sqlite3");
     expect(items.find((i) => i.key === "astdb")!.path).to.equal("/var/lib/asterisk/astdb.sqlite3");
+  });
+  it("the rehearsal's comparison points cover every item: trees, SQLite files, databases and where", () => {
+    expect(
+      comparisonPoints(replicatedSet("elastix")).map((c) =>
+        c.kind === "database" ? `${c.key} database ${c.where}` : `${c.key} ${c.kind} ${c.path}`,
+      ),
+    ).to.deep.equal([
+      "config tree /etc/asterisk",
+      "spool tree /var/spool/asterisk",
+      "lib tree /var/lib/asterisk",
+      "astdb sqlite /var/lib/asterisk/astdb.sqlite3",
+      "provisioning tree /tftpboot",
+      "webroot tree /var/www/html",
+      "elastix-db sqlite /var/www/db/*.db",
+      "freepbx-db database local",
+    ]);
+    expect(comparisonPoints(replicatedSet("freepbx")).at(-1)).to.deep.equal({
+      key: "freepbx-db",
+      kind: "database",
+      database: "asterisk",
+      where: "mysql-pair",
+    });
   });
   it("only FreePBX with its database on the pair puts a database on the MySQL pair", () => {
     expect(VARIANTS.map(([f, d]) => databasesOnMysqlPair(replicatedSet(f, d)))).to.deep.equal([
