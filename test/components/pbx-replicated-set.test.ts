@@ -7,7 +7,13 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { backupJobs, PBX_COPIES_JOB } from "../../components/backup-jobs";
-import { renderPbxActivateEnv, renderPbxSyncEnv } from "../../components/pbx";
+import {
+  FREEPBX_DB_PRIVILEGES,
+  renderPbxActivateEnv,
+  renderPbxSyncEnv,
+} from "../../components/pbx";
+import { ofType, userDataOf } from "../support/deployment-queries";
+import { Deployment, SynthResource, synthesizeEdited } from "../../lib/synth/offline-synth";
 import {
   PBX_COPIES_DIR,
   PbxConfigDatabase,
@@ -259,5 +265,55 @@ describe("hastack:pbx.flavour and configDatabase (config)", () => {
     expect(problemsOf((r) => (r.pbx.configDatabase = "nfs"))).to.deep.equal([
       'hastack:pbx.configDatabase must be "mysql-pair" or "local", got "nfs"',
     ]);
+  });
+});
+
+// The whole program on the shipped stack file (offline synth under mocks): index.ts wires the
+// table into the MySQL pair (database and FreePBX's account), the NAS (dump and jobs) and the
+// PBX servers (FreePBX and ODBC at the internal DB name).
+describe("the prod stack wires FreePBX's database and the set end to end (offline synth)", function () {
+  this.timeout(300_000);
+  const INTERNAL_DB = "db.internal.kantor-contoh.co.id";
+  const synth = (edit: (c: StackConfigDoc) => void = () => undefined): Promise<Deployment> =>
+    synthesizeEdited({ projectDir: PACKAGE_ROOT, stack: "prod", edit });
+  const userData = (d: Deployment, service: string): string[] =>
+    ofType(d, "aws:ec2/instance:Instance")
+      .filter((r: SynthResource) => r.name.startsWith(`${service}-`))
+      .map(userDataOf);
+  let prod: Deployment;
+  before(async () => {
+    prod = await synth();
+  });
+
+  it("both PBX servers point FreePBX and the CDR DSN at the MySQL pair's internal name", () => {
+    const pbx = userData(prod, "pbx");
+    expect(pbx).to.have.length(2);
+    for (const u of pbx) {
+      expect(u).to.contain(`$amp_conf['AMPDBHOST'] = '${INTERNAL_DB}';`);
+      expect(u).to.contain(`Server = ${INTERNAL_DB}`);
+    }
+  });
+
+  it("the MySQL pair creates the asterisk database and FreePBX's account with exactly its grant", () => {
+    const setup = ofType(prod, "command:remote:Command").find((c) =>
+      c.urn.endsWith("::mysql-setup-primary"),
+    )!;
+    const stdin = String(setup.inputs.stdin);
+    expect(stdin).to.contain('DATABASES="asteriskcdrdb app asterisk"');
+    expect(stdin).to.contain(
+      `GRANT ${FREEPBX_DB_PRIVILEGES} ON \\\`asterisk\\\`.* TO 'freepbxuser'@`,
+    );
+  });
+
+  it("the NAS dumps the asterisk database and pulls the PBX's consistent copies", () => {
+    const nas = userData(prod, "nas")[0];
+    expect(nas).to.match(/DATABASES='?asteriskcdrdb app asterisk/);
+    expect(nas).to.contain(`SOURCE_PATH=${PBX_COPIES_DIR}/local`);
+  });
+
+  it("plain Asterisk: no FreePBX account or database anywhere", async () => {
+    const plain = await synth((c) => (c["hastack:pbx"].flavour = "asterisk"));
+    expect(JSON.stringify(plain)).not.to.contain("freepbxuser");
+    expect(userData(plain, "nas")[0]).not.to.match(/DATABASES='?asteriskcdrdb app asterisk/);
   });
 });
