@@ -128,6 +128,8 @@ export interface ServerPairArgs {
   secretsKeyArn?: pulumi.Input<string>;
   /** The stack's SSM root (PairPlacement.ssmRoot). Defaults to /hastack. */
   ssmRoot?: string;
+  /** The customer-managed key of the volumes (PairPlacement). Defaults to aws/ebs. */
+  volumeKeyArn?: pulumi.Input<string>;
   healthCheck: HealthCheckSpec;
   /** Record TTL of the switch records, at most 60. Defaults to 60. */
   ttl?: number;
@@ -186,6 +188,11 @@ export interface PairPlacement {
    * hastack:ssmRoot, else `/hastack/<stack>`. Defaults to /hastack (a component built alone).
    */
   ssmRoot?: string;
+  /**
+   * ARN of the customer-managed key the data volumes and root disks are created under
+   * (VolumeKey). A live volume keeps its key (changes of it are ignored). Defaults to aws/ebs.
+   */
+  volumeKeyArn?: pulumi.Input<string>;
 }
 
 /**
@@ -212,6 +219,7 @@ export function pairBasics(
   | "keyName"
   | "secretsKeyArn"
   | "ssmRoot"
+  | "volumeKeyArn"
   | "adminCidrs"
   | "ttl"
   | "bootSeconds"
@@ -230,6 +238,7 @@ export function pairBasics(
     keyName: placement.keyName,
     secretsKeyArn: placement.secretsKeyArn,
     ssmRoot: placement.ssmRoot,
+    volumeKeyArn: placement.volumeKeyArn,
     adminCidrs: placement.adminCidrs,
     ttl: cfg.ttl,
     bootSeconds: cfg.bootSeconds,
@@ -497,6 +506,7 @@ export class ServerPair extends pulumi.ComponentResource {
           },
           rootBlockDevice: {
             encrypted: true,
+            kmsKeyId: args.volumeKeyArn,
             volumeType: "gp3",
             volumeSize: args.rootVolumeGb ?? 20,
             deleteOnTermination: true,
@@ -511,7 +521,9 @@ export class ServerPair extends pulumi.ComponentResource {
           protect: true,
           // user-data runs at first boot only; a changed AMI or user-data must never replace or
           // stop/start a live server. Config changes after boot go through reviewed commands.
-          ignoreChanges: ["ami", "userData", "userDataBase64"],
+          // A root disk's key is fixed at launch (a new one would replace the server): servers
+          // made before the volume key keep aws/ebs (VolumeKey).
+          ignoreChanges: ["ami", "userData", "userDataBase64", "rootBlockDevice.kmsKeyId"],
         },
       );
       dataVolumes[side] = new aws.ebs.Volume(
@@ -521,9 +533,12 @@ export class ServerPair extends pulumi.ComponentResource {
           size: args.dataVolumeGb,
           type: "gp3",
           encrypted: true,
+          kmsKeyId: args.volumeKeyArn,
           tags: { ...tags(side), Name: `${args.service}-${side}-data`, "hastack:backup": "true" },
         },
-        { parent: this, protect: true, retainOnDelete: true },
+        // A new key would replace the volume with an empty one: a live volume keeps its key
+        // until the snapshot → copy → new-volume runbook moves it (VolumeKey, README Security).
+        { parent: this, protect: true, retainOnDelete: true, ignoreChanges: ["kmsKeyId"] },
       );
       new aws.ec2.VolumeAttachment(
         `${name}-${side}-data-attach`,
