@@ -176,6 +176,8 @@ export = async (): Promise<Record<string, unknown>> => {
     sshPrivateKey,
     backupClientSecurityGroupIds: [nas.securityGroupId],
   });
+  // The NAS pulls from mail and the PBX over SSH: it pins their stack-generated host keys.
+  nas.pinSourceHostKeys([mail.pair.knownHostsLines, pbx.pair.knownHostsLines]);
   alerts.watch({
     "mail-primary": mail.pair.healthCheckIds.primary,
     "mail-standby": mail.pair.healthCheckIds.standby,

@@ -296,6 +296,11 @@ export class ServerPair extends pulumi.ComponentResource {
    * at first boot: what remote commands pin as `hostKey` (issue 13).
    */
   public readonly hostKeys: Record<Role, pulumi.Output<string>>;
+  /**
+   * One known_hosts line per server — every name it is reached by (the service names too, so a
+   * client of the service such as the NAS pins both sides) and its key — for clients to pin.
+   */
+  public readonly knownHostsLines: pulumi.Output<string>;
   private pendingSwitch?: (dependsOn: pulumi.Input<pulumi.Resource>[]) => void;
 
   constructor(name: string, args: ServerPairArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -624,22 +629,37 @@ export class ServerPair extends pulumi.ComponentResource {
     }
 
     // Each side's known_hosts line for its peer: every name the peer is reached by, its key.
+    const knownHostsLine = (side: Role, serviceNames: string[] = []): pulumi.Output<string> =>
+      pulumi
+        .all([
+          pulumi.all([
+            ...serviceNames,
+            ...(this.internalServerNames ? [this.internalServerNames[side]] : []),
+            ...(args.serverNames ? [args.serverNames[side]] : []),
+            this.privateIps[side],
+          ]),
+          this.hostKeys[side],
+        ])
+        .apply(([n, key]) => `${n.join(",")} ${key}`);
+    this.knownHostsLines = pulumi
+      .all(
+        ROLES.map((side) =>
+          knownHostsLine(side, [
+            ...(this.internalServiceName ? [this.internalServiceName] : []),
+            args.serviceName,
+          ]),
+        ),
+      )
+      .apply((lines) => lines.join("\n"));
     for (const side of ROLES) {
       const peer = otherRole(side);
-      const names: pulumi.Input<string>[] = [
-        ...(this.internalServerNames ? [this.internalServerNames[peer]] : []),
-        ...(args.serverNames ? [args.serverNames[peer]] : []),
-        this.privateIps[peer],
-      ];
       new aws.ssm.Parameter(
         `${name}-${side}-known-hosts`,
         {
           name: hostKeyParameters[side].knownHostsParameter,
           type: "String",
           // Public data: insecureValue keeps it readable in previews (`value` is always secret).
-          insecureValue: pulumi
-            .all([pulumi.all(names), this.hostKeys[peer]])
-            .apply(([n, key]) => `${n.join(",")} ${key}`),
+          insecureValue: knownHostsLine(peer),
           description: `hastack: the ${args.service} ${peer}'s SSH host key, pinned by the ${side}`,
         },
         { parent: this },
