@@ -973,6 +973,20 @@ export interface EgressRule {
   description: string;
 }
 
+/** One TCP rule per peer port, named by the port in both directions (ingress and egress). */
+function peerRules(
+  peerPorts: number[],
+  where: string,
+): { key: string; protocol: "tcp"; fromPort: number; toPort: number; description: string }[] {
+  return peerPorts.map((port) => ({
+    key: `peer-tcp${port}`,
+    protocol: "tcp",
+    fromPort: port,
+    toPort: port,
+    description: `peer: tcp ${port} ${where} (replication/sync)`,
+  }));
+}
+
 /** One rule per (port range, destination); names from port and destination, not position. */
 export function egressRules(ports: EgressPort[], peerPorts: number[]): EgressRule[] {
   const rules: EgressRule[] = [];
@@ -988,15 +1002,8 @@ export function egressRules(ports: EgressPort[], peerPorts: number[]): EgressRul
       });
     }
   }
-  for (const port of peerPorts) {
-    rules.push({
-      key: `peer-tcp${port}`,
-      protocol: "tcp",
-      fromPort: port,
-      toPort: port,
-      toPeer: true,
-      description: `peer: tcp ${port} to the other server (replication/sync)`,
-    });
+  for (const rule of peerRules(peerPorts, "to the other server")) {
+    rules.push({ ...rule, toPeer: true });
   }
   return rules;
 }
@@ -1097,15 +1104,8 @@ export function ingressRules(
       });
     }
   }
-  for (const port of peerPorts) {
-    rules.push({
-      key: `peer-tcp${port}`,
-      protocol: "tcp",
-      fromPort: port,
-      toPort: port,
-      fromPeer: true,
-      description: `peer: tcp ${port} between primary and standby (replication/sync)`,
-    });
+  for (const rule of peerRules(peerPorts, "between primary and standby")) {
+    rules.push({ ...rule, fromPeer: true });
   }
   return rules;
 }
