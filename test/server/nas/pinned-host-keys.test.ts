@@ -16,6 +16,7 @@ import {
   SOURCES_KNOWN_HOSTS_PATH,
 } from "../../../components/backup-jobs";
 import { renderPbxSyncEnv } from "../../../components/pbx";
+import { replicatedSet, syncPlan } from "../../../components/pbx-replicated-set";
 import { PROJECT_DIR } from "../../support/stack-files";
 
 const SCRIPT = path.join(PROJECT_DIR, "server", "nas", "hastack-backup.sh");
@@ -166,6 +167,7 @@ describe("NAS pulls pin the sources' host keys (real sshd on loopback)", functio
       serviceName: "pbx.example.co.id",
       peer: "pbx2.internal.example.co.id",
       peerSide: "standby",
+      plan: syncPlan(replicatedSet("freepbx")),
     });
     expect(pbx).to.contain("StrictHostKeyChecking=yes");
     expect(pbx).not.to.contain("accept-new");
