@@ -19,6 +19,7 @@ import { PbxPair } from "./components/pbx";
 import { databasesOnMysqlPair, replicatedSet } from "./components/pbx-replicated-set";
 import { Network } from "./components/network";
 import { SecretsKey } from "./components/secrets-key";
+import { VolumeKey } from "./components/volume-key";
 import { Role } from "./components/server-pair";
 import { resolveSsmRoot } from "./lib/config/ssm-root";
 import {
@@ -75,6 +76,11 @@ export = async (): Promise<Record<string, unknown>> => {
   };
   // Every SecureString of the stack under one customer key; each role decrypts only its prefix.
   const secrets = new SecretsKey("secrets");
+  // Volumes and root disks under the stack's key: their snapshots can be copied to another
+  // region or account (a live volume keeps the key it was made with).
+  const volumes = new VolumeKey("volumes", {
+    copyRegions: cfg.nas.awsBackup.copyToRegion ? [cfg.nas.awsBackup.copyToRegion] : [],
+  });
   const common = {
     domain: cfg.domain,
     dns,
@@ -83,6 +89,7 @@ export = async (): Promise<Record<string, unknown>> => {
     adminCidrs: cfg.adminCidrs,
     keyName: cfg.keyName,
     secretsKeyArn: secrets.arn,
+    volumeKeyArn: volumes.arn,
     ssmRoot,
   };
   // Route 53 health-check metrics exist only in us-east-1: alarms and their topic live there.
@@ -161,6 +168,7 @@ export = async (): Promise<Record<string, unknown>> => {
     adminCidrs: cfg.adminCidrs,
     keyName: cfg.keyName,
     secretsKeyArn: secrets.arn,
+    volumeKeyArn: volumes.arn,
     ssmRoot,
     previousPhase,
     previousDkim,
@@ -168,6 +176,8 @@ export = async (): Promise<Record<string, unknown>> => {
     sshPrivateKey,
     backupClientSecurityGroupIds: [nas.securityGroupId],
   });
+  // The NAS pulls from mail and the PBX over SSH: it pins their stack-generated host keys.
+  nas.pinSourceHostKeys([mail.pair.knownHostsLines, pbx.pair.knownHostsLines]);
   alerts.watch({
     "mail-primary": mail.pair.healthCheckIds.primary,
     "mail-standby": mail.pair.healthCheckIds.standby,

@@ -201,14 +201,29 @@ export interface BackupRuntime {
   replicateCommand?: string;
   /** node_exporter textfile collector directory for the success metrics. Defaults to Debian's. */
   textfileDir?: string;
+  /**
+   * rsync jobs: SSM String parameter with the sources' known_hosts lines, copied to
+   * knownHostsFile before each pull. Defaults to none (the file as it is).
+   */
+  knownHostsParameter?: string;
+  /** rsync jobs: the sources' pinned host keys. Defaults to SOURCES_KNOWN_HOSTS_PATH. */
+  knownHostsFile?: string;
 }
 
 /** Debian's prometheus-node-exporter textfile collector directory (docs/outputs.md). */
 export const TEXTFILE_DIR = "/var/lib/prometheus/node-exporter";
 
-/** The default remote shell: the NAS's own key, no prompts, fail fast on a dead host. */
-export function defaultRsyncRsh(keyPath: string): string {
-  return `ssh -i ${keyPath} -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=20 -o ServerAliveInterval=30`;
+/** Where the NAS keeps the host keys of the servers it pulls from (refreshed before each pull). */
+export const SOURCES_KNOWN_HOSTS_PATH = "/etc/hastack/backup/known_hosts";
+
+/**
+ * The default remote shell: the NAS's own key, no prompts, fail fast on a dead host, and only a
+ * host key the stack generated — from `knownHostsFile` (the sources') or /etc/ssh/ssh_known_hosts
+ * (the peer's, written at first boot). Never trust on first use: an unknown or changed key is refused.
+ */
+export function defaultRsyncRsh(keyPath: string, knownHostsFile?: string): string {
+  const known = knownHostsFile ? ` -o UserKnownHostsFile=${knownHostsFile}` : "";
+  return `ssh -i ${keyPath} -o BatchMode=yes -o StrictHostKeyChecking=yes${known} -o ConnectTimeout=20 -o ServerAliveInterval=30`;
 }
 
 /** The env file of one job (what the stack writes to /etc/hastack/backup/<job>.env). */
@@ -232,7 +247,11 @@ export function renderJobEnv(job: BackupJob, rt: BackupRuntime): string {
       SOURCE_HOST: rt.sourceHost ?? job.sourceHost,
       SOURCE_PATH: rt.sourcePath ?? job.sourcePath,
       EXCLUDES: (job.excludes ?? []).join(" "),
-      RSYNC_RSH: rt.rsyncRsh ?? defaultRsyncRsh(NAS_SSH_KEY_PATH),
+      KNOWN_HOSTS_FILE: rt.knownHostsFile ?? SOURCES_KNOWN_HOSTS_PATH,
+      KNOWN_HOSTS_PARAMETER: rt.knownHostsParameter,
+      RSYNC_RSH:
+        rt.rsyncRsh ??
+        defaultRsyncRsh(NAS_SSH_KEY_PATH, rt.knownHostsFile ?? SOURCES_KNOWN_HOSTS_PATH),
     });
   }
   return envFile({

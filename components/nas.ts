@@ -136,6 +136,9 @@ export class NasBackups extends pulumi.ComponentResource {
   /** The MariaDB account the dump job uses, and its password (secret), for the MySQL pair to create. */
   public readonly dbBackupUser: string;
   public readonly dbBackupPassword: pulumi.Output<string>;
+  /** SSM String parameter the NAS reads the sources' host keys from (pinSourceHostKeys). */
+  public readonly sourcesKnownHostsParameter: string;
+  private readonly componentName: string;
 
   constructor(name: string, args: NasBackupsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:nas:NasBackups", name, {}, opts);
@@ -143,6 +146,8 @@ export class NasBackups extends pulumi.ComponentResource {
     const cfg = args.config;
     const switchover = cfg.switchover ?? DEFAULT_SWITCHOVER.nas;
     const ssmPrefix = servicePrefix(args.ssmRoot, "nas");
+    this.componentName = name;
+    this.sourcesKnownHostsParameter = `${ssmPrefix}/ssh-known-hosts-sources`;
     const serviceName = `${cfg.hostname}.${args.domain}`;
     const serverNames = {
       primary: `${cfg.serverNames.primary}.${args.domain}`,
@@ -230,6 +235,7 @@ export class NasBackups extends pulumi.ComponentResource {
         region: args.region,
         ssmPrefix,
         jobs: this.jobs,
+        knownHostsParameter: this.sourcesKnownHostsParameter,
       });
     }
     this.pair = new ServerPair(
@@ -349,6 +355,26 @@ export class NasBackups extends pulumi.ComponentResource {
       backupPlanId: this.outputs.backupPlanId,
       jobs: this.outputs.jobs,
     });
+  }
+
+  /**
+   * Pins the host keys of the servers the NAS pulls from (issue 13: no trust on first use): their
+   * known_hosts lines (ServerPair.knownHostsLines), which the backup script copies to
+   * SOURCES_KNOWN_HOSTS_PATH before each pull. index.ts calls it once the source pairs exist
+   * (they take the NAS's security group, so they are built after it).
+   */
+  pinSourceHostKeys(lines: pulumi.Input<string>[]): void {
+    new aws.ssm.Parameter(
+      `${this.componentName}-sources-known-hosts`,
+      {
+        name: this.sourcesKnownHostsParameter,
+        type: "String",
+        // Public keys: insecureValue keeps them readable in previews (`value` is always secret).
+        insecureValue: pulumi.all(lines).apply((ls) => ls.join("\n")),
+        description: "hastack: host keys of the servers the NAS pulls backups from (pinned)",
+      },
+      { parent: this },
+    );
   }
 }
 
@@ -500,6 +526,8 @@ export interface NasCloudConfigInput {
   region: string;
   ssmPrefix: string;
   jobs: BackupJob[];
+  /** SSM parameter of the sources' known_hosts lines (NasBackups.pinSourceHostKeys). */
+  knownHostsParameter?: string;
 }
 
 /**
@@ -552,7 +580,13 @@ export function nasCloudConfigParts(i: NasCloudConfigInput): CloudConfigParts {
         }),
       ),
       ...i.jobs.map((j) =>
-        file(`${BACKUP_ENV_DIR}/${j.name}.env`, renderJobEnv(j, { nasServiceName: i.serviceName })),
+        file(
+          `${BACKUP_ENV_DIR}/${j.name}.env`,
+          renderJobEnv(j, {
+            nasServiceName: i.serviceName,
+            knownHostsParameter: i.knownHostsParameter,
+          }),
+        ),
       ),
       ...i.jobs.flatMap((j) => renderJobUnits(j).map((u) => file(u.path, u.content))),
       ...renderReplicateUnits().map((u) => file(u.path, u.content)),

@@ -733,7 +733,8 @@ export function renderPbxSyncEnv(o: {
     SQLITE_COPY: o.sqliteCopy ?? PBX_SQLITE_COPY_PATH,
     RSYNC_RSH:
       o.rsyncRsh ??
-      `ssh -i ${PBX_SYNC_KEY_PATH} -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=20 -o ServerAliveInterval=30`,
+      // The peer's host key is pinned in /etc/ssh/ssh_known_hosts at first boot (ServerPair).
+      `ssh -i ${PBX_SYNC_KEY_PATH} -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=20 -o ServerAliveInterval=30`,
     BWLIMIT: o.bwlimit,
   });
 }

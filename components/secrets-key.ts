@@ -21,29 +21,43 @@ export class SecretsKey extends pulumi.ComponentResource {
 
   constructor(name: string, args: SecretsKeyArgs = {}, opts?: pulumi.ComponentResourceOptions) {
     super("hastack:security:SecretsKey", name, {}, opts);
-    const aliasName = args.aliasName ?? `hastack-${pulumi.getStack()}-secrets`;
     const account = aws.getCallerIdentityOutput({}, { parent: this }).accountId;
-    const key = new aws.kms.Key(
-      `${name}-key`,
-      {
-        description: "hastack: encrypts the stack's SSM SecureString parameters",
-        enableKeyRotation: true,
-        deletionWindowInDays: 30,
-        policy: account.apply((id) => JSON.stringify(secretsKeyPolicy(id))),
-        tags: { "hastack:service": "secrets" },
-      },
-      // Deleting it makes every secret of the stack unreadable: never by accident.
-      { parent: this, protect: true, retainOnDelete: true },
-    );
-    this.alias = `alias/${aliasName}`;
-    new aws.kms.Alias(
-      `${name}-alias`,
-      { name: this.alias, targetKeyId: key.keyId },
-      { parent: this },
-    );
+    const key = stackKey(this, name, {
+      aliasName: args.aliasName ?? `hastack-${pulumi.getStack()}-secrets`,
+      description: "hastack: encrypts the stack's SSM SecureString parameters",
+      policy: account.apply((id) => JSON.stringify(secretsKeyPolicy(id))),
+      service: "secrets",
+    });
+    this.alias = key.alias;
     this.arn = key.arn;
     this.registerOutputs({ arn: this.arn });
   }
+}
+
+/**
+ * A customer-managed key of the stack and its alias, as SecretsKey and VolumeKey declare them:
+ * rotated yearly, 30 days to cancel a deletion, protected and retained — deleting it makes
+ * everything encrypted with it unreadable, so never by accident.
+ */
+export function stackKey(
+  parent: pulumi.Resource,
+  name: string,
+  o: { aliasName: string; description: string; policy: pulumi.Input<string>; service: string },
+): { arn: pulumi.Output<string>; alias: string } {
+  const key = new aws.kms.Key(
+    `${name}-key`,
+    {
+      description: o.description,
+      enableKeyRotation: true,
+      deletionWindowInDays: 30,
+      policy: o.policy,
+      tags: { "hastack:service": o.service },
+    },
+    { parent, protect: true, retainOnDelete: true },
+  );
+  const alias = `alias/${o.aliasName}`;
+  new aws.kms.Alias(`${name}-alias`, { name: alias, targetKeyId: key.keyId }, { parent });
+  return { arn: key.arn, alias };
 }
 
 /**

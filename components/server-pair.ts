@@ -128,6 +128,8 @@ export interface ServerPairArgs {
   secretsKeyArn?: pulumi.Input<string>;
   /** The stack's SSM root (PairPlacement.ssmRoot). Defaults to /hastack. */
   ssmRoot?: string;
+  /** The customer-managed key of the volumes (PairPlacement). Defaults to aws/ebs. */
+  volumeKeyArn?: pulumi.Input<string>;
   healthCheck: HealthCheckSpec;
   /** Record TTL of the switch records, at most 60. Defaults to 60. */
   ttl?: number;
@@ -186,6 +188,11 @@ export interface PairPlacement {
    * hastack:ssmRoot, else `/hastack/<stack>`. Defaults to /hastack (a component built alone).
    */
   ssmRoot?: string;
+  /**
+   * ARN of the customer-managed key the data volumes and root disks are created under
+   * (VolumeKey). A live volume keeps its key (changes of it are ignored). Defaults to aws/ebs.
+   */
+  volumeKeyArn?: pulumi.Input<string>;
 }
 
 /**
@@ -212,6 +219,7 @@ export function pairBasics(
   | "keyName"
   | "secretsKeyArn"
   | "ssmRoot"
+  | "volumeKeyArn"
   | "adminCidrs"
   | "ttl"
   | "bootSeconds"
@@ -230,6 +238,7 @@ export function pairBasics(
     keyName: placement.keyName,
     secretsKeyArn: placement.secretsKeyArn,
     ssmRoot: placement.ssmRoot,
+    volumeKeyArn: placement.volumeKeyArn,
     adminCidrs: placement.adminCidrs,
     ttl: cfg.ttl,
     bootSeconds: cfg.bootSeconds,
@@ -287,6 +296,11 @@ export class ServerPair extends pulumi.ComponentResource {
    * at first boot: what remote commands pin as `hostKey` (issue 13).
    */
   public readonly hostKeys: Record<Role, pulumi.Output<string>>;
+  /**
+   * One known_hosts line per server — every name it is reached by (the service names too, so a
+   * client of the service such as the NAS pins both sides) and its key — for clients to pin.
+   */
+  public readonly knownHostsLines: pulumi.Output<string>;
   private pendingSwitch?: (dependsOn: pulumi.Input<pulumi.Resource>[]) => void;
 
   constructor(name: string, args: ServerPairArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -497,6 +511,7 @@ export class ServerPair extends pulumi.ComponentResource {
           },
           rootBlockDevice: {
             encrypted: true,
+            kmsKeyId: args.volumeKeyArn,
             volumeType: "gp3",
             volumeSize: args.rootVolumeGb ?? 20,
             deleteOnTermination: true,
@@ -511,7 +526,9 @@ export class ServerPair extends pulumi.ComponentResource {
           protect: true,
           // user-data runs at first boot only; a changed AMI or user-data must never replace or
           // stop/start a live server. Config changes after boot go through reviewed commands.
-          ignoreChanges: ["ami", "userData", "userDataBase64"],
+          // A root disk's key is fixed at launch (a new one would replace the server): servers
+          // made before the volume key keep aws/ebs (VolumeKey).
+          ignoreChanges: ["ami", "userData", "userDataBase64", "rootBlockDevice.kmsKeyId"],
         },
       );
       dataVolumes[side] = new aws.ebs.Volume(
@@ -521,9 +538,12 @@ export class ServerPair extends pulumi.ComponentResource {
           size: args.dataVolumeGb,
           type: "gp3",
           encrypted: true,
+          kmsKeyId: args.volumeKeyArn,
           tags: { ...tags(side), Name: `${args.service}-${side}-data`, "hastack:backup": "true" },
         },
-        { parent: this, protect: true, retainOnDelete: true },
+        // A new key would replace the volume with an empty one: a live volume keeps its key
+        // until the snapshot → copy → new-volume runbook moves it (VolumeKey, README Security).
+        { parent: this, protect: true, retainOnDelete: true, ignoreChanges: ["kmsKeyId"] },
       );
       new aws.ec2.VolumeAttachment(
         `${name}-${side}-data-attach`,
@@ -609,22 +629,37 @@ export class ServerPair extends pulumi.ComponentResource {
     }
 
     // Each side's known_hosts line for its peer: every name the peer is reached by, its key.
+    const knownHostsLine = (side: Role, serviceNames: string[] = []): pulumi.Output<string> =>
+      pulumi
+        .all([
+          pulumi.all([
+            ...serviceNames,
+            ...(this.internalServerNames ? [this.internalServerNames[side]] : []),
+            ...(args.serverNames ? [args.serverNames[side]] : []),
+            this.privateIps[side],
+          ]),
+          this.hostKeys[side],
+        ])
+        .apply(([n, key]) => `${n.join(",")} ${key}`);
+    this.knownHostsLines = pulumi
+      .all(
+        ROLES.map((side) =>
+          knownHostsLine(side, [
+            ...(this.internalServiceName ? [this.internalServiceName] : []),
+            args.serviceName,
+          ]),
+        ),
+      )
+      .apply((lines) => lines.join("\n"));
     for (const side of ROLES) {
       const peer = otherRole(side);
-      const names: pulumi.Input<string>[] = [
-        ...(this.internalServerNames ? [this.internalServerNames[peer]] : []),
-        ...(args.serverNames ? [args.serverNames[peer]] : []),
-        this.privateIps[peer],
-      ];
       new aws.ssm.Parameter(
         `${name}-${side}-known-hosts`,
         {
           name: hostKeyParameters[side].knownHostsParameter,
           type: "String",
           // Public data: insecureValue keeps it readable in previews (`value` is always secret).
-          insecureValue: pulumi
-            .all([pulumi.all(names), this.hostKeys[peer]])
-            .apply(([n, key]) => `${n.join(",")} ${key}`),
+          insecureValue: knownHostsLine(peer),
           description: `hastack: the ${args.service} ${peer}'s SSH host key, pinned by the ${side}`,
         },
         { parent: this },
@@ -938,6 +973,20 @@ export interface EgressRule {
   description: string;
 }
 
+/** One TCP rule per peer port, named by the port in both directions (ingress and egress). */
+function peerRules(
+  peerPorts: number[],
+  where: string,
+): { key: string; protocol: "tcp"; fromPort: number; toPort: number; description: string }[] {
+  return peerPorts.map((port) => ({
+    key: `peer-tcp${port}`,
+    protocol: "tcp",
+    fromPort: port,
+    toPort: port,
+    description: `peer: tcp ${port} ${where} (replication/sync)`,
+  }));
+}
+
 /** One rule per (port range, destination); names from port and destination, not position. */
 export function egressRules(ports: EgressPort[], peerPorts: number[]): EgressRule[] {
   const rules: EgressRule[] = [];
@@ -953,15 +1002,8 @@ export function egressRules(ports: EgressPort[], peerPorts: number[]): EgressRul
       });
     }
   }
-  for (const port of peerPorts) {
-    rules.push({
-      key: `peer-tcp${port}`,
-      protocol: "tcp",
-      fromPort: port,
-      toPort: port,
-      toPeer: true,
-      description: `peer: tcp ${port} to the other server (replication/sync)`,
-    });
+  for (const rule of peerRules(peerPorts, "to the other server")) {
+    rules.push({ ...rule, toPeer: true });
   }
   return rules;
 }
@@ -1062,15 +1104,8 @@ export function ingressRules(
       });
     }
   }
-  for (const port of peerPorts) {
-    rules.push({
-      key: `peer-tcp${port}`,
-      protocol: "tcp",
-      fromPort: port,
-      toPort: port,
-      fromPeer: true,
-      description: `peer: tcp ${port} between primary and standby (replication/sync)`,
-    });
+  for (const rule of peerRules(peerPorts, "between primary and standby")) {
+    rules.push({ ...rule, fromPeer: true });
   }
   return rules;
 }

@@ -192,17 +192,24 @@ export const POLICIES: HastackPolicy[] = [
     kind: "resource",
     name: "encryption-with-customer-keys",
     description:
-      "Volumes and root disks are encrypted; SecureStrings and backup vaults use a customer-managed KMS key (never aws/ssm).",
+      "Volumes, root disks, SecureStrings and backup vaults are encrypted with a customer-managed KMS key (never aws/ebs or aws/ssm): snapshots under aws/ebs cannot be copied to another account.",
     check(r) {
       if (r.type === T.volume && r.inputs.encrypted !== true) {
         return ["the volume must be encrypted"];
       }
+      if (r.type === T.volume && !isCustomerKey(r.inputs.kmsKeyId)) {
+        return ["the volume must name the stack's customer-managed key (kmsKeyId), not aws/ebs"];
+      }
       if (r.type === T.instance && get(r.inputs, "rootBlockDevice", "encrypted") !== true) {
         return ["the root volume must be encrypted"];
       }
+      if (r.type === T.instance && !isCustomerKey(get(r.inputs, "rootBlockDevice", "kmsKeyId"))) {
+        return [
+          "the root volume must name the stack's customer-managed key (rootBlockDevice.kmsKeyId), not aws/ebs",
+        ];
+      }
       if (r.type === T.parameter && r.inputs.type === "SecureString") {
-        const key = r.inputs.keyId;
-        if (typeof key !== "string" || key === "" || key.startsWith("alias/aws/")) {
+        if (!isCustomerKey(r.inputs.keyId)) {
           return ["a SecureString must name the stack's customer-managed key (keyId), not aws/ssm"];
         }
       }
@@ -363,4 +370,9 @@ export function checkResources(resources: PolicyInput[]): Violation[] {
 /** One line per violation, as synth prints them. */
 export function formatViolations(violations: Violation[]): string {
   return violations.map((v) => `  - [${v.policy}] ${v.urn ?? "(stack)"}: ${v.message}`).join("\n");
+}
+
+/** A KMS key named by ARN, id or alias that is not an AWS-managed one (alias/aws/…). */
+function isCustomerKey(key: unknown): boolean {
+  return typeof key === "string" && key !== "" && !key.startsWith("alias/aws/");
 }

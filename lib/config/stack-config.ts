@@ -143,7 +143,7 @@ const mailMigration = z
         raisedPreference: z.number().int().min(1).max(65535).default(10),
         /** Label of the A record the old server's MX entry points at (its host name now names the new pair). Defaults to mx-old. */
         mxLabel: hostLabel.default("mx-old"),
-        /** IMAP master user on the old server that steps 3 and 7 log in as (its password: SSM /hastack/mail/migration/master-password). Defaults to hastack-migrate. */
+        /** IMAP master user on the old server that steps 3 and 7 log in as (its password: SSM <ssmRoot>/mail/migration/master-password). Defaults to hastack-migrate. */
         masterUser: z
           .string()
           .regex(/^[A-Za-z0-9._@-]{1,64}$/, { message: "a user name (letters, digits, . _ @ -)" })

@@ -165,16 +165,12 @@ export function parsePreviewDigest(
         urn,
         parsed,
         project: opts.project,
-        id: stringOrUndefined(oldState?.id) ?? stringOrUndefined(newState?.id),
-        oldInputs: recordOrUndefined(oldState?.inputs),
-        newInputs: recordOrUndefined(newState?.inputs),
+        ...stateFields(oldState, newState),
         replaceReasons: unique([
           ...stringList(raw.replaceReasons, `${where}.replaceReasons`),
           ...replaceKeysOf(raw.detailedDiff),
         ]),
         diffReasons: unique([...stringList(raw.diffReasons, `${where}.diffReasons`), ...detailed]),
-        protect: Boolean(oldState?.protect ?? newState?.protect),
-        retainOnDelete: Boolean(oldState?.retainOnDelete ?? newState?.retainOnDelete),
       }),
     );
   });
@@ -464,9 +460,7 @@ function eventsToPlanInput(
         urn,
         parsed,
         project: opts.project,
-        id: stringOrUndefined(oldState?.id) ?? stringOrUndefined(newState?.id),
-        oldInputs: recordOrUndefined(oldState?.inputs),
-        newInputs: recordOrUndefined(newState?.inputs),
+        ...stateFields(oldState, newState),
         replaceReasons: unique(
           metas.flatMap((x) => [
             ...stringList(x.keys, `${urn} keys`),
@@ -479,8 +473,6 @@ function eventsToPlanInput(
             ...Object.keys(recordOrUndefined(x.detailedDiff) ?? {}),
           ]),
         ),
-        protect: Boolean(oldState?.protect ?? newState?.protect),
-        retainOnDelete: Boolean(oldState?.retainOnDelete ?? newState?.retainOnDelete),
         parentUrn: stringOrUndefined(oldState?.parent) ?? stringOrUndefined(newState?.parent),
       }),
       engineOps: ops,
@@ -575,4 +567,18 @@ function stringMap(v: unknown, where: string): Record<string, string> {
     out[k] = typeof x === "string" ? x : JSON.stringify(x);
   }
   return out;
+}
+
+/** What a step's old and new resource states say about it (either may be missing). */
+function stateFields(
+  oldState: Record<string, unknown> | undefined,
+  newState: Record<string, unknown> | undefined,
+): Pick<PlanStep, "id" | "oldInputs" | "newInputs" | "protect" | "retainOnDelete"> {
+  return {
+    id: stringOrUndefined(oldState?.id) ?? stringOrUndefined(newState?.id),
+    oldInputs: recordOrUndefined(oldState?.inputs),
+    newInputs: recordOrUndefined(newState?.inputs),
+    protect: Boolean(oldState?.protect ?? newState?.protect),
+    retainOnDelete: Boolean(oldState?.retainOnDelete ?? newState?.retainOnDelete),
+  };
 }

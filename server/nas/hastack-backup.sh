@@ -37,7 +37,25 @@ active() {
   esac
 }
 
+# The sources' host keys are pinned (RSYNC_RSH: StrictHostKeyChecking=yes, UserKnownHostsFile):
+# refreshed from SSM before each pull, so a rebuilt source server is known; when SSM cannot be
+# read the last good copy stays, and a key found in neither is refused, never learned.
+refresh_known_hosts() {
+  [ -n "${KNOWN_HOSTS_PARAMETER:-}" ] || return 0
+  local tmp
+  mkdir -p "$(dirname "$KNOWN_HOSTS_FILE")"
+  tmp=$(mktemp "$KNOWN_HOSTS_FILE.XXXXXX") || return 0
+  if hastack_ssm_get "$KNOWN_HOSTS_PARAMETER" 3 5 >"$tmp" && grep -q ' ssh-' "$tmp"; then
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$KNOWN_HOSTS_FILE"
+  else
+    rm -f "$tmp"
+    log "cannot read the sources' host keys from $KNOWN_HOSTS_PARAMETER; keeping $KNOWN_HOSTS_FILE"
+  fi
+}
+
 pull_rsync() {
+  refresh_known_hosts
   mkdir -p "$job_dir/.incoming/data"
   local link=() excl=() opts=() rc=0
   read -ra opts <<<"${RSYNC_OPTS:-}"

@@ -165,8 +165,9 @@ export function generateParameters(model: StackModel, domain: string): Generated
         out.mailUser = { user: `rehearsal@${domain}`, password: pw };
         value = `rehearsal@${domain}:{SHA512-CRYPT}${hash}\n`;
       } else if (/^[a-z0-9]+\/ssh-host-key\/(primary|standby)$/.test(tail)) {
-        // Each server's own host key (the stack's tls.PrivateKey, OpenSSH form).
-        value = keyPair().privateKey;
+        // Each server's own host key (the stack's tls.PrivateKey, OpenSSH form); its public
+        // half replaces the synth's mock key in the known_hosts lines (below).
+        value = pairOf(tail).privateKey;
       } else if (/^mail\/dkim\/[a-z0-9-]+$/.test(tail)) {
         value = crypto
           .generateKeyPairSync("rsa", { modulusLength: 2048 })
@@ -190,5 +191,41 @@ export function generateParameters(model: StackModel, domain: string): Generated
   if (problems.length > 0) {
     throw new Error(problems.join("\n"));
   }
+  pinGeneratedHostKeys(model, services, out, pairOf);
   return out;
+}
+
+/**
+ * known_hosts lines (`<svc>/ssh-known-hosts/<side>`: the peer's; `nas/ssh-known-hosts-sources`:
+ * the NAS's sources) name the synth's mock host keys: each is replaced by the public half of the
+ * key generated for that server, found through the per-side lines (side S pins the other side).
+ */
+function pinGeneratedHostKeys(
+  model: StackModel,
+  services: string[],
+  out: GeneratedSecrets,
+  pairOf: (base: string) => { privateKey: string; publicKey: string },
+): void {
+  const keyOf = (line: string): string => line.trim().split(/\s+/).slice(1, 3).join(" ");
+  const generated = new Map<string, string>();
+  for (const p of model.parameters) {
+    const m = /^([a-z0-9]+)\/ssh-known-hosts\/(primary|standby)$/.exec(
+      parameterTail(p.name, services),
+    );
+    if (m && p.value) {
+      const peer = m[2] === "primary" ? "standby" : "primary";
+      generated.set(keyOf(p.value), pairOf(`${m[1]}/ssh-host-key/${peer}`).publicKey);
+    }
+  }
+  for (const p of model.parameters) {
+    if (p.value && /\/ssh-known-hosts(\/|-sources$)/.test(p.name) && out.values[p.name]) {
+      out.values[p.name].value = p.value
+        .split("\n")
+        .map((line) => {
+          const real = generated.get(keyOf(line));
+          return real ? `${line.trim().split(/\s+/)[0]} ${real}` : line;
+        })
+        .join("\n");
+    }
+  }
 }

@@ -267,6 +267,32 @@ describe("stack rehearsal: the synth as a rehearsal model", function () {
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
+      // known_hosts lines pin the generated host keys, not the synth's mock ones.
+      const hostPub = (svc: string, side: string): string => {
+        fs.writeFileSync(path.join(dir, "h"), g[`/hastack/${svc}/ssh-host-key/${side}`].value, {
+          mode: 0o600,
+        });
+        return execFileSync("ssh-keygen", ["-y", "-f", path.join(dir, "h")], { encoding: "utf8" })
+          .trim()
+          .split(" ")[1];
+      };
+      fs.mkdirSync(dir, { recursive: true });
+      try {
+        expect(g["/hastack/mail/ssh-known-hosts/primary"].value).to.contain(
+          hostPub("mail", "standby"),
+        );
+        const sources = g["/hastack/nas/ssh-known-hosts-sources"].value;
+        for (const [svc, side] of [
+          ["mail", "primary"],
+          ["mail", "standby"],
+          ["pbx", "primary"],
+          ["pbx", "standby"],
+        ]) {
+          expect(sources, `${svc} ${side}`).to.contain(hostPub(svc, side));
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
       const mailPrimary = model.servers.find((s) => s.service === "mail" && s.role === "primary")!;
       expect(g["/hastack/mail/private-ip/primary"].value).to.equal(mailPrimary.privateIp);
       expect(g["/hastack/mail/users"].value).to.match(
