@@ -238,8 +238,10 @@ describe("mysql rendering: SQL dialects", () => {
       const sql = renderReplicationUserSql(g.engine, "$HOST", "$PW");
       expect(sql.split("\n")[0]).to.equal("SET SESSION sql_log_bin = 0;");
       expect(sql).to.contain(
-        "CREATE USER IF NOT EXISTS 'hastack_repl'@'$HOST' IDENTIFIED BY '$PW';",
+        "CREATE USER IF NOT EXISTS 'hastack_repl'@'$HOST' IDENTIFIED BY '$PW' REQUIRE SSL;",
       );
+      // An existing account's TLS requirement is left as it is (test/server/mysql/security.test.ts).
+      expect(sql).to.contain("ALTER USER 'hastack_repl'@'$HOST' IDENTIFIED BY '$PW';");
       const grant = sql.split("\n").find((l) => l.startsWith("GRANT "))!;
       for (const p of g.must) {
         expect(grant).to.contain(p);

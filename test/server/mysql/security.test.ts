@@ -87,6 +87,25 @@ describe("mysql security on real MariaDB (issue 13)", function () {
       expect(st.Master_SSL_CA_File).to.equal(`${pair.tlsDir}/ca.pem`);
     });
   });
+
+  // Setup re-runs on an existing stack when its script changes (`pulumi up` after an upgrade).
+  // An account made before issue 13 has no TLS requirement and its replica connects without
+  // TLS: tightening it there would stop replication at the next reconnect.
+  describe("setup re-run on a stack made before TLS never tightens a running account", () => {
+    const account = `'${REPLICATION_USER}'@'127.0.0.1'`;
+    it("keeps an existing account's requirement: the old replica still logs in without TLS", async () => {
+      await pair.sql("primary", `SET SESSION sql_log_bin = 0; ALTER USER ${account} REQUIRE NONE`);
+      await pair.runScriptChecked("setup", "primary");
+      const created = await pair.sql("primary", `SHOW CREATE USER ${account}`);
+      expect(created).to.not.match(/REQUIRE SSL/);
+      const login = (tls: boolean): Promise<string> =>
+        pair.tryLogin("primary", { user: REPLICATION_USER, password: pair.password, tls });
+      expect(await login(false), "the old replica's way in still works").to.equal("");
+      // README step 3, by hand once both sides use TLS.
+      await pair.sql("primary", `SET SESSION sql_log_bin = 0; ALTER USER ${account} REQUIRE SSL`);
+      expect(await login(false)).to.match(/Access denied/);
+    });
+  });
 });
 
 describe("mysqlClientHost: the clients' network as MySQL sees hosts", () => {
