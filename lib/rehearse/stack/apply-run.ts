@@ -23,7 +23,7 @@ import { PACKAGE_ROOT } from "../../package-root";
 import { Drill, DrillUsageError, runDrill } from "../drill";
 import { RUN_ROOT, readStackSettings } from "./index";
 import { ApplyPlan, ApplyRefusedError, ApplyStep, describeStep, planApply } from "./apply";
-import { CommandContext, RemoteCommandError, remoteCommandsOf, runRemoteCommand } from "./commands";
+import { CommandContext, remoteCommandsOf, runRemoteCommand } from "./commands";
 import { DnsRecord, StackModel, buildModel, inCidr } from "./model";
 import { moveEip } from "./eip";
 import { StandInConfig } from "./standins";
@@ -228,12 +228,9 @@ export async function executePlan(
       });
     } catch (e) {
       failed = true;
-      const tail =
-        e instanceof RemoteCommandError
-          ? ` ${e.stderr.trim().split("\n").slice(-10).join(" | ")}`
-          : "";
-      const error = `${(e as Error).message}${tail}`;
-      log(`apply: FAILED ${s.urn}: ${error}`);
+      // A command's message already ends with its last lines of stderr.
+      const error = (e as Error).message;
+      log(`apply: FAILED: ${error}`);
       results.push({
         step: what,
         urn: s.urn,

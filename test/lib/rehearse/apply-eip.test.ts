@@ -88,11 +88,19 @@ const haveTools = ["socat", "conntrack", "nft"].every(
       td = new Teardown(path.join(dir, "made.json"));
       net = createNetwork(model, crypto.randomBytes(3).toString("hex"), dir, td);
       // Each PBX answers SSH's port (open to the admin CIDRs) with its name, on its service
-      // address: the ENI's secondary IP, which the instance configures itself.
+      // address: the ENI's secondary IP.
       for (const name of ["pbx-primary", "pbx-standby"]) {
         const s = model.servers.find((x) => x.name === name)!;
         const ns = nsOf(name);
-        execFileSync("ip", ["-n", ns, "addr", "add", `${s.secondaryIps[0]}/16`, "dev", "ens5"]);
+        // What the instance's OS configures (the network leaves ens5 down and unaddressed).
+        for (const args of [
+          ["link", "set", "ens5", "up"],
+          ["addr", "add", `${s.privateIp}/16`, "dev", "ens5"],
+          ["addr", "add", `${s.secondaryIps[0]}/16`, "dev", "ens5"],
+          ["route", "add", "default", "via", net.addresses.gateway],
+        ]) {
+          execFileSync("ip", ["-n", ns, ...args]);
+        }
         const child = spawn(
           "ip",
           [

@@ -130,10 +130,18 @@ describe("rehearse apply: what `pulumi up` does between two synths", function ()
       },
       {
         service: "pbx",
-        kinds: ["eip:move", "record:update"],
-        commands: [],
+        // The standby's activation first: the EIP association waits for it (components/pbx.ts).
+        kinds: [
+          "command:replace",
+          "command:replace",
+          "eip:move",
+          "record:update",
+          "command:delete-replaced",
+          "command:delete-replaced",
+        ],
+        commands: ["pbx-activate-standby:create"],
         check: (p) => {
-          const eip = p.steps[0] as EipStep;
+          const eip = p.steps.find((s): s is EipStep => s.kind === "eip")!;
           expect(eip.from.server).to.equal("pbx-primary");
           expect(eip.to.server).to.equal("pbx-standby");
           expect(eip.from.publicIp).to.equal(eip.publicIp);
@@ -160,9 +168,10 @@ describe("rehearse apply: what `pulumi up` does between two synths", function ()
       expect(p.steps[0]).to.have.property("value", "primary");
     });
 
-    it("pbx: standby → primary moves the EIP back", () => {
+    it("pbx: standby → primary activates the primary and moves the EIP back", () => {
       const p = plan(after.pbx, base);
-      const eip = p.steps[0] as EipStep;
+      expect(commandsRun(p)).to.deep.equal(["pbx-activate-primary:create"]);
+      const eip = p.steps.find((s): s is EipStep => s.kind === "eip")!;
       expect([eip.from.server, eip.to.server]).to.deep.equal(["pbx-standby", "pbx-primary"]);
     });
 
