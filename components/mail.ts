@@ -679,6 +679,13 @@ export interface MailLayout {
   dkimMilterPort: number;
   /** CA file that verifies the old server's certificate in the migration. Defaults to the system CAs. */
   tlsClientCaFile?: string;
+  /** certbot's config, work and log directories: on the data volume (account, certificate). */
+  acmeDir: string;
+  /**
+   * certbot's challenge plugin (and ACME server) arguments: Route 53 DNS-01 against Let's
+   * Encrypt in production; tests use RFC 2136 against their bind9 and pebble.
+   */
+  acmeArgs: string[];
 }
 
 export const PRODUCTION_LAYOUT: MailLayout = {
@@ -707,6 +714,8 @@ export const PRODUCTION_LAYOUT: MailLayout = {
   dkimPidFile: "/run/opendkim/opendkim.pid",
   dkimUser: "opendkim",
   dkimMilterPort: 8891,
+  acmeDir: "/srv/data/acme",
+  acmeArgs: ["--dns-route53"],
 };
 
 /** What both servers share: identity and options. */
@@ -931,6 +940,32 @@ export function renderFallbackScript(layout: MailLayout = PRODUCTION_LAYOUT): st
  */
 export function renderQueueScript(layout: MailLayout = PRODUCTION_LAYOUT): string {
   return renderPicked("mail/hastack-mail-queue.sh", layoutValues(layout, true));
+}
+
+/** Hours between two runs of `hastack-mail-cert renew` (certbot renews 30 days before expiry). */
+export const CERT_RENEW_HOURS = 12;
+
+/**
+ * hastack-mail-cert (server/mail/hastack-mail-cert.sh): the certificate for the service name
+ * and both server names from ACME with DNS-01 (`obtain` at first boot, `renew` by timer, and
+ * `deploy`, certbot's hook, which installs it at tlsCert/tlsKey and reloads Postfix and Dovecot).
+ */
+export function renderCertScript(
+  s: MailServerSettings,
+  serverNames: Record<Role, string>,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  return renderPicked("mail/hastack-mail-cert.sh", layoutValues(layout, true), {
+    ACME_DIR: shellQuote(layout.acmeDir),
+    CERT_NAMES: certificateNames(s, serverNames).map(shellQuote).join(" "),
+    CONTACT: shellQuote(`postmaster@${s.domain}`),
+    ACME_ARGS: layout.acmeArgs.map(shellQuote).join(" "),
+  });
+}
+
+/** The names in a mail server's certificate: the service name first, then both servers'. */
+export function certificateNames(s: MailServerSettings, serverNames: Record<Role, string>): string[] {
+  return [s.hostname, serverNames.primary, serverNames.standby];
 }
 
 /** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
