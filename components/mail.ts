@@ -272,6 +272,18 @@ export class MailPair extends pulumi.ComponentResource {
       );
     }
 
+    // ACME DNS-01 (hastack-mail-cert): the servers may change only the _acme-challenge TXT
+    // records of the pair's own names in the stack's zone — never MX, SPF or any other record.
+    const certNames = certificateNames(settings, this.serverNames);
+    new aws.iam.RolePolicy(
+      `${name}-acme-dns`,
+      {
+        role: this.pair.role.id,
+        policy: args.dns.zoneId.apply((zoneId) => JSON.stringify(acmeDnsPolicy(zoneId, certNames))),
+      },
+      { parent: this },
+    );
+
     // DNS: the ONE MX record set of the domain; SPF and the old server's A record below, after
     // the step commands (step 9's records wait for its check).
     args.dns.record(this, `${name}-mx`, {
@@ -942,8 +954,11 @@ export function renderQueueScript(layout: MailLayout = PRODUCTION_LAYOUT): strin
   return renderPicked("mail/hastack-mail-queue.sh", layoutValues(layout, true));
 }
 
-/** Hours between two runs of `hastack-mail-cert renew` (certbot renews 30 days before expiry). */
-export const CERT_RENEW_HOURS = 12;
+/**
+ * Minutes between two runs of `hastack-mail-cert renew`: certbot renews only what expires within
+ * 30 days, so hourly costs nothing, and a certificate missing since first boot comes within the hour.
+ */
+export const CERT_RENEW_MINUTES = 60;
 
 /**
  * hastack-mail-cert (server/mail/hastack-mail-cert.sh): the certificate for the service name
@@ -963,8 +978,53 @@ export function renderCertScript(
   });
 }
 
+/**
+ * The IAM policy certbot's Route 53 plugin needs for DNS-01, scoped with Route 53's own
+ * condition keys to TXT records named `_acme-challenge.<name>` for the certificate's names in one
+ * zone (ListHostedZones has no resource scope in IAM; it lists zone names, no records).
+ */
+export function acmeDnsPolicy(zoneId: string, names: string[]): Record<string, unknown> {
+  return {
+    Version: "2012-10-17",
+    Statement: [
+      {
+        Sid: "AcmeChallengeRecordsOnly",
+        Effect: "Allow",
+        Action: "route53:ChangeResourceRecordSets",
+        Resource: `arn:aws:route53:::hostedzone/${zoneId}`,
+        Condition: {
+          "ForAllValues:StringEquals": {
+            // Route 53 lower-cases the names and drops the final dot before comparing.
+            "route53:ChangeResourceRecordSetsNormalizedRecordNames": names.map(
+              (n) => `_acme-challenge.${n.toLowerCase().replace(/\.$/, "")}`,
+            ),
+            "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+            "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+          },
+        },
+      },
+      {
+        Sid: "WaitForChange",
+        Effect: "Allow",
+        Action: "route53:GetChange",
+        Resource: "arn:aws:route53:::change/*",
+      },
+      {
+        // IAM has no resource scope for it (policy/rules.ts ACTIONS_ONLY_ON_ANY_RESOURCE).
+        Sid: "FindZone",
+        Effect: "Allow",
+        Action: ["route53:ListHostedZones"],
+        Resource: "*",
+      },
+    ],
+  };
+}
+
 /** The names in a mail server's certificate: the service name first, then both servers'. */
-export function certificateNames(s: MailServerSettings, serverNames: Record<Role, string>): string[] {
+export function certificateNames(
+  s: MailServerSettings,
+  serverNames: Record<Role, string>,
+): string[] {
   return [s.hostname, serverNames.primary, serverNames.standby];
 }
 
@@ -1082,6 +1142,9 @@ export function mailPackages(pop3: boolean): string[] {
     "rsync",
     // Monitoring scrapes it; the sync writes its success metric to the textfile collector.
     "prometheus-node-exporter",
+    // The certificate from ACME, DNS-01 on the stack's Route 53 zone (hastack-mail-cert).
+    "certbot",
+    "python3-certbot-dns-route53",
   ];
 }
 
@@ -1137,6 +1200,12 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
     execStart: `${L.sbinDir}/hastack-mail-queue metrics`,
     minutes: QUEUE_METRICS_MINUTES,
   });
+  const cert = renderTimerUnits({
+    name: "hastack-mail-cert",
+    description: "hastack: renew the ACME certificate, or obtain it if missing",
+    execStart: `${L.sbinDir}/hastack-mail-cert renew`,
+    minutes: CERT_RENEW_MINUTES,
+  });
   const script = (name: string, content: string): CloudConfigFile => ({
     path: `${L.sbinDir}/${name}`,
     permissions: "0755",
@@ -1168,12 +1237,15 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
       script("hastack-mail-fallback", renderFallbackScript(L)),
       script("hastack-mail-migrate", renderMigrateScript(s, L)),
       script("hastack-mail-queue", renderQueueScript(L)),
+      script("hastack-mail-cert", renderCertScript(s, input.serverNames, L)),
       unit("hastack-mail-sync.service", sync.service),
       unit("hastack-mail-sync.timer", sync.timer),
       unit("hastack-mail-refresh.service", refresh.service),
       unit("hastack-mail-refresh.timer", refresh.timer),
       unit("hastack-mail-queue.service", queue.service),
       unit("hastack-mail-queue.timer", queue.timer),
+      unit("hastack-mail-cert.service", cert.service),
+      unit("hastack-mail-cert.timer", cert.timer),
     ],
     runcmd: [[`${L.sbinDir}/hastack-mail-setup`]],
   };

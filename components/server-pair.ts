@@ -301,6 +301,8 @@ export class ServerPair extends pulumi.ComponentResource {
    * client of the service such as the NAS pins both sides) and its key — for clients to pin.
    */
   public readonly knownHostsLines: pulumi.Output<string>;
+  /** The servers' IAM role: a service adds its own scoped policies (mail: ACME DNS-01, issue 17). */
+  public readonly role: aws.iam.Role;
   private pendingSwitch?: (dependsOn: pulumi.Input<pulumi.Resource>[]) => void;
 
   constructor(name: string, args: ServerPairArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -472,6 +474,7 @@ export class ServerPair extends pulumi.ComponentResource {
       );
     }
     this.hostKeys = mapRoles((side) => hostKeys[side].publicKeyOpenssh.apply((k) => k.trim()));
+    this.role = role;
 
     const userData = resolveUserData(args, hostKeyParameters);
     const instances = {} as Record<Role, aws.ec2.Instance>;

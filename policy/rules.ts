@@ -336,7 +336,15 @@ export const POLICIES: HastackPolicy[] = [
           continue;
         }
         const resources = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+        const actions = (Array.isArray(s.Action) ? s.Action : [s.Action]) as unknown[];
+        // Actions AWS authorizes only on `*` (no resource-level permissions) may have it, alone.
+        const unscopable =
+          actions.length > 0 &&
+          actions.every((a) => ACTIONS_ONLY_ON_ANY_RESOURCE.includes(String(a)));
         for (const arn of resources as unknown[]) {
+          if (arn === "*" && unscopable) {
+            continue;
+          }
           if (arn === "*") {
             out.push("an Allow statement must name its resources, not `*`");
             continue;
@@ -351,6 +359,13 @@ export const POLICIES: HastackPolicy[] = [
     },
   },
 ];
+
+/**
+ * Read-only actions that IAM supports only with `Resource: "*"` (AWS's service authorization
+ * reference lists no resource type for them). route53:ListHostedZones: certbot's Route 53 plugin
+ * finds the zone with it (mail's ACME DNS-01, issue 17); it lists zone names, no records.
+ */
+export const ACTIONS_ONLY_ON_ANY_RESOURCE: readonly string[] = ["route53:ListHostedZones"];
 
 /** Runs every policy over a whole desired state (offline synth, or tests). */
 export function checkResources(resources: PolicyInput[]): Violation[] {

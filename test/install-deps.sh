@@ -9,17 +9,20 @@ PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd mariadb
   unixodbc odbc-mariadb systemd socat shellcheck pyflakes3
   systemd-container mmdebstrap dpkg-dev bind9 bind9-dnsutils unbound nftables openssh-client openssl
   util-linux openssh-server opendkim python3-dkim python3-dnspython libnet-ssleay-perl
-  libio-socket-ssl-perl conntrack sqlite3 php-cli)
+  libio-socket-ssl-perl conntrack sqlite3 php-cli pebble certbot python3-certbot-dns-rfc2136
+  python3-certbot-dns-route53)
 TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
   prometheus-blackbox-exporter named-checkzone rsync swaks ip /usr/lib/dovecot/lmtp
   rrsync isql systemd-analyze socat shellcheck pyflakes3
   systemd-nspawn mmdebstrap dpkg-scanpackages named rndc dig unbound nft ssh ssh-keygen openssl nsenter sshd
-  opendkim flock conntrack sqlite3 php)
+  opendkim flock conntrack sqlite3 php pebble certbot)
 
 missing=()
 for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
+# certbot's RFC 2136 plugin (the ACME test's DNS-01 against bind9) is a module, not a command.
+/usr/bin/python3 -c "import certbot_dns_rfc2136" 2>/dev/null || missing+=("certbot-dns-rfc2136")
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all test tools present (${TOOLS[*]})"
   exit 0

@@ -21,7 +21,7 @@ if [ ! -s @@TLS_CERT@@ ] || [ ! -s @@TLS_KEY@@ ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=$CERT_NAME" \
     -addext "subjectAltName=$CERT_SAN" -keyout @@TLS_KEY@@ -out @@TLS_CERT@@
   chmod 0600 @@TLS_KEY@@
-  log "made a self-signed certificate; install a real one at the same paths"
+  log "made a self-signed certificate: the first-boot fallback until ACME's is installed"
 fi
 install -m 0644 @@STAGING_DIR@@/main.cf @@POSTFIX_DIR@@/main.cf
 install -m 0644 @@STAGING_DIR@@/master.cf @@POSTFIX_DIR@@/master.cf
@@ -47,9 +47,15 @@ for attempt in $(seq 1 30); do
   if [ "$attempt" -eq 30 ]; then log "users and secrets still unreadable from SSM; the refresh timer keeps trying"; fi
   sleep 10
 done
+# The real certificate (ACME DNS-01) for the service name and both server names, before any
+# daemon serves TLS — on the standby too, which must hold it before it ever takes traffic. If it
+# fails, the self-signed one stays and hastack-mail-cert.timer retries every hour.
+if ! @@SBIN_DIR@@/hastack-mail-cert obtain; then
+  log "no ACME certificate yet; serving the self-signed one until hastack-mail-cert.timer obtains it"
+fi
 systemctl daemon-reload
 systemctl enable opendkim dovecot postfix
 systemctl restart opendkim dovecot postfix
-systemctl enable --now hastack-mail-refresh.timer hastack-mail-queue.timer
+systemctl enable --now hastack-mail-refresh.timer hastack-mail-queue.timer hastack-mail-cert.timer
 @@SYNC_TIMER@@
 log "mail server ready"

@@ -843,6 +843,128 @@ describe("MailPair under mocks", function () {
     });
   });
 
+  describe("ACME DNS-01: the servers may change only _acme-challenge TXT records of their names (issue 17)", () => {
+    interface Statement {
+      Effect: string;
+      Action: string | string[];
+      Resource: string;
+      Condition?: Record<string, Record<string, string[]>>;
+    }
+    const statements = (): Statement[] => {
+      const p = resources(base, "aws:iam/rolePolicy:RolePolicy").find(
+        (r) => r.name === "mail-acme-dns",
+      )!;
+      return (JSON.parse(p.inputs.policy as string) as { Statement: Statement[] }).Statement;
+    };
+    /**
+     * IAM's answer for one ChangeResourceRecordSets request (Allow statements only, as here):
+     * allowed when a statement names the action and zone and every ForAllValues:StringEquals
+     * condition holds for every value of the request.
+     */
+    const allows = (req: { zone: string; names: string[]; types: string[]; actions: string[] }) =>
+      statements().some((st) => {
+        const actions = ([] as string[]).concat(st.Action);
+        if (st.Effect !== "Allow" || !actions.includes("route53:ChangeResourceRecordSets")) {
+          return false;
+        }
+        if (st.Resource !== `arn:aws:route53:::hostedzone/${req.zone}` && st.Resource !== "*") {
+          return false;
+        }
+        const c = st.Condition?.["ForAllValues:StringEquals"] ?? {};
+        const values: Record<string, string[]> = {
+          "route53:ChangeResourceRecordSetsNormalizedRecordNames": req.names,
+          "route53:ChangeResourceRecordSetsRecordTypes": req.types,
+          "route53:ChangeResourceRecordSetsActions": req.actions,
+        };
+        return Object.entries(c).every(([key, allowed]) =>
+          (values[key] ?? []).every((v) => allowed.includes(v)),
+        );
+      });
+    let zone: string;
+    before(() => {
+      const mx = resources(base, RECORD).find((r) => r.inputs.type === "MX")!;
+      zone = mx.inputs.zoneId as string;
+    });
+
+    it("compliant: the challenge records of mail, mx1 and mx2 (UPSERT and DELETE, TXT)", () => {
+      for (const host of ["mail", "mx1", "mx2"]) {
+        expect(
+          allows({
+            zone,
+            names: [`_acme-challenge.${host}.${DOMAIN}`],
+            types: ["TXT"],
+            actions: ["UPSERT", "DELETE"],
+          }),
+          host,
+        ).to.equal(true);
+      }
+    });
+
+    const refused: [string, { names: string[]; types: string[]; actions: string[] }][] = [
+      ["the MX record set", { names: [DOMAIN], types: ["MX"], actions: ["UPSERT"] }],
+      ["SPF (the domain's TXT)", { names: [DOMAIN], types: ["TXT"], actions: ["UPSERT"] }],
+      [
+        "a DKIM record",
+        { names: [`hastack1._domainkey.${DOMAIN}`], types: ["TXT"], actions: ["UPSERT"] },
+      ],
+      [
+        "another service's challenge",
+        { names: [`_acme-challenge.db.${DOMAIN}`], types: ["TXT"], actions: ["UPSERT"] },
+      ],
+      [
+        "the service name's A record",
+        { names: [`mail.${DOMAIN}`], types: ["A"], actions: ["UPSERT"] },
+      ],
+      [
+        "a challenge name with another type",
+        { names: [`_acme-challenge.mail.${DOMAIN}`], types: ["CNAME"], actions: ["UPSERT"] },
+      ],
+      [
+        "a challenge record bundled with MX",
+        {
+          names: [`_acme-challenge.mail.${DOMAIN}`, DOMAIN],
+          types: ["TXT", "MX"],
+          actions: ["UPSERT"],
+        },
+      ],
+      [
+        "CREATE (only UPSERT and DELETE are allowed)",
+        { names: [`_acme-challenge.mail.${DOMAIN}`], types: ["TXT"], actions: ["CREATE"] },
+      ],
+    ];
+    for (const [what, req] of refused) {
+      it(`non-compliant: ${what}`, () => {
+        expect(allows({ zone, ...req })).to.equal(false);
+      });
+    }
+    it("non-compliant: the right name in another hosted zone", () => {
+      expect(
+        allows({
+          zone: "Z0THERZONE",
+          names: [`_acme-challenge.mail.${DOMAIN}`],
+          types: ["TXT"],
+          actions: ["UPSERT"],
+        }),
+      ).to.equal(false);
+    });
+    it("the only unscoped action lists zone names; GetChange is scoped to changes", () => {
+      const unscoped = statements().filter((s) => s.Resource === "*");
+      expect(unscoped.map((s) => s.Action)).to.deep.equal([["route53:ListHostedZones"]]);
+      expect(statements().find((s) => s.Action === "route53:GetChange")!.Resource).to.equal(
+        "arn:aws:route53:::change/*",
+      );
+    });
+    it("both servers' user-data obtain the certificate at first boot and renew it hourly", () => {
+      for (const n of ["mail-pair-primary", "mail-pair-standby"]) {
+        const ud = userDataOf(byName(base, n)!);
+        expect(ud).to.contain("hastack-mail-cert obtain");
+        expect(ud).to.contain("PLUGIN_ARGS=(--dns-route53)");
+        expect(ud).to.contain(`NAMES=(mail.${DOMAIN} mx1.${DOMAIN} mx2.${DOMAIN})`);
+        expect(ud).to.contain("OnUnitActiveSec=60min");
+      }
+    });
+  });
+
   describe("a failover flip", () => {
     it("touches only the switch records and the MX preference", async () => {
       const flipped = await synth({ active: "standby" });

@@ -162,11 +162,25 @@ const CASES: {
               Action: "ssm:GetParameter",
               Resource: "arn:aws:ssm:ap-southeast-3:123456789012:parameter/hastack/mail/*",
             },
+            // An action IAM authorizes only on "*" (certbot's Route 53 zone lookup), alone.
+            { Effect: "Allow", Action: ["route53:ListHostedZones"], Resource: "*" },
           ],
         }),
       }),
     ],
     nonCompliant: [
+      res("aws:iam/rolePolicy:RolePolicy", {
+        policy: JSON.stringify({
+          Statement: [
+            // Bundled with an action that can be scoped, "*" is refused.
+            {
+              Effect: "Allow",
+              Action: ["route53:ListHostedZones", "route53:ChangeResourceRecordSets"],
+              Resource: "*",
+            },
+          ],
+        }),
+      }),
       res("aws:iam/rolePolicy:RolePolicy", {
         policy: JSON.stringify({
           Statement: [
