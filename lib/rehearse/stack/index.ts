@@ -138,8 +138,11 @@ let teardown: Teardown | undefined;
 let keepUp = false;
 let lock: RehearsalLock | undefined;
 
-/** One rehearsal at a time on a machine (lock.ts); the issue-12 drills take the same lock. */
-export const LOCK_FILE = path.join(RUN_ROOT, "lock");
+/**
+ * One rehearsal at a time on a machine (lock.ts), whatever its HASTACK_REHEARSAL_DIR: the cores are
+ * what they share. The issue-12 drills take the same lock.
+ */
+export const LOCK_FILE = process.env.HASTACK_REHEARSAL_LOCK ?? "/var/lib/hastack-rehearsal/lock";
 
 function stateFile(stack: string): string {
   return path.join(RUN_ROOT, stack, "made.json");
@@ -229,7 +232,7 @@ async function rehearse(
   o: StackOptions,
   log: (l: string) => void,
 ): Promise<{ passed: boolean; problems: string[]; summary: string }> {
-  const started = Date.now();
+  let started = Date.now();
   if (process.getuid?.() !== 0) {
     throw new Error("the stack rehearsal needs root (network namespaces, mounts, containers)");
   }
@@ -238,6 +241,8 @@ async function rehearse(
     throw new Error(`missing ${missing.join(", ")}: run test/install-deps.sh`);
   }
   lock = await takeLock(LOCK_FILE, o.stack, o.lockWait, log);
+  // "seconds" is the rehearsal's own time, not the wait for another one.
+  started = Date.now();
   const timings: Record<string, number> = {};
   let phaseStarted = Date.now();
   const phase = (name: string): void => {
@@ -304,7 +309,13 @@ async function rehearse(
   const dir = path.join(RUN_ROOT, o.stack);
   fs.mkdirSync(dir, { recursive: true });
   teardown.add({ kind: "dir", path: dir });
-  const id = crypto.createHash("sha256").update(o.stack).digest("hex").slice(0, 6);
+  // Namespace names from the stack and the state directory: a stack left up (--keep) under another
+  // HASTACK_REHEARSAL_DIR keeps its names, this run gets its own.
+  const id = crypto
+    .createHash("sha256")
+    .update(`${RUN_ROOT}\0${o.stack}`)
+    .digest("hex")
+    .slice(0, 6);
 
   // /run/systemd/nspawn on a tmpfs of its own (nspawn cleans its propagation directory there).
   if (!isMounted("/run/systemd/nspawn")) {
