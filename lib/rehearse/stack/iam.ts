@@ -2,8 +2,9 @@
 // profile decides, as on AWS — an explicit Deny wins, then an Allow, else the implicit deny.
 // Covers what instance-profile policies in this stack use: Action and Resource lists with `*` and
 // `?` wildcards (actions case-insensitive, resources case-sensitive), and the StringEquals /
-// StringLike conditions the KMS statements use; any other condition is refused when the model is
-// built, never ignored.
+// StringLike conditions the KMS statements use, and their ForAllValues: forms (the mail servers'
+// ACME policy on Route 53 record names); any other condition is refused when the model is built,
+// never ignored.
 import { PolicyStatement } from "./model";
 
 function globToRegExp(glob: string, flags: string): RegExp {
@@ -14,19 +15,26 @@ function globToRegExp(glob: string, flags: string): RegExp {
   return new RegExp(`^${body}$`, flags);
 }
 
-/** Whether a statement's conditions hold for the request context (a missing key fails). */
-function conditionsHold(s: PolicyStatement, context: Record<string, string>): boolean {
+/**
+ * Whether a statement's conditions hold for the request context. A single-valued operator fails
+ * on a missing key; a `ForAllValues:` one needs every value of the request's key (a list, or
+ * one value) to match, and holds on a missing key — as AWS evaluates it (an empty set).
+ */
+function conditionsHold(s: PolicyStatement, context: Record<string, string | string[]>): boolean {
   return Object.entries(s.conditions ?? {}).every(([op, keys]) =>
     Object.entries(keys).every(([key, values]) => {
       const actual = Object.entries(context).find(
         ([k]) => k.toLowerCase() === key.toLowerCase(),
       )?.[1];
+      const forAll = op.startsWith("ForAllValues:");
+      const like = op.endsWith("StringLike");
+      const matches = (a: string): boolean =>
+        values.some((v) => (like ? globToRegExp(v, "").test(a) : v === a));
       if (actual === undefined) {
-        return false;
+        return forAll;
       }
-      return values.some((v) =>
-        op === "StringLike" ? globToRegExp(v, "").test(actual) : v === actual,
-      );
+      const set = Array.isArray(actual) ? actual : [actual];
+      return forAll ? set.every(matches) : set.length === 1 && matches(set[0]);
     }),
   );
 }
@@ -39,7 +47,7 @@ export function isAllowed(
   policy: PolicyStatement[],
   action: string,
   resourceArn: string,
-  context: Record<string, string> = {},
+  context: Record<string, string | string[]> = {},
 ): boolean {
   const matches = (s: PolicyStatement): boolean =>
     s.actions.some((a) => globToRegExp(a, "i").test(action)) &&

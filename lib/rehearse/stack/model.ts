@@ -36,7 +36,12 @@ export interface PolicyStatement {
 }
 
 /** Condition operators the rehearsal evaluates; any other is refused when the model is built. */
-export const CONDITION_OPERATORS = ["StringEquals", "StringLike"];
+export const CONDITION_OPERATORS = [
+  "StringEquals",
+  "StringLike",
+  "ForAllValues:StringEquals",
+  "ForAllValues:StringLike",
+];
 
 export interface RehearsalServer {
   /** Logical name of the instance, e.g. "mail-pair-primary". */

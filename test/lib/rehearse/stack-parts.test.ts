@@ -236,6 +236,38 @@ describe("stack rehearsal: the synth as a rehearsal model", function () {
         isAllowed(policy, "ssm:GetParameter", "arn:aws:ssm:r:1:parameter/hastack/mysql/x"),
       ).to.equal(false);
     });
+    it("ForAllValues: every value of the request's key must match; a missing key holds (AWS)", () => {
+      const policy = [
+        {
+          effect: "Allow" as const,
+          actions: ["route53:ChangeResourceRecordSets"],
+          resources: ["arn:aws:route53:::hostedzone/Z1"],
+          conditions: {
+            "ForAllValues:StringEquals": {
+              "route53:ChangeResourceRecordSetsNormalizedRecordNames": [
+                "_acme-challenge.mail.example.com",
+                "_acme-challenge.mx1.example.com",
+              ],
+            },
+          },
+        },
+      ];
+      const change = (names?: string | string[]): boolean =>
+        isAllowed(
+          policy,
+          "route53:ChangeResourceRecordSets",
+          "arn:aws:route53:::hostedzone/Z1",
+          names === undefined
+            ? {}
+            : { "route53:ChangeResourceRecordSetsNormalizedRecordNames": names },
+        );
+      expect(
+        change(["_acme-challenge.mail.example.com", "_acme-challenge.mx1.example.com"]),
+      ).to.equal(true);
+      expect(change("_acme-challenge.mail.example.com")).to.equal(true);
+      expect(change(["_acme-challenge.mail.example.com", "mail.example.com"])).to.equal(false);
+      expect(change(), "a missing key is an empty set: ForAllValues holds").to.equal(true);
+    });
   });
 
   describe("generated parameter values", () => {
