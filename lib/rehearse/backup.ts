@@ -714,6 +714,10 @@ export async function startMariadb(o: {
   const datadir = path.join(o.dir, "data");
   fs.mkdirSync(datadir, { recursive: true });
   const socket = path.join(o.dir, "mysqld.sock");
+  // Its own temporary directory: two servers bootstrapping at once in a shared /tmp were seen to
+  // lose a temporary table ("Could not remove temporary table '/tmp/#sql-temptable-…'").
+  const tmpdir = path.join(o.dir, "tmp");
+  fs.mkdirSync(tmpdir, { recursive: true });
   await runChecked(
     "mariadb-install-db",
     [
@@ -723,7 +727,7 @@ export async function startMariadb(o: {
       "--auth-root-authentication-method=socket",
       "--skip-test-db",
     ],
-    { deadline, what: "mariadb-install-db" },
+    { deadline, what: "mariadb-install-db", env: { TMPDIR: tmpdir } },
   );
   const port = await freePort();
   const args = [
@@ -737,6 +741,7 @@ export async function startMariadb(o: {
     `--pid-file=${path.join(o.dir, "mysqld.pid")}`,
     `--log-error=${path.join(o.dir, "error.log")}`,
     "--innodb-buffer-pool-size=64M",
+    `--tmpdir=${tmpdir}`,
     ...(o.binlog
       ? ["--server-id=1", `--log-bin=${path.join(o.dir, "binlog")}`, "--binlog-format=ROW"]
       : []),

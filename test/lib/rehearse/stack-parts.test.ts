@@ -12,6 +12,7 @@ import { StackModel, buildModel, inCidr } from "../../../lib/rehearse/stack/mode
 import { renderRuleset, ruleToNft } from "../../../lib/rehearse/stack/nft";
 import { answeredRecords, renderZoneFile } from "../../../lib/rehearse/stack/dns";
 import { isAllowed, parameterArn } from "../../../lib/rehearse/stack/iam";
+import { NEEDS_THE_INTERNET } from "../../../lib/rehearse/stack/checks";
 import { generateParameters } from "../../../lib/rehearse/stack/secrets";
 import { parseStackArgs } from "../../../lib/rehearse/stack";
 import { DrillUsageError } from "../../../lib/rehearse/drill";
@@ -350,5 +351,23 @@ describe("stack rehearsal flags", () => {
     expect(() => parseStackArgs(["--stack", "../x"])).to.throw(DrillUsageError, /stack name/);
     expect(() => parseStackArgs(["--boot-timeout", "5"])).to.throw(DrillUsageError, /at least 60/);
     expect(() => parseStackArgs(["--bogus"])).to.throw(DrillUsageError, /unknown flag --bogus/);
+  });
+});
+
+describe("stack rehearsal: units that fail only for want of a route out", () => {
+  const cert = NEEDS_THE_INTERNET.find((n) => n.unit === "hastack-mail-cert.service")!;
+  it("the ACME unit unable to reach Let's Encrypt is not rehearsed, not a failure", () => {
+    // The journal of the prod rehearsal of 2026-11-30, as the report gave it.
+    const journal =
+      "hastack-mail-cert: no ACME certificate yet: obtaining one | An unexpected error occurred: | requests.exceptions.ConnectionError: HTTPSConnectionPool(host='acme-v02.api.letsencrypt.org', port=443): Max retries exceeded with url: /directory (Caused by NewConnectionError('<urllib3.connection.HTTPSConnection object at 0x7f>: Failed to establish a new connection: [Errno -3] Temporary failure in name resolution')) | hastack-mail-cert.service: Failed with result 'exit-code'.";
+    expect(cert.because.test(journal)).to.equal(true);
+  });
+  it("the same unit failing for any other reason stays a failure", () => {
+    for (const journal of [
+      "hastack-mail-cert: certbot: command not found | hastack-mail-cert.service: Failed with result 'exit-code'.",
+      "An unexpected error occurred: acme-v02.api.letsencrypt.org: Error creating new order :: too many certificates already issued",
+    ]) {
+      expect(cert.because.test(journal), journal).to.equal(false);
+    }
   });
 });
