@@ -61,6 +61,20 @@ export function stackKey(
 }
 
 /**
+ * The first statement of every stack key's policy: the account administers the key and
+ * delegates its use to IAM (the statements after it narrow that use).
+ */
+export function accountAdministers(accountId: string): Record<string, unknown> {
+  return {
+    Sid: "AccountAdministersAndDelegatesToIam",
+    Effect: "Allow",
+    Principal: { AWS: `arn:aws:iam::${accountId}:root` },
+    Action: "kms:*",
+    Resource: "*",
+  };
+}
+
+/**
  * The key policy: the account administers the key and delegates use to IAM (each role's own
  * policy decides which parameters it may decrypt); nobody decrypts outside SSM parameters.
  */
@@ -68,13 +82,7 @@ export function secretsKeyPolicy(accountId: string): Record<string, unknown> {
   return {
     Version: "2012-10-17",
     Statement: [
-      {
-        Sid: "AccountAdministersAndDelegatesToIam",
-        Effect: "Allow",
-        Principal: { AWS: `arn:aws:iam::${accountId}:root` },
-        Action: "kms:*",
-        Resource: "*",
-      },
+      accountAdministers(accountId),
       {
         Sid: "DecryptOnlySsmParameters",
         Effect: "Deny",

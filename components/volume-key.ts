@@ -11,7 +11,7 @@
 // Security: "Upgrading an existing stack") moves them one side at a time.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { stackKey } from "./secrets-key";
+import { accountAdministers, stackKey } from "./secrets-key";
 
 export interface VolumeKeyArgs {
   /** Alias, without "alias/". Defaults to hastack-<stack>-volumes (two stacks, one account). */
@@ -66,13 +66,7 @@ export function volumeKeyPolicy(accountId: string, regions: string[]): Record<st
   return {
     Version: "2012-10-17",
     Statement: [
-      {
-        Sid: "AccountAdministersAndDelegatesToIam",
-        Effect: "Allow",
-        Principal: { AWS: `arn:aws:iam::${accountId}:root` },
-        Action: "kms:*",
-        Resource: "*",
-      },
+      accountAdministers(accountId),
       {
         Sid: "UseOnlyThroughEc2AndBackup",
         Effect: "Deny",
