@@ -35,6 +35,7 @@ describe("offline synth", () => {
     expect((await synthCli(["--stack", "prod", "--out", a])).code).to.equal(0);
     expect((await synthCli(["--stack", "prod", "--out", b])).code).to.equal(0);
     expect(fs.readFileSync(a, "utf8")).to.equal(fs.readFileSync(b, "utf8"));
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it("has the shape of `pulumi stack export`, outputs on the Stack resource", async () => {
@@ -301,11 +302,16 @@ describe("offline synth", () => {
       expect(r.stderr).to.contain("usage:");
     });
     it("a --previous file that is not a deployment is refused by path", async () => {
-      const bad = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hastack-prev-")), "prev.json");
-      fs.writeFileSync(bad, '{"hello": 1}');
-      const r = await synthCli(["--stack", "prod", "--previous", bad]);
-      expect(r.code).to.equal(1);
-      expect(r.stderr).to.contain(`${bad}: expected a deployment`);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-prev-"));
+      try {
+        const bad = path.join(dir, "prev.json");
+        fs.writeFileSync(bad, '{"hello": 1}');
+        const r = await synthCli(["--stack", "prod", "--previous", bad]);
+        expect(r.code).to.equal(1);
+        expect(r.stderr).to.contain(`${bad}: expected a deployment`);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
     it("an empty, binary or non-mapping stack file is 'not a Pulumi stack file', in one line", async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-notstack-"));
@@ -324,6 +330,7 @@ describe("offline synth", () => {
         expect(r.stderr, name).not.to.contain("is required");
         expect(r.stderr.trim().split("\n"), name).to.have.length(2); // "stack prod" + the refusal
       }
+      fs.rmSync(dir, { recursive: true, force: true });
     });
     it("a 5 MB stack file of 65,000 unknown keys is refused fast", async () => {
       const file = writeStackFile();

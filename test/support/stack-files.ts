@@ -39,9 +39,23 @@ export function prodConfigRaw(): StackConfigDoc {
   return raw;
 }
 
-/** Writes a copy of the prod stack file with `edit` applied; returns its path. */
+// The directories writeStackFile made, removed when the test process exits (the suite made ~300
+// of them per run in /tmp before).
+const written: string[] = [];
+process.once("exit", () => {
+  for (const dir of written) {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Writes a copy of the prod stack file with `edit` applied; returns its path. The copy lives until
+ * the test process exits.
+ */
 export function writeStackFile(edit: (config: StackConfigDoc) => void = () => {}): string {
-  return writeEditedStackFile(PROJECT_DIR, "prod", edit);
+  const file = writeEditedStackFile(PROJECT_DIR, "prod", edit);
+  written.push(path.dirname(file));
+  return file;
 }
 
 /** Synth of prod with `edit` applied to its config (and an optional previous state). */

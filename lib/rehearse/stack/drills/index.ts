@@ -5,17 +5,20 @@
 // nothing.
 import * as fs from "fs";
 import * as path from "path";
-import { PACKAGE_ROOT } from "../../../package-root";
-import { synthesize, synthesizeEdited } from "../../../synth/offline-synth";
 import { Drill, DrillUsageError, runDrill } from "../../drill";
-import { RUN_ROOT, leaderPid, main as stackMain, readStackSettings } from "../index";
-import { Made, Teardown } from "../teardown";
-import { bootedTarget } from "../apply-run";
-import { DrillServer, mysqlDrill } from "./mysql";
+import { RUN_ROOT, main as stackMain, readStackSettings } from "../index";
+import { Teardown } from "../teardown";
+import { runMysqlDrill } from "./mysql";
+import { DrillContext, DrillOutcome, runningServers } from "./container";
 
 /** Every drill of the issue, in value order; only those in BUILT run today. */
 export const DRILL_ORDER = ["mysql", "mail", "pbx", "nas", "migration"] as const;
-export const BUILT = ["mysql"];
+export type DrillName = (typeof DRILL_ORDER)[number];
+/** The built drills; each is one file of this folder exporting its runner. */
+export const DRILLS: Partial<Record<DrillName, (ctx: DrillContext) => Promise<DrillOutcome>>> = {
+  mysql: runMysqlDrill,
+};
+export const BUILT: string[] = DRILL_ORDER.filter((d) => DRILLS[d] !== undefined);
 
 export interface DrillsOptions {
   stack: string;
@@ -60,23 +63,6 @@ export function parseDrillsArgs(args: string[]): DrillsOptions & { help?: boolea
   return o;
 }
 
-function servers(dir: string): Map<string, DrillServer> {
-  const made = (
-    JSON.parse(fs.readFileSync(path.join(dir, "made.json"), "utf8")) as { made: Made[] }
-  ).made;
-  const out = new Map<string, DrillServer>();
-  for (const m of made) {
-    const name = m.kind === "process" ? /^systemd-nspawn (\S+)$/.exec(m.what)?.[1] : undefined;
-    if (m.kind === "process" && name) {
-      const leader = leaderPid(m.pid);
-      if (leader !== undefined) {
-        out.set(name, { name, leader });
-      }
-    }
-  }
-  return out;
-}
-
 let bootedHere = false;
 let keepStack = false;
 let stackName = "prod";
@@ -103,57 +89,32 @@ export const drillsDrill: Drill<DrillsOptions> = {
       }
     }
     const settings = readStackSettings(o.stack);
-    const domain = settings.domain;
     const result: Record<string, unknown> = {};
     const notRehearsed: string[] = [];
     for (const d of o.drills) {
-      if (!BUILT.includes(d)) {
+      if (DRILLS[d as DrillName] === undefined) {
         problems.push(`drill ${d} is not built yet (issue 12)`);
         notRehearsed.push(`${d} drill: not built yet`);
         continue;
       }
       const started = Date.now();
       log(`drill ${d}: starting`);
-      if (d === "mysql") {
-        const before = await synthesize({ projectDir: PACKAGE_ROOT, stack: o.stack });
-        const after = await synthesizeEdited({
-          projectDir: PACKAGE_ROOT,
+      let outcome: DrillOutcome;
+      try {
+        outcome = await DRILLS[d as DrillName]!({
           stack: o.stack,
-          edit: (c) => {
-            c["hastack:mysql"] = { ...c["hastack:mysql"], active: "standby" };
-          },
+          dir,
+          settings,
+          servers: runningServers(dir),
+          log: (l) => log(`${d}: ${l}`),
         });
-        const target = await bootedTarget(o.stack, dir, settings);
-        const s = servers(dir);
-        const need = ["mysql-primary", "mysql-standby", "pbx-primary"];
-        const missing = need.filter((n) => !s.has(n));
-        if (missing.length > 0) {
-          problems.push(`drill mysql: no running container for ${missing.join(", ")}`);
-          continue;
-        }
-        const r = await mysqlDrill(
-          {
-            target,
-            before,
-            after,
-            region: settings.region,
-            domain,
-            primary: s.get("mysql-primary")!,
-            standby: s.get("mysql-standby")!,
-            client: s.get("pbx-primary")!,
-          },
-          log,
-        );
-        problems.push(...r.problems.map((p) => `drill mysql: ${p}`));
-        notRehearsed.push(...r.notRehearsed);
-        result.mysql = {
-          acknowledged: r.acknowledged,
-          lost: r.lost,
-          rtoSeconds: r.rtoSeconds,
-          fallbackSeconds: r.fallbackSeconds,
-          applySeconds: r.applySeconds,
-        };
+      } catch (e) {
+        // One drill failing outright still leaves the others to run and report.
+        outcome = { figures: {}, problems: [(e as Error).message], notRehearsed: [] };
       }
+      problems.push(...outcome.problems.map((p) => `drill ${d}: ${p}`));
+      notRehearsed.push(...outcome.notRehearsed);
+      result[d] = outcome.figures;
       log(`drill ${d}: done in ${Math.round((Date.now() - started) / 1000)} s`);
     }
     return {

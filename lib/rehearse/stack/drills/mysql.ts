@@ -11,11 +11,13 @@
 // again (the rehearsal cannot restart one container yet); the public name db.<domain>, which
 // resolves to EIPs that the security groups do not admit the VPC's clients through.
 import * as crypto from "crypto";
-import { execFileSync } from "child_process";
 import { Writer } from "../../mysql";
 import { ApplyTarget, executePlan } from "../apply-run";
 import { planApply } from "../apply";
-import { Deployment } from "../../../synth/offline-synth";
+import { Deployment, synthesize, synthesizeEdited } from "../../../synth/offline-synth";
+import { PACKAGE_ROOT } from "../../../package-root";
+import { DrillContext, DrillOutcome, DrillServer, inServer, until } from "./container";
+import { bootedTarget } from "../apply-run";
 
 export interface MysqlStackDrillResult {
   acknowledged: number;
@@ -27,53 +29,10 @@ export interface MysqlStackDrillResult {
   problems: string[];
 }
 
-/** A container on the stack: the PID 1 to enter (nsenter) or kill. */
-export interface DrillServer {
-  name: string;
-  leader: number;
-}
-
 const DRILL_USER = "hastack_drill";
-
-function inServer(s: DrillServer, argv: string[], env: Record<string, string> = {}): string {
-  return execFileSync(
-    "nsenter",
-    [
-      "-t",
-      String(s.leader),
-      "-a",
-      "--",
-      "env",
-      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      ...argv,
-    ],
-    { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 },
-  );
-}
 
 function sql(s: DrillServer, statement: string): string {
   return inServer(s, ["mariadb", "--batch", "--skip-column-names", "-e", statement]);
-}
-
-async function until<T>(
-  what: string,
-  seconds: number,
-  probe: () => T | undefined | Promise<T | undefined>,
-): Promise<T> {
-  const end = Date.now() + seconds * 1000;
-  let last = "";
-  while (Date.now() < end) {
-    try {
-      const v = await probe();
-      if (v !== undefined) {
-        return v;
-      }
-    } catch (e) {
-      last = (e as Error).message.split("\n")[0];
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`gave up after ${seconds} s waiting for ${what}${last ? ` (${last})` : ""}`);
 }
 
 /**
@@ -230,5 +189,51 @@ export async function mysqlDrill(
       `write load through ${name} (the VPC's name): db.${o.domain} is the EIPs, which the security groups do not admit clients through`,
     ],
     problems,
+  };
+}
+
+/** The drill as the registry runs it: `active: standby` for hastack:mysql, from the stack's synth. */
+export async function runMysqlDrill(ctx: DrillContext): Promise<DrillOutcome> {
+  const need = ["mysql-primary", "mysql-standby", "pbx-primary"];
+  const missing = need.filter((n) => !ctx.servers.has(n));
+  if (missing.length > 0) {
+    return {
+      figures: {},
+      problems: [`no running container for ${missing.join(", ")}`],
+      notRehearsed: [],
+    };
+  }
+  const before = await synthesize({ projectDir: PACKAGE_ROOT, stack: ctx.stack });
+  const after = await synthesizeEdited({
+    projectDir: PACKAGE_ROOT,
+    stack: ctx.stack,
+    edit: (c) => {
+      c["hastack:mysql"] = { ...c["hastack:mysql"], active: "standby" };
+    },
+  });
+  const target = await bootedTarget(ctx.stack, ctx.dir, ctx.settings);
+  const r = await mysqlDrill(
+    {
+      target,
+      before,
+      after,
+      region: ctx.settings.region,
+      domain: ctx.settings.domain,
+      primary: ctx.servers.get("mysql-primary")!,
+      standby: ctx.servers.get("mysql-standby")!,
+      client: ctx.servers.get("pbx-primary")!,
+    },
+    ctx.log,
+  );
+  return {
+    figures: {
+      acknowledged: r.acknowledged,
+      lost: r.lost,
+      rtoSeconds: r.rtoSeconds,
+      fallbackSeconds: r.fallbackSeconds,
+      applySeconds: r.applySeconds,
+    },
+    problems: r.problems,
+    notRehearsed: r.notRehearsed,
   };
 }
