@@ -21,7 +21,8 @@ import {
 } from "../../synth/offline-synth";
 import { PACKAGE_ROOT } from "../../package-root";
 import { Drill, DrillUsageError, runDrill } from "../drill";
-import { RUN_ROOT, readStackSettings } from "./index";
+import { LOCK_FILE, RUN_ROOT, readStackSettings } from "./index";
+import { takeLock } from "./lock";
 import { ApplyPlan, ApplyRefusedError, ApplyStep, describeStep, planApply } from "./apply";
 import { CommandContext, remoteCommandsOf, runRemoteCommand } from "./commands";
 import { DnsRecord, StackModel, buildModel, inCidr } from "./model";
@@ -352,6 +353,29 @@ export async function bootedTarget(
   };
 }
 
+/**
+ * Runs `fn` holding the machine's rehearsal lock (lock.ts, HASTACK_REHEARSAL_LOCK), the one a
+ * boot takes: an apply or a drill on a kept stack must not run beside a boot (they share the
+ * cores) nor beside another apply or drill (they would change the same servers). Waits up to
+ * `waitSeconds`; refuses naming the holder otherwise. Freed when `fn` ends, however it ends.
+ * `file` defaults to LOCK_FILE (tests give their own).
+ */
+export async function holdingRehearsalLock<T>(
+  stack: string,
+  waitSeconds: number,
+  log: (l: string) => void,
+  fn: () => Promise<T>,
+  file: string = LOCK_FILE,
+): Promise<T> {
+  // Shared within this process: the drills' boot of a stack (index.ts) takes it again.
+  const lock = await takeLock(file, stack, waitSeconds, log, true);
+  try {
+    return await fn();
+  } finally {
+    lock.release();
+  }
+}
+
 /** Reads BEFORE and AFTER for --apply; a bad file is a usage error naming it. */
 export function readPair(before: string, after: string): [Deployment, Deployment] {
   const read = (f: string): Deployment => {
@@ -396,19 +420,39 @@ export interface ApplyOptions {
   stack: string;
   before: string;
   after: string;
+  /** Seconds to wait for the machine's rehearsal lock. Defaults to 0: refuse, naming the holder. */
+  lockWait: number;
 }
 
 export const APPLY_USAGE = [
-  "usage: npm run rehearse -- stack --apply BEFORE.json AFTER.json [--stack NAME]",
+  "usage: npm run rehearse -- stack --apply BEFORE.json AFTER.json [--stack NAME] [--lock-wait S]",
   "  Applies what `pulumi up` would do from BEFORE to AFTER (two `npm run synth` files of the",
   "  stack) to the rehearsal left up by `rehearse stack --keep`: Route 53 record sets to its",
   "  bind9, EIP moves on its network, SSM parameter values, remote commands over SSH, in the",
   "  engine's order. Prints `npm run impact` for the pair first; refuses any other change.",
-  "  --stack NAME  the stack that is up. Defaults to prod.",
+  "  --stack NAME    the stack that is up. Defaults to prod.",
+  "  --lock-wait S   seconds to wait while a boot, apply or drill holds the machine's rehearsal",
+  "                  lock. Defaults to 0: refuse, naming the holder.",
 ].join("\n");
 
+/** `--lock-wait S`: a whole number of seconds, 0 or more (the boot's flag, the same words). */
+export function parseLockWait(v: string | undefined): number {
+  const n = Number(v);
+  if (v === undefined || v.startsWith("--") || !Number.isInteger(n) || n < 0) {
+    throw new DrillUsageError(
+      `--lock-wait must be a whole number of seconds, 0 or more, got ${JSON.stringify(v)}`,
+    );
+  }
+  return n;
+}
+
 export function parseApplyArgs(args: string[]): ApplyOptions & { help?: boolean } {
-  const o: ApplyOptions & { help?: boolean } = { stack: "prod", before: "", after: "" };
+  const o: ApplyOptions & { help?: boolean } = {
+    stack: "prod",
+    before: "",
+    after: "",
+    lockWait: 0,
+  };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--help" || a === "-h") {
@@ -427,6 +471,8 @@ export function parseApplyArgs(args: string[]): ApplyOptions & { help?: boolean 
         throw new DrillUsageError(`--stack must be a stack name, got ${JSON.stringify(v)}`);
       }
       o.stack = v;
+    } else if (a === "--lock-wait") {
+      o.lockWait = parseLockWait(args[++i]);
     } else {
       throw new DrillUsageError(`--apply: unknown flag ${a}`);
     }
@@ -444,39 +490,47 @@ export const applyDrill: Drill<ApplyOptions> = {
     if (process.getuid?.() !== 0) {
       throw new Error("--apply needs root (the rehearsal's namespaces)");
     }
-    const settings = readStackSettings(o.stack);
-    const dir = path.join(RUN_ROOT, o.stack);
-    try {
-      const { plan, result } = await applyToRehearsal({ ...o, dir, ...settings }, log);
-      const failed = result.steps.filter((s) => s.outcome === "failed");
-      return {
-        passed: result.ok,
-        problems: failed.map((s) => `${s.urn}: ${s.error ?? "failed"}`),
-        summary: JSON.stringify({
-          apply: {
-            before: o.before,
-            after: o.after,
-            impactExit: plan.impact.verdict.code,
-            steps: result.steps,
-            seconds: Math.round(result.seconds),
-          },
-        }),
-      };
-    } catch (e) {
-      if (e instanceof ApplyRefusedError) {
-        return {
-          passed: false,
-          problems: e.refused.map((r) => r.message),
-          summary: JSON.stringify({ apply: { refused: e.refused.map((r) => r.urn) } }),
-        };
-      }
-      throw e;
-    }
+    return holdingRehearsalLock(o.stack, o.lockWait, log, () => applyHeld(o, log));
   },
   cleanupSync(): void {
-    // Nothing of its own to stop: the rehearsal stays up (--down removes it).
+    // Nothing of its own to stop: the rehearsal stays up (--down removes it); the lock's helper
+    // exits with this process.
   },
 };
+
+async function applyHeld(
+  o: ApplyOptions,
+  log: (l: string) => void,
+): Promise<{ passed: boolean; problems: string[]; summary: string }> {
+  const settings = readStackSettings(o.stack);
+  const dir = path.join(RUN_ROOT, o.stack);
+  try {
+    const { plan, result } = await applyToRehearsal({ ...o, dir, ...settings }, log);
+    const failed = result.steps.filter((s) => s.outcome === "failed");
+    return {
+      passed: result.ok,
+      problems: failed.map((s) => `${s.urn}: ${s.error ?? "failed"}`),
+      summary: JSON.stringify({
+        apply: {
+          before: o.before,
+          after: o.after,
+          impactExit: plan.impact.verdict.code,
+          steps: result.steps,
+          seconds: Math.round(result.seconds),
+        },
+      }),
+    };
+  } catch (e) {
+    if (e instanceof ApplyRefusedError) {
+      return {
+        passed: false,
+        problems: e.refused.map((r) => r.message),
+        summary: JSON.stringify({ apply: { refused: e.refused.map((r) => r.urn) } }),
+      };
+    }
+    throw e;
+  }
+}
 
 export function applyMain(args: string[]): Promise<number> {
   return runDrill("stack --apply", applyDrill, args);

@@ -32,15 +32,49 @@ function describeHolder(file: string): string {
 }
 
 /**
+ * Locks this process holds and shares (taken with `share`), by file: how many takers (a drills
+ * run that boots the stack) and how to free it once the last one releases.
+ */
+const heldHere = new Map<string, { takers: number; free: () => void }>();
+
+/** A handle on a lock this process holds; the last release frees it, whoever took it first. */
+function handle(file: string): RehearsalLock {
+  let released = false;
+  return {
+    file,
+    release(): void {
+      const held = heldHere.get(file);
+      if (released || !held) {
+        return;
+      }
+      released = true;
+      held.takers--;
+      if (held.takers === 0) {
+        heldHere.delete(file);
+        held.free();
+      }
+    },
+  };
+}
+
+/**
  * Takes the machine's rehearsal lock, waiting up to `waitSeconds` (0: not at all). Throws
- * RehearsalLockBusy naming the holder when it stays taken.
+ * RehearsalLockBusy naming the holder when it stays taken. Taken with `share`, later takers in
+ * this same process join it instead of waiting on it: the drills (issue 12) hold it for their
+ * whole run and boot the stack inside it. It is freed when the last taker releases it.
  */
 export async function takeLock(
   file: string,
   stack: string,
   waitSeconds: number,
   log: (l: string) => void = () => undefined,
+  share = false,
 ): Promise<RehearsalLock> {
+  const held = heldHere.get(file);
+  if (held) {
+    held.takers++;
+    return handle(file);
+  }
   fs.mkdirSync(path.dirname(file), { recursive: true });
   if (waitSeconds > 0) {
     log(`waiting up to ${waitSeconds} s for the rehearsal lock ${file}`);
@@ -85,12 +119,23 @@ export async function takeLock(
   (child.stdout as unknown as { unref?: () => void }).unref?.();
   (child.stderr as unknown as { unref?: () => void }).unref?.();
   (child.stdin as unknown as { unref?: () => void }).unref?.();
-  return {
-    file,
-    release(): void {
-      fs.rmSync(`${file}.holder`, { force: true });
-      child.stdin!.end();
-      child.kill();
-    },
+  const free = (): void => {
+    fs.rmSync(`${file}.holder`, { force: true });
+    child.stdin!.end();
+    child.kill();
   };
+  if (!share) {
+    let released = false;
+    return {
+      file,
+      release(): void {
+        if (!released) {
+          released = true;
+          free();
+        }
+      },
+    };
+  }
+  heldHere.set(file, { takers: 1, free });
+  return handle(file);
 }
