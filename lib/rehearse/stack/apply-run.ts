@@ -10,6 +10,7 @@
 //   connection and environment as "[secret]"; they are taken from the booted stack's own synth
 //   (the same stack config's key, passwords and peers), the rest (create, update, delete, stdin,
 //   triggers) from the file the step comes from.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { execFileSync } from "child_process";
@@ -26,7 +27,8 @@ import { takeLock } from "./lock";
 import { ApplyPlan, ApplyRefusedError, ApplyStep, describeStep, planApply } from "./apply";
 import { CommandContext, remoteCommandsOf, runRemoteCommand } from "./commands";
 import { DnsRecord, StackModel, buildModel, inCidr } from "./model";
-import { moveEip } from "./eip";
+import { moveEip, natRulesOf } from "./eip";
+import { TABLE } from "./nft";
 import { StandInConfig } from "./standins";
 import { Made } from "./teardown";
 import { parameterTail } from "./secrets";
@@ -242,6 +244,164 @@ export async function executePlan(
     }
   }
   return { ok: !failed, steps: results, seconds: (Date.now() - started) / 1000 };
+}
+
+/** A record set in a form that compares equal whatever order its fields or values came in. */
+function canonicalRecord(r: DnsRecord): string {
+  return JSON.stringify([
+    r.name,
+    r.type,
+    r.ttl,
+    [...r.values].sort(),
+    r.failover ?? "",
+    r.healthCheckId ?? "",
+    r.setIdentifier ?? "",
+  ]);
+}
+
+/**
+ * Where a rehearsal's switch state — what an apply changes — differs from deployment `d`: its
+ * record sets (the stand-ins' zones), its parameter values that the synth shows, and where each
+ * EIP points (the router's NAT rules, `nft -a list table` output). Empty: an `--apply` from the
+ * rehearsal's state to `d` has nothing to do. Pure. The known_hosts parameters are left out: the
+ * rehearsal pins its generated host keys there at boot (secrets.ts), never the synth's mocks.
+ * With `only`, just what that plan's steps touch (the switch a drill flips): a boot may serve
+ * values the synth does not show elsewhere (a generated DKIM key's TXT, pinned host keys).
+ */
+export function driftFrom(
+  d: Deployment,
+  live: { config: StandInConfig; natListing: string },
+  region: string,
+  only?: ApplyPlan,
+): string[] {
+  const m = buildModel(d, [], region);
+  const out: string[] = [];
+  const touched = only && touchedBy(only);
+  for (const z of m.zones) {
+    const liveZone = live.config.dns.zones.find((x) => x.name === z.name);
+    if (!liveZone) {
+      out.push(`zone ${z.name}: not served`);
+      continue;
+    }
+    const keep = (r: DnsRecord): boolean => !touched || touched.has(`record ${recordKey(r)}`);
+    const want = new Map(z.records.filter(keep).map((r) => [recordKey(r), r]));
+    const have = new Map(liveZone.records.filter(keep).map((r) => [recordKey(r), r]));
+    for (const [k, r] of want) {
+      const h = have.get(k);
+      if (!h) {
+        out.push(`record ${k} in ${z.name}: missing`);
+      } else if (canonicalRecord(h) !== canonicalRecord(r)) {
+        out.push(
+          `record ${k} in ${z.name}: ${h.values.join(" ")}${h.failover ? ` (${h.failover})` : ""}, expected ${r.values.join(" ")}${r.failover ? ` (${r.failover})` : ""}`,
+        );
+      }
+    }
+    for (const k of have.keys()) {
+      if (!want.has(k)) {
+        out.push(`record ${k} in ${z.name}: not declared`);
+      }
+    }
+  }
+  for (const p of m.parameters) {
+    if (
+      p.value === undefined ||
+      p.value === "[secret]" ||
+      /\/ssh-known-hosts/.test(p.name) ||
+      (touched && !touched.has(`parameter ${p.name}`))
+    ) {
+      continue;
+    }
+    const v = live.config.parameters[p.name]?.value;
+    if (v !== p.value) {
+      out.push(`parameter ${p.name}: ${JSON.stringify(v)}, expected ${JSON.stringify(p.value)}`);
+    }
+  }
+  for (const n of m.nat.filter((x) => !touched || touched.has(`eip ${x.publicIp}`))) {
+    const dnat = natRulesOf(live.natListing, n.publicIp).find((r) => r.chain === "nat_prerouting");
+    const to = dnat && / dnat ip to (\S+)$/.exec(dnat.text)?.[1];
+    if (to !== n.privateIp) {
+      out.push(
+        `EIP ${n.publicIp}: points to ${to ?? "nothing"}, expected ${n.privateIp} (${n.server})`,
+      );
+    }
+  }
+  return out;
+}
+
+/** What a plan's steps touch: "record <key>", "parameter <name>", "eip <address>". */
+function touchedBy(plan: ApplyPlan): Set<string> {
+  const out = new Set<string>();
+  for (const s of plan.steps) {
+    if (s.kind === "record") {
+      out.add(`record ${recordKey((s.after ?? s.before)!)}`);
+    } else if (s.kind === "parameter") {
+      out.add(`parameter ${s.name}`);
+    } else if (s.kind === "eip") {
+      out.add(`eip ${s.publicIp}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The whole switch state of a rehearsal as "what → value" lines: every record set of every zone,
+ * every parameter's value (a digest: some are secrets) and where each EIP points. Two snapshots
+ * are equal exactly when nothing an apply can change has changed between them.
+ */
+export function switchSnapshot(live: {
+  config: StandInConfig;
+  natListing: string;
+}): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const z of live.config.dns.zones) {
+    for (const r of z.records) {
+      out.set(`record ${recordKey(r)} in ${z.name}`, canonicalRecord(r));
+    }
+  }
+  for (const [name, p] of Object.entries(live.config.parameters)) {
+    out.set(
+      `parameter ${name}`,
+      crypto.createHash("sha256").update(`${p.type}\0${p.value}`).digest("hex").slice(0, 16),
+    );
+  }
+  for (const line of live.natListing.split("\n")) {
+    const dnat = /^\s*ip daddr (\S+) dnat ip to (\S+)/.exec(line);
+    if (dnat) {
+      out.set(`EIP ${dnat[1]}`, dnat[2]);
+    }
+  }
+  return out;
+}
+
+/** How snapshot `b` differs from `a`, one line per changed, added or removed entry. */
+export function snapshotDiff(a: Map<string, string>, b: Map<string, string>): string[] {
+  const out: string[] = [];
+  for (const [k, v] of a) {
+    if (!b.has(k)) {
+      out.push(`${k}: gone`);
+    } else if (b.get(k) !== v) {
+      out.push(`${k}: ${b.get(k)}, was ${v}`);
+    }
+  }
+  for (const k of b.keys()) {
+    if (!a.has(k)) {
+      out.push(`${k}: added`);
+    }
+  }
+  return out;
+}
+
+/** The rehearsal's live switch state: its stand-ins' config and its router's NAT listing. */
+export function liveSwitchState(t: ApplyTarget): { config: StandInConfig; natListing: string } {
+  return {
+    config: JSON.parse(fs.readFileSync(t.standInsConfig, "utf8")) as StandInConfig,
+    natListing: inRouter(t.router, ["nft", "-a", "list", "table", "inet", TABLE]),
+  };
+}
+
+/** driftFrom on the rehearsal `t` as it is now (its stand-ins' config and its router's table). */
+export function rehearsalDrift(t: ApplyTarget, d: Deployment, only?: ApplyPlan): string[] {
+  return driftFrom(d, liveSwitchState(t), t.model.region, only);
 }
 
 /** The router namespace and stand-ins of a rehearsal left up with --keep, from its record. */
