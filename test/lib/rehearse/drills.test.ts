@@ -1,8 +1,19 @@
 // `rehearse stack --drills` and `--apply` flags (issue 12): bad input is a usage error naming the
-// flag and the expectation; drills run in value order whatever order they are given in.
+// flag and the expectation; drills run in value order whatever order they are given in. The
+// verdict (nothing lost, nothing mismatched) and the last JSON line (the boot's figures or the
+// kept stack's identity, with "drills").
 import { expect } from "chai";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { DrillUsageError } from "../../../lib/rehearse/drill";
-import { DRILL_ORDER, parseDrillsArgs } from "../../../lib/rehearse/stack/drills";
+import {
+  DRILL_ORDER,
+  drillsSummary,
+  figureProblems,
+  parseDrillsArgs,
+  stackIdentity,
+} from "../../../lib/rehearse/stack/drills";
 import { parseApplyArgs } from "../../../lib/rehearse/stack/apply-run";
 
 describe("rehearse stack --drills and --apply flags", () => {
@@ -47,4 +58,62 @@ describe("rehearse stack --drills and --apply flags", () => {
       );
     });
   }
+});
+
+describe("rehearse stack --drills: the verdict and the last JSON line", () => {
+  it("a lost, mismatched or misplaced count above 0 fails the run even if the drill said nothing", () => {
+    expect(figureProblems("mysql", { acknowledged: 10, lost: 0, mismatches: 0 })).to.deep.equal([]);
+    expect(figureProblems("mysql", { lost: 2, mismatches: 1 })).to.deep.equal([
+      "drill mysql: lost 2",
+      "drill mysql: mismatches 1",
+    ]);
+    expect(figureProblems("migration", { wrongServer: 1 })).to.deep.equal([
+      "drill migration: wrongServer 1",
+    ]);
+    expect(figureProblems("nas", { mismatches: "?" })).to.deep.equal([
+      'drill nas: mismatches is "?", not a count',
+    ]);
+  });
+
+  it("adds the drills to the boot's figures, the drills' notRehearsed after the boot's", () => {
+    const boot = { servers: 8, booted: 8, failedUnits: 0, notRehearsed: ["asterisk"] };
+    expect(drillsSummary(boot, { mysql: { lost: 0 } }, ["db.<domain>"])).to.deep.equal({
+      servers: 8,
+      booted: 8,
+      failedUnits: 0,
+      drills: { mysql: { lost: 0 } },
+      notRehearsed: ["asterisk", "db.<domain>"],
+    });
+  });
+
+  it("names a kept stack by its state: router namespace, boot time, running servers", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-drills-id-"));
+    try {
+      fs.writeFileSync(
+        path.join(dir, "made.json"),
+        JSON.stringify({
+          made: [
+            { kind: "dir", path: dir },
+            { kind: "netns", name: "hsr-abc123" },
+            { kind: "netns", name: "hss-abc123-0" },
+            // A container that is gone (its pid does not exist): not running.
+            { kind: "process", pid: 2 ** 22 + 1, what: "systemd-nspawn mysql-primary" },
+          ],
+        }),
+      );
+      fs.writeFileSync(path.join(dir, "admin-key"), "key");
+      const at = new Date("2026-11-30T18:21:00Z");
+      fs.utimesSync(path.join(dir, "admin-key"), at, at);
+      expect(stackIdentity("prod", dir)).to.deep.equal({
+        stack: "prod",
+        dir,
+        router: "hsr-abc123",
+        bootedAt: "2026-11-30T18:21:00.000Z",
+        running: 0,
+        runningServers: [],
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -129,6 +129,29 @@ export function drillsSummary(
   return { ...base, drills, notRehearsed: [...before, ...notRehearsed] };
 }
 
+/** Figures that must be 0 in every drill (issue 12: nothing lost, nothing mismatched). */
+export const MUST_BE_ZERO = ["lost", "mismatches", "wrongServer"] as const;
+
+/**
+ * Problems the figures themselves show when the drill reported none: a figure of MUST_BE_ZERO
+ * above 0 or not a number (a drill cannot pass with a loss it did not call a problem).
+ */
+export function figureProblems(drill: string, figures: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const k of MUST_BE_ZERO) {
+    const v = figures[k];
+    if (v === undefined) {
+      continue;
+    }
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      out.push(`drill ${drill}: ${k} is ${JSON.stringify(v)}, not a count`);
+    } else if (v > 0) {
+      out.push(`drill ${drill}: ${k} ${v}`);
+    }
+  }
+  return out;
+}
+
 /** Runs the drills asked for, in value order; a drill that throws still lets the others run. */
 export async function runDrills(
   o: { stack: string; dir: string; drills: string[] },
@@ -161,6 +184,9 @@ export async function runDrills(
       outcome = { figures: {}, problems: [(e as Error).message], notRehearsed: [] };
     }
     problems.push(...outcome.problems.map((p) => `drill ${d}: ${p}`));
+    if (outcome.problems.length === 0) {
+      problems.push(...figureProblems(d, outcome.figures));
+    }
     notRehearsed.push(...outcome.notRehearsed);
     figures[d] = outcome.figures;
     log(`drill ${d}: done in ${Math.round((Date.now() - started) / 1000)} s`);
