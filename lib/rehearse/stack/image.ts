@@ -126,8 +126,14 @@ export function ensureImage(repoPackages: string[], log: (l: string) => void): B
     );
     fs.writeFileSync(path.join(tmp, "packages.txt"), repoPackages.join("\n") + "\n");
     fs.writeFileSync(path.join(tmp, "complete"), new Date().toISOString() + "\n");
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(tmp, dir);
+    // Another rehearsal may have built the same image meanwhile, and its containers may already
+    // run on it: a complete image is never replaced, ours is dropped instead.
+    if (fs.existsSync(path.join(dir, "complete"))) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    } else {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.renameSync(tmp, dir);
+    }
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     const err = e as Error & { stderr?: Buffer };

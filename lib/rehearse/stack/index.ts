@@ -31,7 +31,8 @@ import {
   rndcConf,
 } from "./dns";
 import { StandInConfig } from "./standins";
-import { Teardown, isMounted } from "./teardown";
+import { NSPAWN_RUN_DIR, Teardown, isMounted } from "./teardown";
+import { ContainerSpec, machineName, startContainer, writeServers } from "./container";
 import { CheckReport, runChecks } from "./checks";
 
 export interface StackOptions {
@@ -329,11 +330,11 @@ async function rehearse(
     .digest("hex")
     .slice(0, 6);
 
-  // /run/systemd/nspawn on a tmpfs of its own (nspawn cleans its propagation directory there).
-  if (!isMounted("/run/systemd/nspawn")) {
-    fs.mkdirSync("/run/systemd/nspawn", { recursive: true });
-    sh("mount", ["-t", "tmpfs", "tmpfs", "/run/systemd/nspawn"]);
-    teardown.add({ kind: "mount", target: "/run/systemd/nspawn" });
+  // nspawn's state directory on a tmpfs (it cleans its propagation directories only there),
+  // shared by every rehearsal on the machine and so never recorded for teardown (teardown.ts).
+  if (!isMounted(NSPAWN_RUN_DIR)) {
+    fs.mkdirSync(NSPAWN_RUN_DIR, { recursive: true });
+    sh("mount", ["-t", "tmpfs", "tmpfs", NSPAWN_RUN_DIR]);
   }
 
   log("creating the rehearsal network (router and server namespaces, security groups)");
@@ -482,6 +483,7 @@ async function rehearse(
 
   // Containers: an overlay on the base image, the NoCloud seed beside the exact user-data.
   const containers: Rehearsal["containers"] = [];
+  const specs: ContainerSpec[] = [];
   // The servers' writable layers on a tmpfs: gigabytes of installed packages go with one umount
   // instead of minutes of unlinking on a loaded disk.
   const serversDir = path.join(dir, "servers");
@@ -543,39 +545,19 @@ async function rehearse(
       path.join(root, "etc/resolv.conf"),
       `nameserver ${net.addresses.resolver}\nsearch ${model.region}.compute.internal\n`,
     );
-    const logFile = path.join(sdir, "console.log");
-    const out = fs.openSync(logFile, "a");
-    const child = spawn(
-      "systemd-nspawn",
-      [
-        "-q",
-        "-b",
-        "-D",
-        root,
-        `--machine=hs-${s.name}`,
-        "--register=no",
-        "--keep-unit",
-        `--network-namespace-path=/run/netns/${net.serverNs[i]}`,
-        // Root on an instance configures its own interface (secondary IPs); with a namespace
-        // given by path nspawn withholds CAP_NET_ADMIN. The security groups stay out of reach,
-        // in the router's namespace.
-        "--capability=CAP_NET_ADMIN",
-        `--bind=${sdir}/data:/srv/data`,
-        "--console=read-only",
-        "--timezone=off",
-        "--resolv-conf=off",
-        "--link-journal=no",
-      ],
-      {
-        stdio: ["ignore", out, out],
-        detached: true,
-        env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "0" },
-      },
-    );
-    fs.closeSync(out);
-    child.unref();
-    teardown!.add({ kind: "process", pid: child.pid!, what: `systemd-nspawn ${s.name}` });
-    containers.push({ name: s.name, nspawnPid: child.pid!, root, ns: net.serverNs[i] });
+    const spec: ContainerSpec = {
+      name: s.name,
+      machine: machineName(id, s.name),
+      root,
+      ns: net.serverNs[i],
+      data: path.join(sdir, "data"),
+      console: path.join(sdir, "console.log"),
+      privateIp: s.privateIp,
+    };
+    specs.push(spec);
+    writeServers(dir, specs, id);
+    const pid = startContainer(spec, id, teardown!);
+    containers.push({ name: s.name, nspawnPid: pid, root, ns: net.serverNs[i] });
     log(`${s.name}: booting (${s.privateIp}${s.publicIp ? `, EIP ${s.publicIp}` : ""})`);
   });
 

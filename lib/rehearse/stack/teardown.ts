@@ -5,26 +5,45 @@
 import * as fs from "fs";
 import * as path from "path";
 import { spawnSync } from "child_process";
+import { removeCgroupTree } from "./container";
 
 export type Made =
   | { kind: "process"; pid: number; what: string }
   | { kind: "mount"; target: string }
   | { kind: "netns"; name: string }
-  | { kind: "dir"; path: string };
+  | { kind: "dir"; path: string }
+  | { kind: "cgroup"; path: string };
+
+/**
+ * nspawn's state directory, a tmpfs the rehearsal mounts when it is not (nspawn removes its
+ * propagation directories only from a tmpfs). Every rehearsal on the machine uses it: it is never
+ * unmounted, also where an older run recorded it (a kept stack booted before may still use it).
+ */
+export const NSPAWN_RUN_DIR = "/run/systemd/nspawn";
 
 export class Teardown {
   private made: Made[] = [];
   constructor(private readonly stateFile: string) {
-    if (fs.existsSync(stateFile)) {
-      this.made = (JSON.parse(fs.readFileSync(stateFile, "utf8")) as { made: Made[] }).made;
+    this.reload();
+  }
+
+  /**
+   * The file is the record, not this object: another process (a drill booting a server again,
+   * reboot.ts) may have added to it since.
+   */
+  private reload(): void {
+    if (fs.existsSync(this.stateFile)) {
+      this.made = (JSON.parse(fs.readFileSync(this.stateFile, "utf8")) as { made: Made[] }).made;
     }
   }
 
   get items(): readonly Made[] {
+    this.reload();
     return this.made;
   }
 
   add(m: Made): void {
+    this.reload();
     this.made.push(m);
     fs.mkdirSync(path.dirname(this.stateFile), { recursive: true });
     fs.writeFileSync(this.stateFile, JSON.stringify({ made: this.made }, null, 1));
@@ -32,6 +51,7 @@ export class Teardown {
 
   /** Removes everything recorded, newest first; returns what could not be removed. */
   runSync(log: (l: string) => void = () => undefined): string[] {
+    this.reload();
     const failed: string[] = [];
     // Processes first and together: each container shuts down cleanly in parallel (SIGTERM is a
     // poweroff request for systemd-nspawn), then whatever is left after the grace time is killed.
@@ -97,6 +117,9 @@ function undo(m: Made): string | undefined {
       return waitGone(m.pid, 10000) ? undefined : `process ${m.pid} (${m.what}) did not stop`;
     }
     case "mount": {
+      if (path.resolve(m.target) === NSPAWN_RUN_DIR) {
+        return undefined;
+      }
       const r = spawnSync("umount", [m.target], { encoding: "utf8" });
       if (r.status === 0) {
         return undefined;
@@ -113,6 +136,17 @@ function undo(m: Made): string | undefined {
       }
       const r = spawnSync("ip", ["netns", "delete", m.name], { encoding: "utf8" });
       return r.status === 0 ? undefined : `ip netns delete ${m.name}: ${r.stderr.trim()}`;
+    }
+    case "cgroup": {
+      // Emptied asynchronously after its processes are killed: a bounded retry.
+      const until = Date.now() + 10000;
+      while (!removeCgroupTree(m.path)) {
+        if (Date.now() > until) {
+          return `rmdir ${m.path}: still populated`;
+        }
+        spawnSync("sleep", ["0.2"]);
+      }
+      return undefined;
     }
     case "dir":
       try {
