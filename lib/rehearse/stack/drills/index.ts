@@ -9,6 +9,7 @@ import { Drill, DrillUsageError, runDrill } from "../../drill";
 import { RUN_ROOT, main as stackMain, readStackSettings } from "../index";
 import { Teardown } from "../teardown";
 import { runMysqlDrill } from "./mysql";
+import { runPbxDrill } from "./pbx";
 import { DrillContext, DrillOutcome, runningServers } from "./container";
 
 /** Every drill of the issue, in value order; only those in BUILT run today. */
@@ -17,6 +18,7 @@ export type DrillName = (typeof DRILL_ORDER)[number];
 /** The built drills; each is one file of this folder exporting its runner. */
 export const DRILLS: Partial<Record<DrillName, (ctx: DrillContext) => Promise<DrillOutcome>>> = {
   mysql: runMysqlDrill,
+  pbx: runPbxDrill,
 };
 export const BUILT: string[] = DRILL_ORDER.filter((d) => DRILLS[d] !== undefined);
 
