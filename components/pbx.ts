@@ -785,6 +785,18 @@ export const ASTERISK_CONTROL: Record<PbxFlavour, { stop: string; start: string 
   asterisk: { stop: "systemctl stop asterisk", start: "systemctl start asterisk" },
 };
 
+/**
+ * The web UI to stop while the shipped databases are installed and to start on the server taking
+ * over, per flavour: Elastix's pages (httpd, CentOS) write its SQLite settings databases
+ * (/var/www/db/*.db), so they must not run while those are replaced. FreePBX's web UI writes its
+ * database on the MySQL pair (nothing installed under it) and plain Asterisk has none.
+ */
+export const WEB_CONTROL: Record<PbxFlavour, { stop: string; start: string } | undefined> = {
+  freepbx: undefined,
+  elastix: { stop: "service httpd stop", start: "service httpd start" },
+  asterisk: undefined,
+};
+
 /** The activation's env: which copies to install, how to stop/start Asterisk, whether to reload FreePBX. */
 export function renderPbxActivateEnv(o: {
   flavour: PbxFlavour;
@@ -795,6 +807,10 @@ export function renderPbxActivateEnv(o: {
   asteriskStop?: string;
   /** Defaults to the flavour's (ASTERISK_CONTROL). */
   asteriskStart?: string;
+  /** Defaults to the flavour's (WEB_CONTROL; none for FreePBX and plain Asterisk). */
+  webStop?: string;
+  /** Defaults to the flavour's (WEB_CONTROL). */
+  webStart?: string;
   /** FreePBX's CLI. Defaults to fwconsole (on PATH). */
   fwconsole?: string;
   /** Client that loads a shipped dump, with its options. Defaults to mariadb (root over the socket). */
@@ -809,6 +825,8 @@ export function renderPbxActivateEnv(o: {
     DUMP_DATABASES: o.plan.dumps.join(" "),
     ASTERISK_STOP: o.asteriskStop ?? control.stop,
     ASTERISK_START: o.asteriskStart ?? control.start,
+    WEB_STOP: o.webStop ?? WEB_CONTROL[o.flavour]?.stop ?? "",
+    WEB_START: o.webStart ?? WEB_CONTROL[o.flavour]?.start ?? "",
     FWCONSOLE: o.fwconsole ?? "fwconsole",
     DB_CLIENT: o.dbClient ?? "mariadb",
   });
