@@ -68,7 +68,11 @@ describe("pbx drill: what it writes and compares", () => {
 
 describe("pbx drill: FreePBX's settings from /etc/freepbx.conf", () => {
   it("reads what hastack renders (host, port, user, database, password file)", () => {
-    const conf = renderFreepbxConf({ host: "db.internal.example.test", port: 3306 });
+    const conf = renderFreepbxConf({
+      host: "db.internal.example.test",
+      port: 3306,
+      cdrDatabase: "asteriskcdrdb",
+    });
     expect(parseFreepbxConf(conf)).to.deep.equal({
       user: "freepbxuser",
       host: "db.internal.example.test",
