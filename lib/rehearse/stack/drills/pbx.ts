@@ -348,6 +348,25 @@ export async function pbxDrill(
     made(s, PBX_COPIES_DIR);
   }
   let atStandby = false;
+  const findings: string[] = [];
+  // FreePBX's settings come from /etc/freepbx.conf, which hastack-pbx-freepbx-db installs at boot
+  // once FreePBX's account on the MySQL pair answers. The rehearsal creates that account with a
+  // remote command after every server booted, so the boot script may have given up: run it
+  // again (it is idempotent), and say so.
+  if (points.some((p) => p.kind === "database" && p.where === "mysql-pair")) {
+    for (const s of servers) {
+      if (!fs.existsSync(inRoot(s, "/etc/freepbx.conf"))) {
+        log(`${s.name}: no /etc/freepbx.conf; running hastack-pbx-freepbx-db again`);
+        sh(s, "/usr/local/sbin/hastack-pbx-freepbx-db 2>&1", {
+          ATTEMPTS: "12",
+          RETRY_SECONDS: "5",
+        });
+        findings.push(
+          `pbx: /etc/freepbx.conf was missing on ${s.name}: hastack-pbx-freepbx-db gave up at boot (FreePBX's account on the MySQL pair did not answer within its retries; the rehearsal creates it with a remote command after every server booted); the drill ran it again first`,
+        );
+      }
+    }
+  }
 
   const seed = (s: DrillServer, round: number): void => {
     for (const p of points) {
@@ -516,7 +535,16 @@ export async function pbxDrill(
       `journalctl -u hastack-pbx-sync.service -o cat --no-pager --since=@${since}`,
     );
     log(`${o.primary.name}: ${journal.trim().split("\n").slice(-1)[0]}`);
-    if (!/pushed to /.test(journal)) {
+    if (/not the active PBX/.test(journal)) {
+      // hastack-is-active asks IMDS for the interface's public addresses: AWS lists the service
+      // EIP of the secondary address there; the rehearsal's IMDS stand-in lists only the
+      // server's own EIP, so the timer's sync skips. The operator's handover sync has no such
+      // check: it pushes the same set.
+      findings.push(
+        `pbx: the timer's sync (hastack-pbx-sync.service) on ${o.primary.name} skipped ("not the active PBX"): the rehearsal's IMDS stand-in does not list the service EIP ${address} (on the secondary private address) among the interface's public-ipv4s as AWS does; the drill pushed with \`hastack-pbx-sync final\` instead`,
+      );
+      syncLine(o.primary, "/usr/local/sbin/hastack-pbx-sync final /etc/hastack/pbx-sync.env");
+    } else if (!/pushed to /.test(journal)) {
       problems.push(
         `hastack-pbx-sync.service on ${o.primary.name} pushed nothing: ${journal.trim()}`,
       );
@@ -610,6 +638,7 @@ export async function pbxDrill(
     ...result,
     problems,
     notRehearsed: [
+      ...findings,
       `pbx: the service address ${address} is probed on SSH (22, admitted from the admin CIDRs through the same EIP and security group), the answering server read from its host name: no Asterisk listens on SIP 5060 here (Asterisk is not in Debian 12)`,
       `pbx: ${tools.tools.join(", ")} (FreePBX/Elastix, not in Debian): stand-ins the drill put on both PBX servers recorded what the activation asked (${[tools.stop, tools.start, tools.reload].filter(Boolean).join(", ")}; checked in that order) and did nothing else — Asterisk stopped and started, /etc/asterisk regenerated from FreePBX's database and phones re-registering are not rehearsed`,
     ],
