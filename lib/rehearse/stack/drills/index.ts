@@ -10,6 +10,7 @@ import { RUN_ROOT, main as stackMain, readStackSettings } from "../index";
 import { Teardown } from "../teardown";
 import { runMysqlDrill } from "./mysql";
 import { runPbxDrill } from "./pbx";
+import { runNasDrill } from "./nas";
 import { DrillContext, DrillOutcome, runningServers } from "./container";
 
 /** Every drill of the issue, in value order; only those in BUILT run today. */
@@ -19,6 +20,7 @@ export type DrillName = (typeof DRILL_ORDER)[number];
 export const DRILLS: Partial<Record<DrillName, (ctx: DrillContext) => Promise<DrillOutcome>>> = {
   mysql: runMysqlDrill,
   pbx: runPbxDrill,
+  nas: runNasDrill,
 };
 export const BUILT: string[] = DRILL_ORDER.filter((d) => DRILLS[d] !== undefined);
 
