@@ -155,6 +155,7 @@ export = async (): Promise<Record<string, unknown>> => {
         privileges: "SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT, RELOAD, BINLOG MONITOR",
       },
       ...(pbx.freepbxDbAccount ? [pbx.freepbxDbAccount] : []),
+      ...(pbx.freepbxCdrDbAccount ? [pbx.freepbxCdrDbAccount] : []),
     ],
     sshUser: cfg.sshUser,
     sshPrivateKey,

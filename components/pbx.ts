@@ -132,6 +132,17 @@ export class PbxPair extends pulumi.ComponentResource {
     password: pulumi.Output<string>;
     privileges: string;
   };
+  /**
+   * The account FreePBX's CDR reports read the CDR database with (CDRDBUSER in freepbx.conf):
+   * SELECT only, so the web UI can never change a call record. Undefined unless freepbx.conf is
+   * rendered (FreePBX with its database on the MySQL pair).
+   */
+  public readonly freepbxCdrDbAccount?: {
+    user: string;
+    database: string;
+    password: pulumi.Output<string>;
+    privileges: string;
+  };
   /** The activation commands by side (the one for the inactive side runs nothing); empty without an SSH key. */
   public readonly activateCommands: Partial<Record<Role, command.remote.Command>>;
 
@@ -220,10 +231,36 @@ export class PbxPair extends pulumi.ComponentResource {
         password: pulumi.secret(freepbxPassword.result),
         privileges: FREEPBX_DB_PRIVILEGES,
       };
+      // FreePBX's CDR reports read the CDR database with an account of their own, read-only:
+      // the web UI never holds a password that could change a call record (issue 16).
+      const cdrReportPassword = new random.RandomPassword(
+        `${name}-freepbx-cdr-db-password`,
+        { length: 32, special: false },
+        { parent: this },
+      );
+      new aws.ssm.Parameter(
+        `${name}-freepbx-cdr-db-password`,
+        {
+          name: `${ssmPrefix}/freepbx-cdr-db-password`,
+          type: "SecureString",
+          keyId: args.secretsKeyArn,
+          value: cdrReportPassword.result,
+          description: `hastack: password of FreePBX's read-only CDR report account ${FREEPBX_CDR_DB_USER} on the MySQL pair`,
+        },
+        { parent: this },
+      );
+      this.freepbxCdrDbAccount = {
+        user: FREEPBX_CDR_DB_USER,
+        database: cdrDatabase,
+        password: pulumi.secret(cdrReportPassword.result),
+        privileges: FREEPBX_CDR_DB_PRIVILEGES,
+      };
       freepbxDb = {
         host: args.databaseEndpoint,
         port: databasePort,
         passwordParameter: `${ssmPrefix}/freepbx-db-password`,
+        cdrDatabase,
+        cdrPasswordParameter: `${ssmPrefix}/freepbx-cdr-db-password`,
       };
     }
 
@@ -785,6 +822,18 @@ export const ASTERISK_CONTROL: Record<PbxFlavour, { stop: string; start: string 
   asterisk: { stop: "systemctl stop asterisk", start: "systemctl start asterisk" },
 };
 
+/**
+ * The web UI to stop while the shipped databases are installed and to start on the server taking
+ * over, per flavour: Elastix's pages (httpd, CentOS) write its SQLite settings databases
+ * (/var/www/db/*.db), so they must not run while those are replaced. FreePBX's web UI writes its
+ * database on the MySQL pair (nothing installed under it) and plain Asterisk has none.
+ */
+export const WEB_CONTROL: Record<PbxFlavour, { stop: string; start: string } | undefined> = {
+  freepbx: undefined,
+  elastix: { stop: "service httpd stop", start: "service httpd start" },
+  asterisk: undefined,
+};
+
 /** The activation's env: which copies to install, how to stop/start Asterisk, whether to reload FreePBX. */
 export function renderPbxActivateEnv(o: {
   flavour: PbxFlavour;
@@ -795,6 +844,10 @@ export function renderPbxActivateEnv(o: {
   asteriskStop?: string;
   /** Defaults to the flavour's (ASTERISK_CONTROL). */
   asteriskStart?: string;
+  /** Defaults to the flavour's (WEB_CONTROL; none for FreePBX and plain Asterisk). */
+  webStop?: string;
+  /** Defaults to the flavour's (WEB_CONTROL). */
+  webStart?: string;
   /** FreePBX's CLI. Defaults to fwconsole (on PATH). */
   fwconsole?: string;
   /** Client that loads a shipped dump, with its options. Defaults to mariadb (root over the socket). */
@@ -809,6 +862,8 @@ export function renderPbxActivateEnv(o: {
     DUMP_DATABASES: o.plan.dumps.join(" "),
     ASTERISK_STOP: o.asteriskStop ?? control.stop,
     ASTERISK_START: o.asteriskStart ?? control.start,
+    WEB_STOP: o.webStop ?? WEB_CONTROL[o.flavour]?.stop ?? "",
+    WEB_START: o.webStart ?? WEB_CONTROL[o.flavour]?.start ?? "",
     FWCONSOLE: o.fwconsole ?? "fwconsole",
     DB_CLIENT: o.dbClient ?? "mariadb",
   });
@@ -833,6 +888,16 @@ export const FREEPBX_DB_USER = "freepbxuser";
  */
 export const FREEPBX_DB_PRIVILEGES =
   "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, CREATE TEMPORARY TABLES, LOCK TABLES, REFERENCES";
+/** FreePBX's CDR reports' account on the MySQL pair (CDRDBUSER): reads the CDR database only. */
+export const FREEPBX_CDR_DB_USER = "freepbxcdr";
+/**
+ * The CDR reports only read call records (the CDR reports and CEL modules' queries); Asterisk
+ * writes them with its own INSERT-only account (CDR_DB_USER). Nothing else: no write, no other
+ * schema. test/server/pbx/freepbx-cdr-account.test.ts proves it on a real MariaDB.
+ */
+export const FREEPBX_CDR_DB_PRIVILEGES = "SELECT";
+/** Where the boot script writes the CDR report account's password (root:asterisk 0640). */
+export const FREEPBX_CDR_PASSWORD_FILE = "/etc/hastack/pbx/freepbx-cdr-db-password";
 /** Where the boot script writes FreePBX's database password (root:asterisk 0640; never synced or backed up). */
 export const FREEPBX_PASSWORD_FILE = "/etc/hastack/pbx/freepbx-db-password";
 
@@ -843,19 +908,26 @@ export interface FreepbxDbSettings {
   port: number;
   /** SSM SecureString holding the password. */
   passwordParameter: string;
+  /** The CDR database FreePBX's reports read (CDRDBNAME). */
+  cdrDatabase: string;
+  /** SSM SecureString holding the CDR report account's password. */
+  cdrPasswordParameter: string;
 }
 
 /**
  * /etc/freepbx.conf pointing FreePBX at the MySQL pair (AMPDBHOST…). PHP, as FreePBX reads it;
  * the password is read from the root:asterisk file at run time, so it is in no rendered text.
  */
-export function renderFreepbxConf(o: { host: string; port: number }): string {
+export function renderFreepbxConf(o: { host: string; port: number; cdrDatabase: string }): string {
   return renderServerFile("pbx/freepbx.conf", {
     USER: FREEPBX_DB_USER,
     PASSWORD_FILE: FREEPBX_PASSWORD_FILE,
     HOST: o.host,
     PORT: o.port,
     DATABASE: FREEPBX_DATABASE,
+    CDR_USER: FREEPBX_CDR_DB_USER,
+    CDR_PASSWORD_FILE: FREEPBX_CDR_PASSWORD_FILE,
+    CDR_DATABASE: o.cdrDatabase,
   });
 }
 
@@ -876,6 +948,8 @@ export function renderFreepbxDbEnv(o: {
     REGION: o.region,
     PASSWORD_PARAMETER: o.freepbxDb.passwordParameter,
     PASSWORD_FILE: FREEPBX_PASSWORD_FILE,
+    CDR_PASSWORD_PARAMETER: o.freepbxDb.cdrPasswordParameter,
+    CDR_PASSWORD_FILE: FREEPBX_CDR_PASSWORD_FILE,
     DB_HOST: o.freepbxDb.host,
     DB_PORT: o.freepbxDb.port,
     DB_USER: FREEPBX_DB_USER,
@@ -983,7 +1057,11 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
         {
           path: PBX_FREEPBX_CONF_RENDERED,
           permissions: "0644",
-          content: renderFreepbxConf({ host: i.freepbxDb.host, port: i.freepbxDb.port }),
+          content: renderFreepbxConf({
+            host: i.freepbxDb.host,
+            port: i.freepbxDb.port,
+            cdrDatabase: i.freepbxDb.cdrDatabase,
+          }),
         },
         {
           path: PBX_FREEPBX_DB_ENV_PATH,

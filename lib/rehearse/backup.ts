@@ -838,8 +838,8 @@ function cdrInsertSql(start: number, count: number): string {
 }
 
 /** Per table: row count and CHECKSUM TABLE (same server version on both sides, so comparable). */
-async function tableFingerprints(
-  db: MariadbServer,
+export async function tableFingerprints(
+  db: Pick<MariadbServer, "sql">,
   databases: string[],
 ): Promise<Map<string, { rows: number; checksum: string }>> {
   const list = await db.sql(

@@ -4,8 +4,12 @@
 #  1. the consistent copies the other PBX shipped (COPIES_DIR/peer: astdb, Elastix's SQLite
 #     databases, local database dumps) are checked first — every SQLite copy must pass
 #     PRAGMA integrity_check, every dump must be whole — and only then installed, with Asterisk
-#     stopped (ASTERISK_STOP … ASTERISK_START), each set of copies only once;
-#  2. FreePBX: `fwconsole reload` regenerates /etc/asterisk from the configuration database and
+#     stopped (ASTERISK_STOP … ASTERISK_START), each set of copies only once; where the web UI
+#     writes those databases itself (Elastix: httpd and /var/www/db/*.db) it is stopped first
+#     and started last (WEB_STOP … WEB_START), so no page writes into a database being replaced;
+#  2. the web UI is started on this server, taking over (WEB_START), whether or not anything
+#     was installed;
+#  3. FreePBX: `fwconsole reload` regenerates /etc/asterisk from the configuration database and
 #     reloads Asterisk. A missing fwconsole is a failure, never skipped: the address stays put.
 # server/pbx/hastack-pbx-activate.sh, env rendered by components/pbx.ts (renderPbxActivateEnv);
 # test/server/pbx/activate.test.ts runs this file.
@@ -44,11 +48,15 @@ manifest() {
   for f in "${dumps[@]}"; do sha256sum "$peer/mysql/$f.sql.gz"; done
 }
 
-asterisk_stopped=no
+asterisk_stopped=no web_stopped=no
 restart_asterisk() {
   if [ "$asterisk_stopped" = yes ]; then
     # shellcheck disable=SC2086
     $ASTERISK_START </dev/null || log "could not start Asterisk again ($ASTERISK_START)"
+  fi
+  if [ "$web_stopped" = yes ]; then
+    # shellcheck disable=SC2086
+    $WEB_START </dev/null || log "could not start the web UI again ($WEB_START)"
   fi
 }
 
@@ -67,6 +75,12 @@ else
       die "the shipped dump of database $db is incomplete: nothing installed"
   done
   trap restart_asterisk EXIT
+  if [ -n "${WEB_STOP:-}" ]; then
+    log "stopping the web UI ($WEB_STOP): it writes the databases being replaced"
+    # shellcheck disable=SC2086
+    $WEB_STOP </dev/null || die "could not stop the web UI ($WEB_STOP): nothing installed"
+    web_stopped=yes
+  fi
   log "stopping Asterisk ($ASTERISK_STOP) to install ${#sqlite[@]} database file(s) and ${#dumps[@]} dump(s)"
   # shellcheck disable=SC2086
   $ASTERISK_STOP </dev/null || die "could not stop Asterisk ($ASTERISK_STOP): nothing installed"
@@ -93,6 +107,15 @@ else
   # shellcheck disable=SC2086
   $ASTERISK_START </dev/null || die "could not start Asterisk ($ASTERISK_START)"
   asterisk_stopped=no
+fi
+
+# The web UI serves from the server taking over (started again if it was stopped above, started
+# for the first time if this server kept it stopped while it stood by).
+if [ -n "${WEB_START:-}" ]; then
+  # shellcheck disable=SC2086
+  $WEB_START </dev/null || die "could not start the web UI ($WEB_START)"
+  web_stopped=no
+  log "web UI started ($WEB_START)"
 fi
 
 if [ "$FLAVOUR" = freepbx ]; then

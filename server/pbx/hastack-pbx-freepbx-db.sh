@@ -14,18 +14,27 @@ log() { echo "hastack-pbx-freepbx-db: $*" >&2; }
 die() { log "$*"; exit 1; }
 : "${PASSWORD_PARAMETER:?}" "${PASSWORD_FILE:?}" "${DB_HOST:?}" "${DB_PORT:?}" "${DB_USER:?}" "${DB_NAME:?}"
 : "${RENDERED_CONF:?}" "${FREEPBX_CONF:?}"
-pw=""
-for _ in $(seq 1 "${ATTEMPTS:-60}"); do
-  pw=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$PASSWORD_PARAMETER" \
-    --query Parameter.Value --output text 2>/dev/null) && [ -n "$pw" ] && break
-  sleep "${RETRY_SECONDS:-10}"
-done
-[ -n "$pw" ] || die "cannot read $PASSWORD_PARAMETER"
-case "$pw" in *[!A-Za-z0-9]*) die "$PASSWORD_PARAMETER must be alphanumeric (it lands in a client option file)" ;; esac
-mkdir -p "$(dirname "$PASSWORD_FILE")"
-( umask 027; printf '%s\n' "$pw" >"$PASSWORD_FILE.new" )
-chgrp asterisk "$PASSWORD_FILE.new" 2>/dev/null || true
-mv -f "$PASSWORD_FILE.new" "$PASSWORD_FILE"
+# PARAMETER FILE: the SecureString into a root:asterisk 0640 file FreePBX reads; prints it.
+password_to_file() {
+  local value=""
+  for _ in $(seq 1 "${ATTEMPTS:-60}"); do
+    value=$(aws ssm get-parameter --region "$REGION" --with-decryption --name "$1" \
+      --query Parameter.Value --output text 2>/dev/null) && [ -n "$value" ] && break
+    sleep "${RETRY_SECONDS:-10}"
+  done
+  [ -n "$value" ] || die "cannot read $1"
+  case "$value" in *[!A-Za-z0-9]*) die "$1 must be alphanumeric (it lands in a client option file)" ;; esac
+  mkdir -p "$(dirname "$2")"
+  ( umask 027; printf '%s\n' "$value" >"$2.new" )
+  chgrp asterisk "$2.new" 2>/dev/null || true
+  mv -f "$2.new" "$2"
+  printf '%s' "$value"
+}
+pw=$(password_to_file "$PASSWORD_PARAMETER" "$PASSWORD_FILE")
+# The CDR reports' read-only account (CDRDBUSER in freepbx.conf).
+if [ -n "${CDR_PASSWORD_PARAMETER:-}" ]; then
+  password_to_file "$CDR_PASSWORD_PARAMETER" "${CDR_PASSWORD_FILE:?}" >/dev/null
+fi
 
 cnf=$(mktemp)
 trap 'rm -f "$cnf"' EXIT

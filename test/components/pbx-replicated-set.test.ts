@@ -305,6 +305,23 @@ describe("the prod stack wires FreePBX's database and the set end to end (offlin
     );
   });
 
+  it("the MySQL pair grants FreePBX's CDR reports SELECT on the CDR database, nothing more", () => {
+    const setup = ofType(prod, "command:remote:Command").find((c) =>
+      c.urn.endsWith("::mysql-setup-primary"),
+    )!;
+    const grants = String(setup.inputs.stdin)
+      .split("\n")
+      .filter((l) => l.includes("'freepbxcdr'"));
+    expect(grants.filter((l) => l.includes("GRANT"))).to.have.length(1);
+    expect(grants.find((l) => l.includes("GRANT"))).to.contain(
+      "GRANT SELECT ON \\`asteriskcdrdb\\`.* TO 'freepbxcdr'@",
+    );
+    for (const u of userData(prod, "pbx")) {
+      expect(u).to.contain(`$amp_conf['CDRDBHOST'] = '${INTERNAL_DB}';`);
+      expect(u).to.contain("$amp_conf['CDRDBUSER'] = 'freepbxcdr';");
+    }
+  });
+
   it("the NAS dumps the asterisk database and pulls the PBX's consistent copies", () => {
     const nas = userData(prod, "nas")[0];
     expect(nas).to.match(/DATABASES='?asteriskcdrdb app asterisk/);

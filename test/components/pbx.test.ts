@@ -10,7 +10,11 @@ import { PbxPair, PbxPairArgs } from "../../components/pbx";
 import * as pulumi from "@pulumi/pulumi";
 import { ComponentArgsError, ServiceSummary } from "../../components/server-pair";
 import { stackConfigSchema } from "../../lib/config/stack-config";
-import { PBX_ACTIVATE_REMOTE_COMMAND } from "../../components/pbx";
+import {
+  FREEPBX_CDR_DB_USER,
+  FREEPBX_CDR_PASSWORD_FILE,
+  PBX_ACTIVATE_REMOTE_COMMAND,
+} from "../../components/pbx";
 import { replicatedSet, syncPlan } from "../../components/pbx-replicated-set";
 import {
   Deployment,
@@ -31,8 +35,9 @@ function pbxConfig(over: Record<string, unknown> = {}) {
 async function synth(
   over: Partial<PbxPairArgs> = {},
   cfg: Record<string, unknown> = {},
-): Promise<{ d: Deployment; summary: ServiceSummary }> {
+): Promise<{ d: Deployment; summary: ServiceSummary; pbx: PbxPair }> {
   let summary: ServiceSummary | undefined;
+  let made: PbxPair | undefined;
   const d = await runUnderMocks(() => {
     const dns = new Dns("dns", { domain: "example.co.id", zoneName: "example.co.id" });
     const pbx = new PbxPair("pbx", {
@@ -46,8 +51,9 @@ async function synth(
       ...over,
     });
     summary = pbx.summary;
+    made = pbx;
   });
-  return { d, summary: summary! };
+  return { d, summary: summary!, pbx: made! };
 }
 
 const ports = (r: SynthResource): string =>
@@ -267,8 +273,9 @@ describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 
   const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstub\n-----END OPENSSH PRIVATE KEY-----\n";
   const INTERNAL_DB = "db.internal.example.co.id";
   let d: Deployment;
+  let pbx: PbxPair;
   before(async () => {
-    ({ d } = await synth({ databaseEndpoint: INTERNAL_DB, sshPrivateKey: KEY }));
+    ({ d, pbx } = await synth({ databaseEndpoint: INTERNAL_DB, sshPrivateKey: KEY }));
   });
   const activations = (dep: Deployment): SynthResource[] =>
     ofType(dep, "command:remote:Command").filter((r) => r.name.startsWith("pbx-activate-"));
@@ -283,6 +290,29 @@ describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 
     }
   });
 
+  it("FreePBX's CDR reports read the CDR database by the internal name with their own read-only account", async () => {
+    for (const userData of ofType(d, "aws:ec2/instance:Instance").map(userDataOf)) {
+      expect(userData).to.contain(`$amp_conf['CDRDBHOST'] = '${INTERNAL_DB}';`);
+      expect(userData).to.contain("$amp_conf['CDRDBNAME'] = 'asteriskcdrdb';");
+      expect(userData).to.contain(`$amp_conf['CDRDBUSER'] = '${FREEPBX_CDR_DB_USER}';`);
+      expect(userData).to.contain(
+        `$amp_conf['CDRDBPASS'] = trim(file_get_contents('${FREEPBX_CDR_PASSWORD_FILE}'));`,
+      );
+      expect(userData).to.contain("CDR_PASSWORD_PARAMETER=/hastack/pbx/freepbx-cdr-db-password");
+      expect(userData).not.to.match(/CDRDBPASS'\] = '[A-Za-z0-9]/);
+    }
+    // The account the MySQL pair creates for them: SELECT on the CDR database only.
+    const account = pbx.freepbxCdrDbAccount!;
+    expect([account.user, account.database, account.privileges]).to.deep.equal([
+      FREEPBX_CDR_DB_USER,
+      "asteriskcdrdb",
+      "SELECT",
+    ]);
+    expect(ofType(d, "random:index/randomPassword:RandomPassword").map((r) => r.name)).to.include(
+      "pbx-freepbx-cdr-db-password",
+    );
+  });
+
   it("only the primary may adopt a local FreePBX database into the empty schema", () => {
     const [primary, standby] = ofType(d, "aws:ec2/instance:Instance").map(userDataOf);
     expect(primary).to.contain("ADOPT_LOCAL=yes");
@@ -295,6 +325,7 @@ describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 
     );
     expect(params.map((p) => [p.inputs.name, p.inputs.type])).to.deep.equal([
       ["/hastack/pbx/freepbx-db-password", "SecureString"],
+      ["/hastack/pbx/freepbx-cdr-db-password", "SecureString"],
     ]);
     expect(ofType(d, "random:index/randomPassword:RandomPassword").map((r) => r.name)).to.include(
       "pbx-freepbx-db-password",

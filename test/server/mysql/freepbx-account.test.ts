@@ -121,7 +121,11 @@ describe("FreePBX's account on the MySQL pair (real MariaDB, issue 16)", functio
     fs.writeFileSync(path.join(dir, "freepbx.conf"), "<?php // the installer's local config\n");
     fs.writeFileSync(
       path.join(dir, "rendered.conf"),
-      renderFreepbxConf({ host: "db.internal.example.test", port: 3306 }),
+      renderFreepbxConf({
+        host: "db.internal.example.test",
+        port: 3306,
+        cdrDatabase: "asteriskcdrdb",
+      }),
     );
     const env = path.join(dir, "freepbx-db.env");
     fs.writeFileSync(
@@ -132,11 +136,14 @@ describe("FreePBX's account on the MySQL pair (real MariaDB, issue 16)", functio
           host: "127.0.0.1",
           port: pair.servers.primary.port,
           passwordParameter: "/hastack/pbx/freepbx-db-password",
+          cdrDatabase: "asteriskcdrdb",
+          cdrPasswordParameter: "/hastack/pbx/freepbx-cdr-db-password",
         },
         adoptLocal: true,
       }) +
         envFile({
           PASSWORD_FILE: path.join(dir, "password"),
+          CDR_PASSWORD_FILE: path.join(dir, "cdr-password"),
           RENDERED_CONF: path.join(dir, "rendered.conf"),
           FREEPBX_CONF: path.join(dir, "freepbx.conf"),
           LOCAL_OPTS: `--socket=${pair.servers.standby.socket} -uroot`,

@@ -8,6 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import {
   PBX_ACTIVATE_SOURCE,
+  WEB_CONTROL,
   renderPbxActivateEnv,
   renderPbxActivateRemoteScript,
 } from "../../../components/pbx";
@@ -48,6 +49,7 @@ describe("hastack-pbx-activate (real sqlite3, stub Asterisk control)", function 
         `echo "$1 $v" >>"${events}"`,
     );
     stub("fwconsole", `echo "fwconsole $*" >>"${events}"`);
+    stub("web-ctl", `echo "web $1" >>"${events}"`);
     stub("db-client", `echo "load $(grep -c 'INSERT' || true)" >>"${events}"`);
     await makeDb(path.join(root, ASTDB), "old");
     fs.writeFileSync(path.join(root, `${ASTDB}-journal`), "stale journal");
@@ -68,7 +70,7 @@ describe("hastack-pbx-activate (real sqlite3, stub Asterisk control)", function 
     expect(r.code, r.stderr).to.equal(0);
   }
 
-  function writeEnv(flavour: PbxFlavour, o: { fwconsole?: string } = {}): string {
+  function writeEnv(flavour: PbxFlavour, o: { fwconsole?: string; webStop?: string } = {}): string {
     const file = path.join(tmp, "activate.env");
     fs.writeFileSync(
       file,
@@ -78,6 +80,13 @@ describe("hastack-pbx-activate (real sqlite3, stub Asterisk control)", function 
         root,
         asteriskStop: `${path.join(tmp, "asterisk-ctl")} stop`,
         asteriskStart: `${path.join(tmp, "asterisk-ctl")} start`,
+        // The flavour's own web UI control (WEB_CONTROL), stubbed where it has one.
+        ...(WEB_CONTROL[flavour]
+          ? {
+              webStop: o.webStop ?? `${path.join(tmp, "web-ctl")} stop`,
+              webStart: `${path.join(tmp, "web-ctl")} start`,
+            }
+          : {}),
         fwconsole: o.fwconsole ?? path.join(tmp, "fwconsole"),
         dbClient: path.join(tmp, "db-client"),
       }),
@@ -156,8 +165,40 @@ describe("hastack-pbx-activate (real sqlite3, stub Asterisk control)", function 
     expect(gz.code).to.equal(0);
     const r = await activate(writeEnv("elastix"));
     expect(r.code, r.stderr).to.equal(0);
-    expect(log()).to.deep.equal(["stop old", "load 1", "start new"]);
+    // httpd writes /var/www/db/*.db: stopped before, started after, around Asterisk.
+    expect(log()).to.deep.equal(["web stop", "stop old", "load 1", "start new", "web start"]);
     expect(fs.existsSync(path.join(root, ELASTIX_DB))).to.equal(true);
+  });
+
+  it("elastix: its web UI is httpd, stopped and started by the activation", () => {
+    const env = renderPbxActivateEnv({
+      flavour: "elastix",
+      plan: syncPlan(replicatedSet("elastix")),
+    });
+    expect(env).to.contain("WEB_STOP='service httpd stop'");
+    expect(env).to.contain("WEB_START='service httpd start'");
+    const freepbx = renderPbxActivateEnv({
+      flavour: "freepbx",
+      plan: syncPlan(replicatedSet("freepbx")),
+    });
+    expect(freepbx).to.contain("WEB_STOP=''");
+  });
+
+  it("elastix with nothing shipped: httpd is started on the server taking over, Asterisk untouched", async () => {
+    fs.rmSync(path.join(root, PBX_COPIES_DIR.slice(1)), { recursive: true });
+    const r = await activate(writeEnv("elastix"));
+    expect(r.code, r.stderr).to.equal(0);
+    expect(log()).to.deep.equal(["web start"]);
+  });
+
+  it("elastix: httpd that will not stop installs nothing and never stops Asterisk", async () => {
+    await makeDb(path.join(peer, ELASTIX_DB), "acl");
+    const r = await activate(writeEnv("elastix", { webStop: "false" }));
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain("could not stop the web UI");
+    expect(log()).to.deep.equal([]);
+    expect(await liveValue()).to.equal("old");
+    expect(fs.existsSync(path.join(root, ELASTIX_DB))).to.equal(false);
   });
 
   it("an incomplete dump installs nothing", async () => {

@@ -12,6 +12,8 @@ import { RUN_ROOT, drill as stackDrill, parseStackArgs, readStackSettings } from
 import { holdingRehearsalLock, parseLockWait } from "../apply-run";
 import { Made, Teardown } from "../teardown";
 import { runMysqlDrill } from "./mysql";
+import { runPbxDrill } from "./pbx";
+import { runNasDrill } from "./nas";
 import { DrillContext, DrillOutcome, runningServers } from "./container";
 
 /** Every drill of the issue, in value order; only those in BUILT run today. */
@@ -20,6 +22,8 @@ export type DrillName = (typeof DRILL_ORDER)[number];
 /** The built drills; each is one file of this folder exporting its runner. */
 export const DRILLS: Partial<Record<DrillName, (ctx: DrillContext) => Promise<DrillOutcome>>> = {
   mysql: runMysqlDrill,
+  pbx: runPbxDrill,
+  nas: runNasDrill,
 };
 export const BUILT: string[] = DRILL_ORDER.filter((d) => DRILLS[d] !== undefined);
 
