@@ -23,7 +23,7 @@ import {
   NetNamespace,
   requireBinaries,
   waitFor,
-} from "../fixtures/mail/harness";
+} from "../support/mail-harness";
 
 const ALICE = `alice@${DOMAIN}`;
 const USERS = { [ALICE]: "alice-pw-1", [`postmaster@${DOMAIN}`]: "pm-pw-3" };

@@ -25,7 +25,7 @@ import {
   requireBinaries,
   SETTINGS,
   waitFor,
-} from "../../fixtures/mail/harness";
+} from "../../support/mail-harness";
 
 const run = promisify(execFile);
 const SERVER_NAMES = { primary: `mx1.${DOMAIN}`, standby: `mx2.${DOMAIN}` };
