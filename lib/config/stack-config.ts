@@ -222,9 +222,7 @@ const mail = z
      * senders report TLS failures (TLS-RPT) but still deliver; `enforce` makes senders refuse
      * an MX whose certificate is not valid for its name. Defaults to none (nothing published).
      */
-    mtaSts: z
-      .enum(["none", "testing", "enforce"], { message: 'one of "none", "testing" or "enforce"' })
-      .default("none"),
+    mtaSts: z.enum(["none", "testing", "enforce"]).default("none"),
     /**
      * max_age of the MTA-STS policy: how long senders may cache it (RFC 8461 3.2: at most a
      * year; a day at least, or the policy protects little). Defaults to 604800 (one week).
