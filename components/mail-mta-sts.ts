@@ -14,6 +14,12 @@ export const MTA_STS_LABEL = "mta-sts";
 /** Where the policy is served on `mta-sts.<domain>` (RFC 8461 3.3). */
 export const MTA_STS_POLICY_PATH = "/.well-known/mta-sts.txt";
 
+/**
+ * The description of the mail servers' 443 ingress rule: the policy pack's guard of 443 (the
+ * FreePBX web UI) admits a world-open rule for exactly 443 with this description.
+ */
+export const MTA_STS_INGRESS_DESCRIPTION = "HTTPS: the MTA-STS policy (senders)";
+
 /** TTL of `_mta-sts` and `_smtp._tls`: a changed id reaches senders within it. */
 export const MTA_STS_RECORD_TTL = 300;
 

@@ -36,6 +36,7 @@ import {
 } from "./server-pair";
 import {
   checkMtaStsInput,
+  MTA_STS_INGRESS_DESCRIPTION,
   MTA_STS_POLICY_PATH,
   MTA_STS_RECORD_TTL,
   mtaStsHost,
@@ -174,7 +175,8 @@ export class MailPair extends pulumi.ComponentResource {
       );
     }
     if (problems.length > 0) {
-      throw new Error(`MailPair ${name}: ${problems.join("; ")}`);
+      // A RunError: the CLI and `npm run synth` print the message alone, without a stack trace.
+      throw new pulumi.RunError(`MailPair ${name}: ${problems.join("; ")}`);
     }
     // A plain previous phase is checked now, before anything is declared; one that is still
     // an Output (read from the stack's own state) fails the update when it resolves.
@@ -703,7 +705,7 @@ export function mailServicePorts(
     tcp(ports.smtps, "smtps", "SMTP submission (implicit TLS, login)", "tcp"),
     tcp(ports.imaps, "imaps", "IMAP over TLS", "imaps"),
     ...(pop3 ? [tcp(ports.pop3s, "pop3s", "POP3 over TLS", "tcp")] : []),
-    ...(mtaSts ? [tcp(ports.https, "https", "HTTPS: the MTA-STS policy (senders)", "tcp")] : []),
+    ...(mtaSts ? [tcp(ports.https, "https", MTA_STS_INGRESS_DESCRIPTION, "tcp")] : []),
   ];
 }
 
