@@ -24,6 +24,7 @@ import {
 } from "./mail-migration";
 import {
   CloudConfigParts,
+  failoverRecords,
   otherRole,
   pairBasics,
   PairPlacement,
@@ -33,6 +34,20 @@ import {
   ServicePort,
   ServiceSummary,
 } from "./server-pair";
+import {
+  checkMtaStsInput,
+  MTA_STS_INGRESS_DESCRIPTION,
+  MTA_STS_POLICY_PATH,
+  MTA_STS_RECORD_TTL,
+  mtaStsHost,
+  mtaStsId,
+  mtaStsMxNames,
+  mtaStsPolicy,
+  mtaStsRecord,
+  MtaStsMode,
+  tlsRptRecord,
+} from "./mail-mta-sts";
+import { oldServerRecordName } from "./mail-migration";
 import { DEFAULT_SWITCHOVER, ssmPrefix } from "./pair-defaults";
 import { renderServerFile, serverFile, shellQuote } from "./server-files";
 
@@ -87,7 +102,17 @@ export interface MailSummary extends ServiceSummary {
   migrationPhase: pulumi.Output<number>;
   /** The DKIM selectors published and the one signing (the next update's rotation check). */
   dkim: pulumi.Output<DkimState>;
+  /** MTA-STS as published: mode, the policy's id and URL, the MX names it allows. */
+  mtaSts: MtaStsSummary;
   syncIntervalMinutes: number;
+}
+
+/** services.mail.mtaSts (docs/outputs.md): null fields while hastack:mail.mtaSts is none. */
+export interface MtaStsSummary {
+  mode: MtaStsMode;
+  id: string | null;
+  policyUrl: string | null;
+  mx: string[];
 }
 
 /**
@@ -135,6 +160,13 @@ export class MailPair extends pulumi.ComponentResource {
     };
     const problems = checkMigrationInput(planInput);
     problems.push(...checkDkimInput(cfg.dkim, old?.dkim));
+    if (problems.length === 0 && old) {
+      // The plan needs valid migration input; MTA-STS is checked against its MX set.
+      const mx = migrationPlan(planInput).mx;
+      problems.push(
+        ...checkMtaStsInput(cfg.mtaSts, phase, mx, oldServerRecordName(old, args.domain)),
+      );
+    }
     if (old && old.hostname.toLowerCase() !== this.serviceName) {
       problems.push(
         `hastack:mail.migration.oldServer.hostname must be the new servers' host name ` +
@@ -143,7 +175,8 @@ export class MailPair extends pulumi.ComponentResource {
       );
     }
     if (problems.length > 0) {
-      throw new Error(`MailPair ${name}: ${problems.join("; ")}`);
+      // A RunError: the CLI and `npm run synth` print the message alone, without a stack trace.
+      throw new pulumi.RunError(`MailPair ${name}: ${problems.join("; ")}`);
     }
     // A plain previous phase is checked now, before anything is declared; one that is still
     // an Output (read from the stack's own state) fails the update when it resolves.
@@ -190,7 +223,7 @@ export class MailPair extends pulumi.ComponentResource {
         ...pairBasics("mail", cfg, args, switchover),
         cloudConfig,
         servicePorts: [
-          ...mailServicePorts(cfg.pop3, layout.ports),
+          ...mailServicePorts(cfg.pop3, layout.ports, cfg.mtaSts !== "none"),
           ...backupPullPorts(args.backupClientSecurityGroupIds ?? []),
         ],
         // dsync between the servers: the doveadm server, reachable from the peer only.
@@ -341,6 +374,7 @@ export class MailPair extends pulumi.ComponentResource {
         dmarcRecord(cfg.dmarc.policy, cfg.dmarc.reportEmail ?? `postmaster@${args.domain}`),
       ],
     });
+    const mtaSts = this.declareMtaSts(name, cfg, args, mailPrefix);
     // Migration steps that run on the new active server: declared from their phase on, so
     // each runs once when its phase is applied (and again only after a rollback past it).
     const stepCommands: Record<string, string> = {};
@@ -446,6 +480,7 @@ export class MailPair extends pulumi.ComponentResource {
       rpoSeconds: cfg.syncIntervalMinutes * 60,
       migrationPhase: this.migrationPhase,
       dkim: appliedDkim,
+      mtaSts,
       syncIntervalMinutes: cfg.syncIntervalMinutes,
     };
     const next = phase > 0 && phase < LAST_PHASE ? phase + 1 : undefined;
@@ -478,6 +513,76 @@ export class MailPair extends pulumi.ComponentResource {
       migrationPhase: this.migrationPhase,
       operations: this.operations,
     });
+  }
+
+  /**
+   * MTA-STS and TLS-RPT (issue 17), when hastack:mail.mtaSts is not none: the policy (its mx
+   * lines from mtaStsMxNames, so they cover the MX set of every migration phase) as a String
+   * parameter both servers' refresh installs for nginx — never in user-data, so a policy change
+   * touches no server — `_mta-sts` with the policy's id, `_smtp._tls`, and `mta-sts.<domain>`
+   * following the mail failover like the service name, but always to the new pair (never the
+   * old server during a migration: only the pair serves the policy).
+   */
+  private declareMtaSts(
+    name: string,
+    cfg: MailConfig,
+    { domain, dns }: Pick<MailPairArgs, "domain" | "dns">,
+    mailPrefix: string,
+  ): MtaStsSummary {
+    const mode = cfg.mtaSts;
+    const mx = mtaStsMxNames(this.serverNames, this.migration.oldServerRecord?.name);
+    if (mode === "none") {
+      return { mode, id: null, policyUrl: null, mx: [] };
+    }
+    const host = mtaStsHost(domain);
+    const policy = mtaStsPolicy(mode, mx, cfg.mtaStsMaxAgeSeconds);
+    new aws.ssm.Parameter(
+      `${name}-mta-sts-policy`,
+      {
+        name: `${mailPrefix}/mta-sts-policy`,
+        type: "String",
+        // Public (senders fetch it): insecureValue keeps it readable in previews and diffs.
+        insecureValue: policy,
+        description: `hastack: the MTA-STS policy both mail servers serve at https://${host}${MTA_STS_POLICY_PATH}`,
+      },
+      { parent: this },
+    );
+    dns.record(this, `${name}-mta-sts-id`, {
+      name: `_mta-sts.${domain}`,
+      type: "TXT",
+      ttl: MTA_STS_RECORD_TTL,
+      records: [mtaStsRecord(policy)],
+    });
+    dns.record(this, `${name}-tls-rpt`, {
+      name: `_smtp._tls.${domain}`,
+      type: "TXT",
+      ttl: MTA_STS_RECORD_TTL,
+      records: [tlsRptRecord(cfg.tlsRpt.reportEmail ?? `postmaster@${domain}`)],
+    });
+    const ttl = cfg.ttl;
+    if (this.pair.switchover === "eip") {
+      // The service EIP moves with `active`: the name stays on it.
+      dns.record(this, `${name}-mta-sts-a`, {
+        name: host,
+        type: "A",
+        ttl,
+        records: [this.pair.endpointIp],
+      });
+    } else {
+      for (const rec of failoverRecords(cfg.active)) {
+        const routing = rec.failover.toLowerCase();
+        dns.record(this, `${name}-mta-sts-failover-${routing}`, {
+          name: host,
+          type: "A",
+          ttl,
+          records: [this.pair.publicIps[rec.side]],
+          setIdentifier: `mail-mta-sts-${routing}`,
+          failover: rec.failover,
+          healthCheckId: this.pair.healthCheckIds[rec.side],
+        });
+      }
+    }
+    return { mode, id: mtaStsId(policy), policyUrl: `https://${host}${MTA_STS_POLICY_PATH}`, mx };
   }
 }
 
@@ -583,7 +688,11 @@ export function checkMigrationStep(previous: number | undefined, next: number): 
 }
 
 /** The ports clients use, with their monitoring probes. */
-export function mailServicePorts(pop3: boolean, ports: MailPorts = MAIL_PORTS): ServicePort[] {
+export function mailServicePorts(
+  pop3: boolean,
+  ports: MailPorts = MAIL_PORTS,
+  mtaSts = false,
+): ServicePort[] {
   const tcp = (
     port: number,
     name: string,
@@ -596,6 +705,7 @@ export function mailServicePorts(pop3: boolean, ports: MailPorts = MAIL_PORTS): 
     tcp(ports.smtps, "smtps", "SMTP submission (implicit TLS, login)", "tcp"),
     tcp(ports.imaps, "imaps", "IMAP over TLS", "imaps"),
     ...(pop3 ? [tcp(ports.pop3s, "pop3s", "POP3 over TLS", "tcp")] : []),
+    ...(mtaSts ? [tcp(ports.https, "https", MTA_STS_INGRESS_DESCRIPTION, "tcp")] : []),
   ];
 }
 
@@ -626,6 +736,8 @@ export interface MailPorts {
   pop3s: number;
   /** doveadm server: the peer's dsync endpoint (reachable only from the peer, see peerPorts). */
   doveadm: number;
+  /** nginx: the MTA-STS policy (open to the world only while hastack:mail.mtaSts is not none). */
+  https: number;
 }
 
 export const MAIL_PORTS: MailPorts = {
@@ -635,6 +747,7 @@ export const MAIL_PORTS: MailPorts = {
   imaps: 993,
   pop3s: 995,
   doveadm: 12345,
+  https: 443,
 };
 
 /** Where things live on a mail server. Tests move everything into a temp dir. */
@@ -698,6 +811,12 @@ export interface MailLayout {
    * Encrypt in production; tests use RFC 2136 against their bind9 and pebble.
    */
   acmeArgs: string[];
+  /** nginx's complete configuration (server/mail/nginx.conf; Debian's sites are not used). */
+  webConfig: string;
+  /** nginx's pid file (Debian's unit expects /run/nginx.pid). */
+  webPidFile: string;
+  /** The user nginx's workers run as (they read only the policy file). */
+  webUser: string;
 }
 
 export const PRODUCTION_LAYOUT: MailLayout = {
@@ -728,6 +847,9 @@ export const PRODUCTION_LAYOUT: MailLayout = {
   dkimMilterPort: 8891,
   acmeDir: "/srv/data/acme",
   acmeArgs: ["--dns-route53"],
+  webConfig: "/etc/nginx/nginx.conf",
+  webPidFile: "/run/nginx.pid",
+  webUser: "www-data",
 };
 
 /** What both servers share: identity and options. */
@@ -788,6 +910,9 @@ function layoutValues(layout: MailLayout, quote: boolean): Record<string, string
     DKIM_MILTER_PORT: String(layout.dkimMilterPort),
     TEXTFILE_DIR: q(layout.textfileDir),
     DOVEADM_PORT: String(layout.ports.doveadm),
+    WEB_CONF: q(layout.webConfig),
+    WEB_PID_FILE: q(layout.webPidFile),
+    WEB_USER: q(layout.webUser),
   };
 }
 
@@ -833,6 +958,22 @@ export function renderOpendkimConf(
     DOMAIN: s.domain,
   };
   return renderPicked("mail/opendkim.conf", values);
+}
+
+/**
+ * nginx (server/mail/nginx.conf): serves the MTA-STS policy hastack-mail-refresh installs, over
+ * HTTPS with the mail certificate (which names mta-sts.<domain>), and nothing else.
+ */
+export function renderNginxConf(
+  s: MailServerSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  return renderPicked("mail/nginx.conf", layoutValues(layout, false), {
+    MTA_STS_HOST: mtaStsHost(s.domain),
+    HTTPS_LISTEN: layout.listenAddress
+      ? `${layout.listenAddress}:${layout.ports.https}`
+      : String(layout.ports.https),
+  });
 }
 
 /** Postfix master.cf (server/mail/master.cf): SMTP (25), submission (587), smtps (465). */
@@ -1020,12 +1161,15 @@ export function acmeDnsPolicy(zoneId: string, names: string[]): Record<string, u
   };
 }
 
-/** The names in a mail server's certificate: the service name first, then both servers'. */
+/**
+ * The names in a mail server's certificate: the service name first, then both servers', then
+ * mta-sts.<domain> (whatever hastack:mail.mtaSts says: turning MTA-STS on touches no server).
+ */
 export function certificateNames(
   s: MailServerSettings,
   serverNames: Record<Role, string>,
 ): string[] {
-  return [s.hostname, serverNames.primary, serverNames.standby];
+  return [s.hostname, serverNames.primary, serverNames.standby, mtaStsHost(s.domain)];
 }
 
 /** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
@@ -1145,6 +1289,8 @@ export function mailPackages(pop3: boolean): string[] {
     // The certificate from ACME, DNS-01 on the stack's Route 53 zone (hastack-mail-cert).
     "certbot",
     "python3-certbot-dns-route53",
+    // Serves the MTA-STS policy (server/mail/nginx.conf).
+    "nginx",
   ];
 }
 
@@ -1159,7 +1305,7 @@ export function mailPackages(pop3: boolean): string[] {
 export function renderSetupScript(input: MailCloudConfigInput): string {
   const L = input.layout ?? PRODUCTION_LAYOUT;
   const s = input.settings;
-  const names = [s.hostname, input.serverNames.primary, input.serverNames.standby];
+  const names = certificateNames(s, input.serverNames);
   return renderScript("hastack-mail-setup", s, L, {
     SAN: shellQuote(names.map((n) => `DNS:${n}`).join(",")),
     STAGING_DIR: shellQuote(STAGING_DIR),
@@ -1231,6 +1377,7 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
       staged("virtual", renderVirtualAliases(s.domain)),
       staged("dovecot.conf", renderDovecotConf(s, L)),
       staged("opendkim.conf", renderOpendkimConf(s, L)),
+      staged("nginx.conf", renderNginxConf(s, L)),
       script("hastack-mail-setup", renderSetupScript(input)),
       script("hastack-mail-refresh", renderRefreshScript(scriptSettings, L)),
       script("hastack-mail-sync", renderSyncScript(scriptSettings, L)),

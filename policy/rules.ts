@@ -2,6 +2,7 @@
 // same code runs in two places: inside a real Pulumi CrossGuard pack (policy/index.ts, for
 // `pulumi preview --policy-pack policy`) and offline over the synthesized desired state
 // (`npm run synth -- --policy`). Every policy is mandatory: a violation stops the update.
+import { MTA_STS_INGRESS_DESCRIPTION } from "../components/mail-mta-sts";
 import { addressCount, Cidr, parseCidr } from "../lib/config/cidr";
 
 /** One resource as a policy sees it. */
@@ -109,7 +110,14 @@ export const POLICIES: HastackPolicy[] = [
         cidr: string;
       }[] = [];
       for (const r of resources) {
-        if (r.type === T.ingress && typeof r.inputs.cidrIpv4 === "string") {
+        // The mail servers' MTA-STS policy (RFC 8461) is fetched by any sender over HTTPS: a
+        // rule for exactly 443 that says so (MailPair's, nginx serving one file) is not the
+        // FreePBX web UI this guard is about.
+        const mtaSts =
+          r.inputs.description === MTA_STS_INGRESS_DESCRIPTION &&
+          Number(r.inputs.fromPort) === 443 &&
+          Number(r.inputs.toPort) === 443;
+        if (r.type === T.ingress && typeof r.inputs.cidrIpv4 === "string" && !mtaSts) {
           grants.push({
             sg: String(r.inputs.securityGroupId),
             urn: r.urn,

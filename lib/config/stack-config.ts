@@ -217,6 +217,33 @@ const mail = z
       })
       .strict()
       .default({ policy: "none" }),
+    /**
+     * MTA-STS (RFC 8461, issue 17): `testing` publishes the policy and `_mta-sts.<domain>` so
+     * senders report TLS failures (TLS-RPT) but still deliver; `enforce` makes senders refuse
+     * an MX whose certificate is not valid for its name. Defaults to none (nothing published).
+     */
+    mtaSts: z.enum(["none", "testing", "enforce"]).default("none"),
+    /**
+     * max_age of the MTA-STS policy: how long senders may cache it (RFC 8461 3.2: at most a
+     * year; a day at least, or the policy protects little). Defaults to 604800 (one week).
+     */
+    mtaStsMaxAgeSeconds: z
+      .number({ message: "a number of seconds" })
+      .int({ message: "a whole number of seconds" })
+      .min(86400, { message: "at least 86400 (one day)" })
+      .max(31557600, { message: "at most 31557600 (one year, RFC 8461)" })
+      .default(604800),
+    /** TLS-RPT (RFC 8460): `_smtp._tls.<domain>`, published with MTA-STS. */
+    tlsRpt: z
+      .object({
+        /** Where senders mail their daily TLS reports. Defaults to postmaster@<domain>. */
+        reportEmail: z
+          .string()
+          .email({ message: "an e-mail address such as tls-reports@example.co.id" })
+          .optional(),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 

@@ -9,8 +9,8 @@
 #           valid one is there; on failure the first-boot self-signed certificate stays
 #   renew   the timer (twice a day): renews what is due (certbot renew, with any extra certbot
 #           arguments given), or obtains what is missing
-#   deploy  certbot's deploy hook: installs the new certificate where Postfix and Dovecot read
-#           it (atomically) and reloads them
+#   deploy  certbot's deploy hook: installs the new certificate where Postfix, Dovecot and
+#           nginx (the MTA-STS policy) read it (atomically) and reloads them
 # usage: hastack-mail-cert obtain | renew [CERTBOT_ARGS...] | deploy
 set -euo pipefail
 umask 077
@@ -21,6 +21,7 @@ TLS_CERT=@@TLS_CERT@@
 TLS_KEY=@@TLS_KEY@@
 POSTFIX_DIR=@@POSTFIX_DIR@@
 DOVECOT_CONF=@@DOVECOT_CONF@@
+WEB_CONF=@@WEB_CONF@@
 SBIN=@@SBIN_DIR@@
 NAMES=(@@CERT_NAMES@@)
 CONTACT=@@CONTACT@@
@@ -68,6 +69,7 @@ deploy() {
   mv -f "$TLS_CERT.hastack-new" "$TLS_CERT"
   if postfix -c "$POSTFIX_DIR" status >/dev/null 2>&1; then postfix -c "$POSTFIX_DIR" reload >/dev/null 2>&1 || true; fi
   doveadm -c "$DOVECOT_CONF" reload >/dev/null 2>&1 || true
+  nginx -c "$WEB_CONF" -s reload >/dev/null 2>&1 || true
   log "installed $(openssl x509 -in "$TLS_CERT" -noout -subject -enddate | tr '\n' ' ')"
 }
 

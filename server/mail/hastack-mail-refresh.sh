@@ -21,6 +21,7 @@ DKIM_DIR=@@DKIM_KEY_DIR@@
 DKIM_DOMAIN=@@DOMAIN@@
 DKIM_USER=@@DKIM_USER@@
 DKIM_PID_FILE=@@DKIM_PID_FILE@@
+MTA_STS_POLICY=$STATE/mta-sts.txt
 require_users=0
 if [ "${1:-}" = "--require-users" ]; then require_users=1; elif [ $# -gt 0 ]; then
   log "unknown argument $1 (expected --require-users)"; exit 2
@@ -134,4 +135,22 @@ elif param "dkim/$selector" > "$tmp/dkim.key" && openssl pkey -in "$tmp/dkim.key
 else
   log "$PREFIX/dkim/$selector is unreadable or not a private key; keeping the installed DKIM key"
 fi
-log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip"); $nas; $dkim"
+# MTA-STS: the policy the stack derives from the MX set (mta-sts-policy), which nginx serves
+# (server/mail/nginx.conf). No parameter (hastack:mail.mtaSts none): no policy, nginx answers
+# 404. A policy without version and mode, or an unreadable parameter, keeps the installed one.
+sts="MTA-STS policy not updated"
+if param mta-sts-policy 2>"$tmp/sts.err" | grep -v '^[[:space:]]*$' > "$tmp/mta-sts.txt" &&
+  [ "$(head -n 1 "$tmp/mta-sts.txt")" = "version: STSv1" ] &&
+  grep -Eq '^mode: (testing|enforce)$' "$tmp/mta-sts.txt"; then
+  if ! cmp -s "$tmp/mta-sts.txt" "$MTA_STS_POLICY"; then
+    install -m 0644 "$tmp/mta-sts.txt" "$MTA_STS_POLICY.hastack-new"
+    mv -f "$MTA_STS_POLICY.hastack-new" "$MTA_STS_POLICY"
+  fi
+  sts="MTA-STS $(grep '^mode: ' "$MTA_STS_POLICY")"
+elif grep -q ParameterNotFound "$tmp/sts.err"; then
+  rm -f "$MTA_STS_POLICY"
+  sts="no MTA-STS policy"
+else
+  log "$PREFIX/mta-sts-policy is unreadable or not an MTA-STS policy; keeping the installed one"
+fi
+log "$count users, peer $PEER_ROLE at $(cat "$STATE/peer-ip"); $nas; $dkim; $sts"

@@ -28,6 +28,7 @@ install -m 0644 @@STAGING_DIR@@/master.cf @@POSTFIX_DIR@@/master.cf
 install -m 0644 @@STAGING_DIR@@/virtual @@POSTFIX_DIR@@/virtual
 install -m 0644 @@STAGING_DIR@@/dovecot.conf @@DOVECOT_CONF@@
 install -m 0644 @@STAGING_DIR@@/opendkim.conf @@OPENDKIM_CONF@@
+install -m 0644 @@STAGING_DIR@@/nginx.conf @@WEB_CONF@@
 touch @@POSTFIX_DIR@@/vmailbox
 # The queue lives on the data volume (main.cf queue_directory): mail accepted but not delivered
 # survives a rebuilt root volume and comes back with a dead server's volume, where Postfix
@@ -54,8 +55,8 @@ if ! @@SBIN_DIR@@/hastack-mail-cert obtain; then
   log "no ACME certificate yet; serving the self-signed one until hastack-mail-cert.timer obtains it"
 fi
 systemctl daemon-reload
-systemctl enable opendkim dovecot postfix
-systemctl restart opendkim dovecot postfix
+systemctl enable opendkim dovecot postfix nginx
+systemctl restart opendkim dovecot postfix nginx
 systemctl enable --now hastack-mail-refresh.timer hastack-mail-queue.timer hastack-mail-cert.timer
 @@SYNC_TIMER@@
 log "mail server ready"

@@ -10,12 +10,10 @@ import { expect } from "chai";
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { Dns } from "../../components/dns";
-import { MailPair, migrationSyncCommand } from "../../components/mail";
+import { migrationSyncCommand } from "../../components/mail";
 import { migrationPlan, mxPolicyViolations, parseMx } from "../../components/mail-migration";
-import { stackConfigSchema } from "../../lib/config/stack-config";
 import { PACKAGE_ROOT } from "../../lib/package-root";
-import { runUnderMocks } from "../../lib/synth/offline-synth";
+import { synthMailPair } from "../support/mail-synth";
 import {
   DOMAIN,
   MailServer,
@@ -23,7 +21,7 @@ import {
   NetNamespace,
   requireBinaries,
   waitFor,
-} from "../fixtures/mail/harness";
+} from "../support/mail-harness";
 
 const ALICE = `alice@${DOMAIN}`;
 const USERS = { [ALICE]: "alice-pw-1", [`postmaster@${DOMAIN}`]: "pm-pw-3" };
@@ -50,24 +48,7 @@ async function synthRecords(phase: number, oldIp: string): Promise<ZoneRecord[]>
     phase === 0
       ? { phase }
       : { phase, oldServer: { hostname: `mail.${DOMAIN}`, ip: oldIp, masterUser: MASTER.name } };
-  const d = await runUnderMocks(() => {
-    const dns = new Dns("dns", { domain: DOMAIN, zoneName: DOMAIN });
-    new MailPair("mail", {
-      config: stackConfigSchema.shape.mail.parse({ active: "primary", migration }),
-      domain: DOMAIN,
-      dns,
-      network: {
-        vpcId: "vpc-0123456789abcdef0",
-        subnets: {
-          primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
-          standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3b" },
-        },
-      },
-      ami: "ami-0123456789abcdef0",
-      adminCidrs: ["203.0.113.10/32"],
-    });
-    return {};
-  });
+  const { d } = await synthMailPair({ migration }, { domain: DOMAIN });
   return d.deployment.resources
     .filter((r) => r.type === "aws:route53/record:Record")
     .filter((r) => {

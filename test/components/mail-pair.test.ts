@@ -5,23 +5,11 @@
 import { expect } from "chai";
 import { userDataOf } from "../support/deployment-queries";
 import * as pulumi from "@pulumi/pulumi";
-import { Dns } from "../../components/dns";
-import {
-  checkDkimRotation,
-  DkimState,
-  dkimState,
-  MailPair,
-  MailPairArgs,
-} from "../../components/mail";
-import { stackConfigSchema } from "../../lib/config/stack-config";
-import {
-  Deployment,
-  diffDeployments,
-  runUnderMocks,
-  SynthResource,
-} from "../../lib/synth/offline-synth";
+import { checkDkimRotation, DkimState, dkimState, MailPairArgs } from "../../components/mail";
+import { diffDeployments, SynthResource } from "../../lib/synth/offline-synth";
+import { MAIL_DOMAIN, mailConfig, MailSynth, synthMailPair } from "../support/mail-synth";
 
-const DOMAIN = "kantor-contoh.co.id";
+const DOMAIN = MAIL_DOMAIN;
 const ADMIN = ["203.0.113.10/32", "198.51.100.64/29"];
 const OLD = {
   hostname: `mail.${DOMAIN}`,
@@ -46,41 +34,10 @@ const NEVER_TOUCHED = [
   "aws:route53/healthCheck:HealthCheck",
 ];
 
-function mailConfig(over: Record<string, unknown> = {}) {
-  return stackConfigSchema.shape.mail.parse({ active: "primary", ...over });
-}
+type Synth = MailSynth;
 
-interface Synth {
-  d: Deployment;
-  outputs: Record<string, unknown>;
-}
-
-async function synth(
-  cfg: Record<string, unknown> = {},
-  over: Partial<MailPairArgs> = {},
-): Promise<Synth> {
-  const d = await runUnderMocks(() => {
-    const dns = new Dns("dns", { domain: DOMAIN, zoneName: DOMAIN });
-    const mail = new MailPair("mail", {
-      config: mailConfig(cfg),
-      domain: DOMAIN,
-      dns,
-      network: {
-        vpcId: "vpc-0123456789abcdef0",
-        subnets: {
-          primary: { id: "subnet-aaaaaaaa", az: "ap-southeast-3a" },
-          standby: { id: "subnet-bbbbbbbb", az: "ap-southeast-3b" },
-        },
-      },
-      ami: "ami-0123456789abcdef0",
-      adminCidrs: ADMIN,
-      ...over,
-    });
-    return { summary: mail.summary, operations: mail.operations };
-  });
-  const stack = d.deployment.resources.find((r) => r.type === "pulumi:pulumi:Stack")!;
-  return { d, outputs: stack.outputs as Record<string, unknown> };
-}
+const synth = (cfg: Record<string, unknown> = {}, over: Partial<MailPairArgs> = {}) =>
+  synthMailPair(cfg, { args: over, adminCidrs: ADMIN });
 
 /** Phase 0 is "no migration" (an old server is refused there, issue 18); 1–9 move from OLD. */
 function migrating(phase: number): Record<string, unknown> {
@@ -886,8 +843,8 @@ describe("MailPair under mocks", function () {
       zone = mx.inputs.zoneId as string;
     });
 
-    it("compliant: the challenge records of mail, mx1 and mx2 (UPSERT and DELETE, TXT)", () => {
-      for (const host of ["mail", "mx1", "mx2"]) {
+    it("compliant: the challenge records of mail, mx1, mx2 and mta-sts (UPSERT and DELETE, TXT)", () => {
+      for (const host of ["mail", "mx1", "mx2", "mta-sts"]) {
         expect(
           allows({
             zone,
@@ -914,6 +871,22 @@ describe("MailPair under mocks", function () {
       [
         "the service name's A record",
         { names: [`mail.${DOMAIN}`], types: ["A"], actions: ["UPSERT"] },
+      ],
+      [
+        "the MTA-STS policy id (_mta-sts)",
+        { names: [`_mta-sts.${DOMAIN}`], types: ["TXT"], actions: ["UPSERT"] },
+      ],
+      [
+        "mta-sts.<domain>'s own A record",
+        { names: [`mta-sts.${DOMAIN}`], types: ["A"], actions: ["UPSERT"] },
+      ],
+      [
+        "a challenge below mta-sts (nothing broader than its own name)",
+        {
+          names: [`_acme-challenge.www.mta-sts.${DOMAIN}`],
+          types: ["TXT"],
+          actions: ["UPSERT"],
+        },
       ],
       [
         "a challenge name with another type",
@@ -959,7 +932,9 @@ describe("MailPair under mocks", function () {
         const ud = userDataOf(byName(base, n)!);
         expect(ud).to.contain("hastack-mail-cert obtain");
         expect(ud).to.contain("PLUGIN_ARGS=(--dns-route53)");
-        expect(ud).to.contain(`NAMES=(mail.${DOMAIN} mx1.${DOMAIN} mx2.${DOMAIN})`);
+        expect(ud).to.contain(
+          `NAMES=(mail.${DOMAIN} mx1.${DOMAIN} mx2.${DOMAIN} mta-sts.${DOMAIN})`,
+        );
         expect(ud).to.contain("OnUnitActiveSec=60min");
       }
     });

@@ -9,7 +9,7 @@ import { expect } from "chai";
 import * as fs from "fs";
 import * as path from "path";
 import { migrationSyncCommand } from "../../components/mail";
-import { MailServer, MailWorld, requireBinaries } from "../fixtures/mail/harness";
+import { MailServer, MailWorld, requireBinaries } from "../support/mail-harness";
 
 const ALICE = "alice@example.test";
 const BOB = "bob@example.test";

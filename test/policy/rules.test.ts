@@ -3,6 +3,7 @@
 // which config validation refuses first, fail the pack on a hand-built deployment.
 import { expect } from "chai";
 import { checkResources, POLICIES, PolicyInput } from "../../policy/rules";
+import { MTA_STS_INGRESS_DESCRIPTION } from "../../components/mail-mta-sts";
 import { InspectedResource } from "../../lib/synth/offline-synth";
 import { synthesize } from "../../lib/synth/offline-synth";
 import { PROJECT_DIR } from "../support/stack-files";
@@ -241,6 +242,18 @@ describe("policy pack: the review's hostile CIDRs fail it (hand-built, config re
       });
     }
   }
+  it("443 open to the world only as the mail servers' MTA-STS rule (exactly 443, its description)", () => {
+    const sts = (from: number, description: string): PolicyInput => {
+      const r = ingress(443, "0.0.0.0/0");
+      r.inputs.fromPort = from;
+      r.inputs.description = description;
+      return r;
+    };
+    const v = (r: PolicyInput) => violationsOf("no-world-open-admin-db-sip-ports", [r]);
+    expect(v(sts(443, MTA_STS_INGRESS_DESCRIPTION))).to.deep.equal([]);
+    expect(v(sts(443, "HTTPS")).length).to.equal(1);
+    expect(v(sts(80, MTA_STS_INGRESS_DESCRIPTION)).length).to.be.greaterThan(0);
+  });
   it("a /16 of admins and a split list under a /8 pass; rules on other groups do not add up", () => {
     expect(
       violationsOf("no-world-open-admin-db-sip-ports", [

@@ -17,6 +17,7 @@ import * as net from "net";
 import * as path from "path";
 import { promisify } from "util";
 import { renderCertScript } from "../../../components/mail";
+import { mtaStsHost } from "../../../components/mail-mta-sts";
 import {
   DOMAIN,
   HOSTNAME,
@@ -25,7 +26,7 @@ import {
   requireBinaries,
   SETTINGS,
   waitFor,
-} from "../../fixtures/mail/harness";
+} from "../../support/mail-harness";
 
 const run = promisify(execFile);
 const SERVER_NAMES = { primary: `mx1.${DOMAIN}`, standby: `mx2.${DOMAIN}` };
@@ -220,7 +221,8 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
       ["mx1", "primary", world.ips[0]],
       ["mx2", "standby", world.ips[1]],
     ] as const) {
-      const server = await world.server(name, role, ip);
+      // nginx too: it serves the MTA-STS policy with the same certificate (mta-sts.<domain>).
+      const server = await world.server(name, role, ip, { web: true });
       server.layout.acmeArgs = [
         "--server",
         `https://127.0.0.1:${acmePort}/dir`,
@@ -263,20 +265,24 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
     return stderr;
   }
 
-  /** The certificate Postfix presents on the submission port after STARTTLS. */
-  function served(server: MailServer): { pem: string; text: string } {
+  /**
+   * The certificate Postfix presents on the submission port after STARTTLS, or (`web`) the one
+   * nginx presents for mta-sts.<domain> — verified for that name against pebble's root.
+   */
+  function served(server: MailServer, web = false): { pem: string; text: string } {
+    const name = web ? mtaStsHost(DOMAIN) : HOSTNAME;
+    const port = web ? server.layout.ports.https : server.layout.ports.submission;
     const r = spawnSync(
       "openssl",
       [
         "s_client",
         "-connect",
-        `${server.ip}:${server.layout.ports.submission}`,
-        "-starttls",
-        "smtp",
+        `${server.ip}:${port}`,
+        ...(web ? [] : ["-starttls", "smtp"]),
         "-servername",
-        HOSTNAME,
+        name,
         "-verify_hostname",
-        HOSTNAME,
+        name,
         "-CAfile",
         pebbleRoots,
         "-verify_return_error",
@@ -319,9 +325,20 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
       );
       expect(verified.status, verified.stdout + verified.stderr).to.equal(0);
       const { text } = served(server);
-      for (const name of [HOSTNAME, SERVER_NAMES.primary, SERVER_NAMES.standby]) {
+      for (const name of [
+        HOSTNAME,
+        SERVER_NAMES.primary,
+        SERVER_NAMES.standby,
+        mtaStsHost(DOMAIN),
+      ]) {
         expect(text, name).to.contain(`DNS:${name}`);
       }
+      // nginx (the MTA-STS policy) serves the same certificate, reloaded by the deploy hook.
+      await waitFor(
+        "nginx serving the ACME certificate",
+        async () => served(server, true).pem === served(server).pem,
+        60000,
+      );
       // certbot's state is on the data volume (a rebuild keeps it).
       expect(
         fs.existsSync(path.join(server.layout.acmeDir, "config", "renewal", "hastack-mail.conf")),
@@ -341,6 +358,11 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
     await waitFor(
       "Postfix serving the renewed certificate",
       () => served(server).pem !== old,
+      60000,
+    );
+    await waitFor(
+      "nginx serving the renewed certificate",
+      async () => served(server, true).pem === served(server).pem,
       60000,
     );
   });

@@ -24,7 +24,7 @@ import {
   requireBinaries,
   SETTINGS,
   waitFor,
-} from "../../fixtures/mail/harness";
+} from "../../support/mail-harness";
 
 const run = promisify(execFile);
 const USER = `alice@${DOMAIN}`;

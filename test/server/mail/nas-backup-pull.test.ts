@@ -18,7 +18,7 @@ import {
   MailWorld,
   requireBinaries,
   waitFor,
-} from "../../fixtures/mail/harness";
+} from "../../support/mail-harness";
 
 const run = promisify(execFile);
 const MARK = " hastack-mail-nas-backup";

@@ -16,7 +16,7 @@ import {
   MailWorld,
   requireBinaries,
   waitFor,
-} from "../../fixtures/mail/harness";
+} from "../../support/mail-harness";
 
 const run = promisify(execFile);
 const USER = `bob@${DOMAIN}`;
