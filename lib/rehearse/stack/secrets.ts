@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { execFileSync } from "child_process";
+import { dkimRecord, route53Txt } from "../../../components/mail";
 import { StackModel } from "./model";
 
 /** "<service>/<name>" tails whose values are the same secret (the two ends of one account). */
@@ -192,7 +193,39 @@ export function generateParameters(model: StackModel, domain: string): Generated
     throw new Error(problems.join("\n"));
   }
   pinGeneratedHostKeys(model, services, out, pairOf);
+  publishGeneratedDkimKeys(model, services, out);
   return out;
+}
+
+/**
+ * The DKIM records (`<selector>._domainkey.<domain>` TXT) carry the synth's mock public key: each
+ * is replaced by the public half of the key generated for that selector (`mail/dkim/<selector>`),
+ * as `pulumi up` publishes the public half of the key it stores — else no signature of the
+ * rehearsal's servers could verify (the mail drill checks it, issue 17).
+ */
+export function publishGeneratedDkimKeys(
+  model: StackModel,
+  services: string[],
+  out: GeneratedSecrets,
+): void {
+  for (const p of model.parameters) {
+    const selector = /^mail\/dkim\/([a-z0-9-]+)$/.exec(parameterTail(p.name, services))?.[1];
+    const pem = out.values[p.name]?.value;
+    if (!selector || !pem) {
+      continue;
+    }
+    const publicPem = crypto
+      .createPublicKey(pem)
+      .export({ type: "spki", format: "pem" })
+      .toString();
+    for (const zone of model.zones.filter((z) => !z.private)) {
+      for (const r of zone.records) {
+        if (r.type === "TXT" && r.name === `${selector}._domainkey.${zone.name}`) {
+          r.values = [route53Txt(dkimRecord(publicPem))];
+        }
+      }
+    }
+  }
 }
 
 /**
