@@ -436,7 +436,15 @@ describe("Elastix sync → switch (real rsync, sqlite3 and two MariaDB servers)"
     // Changes after the sync are not on the standby: the RPO is the sync interval.
     await local.sql("INSERT INTO asterisk.users VALUES ('1003', 'After the sync')");
 
-    // The switch: the standby's activation installs what the primary shipped.
+    // The switch: the standby's activation installs what the primary shipped. Elastix's web UI
+    // (httpd, which writes /var/www/db) is a stub here that logs when it is stopped and started,
+    // with the settings database it sees then.
+    const web = path.join(tmp, "web-ui");
+    fs.writeFileSync(
+      web,
+      `#!/bin/sh\necho "$1 $(sqlite3 -readonly ${peer}/var/www/db/settings.db 'SELECT v FROM t' 2>/dev/null || echo none)" >> ${tmp}/web-ui.log\n`,
+      { mode: 0o755 },
+    );
     fs.writeFileSync(
       path.join(tmp, "activate.env"),
       renderPbxActivateEnv({
@@ -445,6 +453,8 @@ describe("Elastix sync → switch (real rsync, sqlite3 and two MariaDB servers)"
         root: peer,
         asteriskStop: "true",
         asteriskStart: "true",
+        webStop: `${web} stop`,
+        webStart: `${web} start`,
         dbClient: `mariadb --no-defaults --socket=${standbyDb.socket} -uroot`,
       }),
     );
@@ -456,6 +466,10 @@ describe("Elastix sync → switch (real rsync, sqlite3 and two MariaDB servers)"
       },
     );
     expect(activated.code, activated.stderr).to.equal(0);
+    // Stopped before the shipped databases were installed, started once they were.
+    expect(fs.readFileSync(path.join(tmp, "web-ui.log"), "utf8")).to.equal(
+      "stop none\nstart language\n",
+    );
     for (const [db, row] of [
       ["acl.db", "admin"],
       ["settings.db", "language"],
