@@ -17,6 +17,8 @@ import { RehearsalNet, createNetwork } from "../../../lib/rehearse/stack/network
 import { Teardown } from "../../../lib/rehearse/stack/teardown";
 import { TABLE } from "../../../lib/rehearse/stack/nft";
 import { moveEip, natRulesOf, renderEipMove } from "../../../lib/rehearse/stack/eip";
+import { snapshotDiff, switchSnapshot } from "../../../lib/rehearse/stack/apply-run";
+import { StandInConfig } from "../../../lib/rehearse/stack/standins";
 
 const ADMIN = ["203.0.113.10/32", "198.51.100.64/29"];
 
@@ -211,6 +213,17 @@ const haveTools = ["socat", "conntrack", "nft"].every(
       const changed = a.filter((l, i) => l !== b[i]);
       expect(changed).to.have.length(3);
       expect(changed.every((l) => l.includes(from.privateIp))).to.equal(true);
+      // The drills' before/after comparison reads the real table the same way: only this EIP.
+      const noConfig = {
+        config: { dns: { zones: [] }, parameters: {} } as unknown as StandInConfig,
+      };
+      expect(
+        snapshotDiff(
+          switchSnapshot({ ...noConfig, natListing: before }),
+          switchSnapshot({ ...noConfig, natListing: listing() }),
+        ),
+      ).to.deep.equal([`EIP ${eip.publicIp}: ${standby.secondaryIps[0]}, was ${from.privateIp}`]);
+      expect(switchSnapshot({ ...noConfig, natListing: before }).size).to.equal(model.nat.length);
 
       // The old connection's next packets reach the standby, which resets them.
       open.stdin!.write("still there?\n");

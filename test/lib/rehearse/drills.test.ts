@@ -12,6 +12,7 @@ import {
   drillsSummary,
   figureProblems,
   parseDrillsArgs,
+  runDrills,
   stackIdentity,
 } from "../../../lib/rehearse/stack/drills";
 import { parseApplyArgs } from "../../../lib/rehearse/stack/apply-run";
@@ -115,5 +116,48 @@ describe("rehearse stack --drills: the verdict and the last JSON line", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("rehearse stack --drills: running the drills asked for", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-drills-run-"));
+    fs.writeFileSync(path.join(dir, "made.json"), JSON.stringify({ made: [] }));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("runs each in turn; one that throws or loses data fails the run, the others still run", async () => {
+    const ran: string[] = [];
+    const r = await runDrills(
+      { stack: "prod", dir, drills: ["mysql", "mail", "pbx", "nas"] },
+      () => undefined,
+      {
+        mysql: async (ctx) => {
+          ran.push(`mysql on ${ctx.stack}`);
+          throw new Error("the primary did not come back");
+        },
+        mail: async () => {
+          ran.push("mail");
+          return { figures: { sent: 10, lost: 1 }, problems: [], notRehearsed: [] };
+        },
+        pbx: async () => {
+          ran.push("pbx");
+          return { figures: { mismatches: 0 }, problems: [], notRehearsed: ["5060: no Asterisk"] };
+        },
+      },
+    );
+    expect(ran).to.deep.equal(["mysql on prod", "mail", "pbx"]);
+    expect(r.problems).to.deep.equal([
+      "drill mysql: the primary did not come back",
+      "drill mail: lost 1",
+      "drill nas is not built yet (issue 12)",
+    ]);
+    expect(r.figures).to.deep.equal({
+      mysql: {},
+      mail: { sent: 10, lost: 1 },
+      pbx: { mismatches: 0 },
+    });
+    expect(r.notRehearsed).to.deep.equal(["5060: no Asterisk", "nas drill: not built yet"]);
   });
 });

@@ -70,7 +70,13 @@ export function inServer(
       ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
       ...argv,
     ],
-    { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs },
+    // Large answers (every id a drill wrote) stay well inside the buffer.
+    {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: timeoutMs,
+      maxBuffer: 256 * 1024 * 1024,
+    },
   );
 }
 

@@ -37,8 +37,8 @@ import { bootServerAgain } from "../reboot";
 
 export interface MysqlStackDrillResult {
   acknowledged: number;
-  /** Acknowledged writes missing on either server at the end. */
-  lost: number;
+  /** Acknowledged writes missing on either server at the end (null: not counted). */
+  lost: number | null;
   rtoSeconds: number | null;
   /** Kill → `active: standby` applied. */
   applySeconds: number | null;
@@ -282,7 +282,7 @@ export async function mysqlDrill(
   const problems: string[] = [];
   const r: MysqlStackDrillResult = {
     acknowledged: 0,
-    lost: 0,
+    lost: null,
     rtoSeconds: null,
     applySeconds: null,
     rebootSeconds: null,
@@ -540,7 +540,8 @@ async function proveFenced(
     );
     problems.push(`${primary.name} accepted a write sent to it directly while fenced`);
   } catch (e) {
-    refused = String((e as { stderr?: string }).stderr ?? (e as Error).message).trim();
+    const stderr = String((e as { stderr?: string }).stderr ?? (e as Error).message);
+    refused = stderr.split("\n").find((l) => /^ERROR/.test(l)) ?? stderr.trim();
     if (!/read-only|read_only/i.test(refused)) {
       problems.push(
         `a write sent to ${primary.name} directly failed, but not as read-only: ${refused}`,
@@ -548,7 +549,7 @@ async function proveFenced(
     }
   }
   log(
-    `${primary.name} is back fenced: read_only ${readOnly}, health checker: unhealthy for ${watchMs / 1000} s, ${name} → ${answer}, direct write: ${refused.split("\n")[0]}`,
+    `${primary.name} is back fenced: read_only ${readOnly}, health checker: unhealthy for ${watchMs / 1000} s, ${name} → ${answer}, direct write: ${refused}`,
   );
   return problems;
 }
