@@ -19,8 +19,9 @@ import { generateParameters, parameterTail } from "./secrets";
 import {
   CommandContext,
   RemoteCommandError,
+  RemoteCommandSpec,
   remoteCommandsOf,
-  runRemoteCommands,
+  runRemoteCommandsWhenReady,
 } from "./commands";
 import { RehearsalLock, takeLock } from "./lock";
 import {
@@ -568,9 +569,24 @@ async function rehearse(
     checkerStatus: standInConfig.checker.statusFile,
   };
   phase("containersStarted");
-  const report: CheckReport = await runChecks(rehearsal, o.bootTimeout, log, () =>
-    runStackCommands(rehearsal, commands, secrets.values, log),
-  );
+  // The remote commands start now, as `pulumi up` creates each once the instances it needs
+  // exist, not after every boot: the MySQL pair's accounts (the PBX's database among them) are
+  // there while the other servers still boot. Each dials once its host's sshd listens (an
+  // instance's sshd comes up well within the provider's dial budget on AWS; a container on two
+  // busy cores takes minutes), then with the provider's own dial schedule (commands.ts).
+  const commandsRun = runStackCommands(rehearsal, commands, secrets.values, log, async (spec) => {
+    const server = model.servers.find((s) => s.publicIp === spec.host);
+    const c = containers.find((x) => x.name === server?.name);
+    if (!c) {
+      throw new Error(`${spec.urn}: ${spec.host} is no server's EIP`);
+    }
+    await waitFor(
+      () => sshdListens(c.nspawnPid, spec.port),
+      o.bootTimeout,
+      `${c.name}'s sshd to listen (remote command ${spec.name})`,
+    );
+  });
+  const report: CheckReport = await runChecks(rehearsal, o.bootTimeout, log, () => commandsRun);
   const seconds = Math.round((Date.now() - started) / 1000);
   const summary = {
     stack: o.stack,
@@ -623,6 +639,7 @@ async function runStackCommands(
   commands: ReturnType<typeof remoteCommandsOf>,
   parameters: Record<string, { value: string }>,
   log: (l: string) => void,
+  ready: (spec: RemoteCommandSpec) => Promise<void>,
 ): Promise<string[]> {
   const services = [...new Set(r.model.servers.map((s) => s.service))];
   const privateKey = fs.readFileSync(r.adminKey, "utf8");
@@ -651,13 +668,37 @@ async function runStackCommands(
     },
   };
   try {
-    await runRemoteCommands(commands, ctx, log);
+    await runRemoteCommandsWhenReady(commands, ctx, ready, log);
     return [];
   } catch (e) {
     const tail =
       e instanceof RemoteCommandError ? `\n${e.stderr.split("\n").slice(-15).join("\n")}` : "";
     return [`remote command failed: ${(e as Error).message}${tail}`];
   }
+}
+
+/** Whether a listening TCP socket on `port` is in the container's network namespace. */
+export function sshdListens(nspawnPid: number, port: number): boolean {
+  const leader = leaderPid(nspawnPid);
+  if (leader === undefined) {
+    return false;
+  }
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  return ["tcp", "tcp6"].some((f) => {
+    try {
+      // local_address is "ADDR:PORT" in hex, st 0A is LISTEN.
+      return fs
+        .readFileSync(`/proc/${leader}/net/${f}`, "utf8")
+        .split("\n")
+        .slice(1)
+        .some((l) => {
+          const cols = l.trim().split(/\s+/);
+          return cols[1]?.endsWith(`:${hexPort}`) && cols[3] === "0A";
+        });
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** PID 1 of a container: the child of its systemd-nspawn process. */
