@@ -208,6 +208,7 @@ export const REQUIRED = [
   "openssl",
   "ssh-keygen",
   "ssh",
+  "ssh-keyscan",
   "dig",
   "dpkg-scanpackages",
   "flock",
