@@ -311,9 +311,21 @@ export async function runRemoteCommand(
           r.stderr,
         );
       }
-      if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(r.stderr)) {
+      const wrongKey = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(
+        r.stderr,
+      );
+      // The provider checks the pinned key inside ssh.Dial: another key is a dial error too,
+      // retried within dialErrorLimit (at first boot the image's key answers until the user-data
+      // installs the pinned one); the command never runs on an unpinned host.
+      if (wrongKey && attempt < attempts) {
+        await new Promise((res) =>
+          setTimeout(res, (ctx.dialIntervalSeconds ?? dialDelaySeconds(attempt)) * 1000),
+        );
+        continue;
+      }
+      if (wrongKey) {
         throw new RemoteCommandError(
-          `${spec.urn}: ${c.host} did not present the connection's hostKey: refused (${last})`,
+          `${spec.urn}: ${c.host} did not present the connection's hostKey in ${attempt} dial attempts: refused (${last})`,
           spec.urn,
           r.stdout,
           r.stderr,

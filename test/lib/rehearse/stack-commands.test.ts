@@ -11,7 +11,8 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
-import { InspectedResource, runUnderMocks } from "../../../lib/synth/offline-synth";
+import { InspectedResource, runUnderMocks, synthesize } from "../../../lib/synth/offline-synth";
+import { PACKAGE_ROOT } from "../../../lib/package-root";
 import {
   RemoteCommandError,
   RemoteCommandSpec,
@@ -251,7 +252,7 @@ describe("stack rehearsal: remote commands over a real sshd", function () {
       target({ name: "pinned", hostKey: otherHostPub, create: `touch ${marker}` }),
     ).catch((e: Error) => (err = e));
     expect(err?.message).to.match(
-      /Command::pinned: 127\.0\.0\.1 did not present the connection's hostKey: refused/,
+      /Command::pinned: 127\.0\.0\.1 did not present the connection's hostKey in 1 dial attempts: refused/,
     );
     expect(fs.existsSync(marker)).to.equal(false);
   });
@@ -308,6 +309,22 @@ describe("stack rehearsal: remote commands over a real sshd", function () {
     ]).catch((e: Error) => (err = e));
     expect(err?.message).to.match(/^FAILS: create on .* exited 3/);
     expect(fs.existsSync(log)).to.equal(false);
+  });
+
+  it("retries another host key within dialErrorLimit (the provider checks it in ssh.Dial), never running the command", async () => {
+    const marker = path.join(dir, "ran-with-wrong-key-3");
+    let err: Error | undefined;
+    await runRemoteCommand(
+      target({
+        name: "pinned3",
+        hostKey: otherHostPub,
+        dialErrorLimit: 3,
+        create: `touch ${marker}`,
+      }),
+      { dialIntervalSeconds: 0.1 },
+    ).catch((e: Error) => (err = e));
+    expect(err?.message).to.match(/Command::pinned3: .* hostKey in 3 dial attempts: refused/);
+    expect(fs.existsSync(marker)).to.equal(false);
   });
 
   it("counts a refused key as a dial error, as the provider's ssh.Dial does (cloud-init installs it)", async () => {
@@ -385,7 +402,27 @@ describe("stack rehearsal: remote commands over a real sshd", function () {
   });
 });
 
-describe("stack rehearsal: the provider's dial schedule", () => {
+describe("stack rehearsal: the provider's dial schedule", function () {
+  this.timeout(300_000);
+
+  it("gives every pinned command of the prod synth dials for the 900 s its first boot may take", async () => {
+    let unmasked: InspectedResource[] = [];
+    const d = await synthesize({
+      projectDir: PACKAGE_ROOT,
+      stack: "prod",
+      inspect: (rs) => (unmasked = rs),
+    });
+    const pinned = remoteCommandsOf(d, unmasked).filter((c) => c.hostKey !== undefined);
+    expect(pinned.length).to.be.greaterThan(3);
+    for (const c of pinned) {
+      let waits = 0;
+      for (let a = 1; a < c.dialErrorLimit; a++) {
+        waits += dialDelaySeconds(a);
+      }
+      expect(waits, `${c.name}: seconds of dial retries`).to.be.at.least(900);
+    }
+  });
+
   it("waits 0.1 s, 1.5 times more each attempt, at most 5 s (pulumi retry.Until)", () => {
     for (const [attempt, want] of [
       [1, 0.1],
