@@ -33,6 +33,7 @@ import {
   ServerPair,
   ServicePort,
   ServiceSummary,
+  FIRST_BOOT_DIAL_ERROR_LIMIT,
 } from "./server-pair";
 import {
   checkMtaStsInput,
@@ -418,7 +419,7 @@ export class MailPair extends pulumi.ComponentResource {
               privateKey,
               // The server's stack-generated key (ServerPair.hostKeys): never trust on first use.
               hostKey: this.pair.hostKeys[active],
-              dialErrorLimit: 40,
+              dialErrorLimit: FIRST_BOOT_DIAL_ERROR_LIMIT,
             },
             // First boot must have finished (users, secrets, services) before a step runs.
             create: `cloud-init status --wait >/dev/null 2>&1; sudo -n ${text}`,

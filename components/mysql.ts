@@ -46,6 +46,7 @@ import {
   ServerPair,
   ServicePort,
   ServiceSummary,
+  FIRST_BOOT_DIAL_ERROR_LIMIT,
 } from "./server-pair";
 import { DEFAULT_SWITCHOVER, ssmPrefix } from "./pair-defaults";
 import { hastackLibWriteFile } from "./server-files";
@@ -294,8 +295,7 @@ export class MysqlPair extends pulumi.ComponentResource {
               privateKey,
               // The server's stack-generated key (ServerPair.hostKeys): never trust on first use.
               hostKey: this.pair.hostKeys[step.host],
-              // At first boot sshd may answer only after a while.
-              dialErrorLimit: 40,
+              dialErrorLimit: FIRST_BOOT_DIAL_ERROR_LIMIT,
             },
             // Constant text: the script arrives on stdin, its parameters (and the password) in
             // the environment, so neither is in the command line or the provider's error text.

@@ -38,6 +38,7 @@ import {
   ServiceSummary,
   throwIfInvalid,
   ArgProblem,
+  FIRST_BOOT_DIAL_ERROR_LIMIT,
 } from "./server-pair";
 import { DEFAULT_SWITCHOVER, ssmPrefix as servicePrefix } from "./pair-defaults";
 import {
@@ -367,7 +368,7 @@ export class PbxPair extends pulumi.ComponentResource {
               privateKey,
               // The server's stack-generated key (ServerPair.hostKeys): never trust on first use.
               hostKey: this.pair.hostKeys[side],
-              dialErrorLimit: 40,
+              dialErrorLimit: FIRST_BOOT_DIAL_ERROR_LIMIT,
             },
             // Without `create` the provider runs nothing and never dials the host. The script
             // and its env arrive on stdin: a server booted before this version has neither on

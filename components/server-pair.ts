@@ -43,6 +43,16 @@ export const ADMIN_PORTS = [22, 9100] as const;
 /** Where the data volume is mounted on every server. */
 export const DATA_MOUNT = "/srv/data";
 
+/**
+ * dialErrorLimit of a remote command on a pair's server. At first boot sshd answers with the
+ * image's host key until runcmd installs the pinned one, after the package installs (the
+ * provider checks the key inside ssh.Dial, so each of those handshakes is a dial error), and a
+ * busy first boot takes minutes. The provider waits 0.1 s growing 1.5× up to 5 s between dials:
+ * 200 dials are about 16 minutes, the 900 s the commands themselves allow the first boot. 40
+ * gave about 2.6 minutes (found by the stack rehearsal, issue 11).
+ */
+export const FIRST_BOOT_DIAL_ERROR_LIMIT = 200;
+
 /** A port clients use. */
 export interface ServicePort {
   protocol: "tcp" | "udp";

@@ -14,7 +14,7 @@ PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd mariadb
 TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
   prometheus-blackbox-exporter named-checkzone rsync swaks ip /usr/lib/dovecot/lmtp
   rrsync isql systemd-analyze socat shellcheck pyflakes3
-  systemd-nspawn mmdebstrap dpkg-scanpackages named rndc dig unbound nft ssh ssh-keygen openssl nsenter sshd
+  systemd-nspawn mmdebstrap dpkg-scanpackages named rndc dig unbound nft ssh ssh-keygen ssh-keyscan openssl nsenter sshd
   opendkim flock conntrack sqlite3 php pebble certbot nginx)
 
 missing=()

@@ -43,6 +43,8 @@ export interface RemoteCommandSpec {
   hostKey?: string;
   /** Connection attempts before giving up (the provider's dialErrorLimit). Defaults to 10. */
   dialErrorLimit: number;
+  /** Seconds one dial may take (the provider's perDialTimeout). Defaults to 15. */
+  perDialTimeout?: number;
   create?: string;
   update?: string;
   delete?: string;
@@ -80,7 +82,10 @@ export interface CommandContext {
   connect?: (spec: RemoteCommandSpec) => Partial<Connection>;
   /** Seconds one command may run. Defaults to 1800. */
   timeoutSeconds?: number;
-  /** Seconds between connection attempts. Defaults to 3. */
+  /**
+   * Seconds between connection attempts. Defaults to the provider's: 0.1 s, growing 1.5 times
+   * per attempt up to 5 s (pulumi's retry.Until defaults, which the provider's Dial uses).
+   */
   dialIntervalSeconds?: number;
 }
 
@@ -152,6 +157,7 @@ export function remoteCommandsOf(
       privateKey: str(c.privateKey),
       hostKey: str(c.hostKey),
       dialErrorLimit: Number(c.dialErrorLimit ?? 10),
+      perDialTimeout: Number(c.perDialTimeout ?? 15) || 15,
       create: str(inputs.create),
       update: str(inputs.update),
       delete: str(inputs.delete),
@@ -203,8 +209,15 @@ export function orderCommands(specs: RemoteCommandSpec[]): RemoteCommandSpec[] {
 }
 
 /** What ssh says when it never reached the remote command: worth another dial. */
+// The provider counts every error of ssh.Dial, which includes authentication: a key not yet
+// installed (cloud-init writes it at first boot) is a dial error too, retried within the limit.
 const DIAL_FAILURE =
-  /Connection refused|Connection timed out|No route to host|Network is unreachable|Connection reset|Connection closed by|kex_exchange_identification|banner exchange/;
+  /Connection refused|Connection timed out|No route to host|Network is unreachable|Connection reset|Connection closed by|kex_exchange_identification|banner exchange|Permission denied \(publickey/;
+
+/** The provider's wait before dial number `attempt + 1` (pulumi retry.Until's backoff). */
+export function dialDelaySeconds(attempt: number): number {
+  return Math.min(5, 0.1 * Math.pow(1.5, attempt - 1));
+}
 
 /**
  * Runs one operation of `spec` (its create by default) over real SSH. Resolves with its output;
@@ -264,7 +277,8 @@ export async function runRemoteCommand(
       "-o",
       "IdentitiesOnly=yes",
       "-o",
-      "ConnectTimeout=10",
+      // The provider's perDialTimeout (default 15 s).
+      `ConnectTimeout=${spec.perDialTimeout ?? 15}`,
       "-o",
       "LogLevel=ERROR",
       "-o",
@@ -297,16 +311,30 @@ export async function runRemoteCommand(
           r.stderr,
         );
       }
-      if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(r.stderr)) {
+      const wrongKey = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(
+        r.stderr,
+      );
+      // The provider checks the pinned key inside ssh.Dial: another key is a dial error too,
+      // retried within dialErrorLimit (at first boot the image's key answers until the user-data
+      // installs the pinned one); the command never runs on an unpinned host.
+      if (wrongKey && attempt < attempts) {
+        await new Promise((res) =>
+          setTimeout(res, (ctx.dialIntervalSeconds ?? dialDelaySeconds(attempt)) * 1000),
+        );
+        continue;
+      }
+      if (wrongKey) {
         throw new RemoteCommandError(
-          `${spec.urn}: ${c.host} did not present the connection's hostKey: refused (${last})`,
+          `${spec.urn}: ${c.host} did not present the connection's hostKey in ${attempt} dial attempts: refused (${last})`,
           spec.urn,
           r.stdout,
           r.stderr,
         );
       }
       if (r.code === 255 && DIAL_FAILURE.test(r.stderr) && attempt < attempts) {
-        await new Promise((res) => setTimeout(res, (ctx.dialIntervalSeconds ?? 3) * 1000));
+        await new Promise((res) =>
+          setTimeout(res, (ctx.dialIntervalSeconds ?? dialDelaySeconds(attempt)) * 1000),
+        );
         continue;
       }
       throw new RemoteCommandError(
@@ -383,6 +411,58 @@ export async function runRemoteCommands(
     const seconds = (Date.now() - started) / 1000;
     log(`remote command ${s.name}: done in ${seconds.toFixed(0)} s`);
     runs.push({ urn: s.urn, result: "ran", seconds, ...out });
+  }
+  return runs;
+}
+
+/**
+ * Runs every command's create as `pulumi up` schedules resources: each as soon as the commands
+ * it depends on are done and `ready(spec)` resolves (its host exists), independent ones at the
+ * same time. A failed command fails the ones that depend on it (they never run) while the others
+ * go on; the first failure is thrown once every command has settled.
+ */
+export async function runRemoteCommandsWhenReady(
+  specs: RemoteCommandSpec[],
+  ctx: CommandContext,
+  ready: (spec: RemoteCommandSpec) => Promise<void>,
+  log: (l: string) => void = () => undefined,
+): Promise<RemoteCommandRun[]> {
+  orderCommands(specs); // a cycle is an error before anything runs
+  const runs: RemoteCommandRun[] = [];
+  const started = new Map<string, Promise<void>>();
+  const start = (s: RemoteCommandSpec): Promise<void> => {
+    let p = started.get(s.urn);
+    if (p === undefined) {
+      p = (async () => {
+        const deps = specs.filter((o) => s.dependsOn.includes(o.urn));
+        const settled = await Promise.allSettled(deps.map(start));
+        if (settled.some((r) => r.status === "rejected")) {
+          throw new Error(`${s.name}: not run, a command it depends on failed`);
+        }
+        if (s.create === undefined) {
+          runs.push({ urn: s.urn, result: "skipped", seconds: 0, stdout: "", stderr: "" });
+          log(`remote command ${s.name}: no create, nothing to run`);
+          return;
+        }
+        await ready(s);
+        const t0 = Date.now();
+        log(`remote command ${s.name}: running on ${s.user}@${s.host}`);
+        const out = await runRemoteCommand(s, ctx);
+        const seconds = (Date.now() - t0) / 1000;
+        log(`remote command ${s.name}: done in ${seconds.toFixed(0)} s`);
+        runs.push({ urn: s.urn, result: "ran", seconds, ...out });
+      })();
+      started.set(s.urn, p);
+    }
+    return p;
+  };
+  const results = await Promise.allSettled(specs.map(start));
+  const failed = results.find(
+    (r): r is PromiseRejectedResult =>
+      r.status === "rejected" && !/not run, a command it depends on failed/.test(String(r.reason)),
+  );
+  if (failed) {
+    throw failed.reason;
   }
   return runs;
 }

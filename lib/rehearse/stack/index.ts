@@ -19,8 +19,9 @@ import { generateParameters, parameterTail } from "./secrets";
 import {
   CommandContext,
   RemoteCommandError,
+  RemoteCommandSpec,
   remoteCommandsOf,
-  runRemoteCommands,
+  runRemoteCommandsWhenReady,
 } from "./commands";
 import { RehearsalLock, takeLock } from "./lock";
 import {
@@ -32,7 +33,7 @@ import {
 } from "./dns";
 import { StandInConfig } from "./standins";
 import { NSPAWN_RUN_DIR, Teardown, isMounted } from "./teardown";
-import { ContainerSpec, machineName, startContainer, writeServers } from "./container";
+import { ContainerSpec, machineName, rehearsalId, startContainer, writeServers } from "./container";
 import { CheckReport, runChecks } from "./checks";
 
 export interface StackOptions {
@@ -207,6 +208,7 @@ export const REQUIRED = [
   "openssl",
   "ssh-keygen",
   "ssh",
+  "ssh-keyscan",
   "dig",
   "dpkg-scanpackages",
   "flock",
@@ -324,11 +326,7 @@ async function rehearse(
   teardown.add({ kind: "dir", path: dir });
   // Namespace names from the stack and the state directory: a stack left up (--keep) under another
   // HASTACK_REHEARSAL_DIR keeps its names, this run gets its own.
-  const id = crypto
-    .createHash("sha256")
-    .update(`${RUN_ROOT}\0${o.stack}`)
-    .digest("hex")
-    .slice(0, 6);
+  const id = rehearsalId(RUN_ROOT, o.stack);
 
   // nspawn's state directory on a tmpfs (it cleans its propagation directories only there),
   // shared by every rehearsal on the machine and so never recorded for teardown (teardown.ts).
@@ -572,9 +570,24 @@ async function rehearse(
     checkerStatus: standInConfig.checker.statusFile,
   };
   phase("containersStarted");
-  const report: CheckReport = await runChecks(rehearsal, o.bootTimeout, log, () =>
-    runStackCommands(rehearsal, commands, secrets.values, log),
-  );
+  // The remote commands start now, as `pulumi up` creates each once the instances it needs
+  // exist, not after every boot: the MySQL pair's accounts (the PBX's database among them) are
+  // there while the other servers still boot. Each dials once its host's sshd listens (an
+  // instance's sshd comes up well within the provider's dial budget on AWS; a container on two
+  // busy cores takes minutes), then with the provider's own dial schedule (commands.ts).
+  const commandsRun = runStackCommands(rehearsal, commands, secrets.values, log, async (spec) => {
+    const server = model.servers.find((s) => s.publicIp === spec.host);
+    const c = containers.find((x) => x.name === server?.name);
+    if (!c) {
+      throw new Error(`${spec.urn}: ${spec.host} is no server's EIP`);
+    }
+    await waitFor(
+      () => sshdListens(c.nspawnPid, spec.port),
+      o.bootTimeout,
+      `${c.name}'s sshd to listen (remote command ${spec.name})`,
+    );
+  });
+  const report: CheckReport = await runChecks(rehearsal, o.bootTimeout, log, () => commandsRun);
   const seconds = Math.round((Date.now() - started) / 1000);
   const summary = {
     stack: o.stack,
@@ -627,6 +640,7 @@ async function runStackCommands(
   commands: ReturnType<typeof remoteCommandsOf>,
   parameters: Record<string, { value: string }>,
   log: (l: string) => void,
+  ready: (spec: RemoteCommandSpec) => Promise<void>,
 ): Promise<string[]> {
   const services = [...new Set(r.model.servers.map((s) => s.service))];
   const privateKey = fs.readFileSync(r.adminKey, "utf8");
@@ -655,13 +669,37 @@ async function runStackCommands(
     },
   };
   try {
-    await runRemoteCommands(commands, ctx, log);
+    await runRemoteCommandsWhenReady(commands, ctx, ready, log);
     return [];
   } catch (e) {
     const tail =
       e instanceof RemoteCommandError ? `\n${e.stderr.split("\n").slice(-15).join("\n")}` : "";
     return [`remote command failed: ${(e as Error).message}${tail}`];
   }
+}
+
+/** Whether a listening TCP socket on `port` is in the container's network namespace. */
+export function sshdListens(nspawnPid: number, port: number): boolean {
+  const leader = leaderPid(nspawnPid);
+  if (leader === undefined) {
+    return false;
+  }
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  return ["tcp", "tcp6"].some((f) => {
+    try {
+      // local_address is "ADDR:PORT" in hex, st 0A is LISTEN.
+      return fs
+        .readFileSync(`/proc/${leader}/net/${f}`, "utf8")
+        .split("\n")
+        .slice(1)
+        .some((l) => {
+          const cols = l.trim().split(/\s+/);
+          return cols[1]?.endsWith(`:${hexPort}`) && cols[3] === "0A";
+        });
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** PID 1 of a container: the child of its systemd-nspawn process. */

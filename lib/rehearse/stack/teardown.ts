@@ -138,8 +138,9 @@ function undo(m: Made): string | undefined {
       return r.status === 0 ? undefined : `ip netns delete ${m.name}: ${r.stderr.trim()}`;
     }
     case "cgroup": {
-      // Emptied asynchronously after its processes are killed: a bounded retry.
-      const until = Date.now() + 10000;
+      // Emptied asynchronously after its processes are killed (slowly on a busy machine): a
+      // bounded retry.
+      const until = Date.now() + 30000;
       while (!removeCgroupTree(m.path)) {
         if (Date.now() > until) {
           return `rmdir ${m.path}: still populated`;

@@ -11,14 +11,17 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
-import { InspectedResource, runUnderMocks } from "../../../lib/synth/offline-synth";
+import { InspectedResource, runUnderMocks, synthesize } from "../../../lib/synth/offline-synth";
+import { PACKAGE_ROOT } from "../../../lib/package-root";
 import {
   RemoteCommandError,
   RemoteCommandSpec,
   orderCommands,
   remoteCommandsOf,
+  dialDelaySeconds,
   runRemoteCommand,
   runRemoteCommands,
+  runRemoteCommandsWhenReady,
 } from "../../../lib/rehearse/stack/commands";
 
 function spec(over: Partial<RemoteCommandSpec>): RemoteCommandSpec {
@@ -249,7 +252,7 @@ describe("stack rehearsal: remote commands over a real sshd", function () {
       target({ name: "pinned", hostKey: otherHostPub, create: `touch ${marker}` }),
     ).catch((e: Error) => (err = e));
     expect(err?.message).to.match(
-      /Command::pinned: 127\.0\.0\.1 did not present the connection's hostKey: refused/,
+      /Command::pinned: 127\.0\.0\.1 did not present the connection's hostKey in 1 dial attempts: refused/,
     );
     expect(fs.existsSync(marker)).to.equal(false);
   });
@@ -306,5 +309,135 @@ describe("stack rehearsal: remote commands over a real sshd", function () {
     ]).catch((e: Error) => (err = e));
     expect(err?.message).to.match(/^FAILS: create on .* exited 3/);
     expect(fs.existsSync(log)).to.equal(false);
+  });
+
+  it("retries another host key within dialErrorLimit (the provider checks it in ssh.Dial), never running the command", async () => {
+    const marker = path.join(dir, "ran-with-wrong-key-3");
+    let err: Error | undefined;
+    await runRemoteCommand(
+      target({
+        name: "pinned3",
+        hostKey: otherHostPub,
+        dialErrorLimit: 3,
+        create: `touch ${marker}`,
+      }),
+      { dialIntervalSeconds: 0.1 },
+    ).catch((e: Error) => (err = e));
+    expect(err?.message).to.match(/Command::pinned3: .* hostKey in 3 dial attempts: refused/);
+    expect(fs.existsSync(marker)).to.equal(false);
+  });
+
+  it("counts a refused key as a dial error, as the provider's ssh.Dial does (cloud-init installs it)", async () => {
+    const wrong = path.join(dir, "wrong-key");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", wrong]);
+    let err: Error | undefined;
+    await runRemoteCommand(
+      target({
+        name: "nokey",
+        privateKey: fs.readFileSync(wrong, "utf8"),
+        dialErrorLimit: 2,
+        create: "true",
+      }),
+      { dialIntervalSeconds: 0.1 },
+    ).catch((e: Error) => (err = e));
+    expect(err?.message).to.match(/Command::nokey: .* after 2 dial attempts: .*Permission denied/);
+  });
+
+  it("runs each command once its dependencies are done and its host is ready, independent ones together", async () => {
+    const log = path.join(dir, "ready.log");
+    const mk = (name: string, deps: string[], create?: string): RemoteCommandSpec =>
+      target({ name, urn: name.toUpperCase(), dependsOn: deps, create });
+    const gates = new Map<string, () => void>();
+    const waiting = new Map<string, Promise<void>>();
+    for (const n of ["a", "b", "c"]) {
+      waiting.set(n, new Promise<void>((r) => gates.set(n, r)));
+    }
+    const asked: string[] = [];
+    const run = runRemoteCommandsWhenReady(
+      [
+        mk("c", ["A", "B"], `echo c >>${log}`),
+        // a and b overlap: each waits (bounded) for the other's mark.
+        mk(
+          "a",
+          [],
+          `echo a >>${log}; for i in $(seq 100); do grep -q b ${log} && exit 0; sleep 0.1; done; exit 9`,
+        ),
+        mk(
+          "b",
+          [],
+          `echo b >>${log}; for i in $(seq 100); do grep -q a ${log} && exit 0; sleep 0.1; done; exit 9`,
+        ),
+      ],
+      {},
+      (s) => {
+        asked.push(s.name);
+        return waiting.get(s.name)!;
+      },
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    // c is not even asked for its host before a and b are done.
+    expect(asked.sort()).to.deep.equal(["a", "b"]);
+    expect(fs.existsSync(log)).to.equal(false);
+    gates.get("b")!();
+    gates.get("a")!();
+    gates.get("c")!();
+    const runs = await run;
+    expect(fs.readFileSync(log, "utf8").split("\n").filter(Boolean).pop()).to.equal("c");
+    expect(runs.map((r) => r.urn).pop()).to.equal("C");
+    fs.rmSync(log);
+
+    // A failure stops what depends on it, not what does not; the failure is thrown.
+    let err: Error | undefined;
+    await runRemoteCommandsWhenReady(
+      [
+        mk("fails", [], "exit 3"),
+        mk("after", ["FAILS"], `echo after >>${log}`),
+        mk("aside", [], `echo aside >>${log}`),
+      ],
+      {},
+      async () => undefined,
+    ).catch((e: Error) => (err = e));
+    expect(err?.message).to.match(/^FAILS: create on .* exited 3/);
+    expect(fs.readFileSync(log, "utf8")).to.equal("aside\n");
+  });
+});
+
+describe("stack rehearsal: the provider's dial schedule", function () {
+  this.timeout(300_000);
+
+  it("gives every pinned command of the prod synth dials for the 900 s its first boot may take", async () => {
+    let unmasked: InspectedResource[] = [];
+    const d = await synthesize({
+      projectDir: PACKAGE_ROOT,
+      stack: "prod",
+      inspect: (rs) => (unmasked = rs),
+    });
+    const pinned = remoteCommandsOf(d, unmasked).filter((c) => c.hostKey !== undefined);
+    expect(pinned.length).to.be.greaterThan(3);
+    for (const c of pinned) {
+      let waits = 0;
+      for (let a = 1; a < c.dialErrorLimit; a++) {
+        waits += dialDelaySeconds(a);
+      }
+      expect(waits, `${c.name}: seconds of dial retries`).to.be.at.least(900);
+    }
+  });
+
+  it("waits 0.1 s, 1.5 times more each attempt, at most 5 s (pulumi retry.Until)", () => {
+    for (const [attempt, want] of [
+      [1, 0.1],
+      [2, 0.15],
+      [3, 0.225],
+    ]) {
+      expect(dialDelaySeconds(attempt)).to.be.closeTo(want, 1e-9);
+    }
+    expect(dialDelaySeconds(11)).to.equal(5);
+    expect(dialDelaySeconds(40)).to.equal(5);
+    // dialErrorLimit 40 (the stack's): ~156 s of waits between refused dials.
+    let total = 0;
+    for (let a = 1; a < 40; a++) {
+      total += dialDelaySeconds(a);
+    }
+    expect(total).to.be.within(150, 160);
   });
 });
