@@ -31,7 +31,7 @@ import {
 import { pbxSettingsOf } from "./pbx";
 import { DRILL_MARK, sqliteFile, sqliteSeed, treeSeed } from "./pbx-parts";
 import { DrillContext, DrillOutcome, DrillServer, inServer } from "./container";
-import { nasJobSources, parseEnvFile } from "./nas-parts";
+import { JobEnv, nasJobSources, parseEnvFile } from "./nas-parts";
 
 const inRoot = (s: DrillServer, p: string): string => path.join(`/proc/${s.leader}/root`, p);
 
@@ -325,35 +325,59 @@ export async function nasDrill(
   };
 }
 
-/** The drill as the registry runs it, on the active side of every pair (the primaries). */
+/** The running server that holds `ip` (its private or a secondary address). */
+function serverAt(servers: DrillServer[], ip: string): DrillServer | undefined {
+  return servers.find((s) =>
+    inServer(s, ["ip", "-4", "-o", "addr", "show"])
+      .split("\n")
+      .some((l) => l.includes(` ${ip}/`)),
+  );
+}
+
+/**
+ * The drill as the registry runs it. Each source is the server its jobs' host name resolves to
+ * on the active NAS (the active side of each pair, wherever the other drills left it).
+ */
 export async function runNasDrill(ctx: DrillContext): Promise<DrillOutcome> {
-  const need = [
-    "nas-primary",
-    "nas-standby",
-    "mail-primary",
-    "mysql-primary",
-    "pbx-primary",
-    "pbx-standby",
-  ];
+  const need = ["nas-primary", "nas-standby", "pbx-primary", "pbx-standby"];
   const missing = need.filter((n) => !ctx.servers.has(n));
+  const fail = (problem: string): DrillOutcome => ({
+    figures: {},
+    problems: [problem],
+    notRehearsed: [],
+  });
   if (missing.length > 0) {
-    return {
-      figures: {},
-      problems: [`no running container for ${missing.join(", ")}`],
-      notRehearsed: [],
-    };
+    return fail(`no running container for ${missing.join(", ")}`);
   }
-  const s = (n: string): DrillServer => ctx.servers.get(n)!;
+  const nas = ctx.servers.get("nas-primary")!;
+  const all = [...ctx.servers.values()];
+  const env = (job: string): JobEnv =>
+    parseEnvFile(fs.readFileSync(inRoot(nas, `/etc/hastack/backup/${job}.env`), "utf8"));
+  const resolve = (name: string | undefined): DrillServer | undefined => {
+    const ip = name
+      ? inServer(nas, ["getent", "ahostsv4", name]).trim().split(/\s+/)[0]
+      : undefined;
+    return ip ? serverAt(all, ip) : undefined;
+  };
+  const mail = resolve(env("mail-maildirs").SOURCE_HOST);
+  const mysql = resolve(env("mysql-dump").DB_HOST);
+  const pbx = resolve(env("pbx-config").SOURCE_HOST);
+  if (!mail || !mysql || !pbx) {
+    return fail(
+      `the NAS's sources do not resolve to running servers (mail ${mail?.name}, mysql ${mysql?.name}, pbx ${pbx?.name})`,
+    );
+  }
+  ctx.log(`sources as the NAS resolves them: ${mail.name}, ${mysql.name}, ${pbx.name}`);
   const r = await nasDrill(
     {
       stack: ctx.stack,
-      nas: s("nas-primary"),
-      nasStandby: s("nas-standby"),
+      nas,
+      nasStandby: ctx.servers.get("nas-standby")!,
       sources: {
-        mail: s("mail-primary"),
-        mysql: s("mysql-primary"),
-        pbx: s("pbx-primary"),
-        pbxPeer: s("pbx-standby"),
+        mail,
+        mysql,
+        pbx,
+        pbxPeer: ctx.servers.get(pbx.name === "pbx-primary" ? "pbx-standby" : "pbx-primary")!,
       },
     },
     ctx.log,
