@@ -9,6 +9,7 @@
 // standby NAS, the dump into a fresh MariaDB. The drill's data is removed from the sources
 // and the restores deleted at the end; the snapshots stay, as any backup run's would.
 import * as crypto from "crypto";
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -193,14 +194,18 @@ export async function nasDrill(
       log(
         `${job.JOB}: ${got.size} files restored from ${o.nasStandby.name}, ${diff.length} differences from ${server.name}:${job.SOURCE_PATH}`,
       );
-      // A restored SQLite copy must be whole.
+      // A restored SQLite copy must be whole (sqlite3 of this machine: the NAS has none).
       for (const f of [...got.keys()].filter((k) => /\.(sqlite3|db)$/.test(k))) {
-        const check = inServer(o.nasStandby, [
-          "sqlite3",
-          "-readonly",
-          path.join(dest, f),
-          "PRAGMA integrity_check",
-        ]).trim();
+        let check: string;
+        try {
+          check = execFileSync(
+            "sqlite3",
+            ["-readonly", inRoot(o.nasStandby, path.join(dest, f)), "PRAGMA integrity_check"],
+            { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+          ).trim();
+        } catch (e) {
+          check = (e as Error).message.split("\n")[0];
+        }
         if (check !== "ok") {
           mismatches += 1;
           problems.push(`${job.JOB}: restored ${f} fails integrity_check: ${check}`);
