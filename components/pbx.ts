@@ -937,6 +937,24 @@ export const PBX_FREEPBX_DB_SOURCE = "pbx/hastack-pbx-freepbx-db.sh";
 export const PBX_FREEPBX_DB_PATH = "/usr/local/sbin/hastack-pbx-freepbx-db";
 export const PBX_FREEPBX_DB_ENV_PATH = "/etc/hastack/pbx-freepbx-db.env";
 export const PBX_FREEPBX_CONF_RENDERED = "/etc/hastack/pbx/freepbx.conf";
+/** The unit that runs it, retried until FreePBX's account on the pair answers. */
+export const PBX_FREEPBX_DB_UNIT = "hastack-pbx-freepbx-db.service";
+
+/**
+ * The FreePBX database setup as a systemd unit, not a runcmd line: at first boot the MySQL
+ * pair's accounts are made by a remote command after its servers boot, possibly later than the
+ * script's own retries; a runcmd failure is also invisible (cloud-init carries on). The unit
+ * retries every 30 s until it succeeds and shows as activating meanwhile.
+ */
+export function renderFreepbxDbUnit(): { path: string; content: string } {
+  return {
+    path: `/etc/systemd/system/${PBX_FREEPBX_DB_UNIT}`,
+    content: renderServerFile("pbx/hastack-pbx-freepbx-db.service", {
+      ENV_FILE: PBX_FREEPBX_DB_ENV_PATH,
+      SCRIPT_PATH: PBX_FREEPBX_DB_PATH,
+    }),
+  };
+}
 
 /** The FreePBX database setup's env. */
 export function renderFreepbxDbEnv(o: {
@@ -1078,6 +1096,7 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
           permissions: "0755",
           content: serverFile(PBX_FREEPBX_DB_SOURCE),
         },
+        { ...renderFreepbxDbUnit(), permissions: "0644" },
       ]
     : [];
   return {
@@ -1217,10 +1236,11 @@ export function pbxCloudConfigParts(i: PbxCloudConfigInput): CloudConfigParts {
       ],
       [SSH_KEYS_SCRIPT_PATH, "/etc/hastack/ssh-keys.env"],
       ["/usr/local/sbin/hastack-pbx-cdr-setup"],
-      // FreePBX reads its configuration database from the MySQL pair from now on.
-      ...(i.freepbxDb ? [[PBX_FREEPBX_DB_PATH, PBX_FREEPBX_DB_ENV_PATH]] : []),
       ["systemctl", "daemon-reload"],
       ["systemctl", "enable", "--now", "hastack-pbx-sync.timer"],
+      // FreePBX reads its configuration database from the MySQL pair from now on: the unit
+      // retries until the pair's account answers (--no-block: the boot does not wait for it).
+      ...(i.freepbxDb ? [["systemctl", "enable", "--now", "--no-block", PBX_FREEPBX_DB_UNIT]] : []),
     ],
   };
 }

@@ -14,7 +14,14 @@ import {
   FREEPBX_CDR_DB_USER,
   FREEPBX_CDR_PASSWORD_FILE,
   PBX_ACTIVATE_REMOTE_COMMAND,
+  PBX_FREEPBX_DB_PATH,
+  PBX_FREEPBX_DB_UNIT,
+  renderFreepbxDbUnit,
 } from "../../components/pbx";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { requireTools, run } from "../../lib/rehearse/backup";
 import { replicatedSet, syncPlan } from "../../components/pbx-replicated-set";
 import {
   Deployment,
@@ -311,6 +318,32 @@ describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 
     expect(ofType(d, "random:index/randomPassword:RandomPassword").map((r) => r.name)).to.include(
       "pbx-freepbx-cdr-db-password",
     );
+  });
+
+  it("FreePBX's database setup is a unit retried until the pair's account answers, not a one-shot runcmd", async () => {
+    const userData = userDataOf(ofType(d, "aws:ec2/instance:Instance")[0]);
+    expect(userData).to.contain(`/etc/systemd/system/${PBX_FREEPBX_DB_UNIT}`);
+    // runcmd: `systemctl enable --now --no-block <unit>` (YAML list items).
+    expect(userData).to.match(/--no-block\W+hastack-pbx-freepbx-db\.service/);
+    expect(userData).not.to.match(/-\s+\/usr\/local\/sbin\/hastack-pbx-freepbx-db\b/);
+    const unit = renderFreepbxDbUnit().content;
+    expect(unit).to.match(/^Restart=on-failure$/m);
+    expect(unit).to.match(/^StartLimitIntervalSec=0$/m);
+    // systemd's own reading of the unit (the script path must exist for verify).
+    requireTools({ "systemd-analyze": "systemd" });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-freepbx-unit-"));
+    try {
+      const script = path.join(dir, "hastack-pbx-freepbx-db");
+      fs.writeFileSync(script, "#!/bin/sh\n", { mode: 0o755 });
+      const file = path.join(dir, PBX_FREEPBX_DB_UNIT);
+      fs.writeFileSync(file, unit.replace(PBX_FREEPBX_DB_PATH, script));
+      const r = await run("systemd-analyze", ["verify", "--man=no", file], {
+        deadline: Date.now() + 60_000,
+      });
+      expect(r.code, r.stderr).to.equal(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("only the primary may adopt a local FreePBX database into the empty schema", () => {

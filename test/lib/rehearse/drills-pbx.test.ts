@@ -9,6 +9,7 @@ import {
 } from "../../../components/pbx-replicated-set";
 import { renderFreepbxConf } from "../../../components/pbx";
 import { DRILLS } from "../../../lib/rehearse/stack/drills";
+import { pbxSettingsOf } from "../../../lib/rehearse/stack/drills/pbx";
 import {
   activationProblems,
   excludedSeed,
@@ -22,6 +23,14 @@ import {
 describe("pbx drill: what it writes and compares", () => {
   it("is in the registry", () => {
     expect(DRILLS.pbx).to.be.a("function");
+  });
+
+  it("reads the prod stack's flavour, database placement and SSH user (defaults applied)", () => {
+    expect(pbxSettingsOf("prod")).to.deep.equal({
+      flavour: "freepbx",
+      configDatabase: "mysql-pair",
+      sshUser: "admin",
+    });
   });
 
   for (const flavour of PBX_FLAVOURS) {

@@ -9,6 +9,7 @@
 // standby NAS, the dump into a fresh MariaDB. The drill's data is removed from the sources
 // and the restores deleted at the end; the snapshots stay, as any backup run's would.
 import * as crypto from "crypto";
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -31,7 +32,7 @@ import {
 import { pbxSettingsOf } from "./pbx";
 import { DRILL_MARK, sqliteFile, sqliteSeed, treeSeed } from "./pbx-parts";
 import { DrillContext, DrillOutcome, DrillServer, inServer } from "./container";
-import { nasJobSources, parseEnvFile } from "./nas-parts";
+import { JobEnv, nasJobSources, parseEnvFile } from "./nas-parts";
 
 const inRoot = (s: DrillServer, p: string): string => path.join(`/proc/${s.leader}/root`, p);
 
@@ -193,14 +194,18 @@ export async function nasDrill(
       log(
         `${job.JOB}: ${got.size} files restored from ${o.nasStandby.name}, ${diff.length} differences from ${server.name}:${job.SOURCE_PATH}`,
       );
-      // A restored SQLite copy must be whole.
+      // A restored SQLite copy must be whole (sqlite3 of this machine: the NAS has none).
       for (const f of [...got.keys()].filter((k) => /\.(sqlite3|db)$/.test(k))) {
-        const check = inServer(o.nasStandby, [
-          "sqlite3",
-          "-readonly",
-          path.join(dest, f),
-          "PRAGMA integrity_check",
-        ]).trim();
+        let check: string;
+        try {
+          check = execFileSync(
+            "sqlite3",
+            ["-readonly", inRoot(o.nasStandby, path.join(dest, f)), "PRAGMA integrity_check"],
+            { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+          ).trim();
+        } catch (e) {
+          check = (e as Error).message.split("\n")[0];
+        }
         if (check !== "ok") {
           mismatches += 1;
           problems.push(`${job.JOB}: restored ${f} fails integrity_check: ${check}`);
@@ -325,35 +330,59 @@ export async function nasDrill(
   };
 }
 
-/** The drill as the registry runs it, on the active side of every pair (the primaries). */
+/** The running server that holds `ip` (its private or a secondary address). */
+function serverAt(servers: DrillServer[], ip: string): DrillServer | undefined {
+  return servers.find((s) =>
+    inServer(s, ["ip", "-4", "-o", "addr", "show"])
+      .split("\n")
+      .some((l) => l.includes(` ${ip}/`)),
+  );
+}
+
+/**
+ * The drill as the registry runs it. Each source is the server its jobs' host name resolves to
+ * on the active NAS (the active side of each pair, wherever the other drills left it).
+ */
 export async function runNasDrill(ctx: DrillContext): Promise<DrillOutcome> {
-  const need = [
-    "nas-primary",
-    "nas-standby",
-    "mail-primary",
-    "mysql-primary",
-    "pbx-primary",
-    "pbx-standby",
-  ];
+  const need = ["nas-primary", "nas-standby", "pbx-primary", "pbx-standby"];
   const missing = need.filter((n) => !ctx.servers.has(n));
+  const fail = (problem: string): DrillOutcome => ({
+    figures: {},
+    problems: [problem],
+    notRehearsed: [],
+  });
   if (missing.length > 0) {
-    return {
-      figures: {},
-      problems: [`no running container for ${missing.join(", ")}`],
-      notRehearsed: [],
-    };
+    return fail(`no running container for ${missing.join(", ")}`);
   }
-  const s = (n: string): DrillServer => ctx.servers.get(n)!;
+  const nas = ctx.servers.get("nas-primary")!;
+  const all = [...ctx.servers.values()];
+  const env = (job: string): JobEnv =>
+    parseEnvFile(fs.readFileSync(inRoot(nas, `/etc/hastack/backup/${job}.env`), "utf8"));
+  const resolve = (name: string | undefined): DrillServer | undefined => {
+    const ip = name
+      ? inServer(nas, ["getent", "ahostsv4", name]).trim().split(/\s+/)[0]
+      : undefined;
+    return ip ? serverAt(all, ip) : undefined;
+  };
+  const mail = resolve(env("mail-maildirs").SOURCE_HOST);
+  const mysql = resolve(env("mysql-dump").DB_HOST);
+  const pbx = resolve(env("pbx-config").SOURCE_HOST);
+  if (!mail || !mysql || !pbx) {
+    return fail(
+      `the NAS's sources do not resolve to running servers (mail ${mail?.name}, mysql ${mysql?.name}, pbx ${pbx?.name})`,
+    );
+  }
+  ctx.log(`sources as the NAS resolves them: ${mail.name}, ${mysql.name}, ${pbx.name}`);
   const r = await nasDrill(
     {
       stack: ctx.stack,
-      nas: s("nas-primary"),
-      nasStandby: s("nas-standby"),
+      nas,
+      nasStandby: ctx.servers.get("nas-standby")!,
       sources: {
-        mail: s("mail-primary"),
-        mysql: s("mysql-primary"),
-        pbx: s("pbx-primary"),
-        pbxPeer: s("pbx-standby"),
+        mail,
+        mysql,
+        pbx,
+        pbxPeer: ctx.servers.get(pbx.name === "pbx-primary" ? "pbx-standby" : "pbx-primary")!,
       },
     },
     ctx.log,
