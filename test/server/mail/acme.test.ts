@@ -84,36 +84,11 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
     // pebble: its HTTPS endpoint's certificate from the world's CA; DNS-01 checked through bind9.
     const acmePort = await freePort();
     const mgmtPort = await freePort();
-    await run("openssl", [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=pebble",
-      "-keyout",
+    await world.issueCertificate(
+      ["IP:127.0.0.1", "DNS:localhost"],
       path.join(dir, "pebble.key"),
-      "-out",
-      path.join(dir, "pebble.csr"),
-    ]);
-    fs.writeFileSync(path.join(dir, "pebble.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    await run("openssl", [
-      "x509",
-      "-req",
-      "-in",
-      path.join(dir, "pebble.csr"),
-      "-CA",
-      world.caCert,
-      "-CAkey",
-      path.join(world.root, "ca.key"),
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      path.join(dir, "pebble.ext"),
-      "-out",
       path.join(dir, "pebble.crt"),
-    ]);
+    );
     fs.writeFileSync(
       path.join(dir, "pebble.json"),
       JSON.stringify({
