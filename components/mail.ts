@@ -932,10 +932,16 @@ function renderPicked(
   return renderServerFile(rel, { ...pick(rel, all), ...extra });
 }
 
-/** Postfix main.cf (server/mail/main.cf): virtual mailboxes via Dovecot LMTP, TLS, SASL. */
-export function renderMainCf(
+/**
+ * A config file under server/mail/ (values as they are: config formats take no shell quoting)
+ * with the values every config may use — the layout's, the host name, the domain, the size
+ * limit — plus `extra`, which it must use. renderScript is the same for scripts.
+ */
+function renderConfig(
+  name: string,
   s: MailServerSettings,
-  layout: MailLayout = PRODUCTION_LAYOUT,
+  layout: MailLayout,
+  extra: Record<string, string | number> = {},
 ): string {
   const values = {
     ...layoutValues(layout, false),
@@ -943,7 +949,15 @@ export function renderMainCf(
     DOMAIN: s.domain,
     MESSAGE_SIZE_LIMIT,
   };
-  return renderPicked("mail/main.cf", values);
+  return renderPicked(`mail/${name}`, values, extra);
+}
+
+/** Postfix main.cf (server/mail/main.cf): virtual mailboxes via Dovecot LMTP, TLS, SASL. */
+export function renderMainCf(
+  s: MailServerSettings,
+  layout: MailLayout = PRODUCTION_LAYOUT,
+): string {
+  return renderConfig("main.cf", s, layout);
 }
 
 /**
@@ -954,11 +968,7 @@ export function renderOpendkimConf(
   s: MailServerSettings,
   layout: MailLayout = PRODUCTION_LAYOUT,
 ): string {
-  const values = {
-    ...layoutValues(layout, false),
-    DOMAIN: s.domain,
-  };
-  return renderPicked("mail/opendkim.conf", values);
+  return renderConfig("opendkim.conf", s, layout);
 }
 
 /**
@@ -969,7 +979,7 @@ export function renderNginxConf(
   s: MailServerSettings,
   layout: MailLayout = PRODUCTION_LAYOUT,
 ): string {
-  return renderPicked("mail/nginx.conf", layoutValues(layout, false), {
+  return renderConfig("nginx.conf", s, layout, {
     MTA_STS_HOST: mtaStsHost(s.domain),
     HTTPS_LISTEN: layout.listenAddress
       ? `${layout.listenAddress}:${layout.ports.https}`
@@ -1005,17 +1015,14 @@ export function renderDovecotConf(
   s: MailServerSettings,
   layout: MailLayout = PRODUCTION_LAYOUT,
 ): string {
-  const values = {
-    ...layoutValues(layout, false),
-    DOMAIN: s.domain,
+  return renderConfig("dovecot.conf", s, layout, {
     LISTEN: layout.listenAddress ?? "*",
     IMAPS_PORT: layout.ports.imaps,
     POP3_PROTOCOL: s.pop3 ? " pop3" : "",
     POP3S_SERVICE: s.pop3
       ? renderServerFile("mail/dovecot-pop3s.conf", { POP3S_PORT: layout.ports.pop3s })
       : "",
-  };
-  return renderPicked("mail/dovecot.conf", values);
+  });
 }
 
 /** Everything the per-server scripts need besides the layout. */

@@ -9,46 +9,28 @@
 // production's `--dns-route53`; the IAM scope of the Route 53 path is checked under mocks
 // (test/components/mail-pair.test.ts).
 import { expect } from "chai";
-import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as https from "https";
-import * as net from "net";
 import * as path from "path";
-import { promisify } from "util";
 import { renderCertScript } from "../../../components/mail";
 import { mtaStsHost } from "../../../components/mail-mta-sts";
 import {
   DOMAIN,
+  freePort,
   HOSTNAME,
   MailServer,
   MailWorld,
   requireBinaries,
+  run,
   SETTINGS,
+  startBind9,
+  stopProcess,
   waitFor,
 } from "../../support/mail-harness";
 
-const run = promisify(execFile);
 const SERVER_NAMES = { primary: `mx1.${DOMAIN}`, standby: `mx2.${DOMAIN}` };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
-  }
-}
 
 describe("ACME certificates: both servers obtain, install and renew theirs (pebble + bind9)", function () {
   let world: MailWorld;
@@ -59,19 +41,12 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
   let pebbleRoots: string;
 
   before(async function () {
-    requireBinaries();
-    for (const [bin, pkg] of [
+    requireBinaries(
       ["pebble", "pebble"],
       ["certbot", "certbot"],
       ["/usr/sbin/named", "bind9"],
       ["tsig-keygen", "bind9"],
-    ]) {
-      if (spawnSync("sh", ["-c", `command -v ${bin}`]).status !== 0) {
-        throw new Error(
-          `${bin} not found: install the Debian package ${pkg} (test/install-deps.sh)`,
-        );
-      }
-    }
+    );
     if (spawnSync("/usr/bin/python3", ["-c", "import certbot_dns_rfc2136"]).status !== 0) {
       throw new Error(
         "certbot's RFC 2136 plugin missing: install python3-certbot-dns-rfc2136 (test/install-deps.sh)",
@@ -84,44 +59,14 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
     // bind9: the domain's zone, dynamic updates of TXT records signed with the test's TSIG key.
     const dnsPort = await freePort();
     const secret = randomBytes(32).toString("base64");
-    fs.writeFileSync(
-      path.join(dir, "zone"),
-      [
-        "$TTL 60",
-        `@ IN SOA ns.${DOMAIN}. hostmaster.${DOMAIN}. 1 60 60 600 60`,
-        `@ IN NS ns.${DOMAIN}.`,
-        "ns IN A 127.0.0.1",
-        "",
-      ].join("\n"),
-    );
-    fs.writeFileSync(
-      path.join(dir, "named.conf"),
-      [
-        `key "hastack-acme." { algorithm hmac-sha256; secret "${secret}"; };`,
-        "controls { };",
-        `options { directory "${dir}"; pid-file "${dir}/named.pid"; listen-on port ${dnsPort} { 127.0.0.1; };`,
-        "  listen-on-v6 { none; }; recursion no; dnssec-validation no; };",
-        `zone "${DOMAIN}" { type primary; file "${dir}/zone";`,
-        '  update-policy { grant "hastack-acme." zonesub TXT; }; };',
-        "",
-      ].join("\n"),
-    );
-    named = spawn("/usr/sbin/named", ["-g", "-c", path.join(dir, "named.conf")], {
-      stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "named.log"), "w")],
+    named = await startBind9({
+      dir,
+      port: dnsPort,
+      zone: [],
+      keys: `key "hastack-acme." { algorithm hmac-sha256; secret "${secret}"; };`,
+      zoneOptions: 'update-policy { grant "hastack-acme." zonesub TXT; };',
+      ready: { name: `ns.${DOMAIN}`, type: "A", contains: "127.0.0.1" },
     });
-    await waitFor(
-      "bind9 answering",
-      () =>
-        spawnSync(
-          "dig",
-          ["+short", "+time=1", "+tries=1", "-p", String(dnsPort), "@127.0.0.1", `ns.${DOMAIN}`],
-          {
-            encoding: "utf8",
-          },
-        ).stdout.includes("127.0.0.1"),
-      60000,
-      () => fs.readFileSync(path.join(dir, "named.log"), "utf8").split("\n").slice(-10).join("\n"),
-    );
     const credentials = path.join(dir, "rfc2136.ini");
     fs.writeFileSync(
       credentials,
@@ -139,36 +84,11 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
     // pebble: its HTTPS endpoint's certificate from the world's CA; DNS-01 checked through bind9.
     const acmePort = await freePort();
     const mgmtPort = await freePort();
-    await run("openssl", [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=pebble",
-      "-keyout",
+    await world.issueCertificate(
+      ["IP:127.0.0.1", "DNS:localhost"],
       path.join(dir, "pebble.key"),
-      "-out",
-      path.join(dir, "pebble.csr"),
-    ]);
-    fs.writeFileSync(path.join(dir, "pebble.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    await run("openssl", [
-      "x509",
-      "-req",
-      "-in",
-      path.join(dir, "pebble.csr"),
-      "-CA",
-      world.caCert,
-      "-CAkey",
-      path.join(world.root, "ca.key"),
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      path.join(dir, "pebble.ext"),
-      "-out",
       path.join(dir, "pebble.crt"),
-    ]);
+    );
     fs.writeFileSync(
       path.join(dir, "pebble.json"),
       JSON.stringify({
@@ -242,12 +162,9 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
   });
 
   after(async function () {
-    await stop(pebble);
-    await stop(named);
-    if (world) {
-      await world.stop();
-      world.remove();
-    }
+    await stopProcess(pebble);
+    await stopProcess(named);
+    await world?.dispose();
   });
 
   /** certbot trusts pebble's HTTPS endpoint through the world's CA (requests' CA bundle). */

@@ -9,24 +9,25 @@
 // new key: new mail is signed with the new selector, and mail signed before with the old one
 // still verifies while both records are published.
 import { expect } from "chai";
-import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
+import { ChildProcess, execFile, spawnSync } from "child_process";
 import { generateKeyPairSync } from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as path from "path";
-import { promisify } from "util";
 import { dkimRecord, route53Txt } from "../../../components/mail";
 import {
   DKIM_SELECTOR,
   DOMAIN,
+  freePort,
   MailServer,
   MailWorld,
   requireBinaries,
+  run,
   SETTINGS,
+  startBind9,
+  stopProcess,
   waitFor,
 } from "../../support/mail-harness";
 
-const run = promisify(execFile);
 const USER = `alice@${DOMAIN}`;
 const PASSWORD = "secret-alice";
 
@@ -65,18 +66,11 @@ describe("DKIM: both servers sign; the signature verifies against the published 
   const signedBefore: string[] = [];
 
   before(async function () {
-    requireBinaries();
-    for (const [bin, pkg] of [
+    requireBinaries(
       ["/usr/sbin/opendkim", "opendkim"],
       ["/usr/sbin/named", "bind9"],
       ["dig", "bind9-dnsutils"],
-    ]) {
-      if (spawnSync("sh", ["-c", `command -v ${bin}`]).status !== 0) {
-        throw new Error(
-          `${bin} not found: install the Debian package ${pkg} (test/install-deps.sh)`,
-        );
-      }
-    }
+    );
     const py = spawnSync("/usr/bin/python3", ["-c", "import dkim, dns.resolver"]);
     if (py.status !== 0) {
       throw new Error(
@@ -107,67 +101,25 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     servers.push(await world.server("mx2", "standby", world.ips[1], { dkim: true }));
 
     // bind9 serving the zone with the record as the stack renders it.
-    dnsPort = await freePort("127.0.0.1");
+    dnsPort = await freePort();
     const dir = path.join(world.root, "named");
     fs.mkdirSync(dir);
-    const value = route53Txt(dkimRecord(publicPem));
-    fs.writeFileSync(
-      path.join(dir, "zone"),
-      [
-        "$TTL 300",
-        `@ IN SOA ns.${DOMAIN}. hostmaster.${DOMAIN}. 1 60 60 600 60`,
-        `@ IN NS ns.${DOMAIN}.`,
-        "ns IN A 127.0.0.1",
+    named = await startBind9({
+      dir,
+      port: dnsPort,
+      zone: [
         // The AWS provider sends a TXT value to Route 53 wrapped in one pair of quotes.
-        `${DKIM_SELECTOR}._domainkey IN TXT "${value}"`,
+        `${DKIM_SELECTOR}._domainkey IN TXT "${route53Txt(dkimRecord(publicPem))}"`,
         // The rotation's phase publish: the next selector's record beside the first.
         `${NEXT}._domainkey IN TXT "${route53Txt(dkimRecord(nextPublicPem))}"`,
-        "",
-      ].join("\n"),
-    );
-    const check = spawnSync("named-checkzone", [DOMAIN, path.join(dir, "zone")], {
-      encoding: "utf8",
+      ],
+      ready: { name: `${DKIM_SELECTOR}._domainkey.${DOMAIN}`, type: "TXT", contains: "v=DKIM1" },
     });
-    expect(check.status, check.stdout + check.stderr).to.equal(0);
-    fs.writeFileSync(
-      path.join(dir, "named.conf"),
-      [
-        "controls { };",
-        `options { directory "${dir}"; pid-file "${dir}/named.pid"; listen-on port ${dnsPort} { 127.0.0.1; };`,
-        "  listen-on-v6 { none; }; recursion no; dnssec-validation no; };",
-        `zone "${DOMAIN}" { type primary; file "${dir}/zone"; };`,
-        "",
-      ].join("\n"),
-    );
-    named = spawn("/usr/sbin/named", ["-g", "-c", path.join(dir, "named.conf")], {
-      stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "named.log"), "w")],
-    });
-    const name = `${DKIM_SELECTOR}._domainkey.${DOMAIN}`;
-    await waitFor(
-      "bind9 answering the DKIM record",
-      () =>
-        spawnSync(
-          "dig",
-          ["+short", "+time=1", "+tries=1", "-p", String(dnsPort), "@127.0.0.1", name, "TXT"],
-          {
-            encoding: "utf8",
-          },
-        ).stdout.includes("v=DKIM1"),
-      60000,
-      () => fs.readFileSync(path.join(dir, "named.log"), "utf8").split("\n").slice(-10).join("\n"),
-    );
   });
 
   after(async function () {
-    if (named && named.exitCode === null) {
-      const exited = new Promise((r) => named!.once("exit", r));
-      named.kill("SIGTERM");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
-    }
-    if (world) {
-      await world.stop();
-      world.remove();
-    }
+    await stopProcess(named);
+    await world?.dispose();
   });
 
   async function verify(message: string): Promise<{ ok: boolean; d: string; s: string }> {
@@ -270,15 +222,3 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     );
   });
 });
-
-/** A port nothing listens on at `host` now (the kernel's pick). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}

@@ -76,10 +76,7 @@ describe("MTA-STS: the policy served over HTTPS by the mail server's nginx", fun
   const host = mtaStsHost(DOMAIN);
 
   before(async function () {
-    requireBinaries();
-    if (!fs.existsSync("/usr/sbin/nginx")) {
-      throw new Error("nginx not found: install the Debian package nginx (test/install-deps.sh)");
-    }
+    requireBinaries(["nginx", "nginx"]);
     world = await MailWorld.create();
     await world.setUsers({ [`alice@${DOMAIN}`]: "secret-alice" });
     // Migration phase 6: the old server is still among the MX, so it is in the policy.
@@ -96,8 +93,7 @@ describe("MTA-STS: the policy served over HTTPS by the mail server's nginx", fun
   });
 
   after(async () => {
-    await world?.stop();
-    world?.remove();
+    await world?.dispose();
   });
 
   const get = (name = host): Promise<Fetched> =>

@@ -4,23 +4,23 @@
 // that line's forced command (rrsync -ro): the Maildirs come across byte for byte, while
 // reading the users file, writing into the mail root and a malformed key are all refused.
 import { expect } from "chai";
-import { spawn, ChildProcess, execFile, spawnSync } from "child_process";
+import { spawn, ChildProcess, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as path from "path";
-import { promisify } from "util";
 import { backupJobs } from "../../../components/backup-jobs";
 import { PRODUCTION_LAYOUT } from "../../../components/mail";
 import {
   canConnect,
   DOMAIN,
+  freePort,
   MailServer,
   MailWorld,
   requireBinaries,
+  run,
+  stopProcess,
   waitFor,
 } from "../../support/mail-harness";
 
-const run = promisify(execFile);
 const MARK = " hastack-mail-nas-backup";
 
 describe("NAS backup pulls from a mail server (rrsync -ro through a real sshd)", function () {
@@ -87,15 +87,8 @@ describe("NAS backup pulls from a mail server (rrsync -ro through a real sshd)",
   });
 
   after(async function () {
-    if (sshd && sshd.exitCode === null) {
-      const exited = new Promise((r) => sshd!.once("exit", r));
-      sshd.kill("SIGTERM");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    }
-    if (world) {
-      await world.stop();
-      world.remove();
-    }
+    await stopProcess(sshd, 5000);
+    await world?.dispose();
   });
 
   const rsh = (): string =>
@@ -214,15 +207,3 @@ describe("NAS backup pulls from a mail server (rrsync -ro through a real sshd)",
     world.setParameter("nas-backup-ssh-public-key", fs.readFileSync(`${nasKey}.pub`, "utf8"));
   });
 });
-
-/** A port nothing listens on at `host` now (the kernel's pick). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}

@@ -6,19 +6,18 @@
 // the data volume's with Postfix stopped (and refuses while a Postfix still runs on it); after
 // release the same messages reach the mailbox and the metrics drop to zero.
 import { expect } from "chai";
-import { execFile, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { promisify } from "util";
 import {
   DOMAIN,
   MailServer,
   MailWorld,
   requireBinaries,
+  run,
   waitFor,
 } from "../../support/mail-harness";
 
-const run = promisify(execFile);
 const USER = `bob@${DOMAIN}`;
 
 /** One metric family's samples from a Prometheus textfile: `name{labels}` → value. */
@@ -51,11 +50,8 @@ describe("hastack-mail-queue: the Postfix queue's size and age, flushed and move
     promFile = path.join(server.layout.textfileDir, "hastack_mail_queue.prom");
   });
 
-  after(async function () {
-    if (world) {
-      await world.stop();
-      world.remove();
-    }
+  after(async () => {
+    await world?.dispose();
   });
 
   async function metrics(): Promise<string> {
