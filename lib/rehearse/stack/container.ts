@@ -11,6 +11,7 @@
 // while another's was being started in it (a different unit each run, those that start at the same
 // moment in every container). Each nspawn now starts in its own cgroup (per hierarchy nspawn
 // manages: name=systemd and the unified one), so its payload is its own.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { spawn } from "child_process";
@@ -30,6 +31,11 @@ export interface ContainerSpec {
   /** The console log (appended to). */
   console: string;
   privateIp: string;
+}
+
+/** A rehearsal's id: from its state directory's parent and its stack (namespaces, cgroups). */
+export function rehearsalId(runRoot: string, stack: string): string {
+  return crypto.createHash("sha256").update(`${runRoot}\0${stack}`).digest("hex").slice(0, 6);
 }
 
 export function machineName(id: string, server: string): string {

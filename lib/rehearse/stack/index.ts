@@ -32,7 +32,7 @@ import {
 } from "./dns";
 import { StandInConfig } from "./standins";
 import { NSPAWN_RUN_DIR, Teardown, isMounted } from "./teardown";
-import { ContainerSpec, machineName, startContainer, writeServers } from "./container";
+import { ContainerSpec, machineName, rehearsalId, startContainer, writeServers } from "./container";
 import { CheckReport, runChecks } from "./checks";
 
 export interface StackOptions {
@@ -324,11 +324,7 @@ async function rehearse(
   teardown.add({ kind: "dir", path: dir });
   // Namespace names from the stack and the state directory: a stack left up (--keep) under another
   // HASTACK_REHEARSAL_DIR keeps its names, this run gets its own.
-  const id = crypto
-    .createHash("sha256")
-    .update(`${RUN_ROOT}\0${o.stack}`)
-    .digest("hex")
-    .slice(0, 6);
+  const id = rehearsalId(RUN_ROOT, o.stack);
 
   // nspawn's state directory on a tmpfs (it cleans its propagation directories only there),
   // shared by every rehearsal on the machine and so never recorded for teardown (teardown.ts).

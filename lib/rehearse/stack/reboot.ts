@@ -7,11 +7,10 @@
 // Reads both state formats: servers.json (written since the machine names carry the rehearsal's
 // id) and, for a stack booted before, made.json alone (machine "hs-<server>", namespaces named
 // from the state directory, the servers in made.json's order).
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { execFileSync, spawnSync } from "child_process";
-import { ContainerSpec, serversFile, startContainer } from "./container";
+import { ContainerSpec, rehearsalId, serversFile, startContainer } from "./container";
 import { Made, Teardown } from "./teardown";
 
 export interface RebootOptions {
@@ -47,11 +46,7 @@ export function readServers(dir: string): { id: string; servers: ContainerSpec[]
   }
   // Before servers.json: index.ts named the namespaces from sha256(RUN_ROOT \0 stack) and
   // started the servers in the model's order, the order of made.json's nspawn entries.
-  const id = crypto
-    .createHash("sha256")
-    .update(`${path.dirname(dir)}\0${path.basename(dir)}`)
-    .digest("hex")
-    .slice(0, 6);
+  const id = rehearsalId(path.dirname(dir), path.basename(dir));
   const names: string[] = [];
   for (const m of readMade(dir)) {
     const n = nspawnName(m);
@@ -151,18 +146,21 @@ export async function bootServerAgain(
       `no server ${name} in the rehearsal in ${dir} (servers: ${servers.map((s) => s.name).join(", ")})`,
     );
   }
-  // The killed container's nspawn exits once its PID 1 is gone: wait for that (bounded), refuse
-  // to start a second container on the same disk.
+  // Never a second container on the same disk: refuse while its PID 1 lives; once that is
+  // killed, its nspawn exits shortly after (bounded wait).
   const previous = readMade(dir)
     .filter((m): m is Extract<Made, { kind: "process" }> => nspawnName(m) === name)
-    .map((m) => m.pid);
-  await poll(`the previous container of ${name} to exit`, 60, () =>
-    previous.some(alive) ? undefined : true,
-  ).catch(() => {
+    .map((m) => m.pid)
+    .filter(alive);
+  const running = previous.filter((p) => firstChild(p) !== undefined);
+  if (running.length > 0) {
     throw new Error(
-      `${name} is still running (systemd-nspawn ${previous.filter(alive).join(", ")}): kill its PID 1 first`,
+      `${name} is still running (systemd-nspawn ${running.join(", ")}): kill its PID 1 first`,
     );
-  });
+  }
+  await poll(`the previous systemd-nspawn of ${name} (${previous.join(", ")}) to exit`, 60, () =>
+    previous.some(alive) ? undefined : true,
+  );
   if (!isMountPoint(spec.root)) {
     throw new Error(`${name}: its disk ${spec.root} is not mounted any more`);
   }
