@@ -46,6 +46,8 @@ export interface MailStackDrillResult {
   applySeconds: number | null;
   rebootSeconds: number | null;
   fencedDeliveries: number | null;
+  /** Messages the killed primary had accepted since its last sync began (an upper bound). */
+  onlyOnKilled: number | null;
   fallbackSeconds: number | null;
   dkimVerified: { before: boolean | null; after: boolean | null };
   notRehearsed: string[];
@@ -327,6 +329,7 @@ export async function mailDrill(
     applySeconds: null,
     rebootSeconds: null,
     fencedDeliveries: null,
+    onlyOnKilled: null,
     fallbackSeconds: null,
     dkimVerified: { before: null, after: null },
     notRehearsed,
@@ -364,6 +367,7 @@ export async function mailDrill(
     // user's mailbox exists, so both servers hold it under one GUID. (A mailbox created on both
     // sides between two syncs cannot be synced at all: dsync exits 2, "Remote lost mailbox GUID".)
     log(`steady state: hastack-mail-sync on ${primary.name} (its timer's job) with mail flowing`);
+    const syncStartedAt = Date.now();
     inServer(primary, [`${PRODUCTION_LAYOUT.sbinDir}/hastack-mail-sync`], {}, 900_000);
     await new Promise((r) => setTimeout(r, (o.warmSeconds ?? 15) * 1000));
     const toMx1 = seen.filter((s) => s.d.status === "sent" && s.d.relayIp === mx1).length;
@@ -374,6 +378,11 @@ export async function mailDrill(
       `stream: ${sent.length} sent, ${toMx1} delivered to ${primary.name}; killing it (SIGKILL to its PID 1)`,
     );
     const killedAt = Date.now();
+    // What only the killed server held (accepted since its last sync began): unreadable on the
+    // standby until the fallback brings its disk back, lost if the disk were lost (the RPO).
+    result.onlyOnKilled = seen.filter(
+      (s) => s.d.status === "sent" && s.d.relayIp === mx1 && s.at >= syncStartedAt,
+    ).length;
     process.kill(primary.leader, "SIGKILL");
     state.killed = true;
     const firstAfter = await until("a message accepted after the kill", 300, () =>
@@ -633,6 +642,7 @@ export async function runMailDrill(ctx: DrillContext): Promise<DrillOutcome> {
       applySeconds: r.applySeconds,
       rebootSeconds: r.rebootSeconds,
       fencedDeliveries: r.fencedDeliveries,
+      onlyOnKilled: r.onlyOnKilled,
       fallbackSeconds: r.fallbackSeconds,
       dkimVerified: r.dkimVerified,
     },
