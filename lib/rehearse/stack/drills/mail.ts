@@ -364,8 +364,8 @@ export async function mailDrill(
       seen.some((s) => s.d.status === "sent") ? true : undefined,
     );
     // Steady state, as in production: the primary's sync (its timer's job) has run since the
-    // user's mailbox exists, so both servers hold it under one GUID. (A mailbox created on both
-    // sides between two syncs cannot be synced at all: dsync exits 2, "Remote lost mailbox GUID".)
+    // user's mailbox exists. (On a stack booted before the refresh made each INBOX under a shared
+    // GUID, a mailbox first written on both sides between two syncs could never be synced.)
     log(`steady state: hastack-mail-sync on ${primary.name} (its timer's job) with mail flowing`);
     const syncStartedAt = Date.now();
     inServer(primary, [`${PRODUCTION_LAYOUT.sbinDir}/hastack-mail-sync`], {}, 900_000);
