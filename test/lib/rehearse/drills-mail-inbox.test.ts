@@ -2,10 +2,10 @@
 // the primary and, before the next sync, another reached the standby (the primary had died) got
 // two INBOXes with two GUIDs, and the pair's two-way dsync could never sync them again (exit 2,
 // "Remote lost mailbox GUID"): the fallback refused for good. Real Postfix + Dovecot with the
-// rendered configs and scripts (test/fixtures/mail/harness.ts): each server's refresh makes the
+// rendered configs and scripts (test/support/mail-harness.ts): each server's refresh makes the
 // INBOX under the GUID both derive from the user's name, so the first sync succeeds.
 import { expect } from "chai";
-import { MailServer, MailWorld, requireBinaries } from "../../fixtures/mail/harness";
+import { MailServer, MailWorld, requireBinaries } from "../../support/mail-harness";
 
 const CAROL = "carol@example.test";
 
