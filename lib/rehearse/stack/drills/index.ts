@@ -12,6 +12,7 @@ import { RUN_ROOT, drill as stackDrill, parseStackArgs, readStackSettings } from
 import { holdingRehearsalLock, parseLockWait } from "../apply-run";
 import { Made, Teardown } from "../teardown";
 import { runMysqlDrill } from "./mysql";
+import { runMailDrill } from "./mail";
 import { runPbxDrill } from "./pbx";
 import { runNasDrill } from "./nas";
 import { DrillContext, DrillOutcome, runningServers } from "./container";
@@ -22,6 +23,7 @@ export type DrillName = (typeof DRILL_ORDER)[number];
 /** The built drills; each is one file of this folder exporting its runner. */
 export const DRILLS: Partial<Record<DrillName, (ctx: DrillContext) => Promise<DrillOutcome>>> = {
   mysql: runMysqlDrill,
+  mail: runMailDrill,
   pbx: runPbxDrill,
   nas: runNasDrill,
 };
