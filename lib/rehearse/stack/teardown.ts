@@ -140,7 +140,7 @@ function undo(m: Made): string | undefined {
     case "cgroup": {
       // Emptied asynchronously after its processes are killed (slowly on a busy machine): a
       // bounded retry.
-      const until = Date.now() + 30000;
+      const until = Date.now() + 60000;
       while (!removeCgroupTree(m.path)) {
         if (Date.now() > until) {
           return `rmdir ${m.path}: still populated`;
