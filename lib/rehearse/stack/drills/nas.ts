@@ -194,15 +194,17 @@ export async function nasDrill(
       log(
         `${job.JOB}: ${got.size} files restored from ${o.nasStandby.name}, ${diff.length} differences from ${server.name}:${job.SOURCE_PATH}`,
       );
-      // A restored SQLite copy must be whole (sqlite3 of this machine: the NAS has none).
+      // A restored SQLite copy must be whole (sqlite3 of this machine: the NAS has none; it
+      // cannot open a database through /proc/PID/root, so on a copy of the restored file).
       for (const f of [...got.keys()].filter((k) => /\.(sqlite3|db)$/.test(k))) {
         let check: string;
+        const copy = path.join(work, `check-${path.basename(f)}`);
         try {
-          check = execFileSync(
-            "sqlite3",
-            ["-readonly", inRoot(o.nasStandby, path.join(dest, f)), "PRAGMA integrity_check"],
-            { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
-          ).trim();
+          fs.copyFileSync(inRoot(o.nasStandby, path.join(dest, f)), copy);
+          check = execFileSync("sqlite3", ["-readonly", copy, "PRAGMA integrity_check"], {
+            encoding: "utf8",
+            stdio: ["ignore", "pipe", "pipe"],
+          }).trim();
         } catch (e) {
           check = (e as Error).message.split("\n")[0];
         }
