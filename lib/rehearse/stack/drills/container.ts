@@ -6,6 +6,8 @@ import * as path from "path";
 import { execFileSync } from "child_process";
 import { leaderPid } from "../index";
 import { Made } from "../teardown";
+import { Deployment, synthesize, synthesizeEdited } from "../../../synth/offline-synth";
+import { PACKAGE_ROOT } from "../../../package-root";
 
 /** A container on the stack: the PID 1 to enter (nsenter) or kill. */
 export interface DrillServer {
@@ -103,4 +105,38 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`gave up after ${seconds} s waiting for ${what}${last ? ` (${last})` : ""}`);
+}
+
+/**
+ * The outcome of a drill that cannot start because some of the servers it needs are not running,
+ * or undefined when they all are.
+ */
+export function refuseWithout(ctx: DrillContext, names: string[]): DrillOutcome | undefined {
+  const missing = names.filter((n) => !ctx.servers.has(n));
+  return missing.length === 0
+    ? undefined
+    : {
+        figures: {},
+        problems: [`no running container for ${missing.join(", ")}`],
+        notRehearsed: [],
+      };
+}
+
+/**
+ * The switch a failover drill applies: the stack's synth as it is (BEFORE) and with
+ * `active: standby` for `hastack:<service>` (AFTER).
+ */
+export async function switchSynths(
+  stack: string,
+  service: "mysql" | "pbx" | "mail" | "nas",
+): Promise<{ before: Deployment; after: Deployment }> {
+  const before = await synthesize({ projectDir: PACKAGE_ROOT, stack });
+  const after = await synthesizeEdited({
+    projectDir: PACKAGE_ROOT,
+    stack,
+    edit: (c) => {
+      c[`hastack:${service}`] = { ...c[`hastack:${service}`], active: "standby" };
+    },
+  });
+  return { before, after };
 }

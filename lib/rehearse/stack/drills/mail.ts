@@ -24,7 +24,14 @@ import { ApplyPlan, describeStep, planApply } from "../apply";
 import { ApplyTarget, bootedTarget, executePlan } from "../apply-run";
 import { StandInConfig } from "../standins";
 import { bootServerAgain } from "../reboot";
-import { DrillContext, DrillOutcome, DrillServer, inServer, until } from "./container";
+import {
+  DrillContext,
+  DrillOutcome,
+  DrillServer,
+  inServer,
+  refuseWithout,
+  until,
+} from "./container";
 import {
   Delivery,
   countStream,
@@ -586,13 +593,9 @@ export async function mailDrill(
 
 /** The drill as the registry runs it, from the stack's synth: `active: standby` for hastack:mail. */
 export async function runMailDrill(ctx: DrillContext): Promise<DrillOutcome> {
-  const missing = ["mail-primary", "mail-standby"].filter((n) => !ctx.servers.has(n));
-  if (missing.length > 0) {
-    return {
-      figures: {},
-      problems: [`no running container for ${missing.join(", ")}`],
-      notRehearsed: [],
-    };
+  const refused = refuseWithout(ctx, ["mail-primary", "mail-standby"]);
+  if (refused) {
+    return refused;
   }
   // The pair as the MX: the stack's config without a migration (the finished move).
   const pairConfig = (active: string) => (c: Record<string, unknown>) => {

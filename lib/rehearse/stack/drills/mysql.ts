@@ -29,9 +29,17 @@ import {
   switchSnapshot,
 } from "../apply-run";
 import { planApply } from "../apply";
-import { Deployment, synthesize, synthesizeEdited } from "../../../synth/offline-synth";
+import { Deployment } from "../../../synth/offline-synth";
 import { PACKAGE_ROOT } from "../../../package-root";
-import { DrillContext, DrillOutcome, DrillServer, inServer, until } from "./container";
+import {
+  DrillContext,
+  DrillOutcome,
+  DrillServer,
+  inServer,
+  refuseWithout,
+  switchSynths,
+  until,
+} from "./container";
 import { bootedTarget } from "../apply-run";
 import { bootServerAgain } from "../reboot";
 
@@ -557,22 +565,11 @@ async function proveFenced(
 /** The drill as the registry runs it: `active: standby` for hastack:mysql and back. */
 export async function runMysqlDrill(ctx: DrillContext): Promise<DrillOutcome> {
   const need = ["mysql-primary", "mysql-standby", "pbx-primary"];
-  const missing = need.filter((n) => !ctx.servers.has(n));
-  if (missing.length > 0) {
-    return {
-      figures: {},
-      problems: [`no running container for ${missing.join(", ")}`],
-      notRehearsed: [],
-    };
+  const refused = refuseWithout(ctx, need);
+  if (refused) {
+    return refused;
   }
-  const before = await synthesize({ projectDir: PACKAGE_ROOT, stack: ctx.stack });
-  const after = await synthesizeEdited({
-    projectDir: PACKAGE_ROOT,
-    stack: ctx.stack,
-    edit: (c) => {
-      c["hastack:mysql"] = { ...c["hastack:mysql"], active: "standby" };
-    },
-  });
+  const { before, after } = await switchSynths(ctx.stack, "mysql");
   const target = await bootedTarget(ctx.stack, ctx.dir, ctx.settings);
   const r = await mysqlDrill(
     {

@@ -31,7 +31,7 @@ import {
 } from "../../backup";
 import { pbxSettingsOf } from "./pbx";
 import { DRILL_MARK, sqliteFile, sqliteSeed, treeSeed } from "./pbx-parts";
-import { DrillContext, DrillOutcome, DrillServer, inServer } from "./container";
+import { DrillContext, DrillOutcome, DrillServer, inServer, refuseWithout } from "./container";
 import { JobEnv, nasJobSources, parseEnvFile } from "./nas-parts";
 
 const inRoot = (s: DrillServer, p: string): string => path.join(`/proc/${s.leader}/root`, p);
@@ -347,14 +347,14 @@ function serverAt(servers: DrillServer[], ip: string): DrillServer | undefined {
  */
 export async function runNasDrill(ctx: DrillContext): Promise<DrillOutcome> {
   const need = ["nas-primary", "nas-standby", "pbx-primary", "pbx-standby"];
-  const missing = need.filter((n) => !ctx.servers.has(n));
   const fail = (problem: string): DrillOutcome => ({
     figures: {},
     problems: [problem],
     notRehearsed: [],
   });
-  if (missing.length > 0) {
-    return fail(`no running container for ${missing.join(", ")}`);
+  const refused = refuseWithout(ctx, need);
+  if (refused) {
+    return refused;
   }
   const nas = ctx.servers.get("nas-primary")!;
   const all = [...ctx.servers.values()];

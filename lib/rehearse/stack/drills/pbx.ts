@@ -32,11 +32,19 @@ import {
 } from "../../../../components/pbx-replicated-set";
 import { ASTERISK_CONTROL } from "../../../../components/pbx";
 import { compareTrees, hashTree } from "../../backup";
-import { Deployment, synthesize, synthesizeEdited } from "../../../synth/offline-synth";
+import { Deployment } from "../../../synth/offline-synth";
 import { PACKAGE_ROOT } from "../../../package-root";
 import { ApplyTarget, bootedTarget, executePlan } from "../apply-run";
 import { planApply } from "../apply";
-import { DrillContext, DrillOutcome, DrillServer, inServer, until } from "./container";
+import {
+  DrillContext,
+  DrillOutcome,
+  DrillServer,
+  inServer,
+  refuseWithout,
+  switchSynths,
+  until,
+} from "./container";
 import {
   Answer,
   DRILL_MARK,
@@ -648,23 +656,12 @@ export async function pbxDrill(
 /** The drill as the registry runs it: `active: standby` for hastack:pbx and back. */
 export async function runPbxDrill(ctx: DrillContext): Promise<DrillOutcome> {
   const need = ["pbx-primary", "pbx-standby"];
-  const missing = need.filter((n) => !ctx.servers.has(n));
-  if (missing.length > 0) {
-    return {
-      figures: {},
-      problems: [`no running container for ${missing.join(", ")}`],
-      notRehearsed: [],
-    };
+  const refused = refuseWithout(ctx, need);
+  if (refused) {
+    return refused;
   }
   const settings = pbxSettingsOf(ctx.stack);
-  const before = await synthesize({ projectDir: PACKAGE_ROOT, stack: ctx.stack });
-  const after = await synthesizeEdited({
-    projectDir: PACKAGE_ROOT,
-    stack: ctx.stack,
-    edit: (c) => {
-      c["hastack:pbx"] = { ...c["hastack:pbx"], active: "standby" };
-    },
-  });
+  const { before, after } = await switchSynths(ctx.stack, "pbx");
   const target = await bootedTarget(ctx.stack, ctx.dir, ctx.settings);
   const r = await pbxDrill(
     {
