@@ -152,7 +152,16 @@ export async function bootServerAgain(
     .filter((m): m is Extract<Made, { kind: "process" }> => nspawnName(m) === name)
     .map((m) => m.pid)
     .filter(alive);
-  const running = previous.filter((p) => firstChild(p) !== undefined);
+  // A PID 1 just killed is gone within moments (a zombie until nspawn reaps it counts as gone).
+  const leaderAlive = (p: number): boolean => {
+    const c = firstChild(p);
+    return c !== undefined && alive(c);
+  };
+  const settleUntil = Date.now() + 15000;
+  while (previous.some(leaderAlive) && Date.now() < settleUntil) {
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const running = previous.filter(leaderAlive);
   if (running.length > 0) {
     throw new Error(
       `${name} is still running (systemd-nspawn ${running.join(", ")}): kill its PID 1 first`,
