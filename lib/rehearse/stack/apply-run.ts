@@ -24,7 +24,14 @@ import { PACKAGE_ROOT } from "../../package-root";
 import { Drill, DrillUsageError, runDrill } from "../drill";
 import { LOCK_FILE, RUN_ROOT, readStackSettings } from "./index";
 import { takeLock } from "./lock";
-import { ApplyPlan, ApplyRefusedError, ApplyStep, describeStep, planApply } from "./apply";
+import {
+  ApplyPlan,
+  ApplyRefusedError,
+  ApplyStep,
+  REMOTE_COMMAND,
+  describeStep,
+  planApply,
+} from "./apply";
 import { CommandContext, remoteCommandsOf, runRemoteCommand } from "./commands";
 import { DnsRecord, StackModel, buildModel, inCidr } from "./model";
 import { moveEip, natRulesOf } from "./eip";
@@ -44,7 +51,7 @@ export interface ApplyTarget {
   /** How remote commands reach the servers (key, host keys, admin address). */
   commandContext: CommandContext;
   /** Unmasked inputs (connection, environment) of the booted stack's remote commands, by URN. */
-  unmasked: Map<string, Record<string, unknown>>;
+  unmasked: UnmaskedInputs;
 }
 
 export interface StepResult {
@@ -148,12 +155,48 @@ async function reloadStandIns(t: ApplyTarget, zone: string): Promise<void> {
   throw new Error(`bind9 still serves serial ${before} of ${zone} 60 s after the reload`);
 }
 
-/** The unmasked spec of a command step: connection and environment from the booted stack. */
-function commandSpec(t: ApplyTarget, step: Extract<ApplyStep, { kind: "command" }>) {
-  const live = t.unmasked.get(step.urn);
+/** Unmasked inputs (connection, environment) of a synth's remote commands, by URN. */
+export type UnmaskedInputs = Map<string, Record<string, unknown>>;
+
+/** The unmasked inputs of the command resources `synthesize({inspect})` saw. */
+export function unmaskedCommands(inspected: InspectedResource[]): UnmaskedInputs {
+  return new Map(inspected.filter((r) => r.type === REMOTE_COMMAND).map((r) => [r.urn, r.inputs]));
+}
+
+/**
+ * Where a command step's connection and environment come from, as `pulumi up` takes them: a
+ * create (or the create half of a replacement) runs the resource AFTER declares, so its spec is
+ * AFTER's (`after`, the unmasked inputs of the AFTER synth) — a step that exists only from AFTER
+ * on (a migration phase's one-shot command) is not in the booted stack at all. Every other step
+ * takes the booted stack's (the same stack config's key and peers). Undefined: nobody unmasked
+ * it. Pure.
+ */
+export function commandInputsOf(
+  step: Extract<ApplyStep, { kind: "command" }>,
+  booted: UnmaskedInputs,
+  after?: UnmaskedInputs,
+): { inputs: Record<string, unknown>; from: "after" | "booted" } | undefined {
+  const creates = step.op === "create" || step.op === "replace";
+  const fromAfter = creates ? after?.get(step.urn) : undefined;
+  if (fromAfter) {
+    return { inputs: fromAfter, from: "after" };
+  }
+  const live = booted.get(step.urn);
+  return live ? { inputs: live, from: "booted" } : undefined;
+}
+
+/** The unmasked spec of a command step (commandInputsOf), the rest from the step's own file. */
+function commandSpec(
+  t: ApplyTarget,
+  step: Extract<ApplyStep, { kind: "command" }>,
+  after?: UnmaskedInputs,
+) {
+  const live = commandInputsOf(step, t.unmasked, after)?.inputs;
   if (!live) {
     throw new Error(
-      `${step.urn}: its connection is a secret the synth file does not show, and the booted stack does not declare this command: boot the rehearsal from a stack that does`,
+      step.op === "create" || step.op === "replace"
+        ? `${step.urn}: its connection is a secret the synth file does not show, and neither AFTER's unmasked synth nor the booted stack declares this command: apply from a synth of AFTER with its unmasked inputs (a drill's synthesize({inspect}))`
+        : `${step.urn}: its connection is a secret the synth file does not show, and the booted stack does not declare this command: boot the rehearsal from a stack that does`,
     );
   }
   const inputs = {
@@ -177,12 +220,14 @@ function commandSpec(t: ApplyTarget, step: Extract<ApplyStep, { kind: "command" 
 /**
  * Makes every step of `plan` on the rehearsal, in order; the first failure stops the apply
  * (the steps after it are "not run") and makes the result not ok. Refusals stop it before any
- * step runs.
+ * step runs. `after`: the unmasked inputs of AFTER's synth, for the commands it creates
+ * (commandInputsOf); without it a create takes the booted stack's, as before.
  */
 export async function executePlan(
   plan: ApplyPlan,
   t: ApplyTarget,
   log: (l: string) => void,
+  after?: UnmaskedInputs,
 ): Promise<ApplyResult> {
   if (plan.refused.length > 0) {
     throw new ApplyRefusedError(plan.refused);
@@ -191,7 +236,7 @@ export async function executePlan(
   // Every command must be runnable before anything changes: no half-made apply for a missing key.
   for (const s of plan.steps) {
     if (s.kind === "command" && s.command !== undefined) {
-      commandSpec(t, s);
+      commandSpec(t, s, after);
     }
   }
   const results: StepResult[] = [];
@@ -218,7 +263,7 @@ export async function executePlan(
       } else if (s.command === undefined) {
         outcome = "nothing to run";
       } else {
-        const out = await runRemoteCommand(commandSpec(t, s), t.commandContext, s.runs);
+        const out = await runRemoteCommand(commandSpec(t, s, after), t.commandContext, s.runs);
         for (const line of out.stdout.trim().split("\n").filter(Boolean).slice(-5)) {
           log(`apply:   ${s.name}: ${line}`);
         }
@@ -507,9 +552,7 @@ export async function bootedTarget(
     standInsConfig,
     standInsPid,
     commandContext: rehearsalCommandContext(dir, router, model, cfg),
-    unmasked: new Map(
-      inspected.filter((r) => r.type === "command:remote:Command").map((r) => [r.urn, r.inputs]),
-    ),
+    unmasked: unmaskedCommands(inspected),
   };
 }
 
