@@ -15,6 +15,7 @@ import { runMysqlDrill } from "./mysql";
 import { runMailDrill } from "./mail";
 import { runPbxDrill } from "./pbx";
 import { runNasDrill } from "./nas";
+import { runMigrationDrill } from "./migration";
 import { DrillContext, DrillOutcome, runningServers } from "./container";
 
 /** Every drill of the issue, in value order; only those in BUILT run today. */
@@ -26,6 +27,7 @@ export const DRILLS: Partial<Record<DrillName, (ctx: DrillContext) => Promise<Dr
   mail: runMailDrill,
   pbx: runPbxDrill,
   nas: runNasDrill,
+  migration: runMigrationDrill,
 };
 export const BUILT: string[] = DRILL_ORDER.filter((d) => DRILLS[d] !== undefined);
 
