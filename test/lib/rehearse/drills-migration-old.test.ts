@@ -98,7 +98,11 @@ const haveTools = ["postfix", "dovecot", "openssl", "swaks"].every(
       const py = [
         "import imaplib, ssl, sys",
         `c = ssl.create_default_context(cafile=${JSON.stringify(path.join(tmp, "ca.crt"))})`,
-        `m = imaplib.IMAP4_SSL("203.0.113.25", 993, ssl_context=c, server_hostname=${JSON.stringify(hostname)})`,
+        "import socket",
+        "class Old(imaplib.IMAP4_SSL):",
+        "    def _create_socket(self, timeout):",
+        '        return self.ssl_context.wrap_socket(socket.create_connection(("203.0.113.25", 993), 30), server_hostname=self.host)',
+        `m = Old(${JSON.stringify(hostname)}, 993, ssl_context=c)`,
         `m.authenticate("PLAIN", lambda _: b"${user}\\0hastack-migrate\\0s3cret-master")`,
         "print(m.select('INBOX')[1][0].decode())",
       ].join("\n");

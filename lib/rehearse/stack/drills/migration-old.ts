@@ -229,11 +229,15 @@ export class OldMailServer {
     fs.writeFileSync(
       d("users"),
       o.users.map((u) => `${u}:{PLAIN}${crypto.randomBytes(18).toString("base64url")}\n`).join(""),
-      { mode: 0o600 },
+      { mode: 0o640 },
     );
     fs.writeFileSync(d("master-users"), `${o.masterUser}:{PLAIN}${o.masterPassword}\n`, {
-      mode: 0o600,
+      mode: 0o640,
     });
+    // Dovecot's auth process reads them as its internal user (dovecot), never anyone else.
+    const dovecotGid = Number(sh(["id", "-g", "dovecot"]).trim());
+    fs.chownSync(d("users"), 0, dovecotGid);
+    fs.chownSync(d("master-users"), 0, dovecotGid);
     fs.writeFileSync(
       d("dovecot.conf"),
       renderOldDovecotConf({ dir: this.dir, address: this.address }),

@@ -128,6 +128,14 @@ function message(id: string, to: string, subject: string): string {
   ].join("\n");
 }
 
+/** Lets the world's Postfix deliver what it still holds (bounded). */
+function drain(w: WorldMta): Promise<unknown> {
+  return until("the world's queue empty", 300, () => {
+    w.flush();
+    return w.queued() === 0 ? true : undefined;
+  });
+}
+
 export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome> {
   const log = ctx.log;
   const problems: string[] = [];
@@ -195,10 +203,23 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
   const masterPassword = execFileSync("openssl", ["rand", "-hex", "18"], {
     encoding: "utf8",
   }).trim();
-  const booted = JSON.parse(fs.readFileSync(path.join(ctx.dir, "booted.json"), "utf8")) as {
-    image: { key: string };
-  };
-  const imageDir = path.join(CACHE_DIR, "images", booted.image.key);
+  // The rehearsal image's CA (the one the servers trust): the cached image whose CA it is.
+  const trusted = inServer(primary, [
+    "cat",
+    "/usr/local/share/ca-certificates/hastack-rehearsal.crt",
+  ]);
+  const imagesDir = path.join(CACHE_DIR, "images");
+  const image = fs
+    .readdirSync(imagesDir)
+    .map((k) => path.join(imagesDir, k))
+    .find((d) => {
+      const f = path.join(d, "ca.crt");
+      return fs.existsSync(f) && fs.readFileSync(f, "utf8").trim() === trusted.trim();
+    });
+  if (!image) {
+    throw new Error(`no cached image under ${imagesDir} holds the CA the mail servers trust`);
+  }
+  const imageDir = image;
   const model = target.model;
   const eip = (n: string): string => model.servers.find((s) => s.name === n)!.publicIp!;
   const ips = { old: oldIp, mx1: eip("mail-primary"), mx2: eip("mail-standby") };
@@ -333,15 +354,14 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
     }
     sending = false;
     await sender;
-    await until("the world's queue empty", 300, () => {
-      w.flush();
-      return w.queued() === 0 ? true : undefined;
-    });
+    await drain(w);
     const onOld = new Set(old.messageIds(user));
     const onNew = new Set(
       messageIdsOf(mailboxHeaderLines(primary, PRODUCTION_LAYOUT.mailRoot, user)),
     );
     leftBehind = [...onOld].filter((id) => !onNew.has(id)).length;
+  } catch (e) {
+    problems.push(`stopped after phase ${at}: ${(e as Error).message}`);
   } finally {
     sending = false;
     await sender?.catch(() => undefined);
@@ -360,27 +380,39 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
       });
     }
   }
-  // Where the stream landed, from the sender's own log, and what is in no mailbox.
-  const wlog = parsePostfixLog(world!.log());
-  const landedOn = new Map<string, "old" | "mx1" | "mx2" | "elsewhere">();
-  for (const d of wlog.deliveries.filter((x) => x.status === "sent")) {
-    const id = wlog.messageIds.get(d.queueId);
-    if (id) {
-      const where = (Object.keys(ips) as ("old" | "mx1" | "mx2")[]).find(
-        (k) => ips[k] === d.relayIp,
-      );
-      landedOn.set(id, where ?? "elsewhere");
+  let lost: string[] = [];
+  let counted: ReturnType<typeof countPhases> = { perPhase: new Map(), wrongServer: [] };
+  try {
+    if (world && old) {
+      // Back at phase 1 the old server is the MX again: what the world still holds goes there.
+      await drain(world);
+      // Where the stream landed, from the sender's own log, and what is in no mailbox.
+      const wlog = parsePostfixLog(world.log());
+      const landedOn = new Map<string, "old" | "mx1" | "mx2" | "elsewhere">();
+      for (const d of wlog.deliveries.filter((x) => x.status === "sent")) {
+        const id = wlog.messageIds.get(d.queueId);
+        if (id) {
+          const where = (Object.keys(ips) as ("old" | "mx1" | "mx2")[]).find(
+            (k) => ips[k] === d.relayIp,
+          );
+          landedOn.set(id, where ?? "elsewhere");
+        }
+      }
+      const mailboxes = new Set([
+        ...old.messageIds(user),
+        ...messageIdsOf(mailboxHeaderLines(primary, PRODUCTION_LAYOUT.mailRoot, user)),
+        ...messageIdsOf(mailboxHeaderLines(standby, PRODUCTION_LAYOUT.mailRoot, user)),
+      ]);
+      lost = [...sentIn.keys()].filter((id) => !mailboxes.has(id));
+      counted = countPhases(sentIn, landedOn, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
+  } catch (e) {
+    problems.push(`counting the stream: ${(e as Error).message}`);
+  } finally {
+    world?.remove();
+    old?.remove();
   }
-  const mailboxes = new Set([
-    ...old!.messageIds(user),
-    ...messageIdsOf(mailboxHeaderLines(primary, PRODUCTION_LAYOUT.mailRoot, user)),
-    ...messageIdsOf(mailboxHeaderLines(standby, PRODUCTION_LAYOUT.mailRoot, user)),
-  ]);
-  const lost = [...sentIn.keys()].filter((id) => !mailboxes.has(id));
-  const { perPhase, wrongServer } = countPhases(sentIn, landedOn, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  world!.remove();
-  old!.remove();
+  const { perPhase, wrongServer } = counted;
   const after = rehearsalDrift(target, synths[1].d, all);
   problems.push(...after.map((d) => `after the drill: ${d}`));
   if (lost.length > 0) {
@@ -391,7 +423,7 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
       `${wrongServer.length} message(s) on a server the MX did not name: ${wrongServer.slice(0, 5).join("; ")}`,
     );
   }
-  if (leftBehind !== 0) {
+  if (leftBehind !== null && leftBehind > 0) {
     problems.push(`${leftBehind} message(s) left behind on the old server`);
   }
   notRehearsed.push(
