@@ -17,7 +17,9 @@ describe("rehearse drills: the migration drill's counts", function () {
       });
       const m = buildModel(d, [], "ap-southeast-3");
       for (const s of m.servers) {
-        if (s.publicIp) eips[s.publicIp] = s.name;
+        if (s.publicIp) {
+          eips[s.publicIp] = s.name;
+        }
       }
       const records = m.zones.flatMap((z) => z.records);
       const a = new Map(records.filter((r) => r.type === "A").map((r) => [r.name, r.values]));
