@@ -28,7 +28,7 @@ import {
   unmaskedCommands,
 } from "../apply-run";
 import { StandInConfig } from "../standins";
-import { DrillContext, DrillOutcome, inServer, until } from "./container";
+import { DrillContext, DrillOutcome, inServer, refuseWithout, until } from "./container";
 import { messageIdsOf, parsePostfixLog } from "./mail-count";
 import { WORLD_DOMAIN, WorldMta, mailboxHeaderLines, worldMtaAddress } from "./mail-world";
 import { OldMailServer } from "./migration-old";
@@ -140,15 +140,12 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
   const log = ctx.log;
   const problems: string[] = [];
   const notRehearsed: string[] = [];
-  const primary = ctx.servers.get("mail-primary");
-  const standby = ctx.servers.get("mail-standby");
-  if (!primary || !standby) {
-    return {
-      figures: {},
-      problems: ["no running container for mail-primary or mail-standby"],
-      notRehearsed,
-    };
+  const refused = refuseWithout(ctx, ["mail-primary", "mail-standby"]);
+  if (refused) {
+    return refused;
   }
+  const primary = ctx.servers.get("mail-primary")!;
+  const standby = ctx.servers.get("mail-standby")!;
   log("migration: synthesizing phases 1 to 9 of the stack's move");
   const synths: PhaseSynth[] = [];
   for (let p = 1; p <= 9; p++) {
