@@ -56,15 +56,6 @@ if [ "$count" -eq 0 ] && [ "$require_users" -eq 1 ]; then
   exit 1
 fi
 install -m 0640 -o root -g dovecot "$tmp/users" "$USERS"
-# Each user's INBOX is made before Postfix takes mail for them, under a GUID both servers derive
-# from the name: made by each server's first delivery instead, a user whose first mail reached
-# both sides between two syncs had two GUIDs, which dsync never syncs (exit 2, "Remote lost
-# mailbox GUID"; found by the mail drill). An existing INBOX fails the create and stays as it is;
-# a Dovecot not up yet (first boot) is tried again at the next refresh.
-while IFS=: read -r user _; do
-  guid=$(printf 'hastack-inbox:%s' "$user" | md5sum | cut -c1-32)
-  doveadm -c "$DOVECOT_CONF" mailbox create -u "$user" -g "$guid" INBOX >/dev/null 2>&1 || true
-done < "$tmp/users"
 # Postfix accepts mail only for listed users (no backscatter from unknown recipients).
 awk -F: '{ print $1, "OK" }' "$tmp/users" > "$tmp/vmailbox"
 if ! cmp -s "$tmp/vmailbox" "$POSTFIX_DIR/vmailbox"; then
