@@ -1072,7 +1072,7 @@ export function renderRefreshScript(
  * with the peer. The primary's timer runs it every syncIntervalMinutes (the mail RPO); since
  * it is two-way it is also the reverse sync before a fallback (`--reverse`, README
  * "Fallback"). `--verify` (implied by --reverse) then compares every user's mailboxes (message
- * counts) on both servers and fails on any difference. On success it writes the replication
+ * GUIDs) on both servers and fails on any difference. On success it writes the replication
  * metric monitoring alerts on (docs/outputs.md).
  */
 export function renderSyncScript(

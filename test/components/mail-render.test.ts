@@ -287,7 +287,7 @@ describe("mail rendering, checked by the real tools", () => {
 
     it("the pair sync is two-way (doveadm sync, never backup) to the peer's doveadm port", () => {
       expect(scripts.sync).to.contain(
-        'doveadm -c /etc/dovecot/dovecot.conf sync -A -l 60 -T 300 "tcp:$PEER:12345"',
+        'doveadm -c /etc/dovecot/dovecot.conf sync -A -f -l 60 -T 300 "tcp:$PEER:12345"',
       );
       expect(scripts.sync).not.to.match(/doveadm[^\n]* backup/);
     });

@@ -1,0 +1,74 @@
+// hastack-mail-sync --verify is what the fallback runbook trusts before unfencing. It compared
+// message counts only, so two servers each holding one different message "verified". Real
+// Postfix + Dovecot (test/support/mail-harness.ts); the sync itself is made to carry nothing
+// (a doveadm on PATH whose `sync` does nothing), as a sync that missed a message would.
+import * as fs from "fs";
+import * as path from "path";
+import { expect } from "chai";
+import { MailServer, MailWorld, requireBinaries } from "../../support/mail-harness";
+
+const CAROL = "carol@example.test";
+const DAN = "dan@example.test";
+
+describe("hastack-mail-sync --verify compares messages, not counts", function () {
+  this.timeout(240000);
+  let world: MailWorld;
+  let primary: MailServer;
+  let standby: MailServer;
+  const verify = async (): Promise<{ code: number; stderr: string }> =>
+    primary
+      .script("hastack-mail-sync", "--verify")
+      .then(({ stderr }) => ({ code: 0, stderr }))
+      .catch((e: Error) => ({ code: 1, stderr: e.message }));
+
+  before(async () => {
+    requireBinaries();
+    world = await MailWorld.create();
+    await world.setUsers({ [CAROL]: "carol-pw-1", [DAN]: "dan-pw-1" });
+    primary = await world.server("primary", "primary", world.ips[0]);
+    standby = await world.server("standby", "standby", world.ips[1]);
+    await primary.script("hastack-mail-refresh");
+    await standby.script("hastack-mail-refresh");
+    // Both users hold one message on each side, the same one (a real sync carried it).
+    await primary.deliver(DAN, "dan-both");
+    await primary.waitForMessages(DAN, 1);
+    await primary.script("hastack-mail-sync");
+    await standby.waitForMessages(DAN, 1);
+    // Carol: one message on each side, a different one, and no sync between.
+    await primary.deliver(CAROL, "carol-on-primary");
+    await standby.deliver(CAROL, "carol-on-standby");
+    await primary.waitForMessages(CAROL, 1);
+    await standby.waitForMessages(CAROL, 1);
+    const real = (await primary.shell("command -v doveadm")).stdout.trim();
+    fs.writeFileSync(
+      path.join(world.binDir, "doveadm"),
+      `#!/bin/sh\n# Test: a sync that carries nothing.\n[ "$3" = sync ] && exit 0\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+  });
+
+  after(async () => {
+    if (world) {
+      await world.stop();
+      world.remove();
+    }
+  });
+
+  it("equal counts, different messages: exit 1 naming the user, not the user whose copies match", async () => {
+    expect(await primary.tokens(CAROL)).to.deep.equal(["carol-on-primary"]);
+    expect(await standby.tokens(CAROL)).to.deep.equal(["carol-on-standby"]);
+    const { code, stderr } = await verify();
+    expect(code).to.equal(1);
+    expect(stderr).to.contain(`${CAROL}: messages differ from ${standby.ip}`);
+    expect(stderr).not.to.contain(`${DAN}: messages differ`);
+    expect(stderr).not.to.contain("verified");
+  });
+
+  it("a message on each side after an earlier sync: the real (full) sync merges both, verify exit 0", async () => {
+    fs.rmSync(path.join(world.binDir, "doveadm"));
+    const { code, stderr } = await verify();
+    expect(code, stderr).to.equal(0);
+    expect(stderr).to.contain("verified: 2 users hold the same messages");
+    expect(await primary.tokens(CAROL)).to.deep.equal(["carol-on-primary", "carol-on-standby"]);
+  });
+});
