@@ -31,14 +31,18 @@ describe("hastack-mail-sync --verify compares messages, not counts", function ()
     await standby.script("hastack-mail-refresh");
     // Both users hold one message on each side, the same one (a real sync carried it).
     await primary.deliver(DAN, "dan-both");
+    await primary.deliver(CAROL, "carol-both");
     await primary.waitForMessages(DAN, 1);
+    await primary.waitForMessages(CAROL, 1);
     await primary.script("hastack-mail-sync");
     await standby.waitForMessages(DAN, 1);
-    // Carol: one message on each side, a different one, and no sync between.
+    await standby.waitForMessages(CAROL, 1);
+    // Carol then gets one more message on each side, a different one, and no sync between (the
+    // failover case: equal counts, uidnext and modseqs, different contents).
     await primary.deliver(CAROL, "carol-on-primary");
     await standby.deliver(CAROL, "carol-on-standby");
-    await primary.waitForMessages(CAROL, 1);
-    await standby.waitForMessages(CAROL, 1);
+    await primary.waitForMessages(CAROL, 2);
+    await standby.waitForMessages(CAROL, 2);
     const real = (await primary.shell("command -v doveadm")).stdout.trim();
     fs.writeFileSync(
       path.join(world.binDir, "doveadm"),
@@ -55,8 +59,8 @@ describe("hastack-mail-sync --verify compares messages, not counts", function ()
   });
 
   it("equal counts, different messages: exit 1 naming the user, not the user whose copies match", async () => {
-    expect(await primary.tokens(CAROL)).to.deep.equal(["carol-on-primary"]);
-    expect(await standby.tokens(CAROL)).to.deep.equal(["carol-on-standby"]);
+    expect(await primary.tokens(CAROL)).to.deep.equal(["carol-both", "carol-on-primary"]);
+    expect(await standby.tokens(CAROL)).to.deep.equal(["carol-both", "carol-on-standby"]);
     const { code, stderr } = await verify();
     expect(code).to.equal(1);
     expect(stderr).to.contain(`${CAROL}: messages differ from ${standby.ip}`);
@@ -69,6 +73,8 @@ describe("hastack-mail-sync --verify compares messages, not counts", function ()
     const { code, stderr } = await verify();
     expect(code, stderr).to.equal(0);
     expect(stderr).to.contain("verified: 2 users hold the same messages");
-    expect(await primary.tokens(CAROL)).to.deep.equal(["carol-on-primary", "carol-on-standby"]);
+    const all = ["carol-both", "carol-on-primary", "carol-on-standby"];
+    expect(await primary.tokens(CAROL)).to.deep.equal(all);
+    expect(await standby.tokens(CAROL)).to.deep.equal(all);
   });
 });
