@@ -9,9 +9,10 @@
 // Everything made here is removed by `remove()`; a leftover of a killed run is removed first.
 import * as fs from "fs";
 import * as path from "path";
-import { execFileSync, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import { inCidr, StackModel } from "../model";
 import { DrillServer } from "./container";
+import { linkToRouter, namespaceExists, removeNamespace, sh } from "./outside";
 
 /** The correspondent's domain: `.example` is reserved (RFC 2606), never a real one. */
 export const WORLD_DOMAIN = "drill-world.example";
@@ -123,24 +124,6 @@ export const WORLD_MASTER_CF = [
   "",
 ].join("\n");
 
-function sh(argv: string[], input?: string, timeoutMs = 60_000): string {
-  return execFileSync(argv[0], argv.slice(1), {
-    encoding: "utf8",
-    input,
-    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-    timeout: timeoutMs,
-  });
-}
-
-function nsPids(ns: string): number[] {
-  const r = spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" });
-  return (r.stdout ?? "").split(/\s+/).filter(Boolean).map(Number);
-}
-
-function nsExists(ns: string): boolean {
-  return fs.existsSync(`/run/netns/${ns}`);
-}
-
 /** The world MTA of one drill run. */
 export class WorldMta {
   readonly ns: string;
@@ -174,7 +157,7 @@ export class WorldMta {
     log: (l: string) => void,
   ): WorldMta {
     const w = new WorldMta(o.router, o.address, o.resolver, o.dnsDir, o.rndcConf);
-    if (nsExists(w.ns) || fs.existsSync(w.dir)) {
+    if (namespaceExists(w.ns) || fs.existsSync(w.dir)) {
       log(`world: removing a leftover of an earlier run (${w.ns})`);
       w.remove();
     }
@@ -191,32 +174,7 @@ export class WorldMta {
   }
 
   private link(): void {
-    const r = this.router;
-    sh(["ip", "netns", "add", this.ns]);
-    sh([
-      "ip",
-      "link",
-      "add",
-      "hswd",
-      "netns",
-      r,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "hswtmp",
-      "netns",
-      this.ns,
-    ]);
-    sh(["ip", "-n", this.ns, "link", "set", "hswtmp", "name", "eth0"]);
-    sh(["ip", "-n", this.ns, "link", "set", "lo", "up"]);
-    sh(["ip", "-n", this.ns, "addr", "add", `${this.address}/32`, "dev", "eth0"]);
-    sh(["ip", "-n", this.ns, "link", "set", "eth0", "up"]);
-    // The router answers ARP for everything it routes (proxy ARP), as for the servers.
-    sh(["ip", "-n", this.ns, "route", "add", "default", "dev", "eth0"]);
-    sh(["ip", "-n", r, "link", "set", "hswd", "up"]);
-    sh(["ip", "netns", "exec", r, "sysctl", "-q", "-w", "net.ipv4.conf.hswd.proxy_arp=1"]);
-    sh(["ip", "-n", r, "route", "add", `${this.address}/32`, "dev", "hswd"]);
+    linkToRouter(this.router, this.ns, this.address, "hsw");
     fs.mkdirSync(this.etcDir, { recursive: true });
     fs.writeFileSync(path.join(this.etcDir, "resolv.conf"), `nameserver ${this.resolver}\n`);
   }
@@ -316,21 +274,7 @@ export class WorldMta {
 
   /** Stops Postfix, removes the namespace, its files and the world zone (idempotent). */
   remove(): void {
-    if (nsExists(this.ns)) {
-      spawnSync("ip", ["netns", "exec", this.ns, "postfix", "-c", this.dir, "stop"], {
-        stdio: "ignore",
-        timeout: 30_000,
-      });
-      for (const pid of nsPids(this.ns)) {
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-      spawnSync("ip", ["netns", "del", this.ns]);
-    }
-    // The router's end of the link goes with the namespace; its route with the link.
+    removeNamespace(this.ns, [["postfix", "-c", this.dir, "stop"]]);
     fs.rmSync(this.etcDir, { recursive: true, force: true });
     fs.rmSync(this.dir, { recursive: true, force: true });
     if (fs.existsSync(this.namedConf)) {

@@ -8,17 +8,9 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { execFileSync, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import { WORLD_MASTER_CF } from "./mail-world";
-
-function sh(argv: string[], input?: string, timeoutMs = 60_000): string {
-  return execFileSync(argv[0], argv.slice(1), {
-    encoding: "utf8",
-    input,
-    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-    timeout: timeoutMs,
-  });
-}
+import { linkToRouter, namespaceExists, removeNamespace, sh } from "./outside";
 
 /** main.cf of the old server: the domain's mailboxes, delivered by Postfix's virtual(8). */
 export function renderOldMainCf(o: {
@@ -140,12 +132,12 @@ export class OldMailServer {
     log: (l: string) => void,
   ): OldMailServer {
     const s = new OldMailServer(o.router, o.address, o.hostname, o.domain);
-    if (fs.existsSync(`/run/netns/${s.ns}`) || fs.existsSync(s.dir)) {
+    if (namespaceExists(s.ns) || fs.existsSync(s.dir)) {
       log(`old server: removing a leftover of an earlier run (${s.ns})`);
       s.remove();
     }
     try {
-      s.link();
+      linkToRouter(s.router, s.ns, s.address, "hso");
       s.files(o);
       sh(s.command(["postfix", "-c", s.dir, "start"]));
       // Dovecot's master daemonizes keeping the caller's descriptors: none to wait on.
@@ -169,34 +161,6 @@ export class OldMailServer {
       `old server: Postfix and Dovecot (IMAPS) at ${o.address} in ${s.ns}, ${o.users.length} user(s)`,
     );
     return s;
-  }
-
-  private link(): void {
-    const r = this.router;
-    sh(["ip", "netns", "add", this.ns]);
-    sh([
-      "ip",
-      "link",
-      "add",
-      "hsod",
-      "netns",
-      r,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "hsotmp",
-      "netns",
-      this.ns,
-    ]);
-    sh(["ip", "-n", this.ns, "link", "set", "hsotmp", "name", "eth0"]);
-    sh(["ip", "-n", this.ns, "link", "set", "lo", "up"]);
-    sh(["ip", "-n", this.ns, "addr", "add", `${this.address}/32`, "dev", "eth0"]);
-    sh(["ip", "-n", this.ns, "link", "set", "eth0", "up"]);
-    sh(["ip", "-n", this.ns, "route", "add", "default", "dev", "eth0"]);
-    sh(["ip", "-n", r, "link", "set", "hsod", "up"]);
-    sh(["ip", "netns", "exec", r, "sysctl", "-q", "-w", "net.ipv4.conf.hsod.proxy_arp=1"]);
-    sh(["ip", "-n", r, "route", "add", `${this.address}/32`, "dev", "hsod"]);
   }
 
   private files(o: {
@@ -330,29 +294,10 @@ export class OldMailServer {
 
   /** Stops Postfix and Dovecot, removes the namespace and its files (idempotent). */
   remove(): void {
-    if (fs.existsSync(`/run/netns/${this.ns}`)) {
-      spawnSync("ip", ["netns", "exec", this.ns, "postfix", "-c", this.dir, "stop"], {
-        stdio: "ignore",
-        timeout: 30_000,
-      });
-      spawnSync(
-        "ip",
-        ["netns", "exec", this.ns, "doveadm", "-c", path.join(this.dir, "dovecot.conf"), "stop"],
-        { stdio: "ignore", timeout: 30_000 },
-      );
-      const pids = (spawnSync("ip", ["netns", "pids", this.ns], { encoding: "utf8" }).stdout ?? "")
-        .split(/\s+/)
-        .filter(Boolean)
-        .map(Number);
-      for (const pid of pids) {
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-      spawnSync("ip", ["netns", "del", this.ns]);
-    }
+    removeNamespace(this.ns, [
+      ["postfix", "-c", this.dir, "stop"],
+      ["doveadm", "-c", path.join(this.dir, "dovecot.conf"), "stop"],
+    ]);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
