@@ -1242,20 +1242,27 @@ export function renderMigrateScript(
   });
 }
 
+/** sysexits' EX_TEMPFAIL: doveadm's status when it cannot connect; the sync's when its lock is held. */
+export const EX_TEMPFAIL = 75;
+
 /**
  * A systemd oneshot service plus the timer that runs it every `minutes`
- * (server/mail/periodic.service, periodic.timer).
+ * (server/mail/periodic.service, periodic.timer). `retryStatus`: an exit status that means "not
+ * this time" (the peer is not up yet, or is down) rather than a failure of this server: the unit
+ * does not turn failed; the script logs it and the staleness metric is what monitoring alerts on.
  */
 export function renderTimerUnits(o: {
   name: string;
   description: string;
   execStart: string;
   minutes: number;
+  retryStatus?: number;
 }): { service: string; timer: string } {
   return {
     service: renderServerFile("mail/periodic.service", {
       DESCRIPTION: o.description,
       EXEC_START: o.execStart,
+      SUCCESS_EXIT_STATUS: o.retryStatus ?? "",
     }),
     timer: renderServerFile("mail/periodic.timer", {
       DESCRIPTION: o.description,
@@ -1341,6 +1348,9 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
     description: "hastack: two-way mailbox sync with the standby (mail RPO)",
     execStart: `${L.sbinDir}/hastack-mail-sync`,
     minutes: input.syncIntervalMinutes,
+    // The peer unreachable (not booted yet, or down in a failover): the next timer tries again;
+    // hastack_replication_last_success_timestamp_seconds ages and the RPO alert fires.
+    retryStatus: EX_TEMPFAIL,
   });
   const refresh = renderTimerUnits({
     name: "hastack-mail-refresh",
@@ -1373,7 +1383,7 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
   const unit = (name: string, content: string): CloudConfigFile => ({
     path: `/etc/systemd/system/${name}`,
     permissions: "0644",
-    content,
+    content: withoutComments(content),
   });
   return {
     hostname: s.hostname.split(".")[0],

@@ -36,6 +36,12 @@ if [ "$rc" -eq 2 ]; then
   rc=0
   doveadm -c @@DOVECOT_CONF@@ sync -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" || rc=$?
 fi
+if [ "$rc" -eq 75 ]; then
+  # EX_TEMPFAIL: no connection (the peer is not up yet, or is down). Not this server's failure:
+  # the unit treats 75 as "try at the next timer"; the metric below stays old and its age alerts.
+  log "cannot reach $PEER (doveadm exit 75): nothing synced; last sync $(cat "$STATE/last-sync" 2>/dev/null || echo never)"
+  exit 75
+fi
 if [ "$rc" -ne 0 ]; then log "sync with $PEER failed (doveadm exit $rc)"; exit "$rc"; fi
 date +%s > "$STATE/last-sync"
 # The metric monitoring alerts on: the peer's copy is current as of now (written atomically).

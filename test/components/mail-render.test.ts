@@ -404,24 +404,49 @@ describe("mail rendering, checked by the real tools", () => {
       );
     });
 
-    it("timer units pass systemd-analyze verify", () => {
-      const exec = path.join(dir, "hastack-mail-sync");
-      fs.writeFileSync(exec, "#!/bin/sh\n", { mode: 0o755 });
-      const units = renderTimerUnits({
-        name: "hastack-mail-sync",
-        description: "sync",
-        execStart: exec,
-        minutes: 7,
+    for (const retryStatus of [undefined, 75]) {
+      it(`timer units pass systemd-analyze verify (retry status ${retryStatus ?? "none"})`, () => {
+        const exec = path.join(dir, "hastack-mail-sync");
+        fs.writeFileSync(exec, "#!/bin/sh\n", { mode: 0o755 });
+        const units = renderTimerUnits({
+          name: "hastack-mail-sync",
+          description: "sync",
+          execStart: exec,
+          minutes: 7,
+          retryStatus,
+        });
+        fs.writeFileSync(path.join(dir, "hastack-mail-sync.service"), units.service);
+        fs.writeFileSync(path.join(dir, "hastack-mail-sync.timer"), units.timer);
+        const r = run("systemd-analyze", [
+          "verify",
+          path.join(dir, "hastack-mail-sync.service"),
+          path.join(dir, "hastack-mail-sync.timer"),
+        ]);
+        expect(r.status, r.stderr).to.equal(0);
+        expect(r.stderr).to.not.match(/SuccessExitStatus/);
+        expect(units.timer).to.contain("OnUnitActiveSec=7min");
+        expect(units.service).to.match(new RegExp(`^SuccessExitStatus=${retryStatus ?? ""}$`, "m"));
       });
-      fs.writeFileSync(path.join(dir, "hastack-mail-sync.service"), units.service);
-      fs.writeFileSync(path.join(dir, "hastack-mail-sync.timer"), units.timer);
-      const r = run("systemd-analyze", [
-        "verify",
-        path.join(dir, "hastack-mail-sync.service"),
-        path.join(dir, "hastack-mail-sync.timer"),
-      ]);
-      expect(r.status, r.stderr).to.equal(0);
-      expect(units.timer).to.contain("OnUnitActiveSec=7min");
+    }
+
+    it("only the pair sync treats EX_TEMPFAIL (peer unreachable) as try-again; the others fail on it", () => {
+      const parts = mailCloudConfigParts({
+        settings: SETTINGS,
+        role: "primary",
+        syncIntervalMinutes: 5,
+        serverNames: SERVER_NAMES,
+      });
+      const retry = Object.fromEntries(
+        (parts.writeFiles ?? [])
+          .filter((f) => f.path.endsWith(".service"))
+          .map((f) => [path.basename(f.path), /^SuccessExitStatus=(.*)$/m.exec(f.content)?.[1]]),
+      );
+      expect(retry).to.deep.equal({
+        "hastack-mail-sync.service": "75",
+        "hastack-mail-refresh.service": "",
+        "hastack-mail-queue.service": "",
+        "hastack-mail-cert.service": "",
+      });
     });
   });
 

@@ -156,6 +156,20 @@ describe("mail servers for real (Postfix + Dovecot on loopback, rendered configs
       expect(fs.existsSync(path.join(primary.layout.stateDir, "last-sync"))).to.equal(true);
     });
 
+    it('with the standby unreachable, exits 75 (the timer\'s "next time") naming it; the metric stays old', async () => {
+      const metricFile = path.join(primary.layout.textfileDir, "hastack_replication_mail.prom");
+      const before = fs.readFileSync(metricFile, "utf8");
+      world.setParameter("private-ip/standby", world.ips[8]);
+      try {
+        const err = await primary.script("hastack-mail-sync").catch((e: Error) => e);
+        expect(String(err)).to.contain("exit 75");
+        expect(String(err)).to.contain(`cannot reach ${world.ips[8]}`);
+        expect(fs.readFileSync(metricFile, "utf8")).to.equal(before);
+      } finally {
+        world.setParameter("private-ip/standby", world.ips[1]);
+      }
+    });
+
     it("the fallback refuses to unfence while the reverse sync cannot run", async () => {
       const unfenced = path.join(primary.layout.stateDir, "unfenced");
       // The standby (which served during the outage) is unreachable: nothing may be released.
