@@ -17,6 +17,7 @@ import {
   WORKER,
 } from "./benchmark";
 import { synthesize } from "../synth/offline-synth";
+import { benchRehearsal, RehearsalMode, rehearsalCheck } from "./rehearsal-bench";
 
 const run = promisify(execFile);
 
@@ -33,6 +34,8 @@ export const CASES = ["prod", "baseline", "pairs:1", "pairs:10", "pairs:50"] as 
 export async function runBench(o: {
   projectDir: string;
   runs: number;
+  /** Also time the whole-stack rehearsal once (issue 11's targets). */
+  rehearsal?: { mode: RehearsalMode; lockWait: number };
   log: (line: string) => void;
   print: (t: string) => void;
 }): Promise<number> {
@@ -81,11 +84,19 @@ export async function runBench(o: {
     for (const b of await measureBlastRadius(o.projectDir)) {
       o.log(`  ${b.step.padEnd(34)} ${String(b.changed).padStart(3)}   ${b.types.join(", ")}`);
     }
-    for (const c of result.checks) {
+    const checks = [...result.checks];
+    let rehearsal: Record<string, unknown> | undefined;
+    if (o.rehearsal) {
+      o.log(`\nwhole-stack rehearsal, ${o.rehearsal.mode} (rehearse stack --drills none):`);
+      const f = await benchRehearsal({ ...o.rehearsal, log: o.log });
+      checks.push(rehearsalCheck(f));
+      rehearsal = { ...f };
+    }
+    for (const c of checks) {
       o.log(`${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
     }
-    o.print(JSON.stringify(result.summary) + "\n");
-    return result.checks.every((c) => c.ok) ? 0 : 1;
+    o.print(JSON.stringify({ ...result.summary, ...(rehearsal ? { rehearsal } : {}) }) + "\n");
+    return checks.every((c) => c.ok) ? 0 : 1;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -10,6 +10,11 @@ import {
   spread,
   summarize,
 } from "../../../lib/bench/benchmark";
+import {
+  readRehearsalSummary,
+  rehearsalCheck,
+  RehearsalFigures,
+} from "../../../lib/bench/rehearsal-bench";
 import { spawnSync } from "child_process";
 import * as path from "path";
 import { PACKAGE_ROOT } from "../../../lib/package-root";
@@ -125,5 +130,62 @@ describe("benchmark", () => {
     const bad = spawnSync(process.execPath, [cli, "--runs", "0"], { encoding: "utf8" });
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.include('bench: --runs must be a whole number 1–99, got "0"');
+  });
+
+  it("the CLI refuses a bad --rehearsal or a --lock-wait without one, exit 2, naming the flag", () => {
+    const cli = path.join(PACKAGE_ROOT, "dist", "scripts", "bench.js");
+    const cases: [string[], string][] = [
+      [["--rehearsal", "hot"], 'bench: --rehearsal must be warm or cold, got "hot"'],
+      [["--lock-wait", "5"], "bench: --lock-wait goes with --rehearsal"],
+      [
+        ["--rehearsal", "warm", "--lock-wait", "soon"],
+        'bench: --lock-wait must be whole seconds 0–99999, got "soon"',
+      ],
+    ];
+    for (const [args, said] of cases) {
+      const r = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
+      expect(r.status, args.join(" ")).to.equal(2);
+      expect(r.stderr).to.include(said);
+    }
+  });
+
+  describe("the whole-stack rehearsal's figures", () => {
+    const run = (over: Partial<RehearsalFigures>): RehearsalFigures => ({
+      mode: "warm",
+      seconds: 280,
+      rehearsalSeconds: 270,
+      servers: 8,
+      booted: 8,
+      passed: true,
+      timings: {},
+      cores: 2,
+      loadBefore: 0.4,
+      loadAfter: 1.9,
+      targetSeconds: 300,
+      ...over,
+    });
+
+    it("reads the rehearsal's last stdout line, and nothing from a run that printed none", () => {
+      expect(
+        readRehearsalSummary('progress\n{"servers":8,"booted":8,"seconds":575}\n'),
+      ).to.deep.equal({ servers: 8, booted: 8, seconds: 575 });
+      expect(readRehearsalSummary("")).to.equal(null);
+      expect(readRehearsalSummary("rehearse stack: FAILED\n")).to.equal(null);
+      expect(readRehearsalSummary("42\n")).to.equal(null);
+    });
+
+    it("meets the target only when the run passed within it", () => {
+      expect(rehearsalCheck(run({})).ok).to.equal(true);
+      expect(rehearsalCheck(run({ seconds: 300 })).ok).to.equal(true);
+      const slow = rehearsalCheck(run({ seconds: 575 }));
+      expect(slow.ok).to.equal(false);
+      expect(slow.detail).to.include("575 s, 8/8 booted (load 0.4 → 1.9 on 2 cores)");
+      const failed = rehearsalCheck(run({ seconds: 200, passed: false, booted: 7 }));
+      expect(failed.ok, "a fast failure is no pass").to.equal(false);
+      expect(failed.detail).to.include("failed after 200 s (7/8 booted");
+      expect(rehearsalCheck(run({ mode: "cold", targetSeconds: 900 })).name).to.equal(
+        "whole-stack rehearsal cold (image built first) within 900 s",
+      );
+    });
   });
 });
