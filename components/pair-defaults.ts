@@ -9,8 +9,13 @@ export type Switchover = "dns" | "eip";
 export const HEALTH_CHECK_INTERVAL_SECONDS = 10;
 /** Failed probes before Route 53 counts a side as down (hastack:<svc>.healthCheck). */
 export const DEFAULT_FAILURE_THRESHOLD = 3;
-/** TTL of the switch records; at most 60 s so clients follow a failover quickly. */
-export const DEFAULT_TTL_SECONDS = 60;
+/**
+ * TTL of the switch records. 30 s with 3 failed 10 s probes fails over in at most 60 s (a
+ * resolver's cached answer expires at most one TTL after Route 53 answers the other side), the
+ * office's target; 60 s made it 90 s. Flapping is not a TTL matter: Route 53 needs the threshold's
+ * consecutive results either way, and a recovered primary stays fenced until the fallback.
+ */
+export const DEFAULT_TTL_SECONDS = 30;
 /** Upper bound the config and ServerPair accept for the switch records' TTL. */
 export const MAX_SWITCH_TTL_SECONDS = 60;
 /** Seconds from an instance start to the service answering (hastack:<svc>.bootSeconds). */

@@ -6,6 +6,11 @@ import { z } from "zod";
 import { checkRaisedPreference, PHASE_ZERO_WITH_OLD_SERVER } from "../../components/mail-migration";
 import { addressCount, Cidr, coveredBy, describeCount, parseCidr } from "./cidr";
 import { PBX_CONFIG_DATABASES, PBX_FLAVOURS } from "../../components/pbx-replicated-set";
+import {
+  DEFAULT_FAILURE_THRESHOLD,
+  DEFAULT_TTL_SECONDS,
+  MAX_SWITCH_TTL_SECONDS,
+} from "../../components/pair-defaults";
 
 export const NAMESPACE = "hastack";
 
@@ -120,11 +125,13 @@ const pairFields = {
   azs: z.object({ primary: az, standby: az }).strict().optional(),
   /** Route 53 health check: failures before a side counts as down (10 s interval). Defaults to 3. */
   healthCheck: z
-    .object({ failureThreshold: z.number().int().min(1).max(10).default(3) })
+    .object({
+      failureThreshold: z.number().int().min(1).max(10).default(DEFAULT_FAILURE_THRESHOLD),
+    })
     .strict()
-    .default({ failureThreshold: 3 }),
-  /** TTL of the service's switch records, at most 60 s so a failover is seen fast. Defaults to 60. */
-  ttl: z.number().int().min(5).max(60).default(60),
+    .default({ failureThreshold: DEFAULT_FAILURE_THRESHOLD }),
+  /** TTL of the service's switch records, at most 60 s so a failover is seen fast. Defaults to 30 (RTO ≤ 60 s with the default health check). */
+  ttl: z.number().int().min(5).max(MAX_SWITCH_TTL_SECONDS).default(DEFAULT_TTL_SECONDS),
   /** Seconds from an instance start to the service answering (for RTO and downtime plans). Defaults to 180. */
   bootSeconds: z.number().int().min(10).max(3600).default(180),
 };

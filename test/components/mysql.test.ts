@@ -252,8 +252,8 @@ describe("MysqlPair: outputs", () => {
       engine: "mariadb",
       replication: "semi-sync",
       rpoSeconds: 0,
-      // detection 3 × 10 s + TTL 60 + operator 900 + drain bound 30
-      rtoSeconds: 30 + 60 + 900 + 30,
+      // detection 3 × 10 s + TTL 30 (the default) + operator 900 + drain bound 30
+      rtoSeconds: 30 + 30 + 900 + 30,
     });
     expect(summary.ports).to.deep.equal([
       { name: "mysql", port: 3306, protocol: "tcp", probe: "mysql" },

@@ -456,10 +456,12 @@ describe("ServerPair", () => {
       expect(out.sides.primary.az).to.equal("ap-southeast-3a");
       expect(out.sides.standby.publicIp).to.match(/^198\.51\.100\.\d+$/);
       expect(out.healthCheckIds.primary).to.equal("svc-primary-hc-id");
-      expect(out.rtoSeconds).to.equal(90);
+      // The default: 3 failed 10 s probes + TTL 30 s = the office's 60 s.
+      expect(out.rtoSeconds).to.equal(60);
     });
     it("estimates RTO: automatic dns vs operator-confirmed eip", () => {
       expect(estimateRtoSeconds({ switchover: "dns", ttl: 60, failureThreshold: 3 })).to.equal(90);
+      expect(estimateRtoSeconds({ switchover: "dns", ttl: 30, failureThreshold: 3 })).to.equal(60);
       expect(estimateRtoSeconds({ switchover: "eip", ttl: 60, failureThreshold: 2 })).to.equal(950);
     });
   });
