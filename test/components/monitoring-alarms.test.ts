@@ -23,7 +23,7 @@ const HEALTH_CHECKS = {
 describe("Alarms (hastack:monitoring:Alarms)", () => {
   let d: Deployment;
   before(async function () {
-    this.timeout(60_000);
+    this.timeout(180_000);
     d = await runUnderMocks(async () => {
       new Alarms("alerts", {
         healthChecks: HEALTH_CHECKS,
@@ -123,7 +123,7 @@ describe("Alarms (hastack:monitoring:Alarms)", () => {
   });
 
   it("no emails: the topic and alarms still exist, no subscription", async function () {
-    this.timeout(60_000);
+    this.timeout(180_000);
     const d2 = await runUnderMocks(async () => {
       new Alarms("alerts", { healthChecks: { "mysql-primary": "hc-1" } });
     });
@@ -134,7 +134,7 @@ describe("Alarms (hastack:monitoring:Alarms)", () => {
 
 describe("Alarms: every AWS resource goes through the us-east-1 provider", () => {
   it("passes the provider to each child and to the caller-identity lookup", async function () {
-    this.timeout(60_000);
+    this.timeout(180_000);
     const byName: Record<string, string | undefined> = {};
     const callProviders: (string | undefined)[] = [];
     await pulumi.runtime.setMocks(

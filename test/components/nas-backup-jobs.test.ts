@@ -136,7 +136,7 @@ describe("renderJobEnv / shellQuote", () => {
 const replicateScript = path.join(SERVER_DIR, REPLICATE_SCRIPT_SOURCE);
 
 describe("hastack-backup and hastack-nas-replicate scripts (real rsync)", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let tmp: string;
   let source: string;
   let nas: string;

@@ -88,7 +88,7 @@ describe("NasBackups argument checks", () => {
 });
 
 describe("NasBackups", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let d: Deployment;
   let outputs: NasOutputs;
   before(async () => ({ d, outputs } = await synth()));
@@ -329,7 +329,7 @@ describe("NasBackups", function () {
 });
 
 describe("NAS cloud-init part", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   const jobs = backupJobs({
     domain: "example.co.id",
     hostnames: { mail: "mail", mysql: "db", pbx: "pbx" },

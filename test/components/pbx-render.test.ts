@@ -326,7 +326,7 @@ esac
 });
 
 describe("PBX cloud-init part", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   const parts = pbxCloudConfigParts({
     role: "primary",
     hostname: "pbx1",

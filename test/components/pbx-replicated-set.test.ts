@@ -120,7 +120,7 @@ describe("the PBX replicated set per flavour", () => {
 });
 
 describe("the sync, the activation and the NAS agree with the table", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let tmp: string;
   before(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-set-"))));
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));

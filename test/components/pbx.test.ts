@@ -67,7 +67,7 @@ const ports = (r: SynthResource): string =>
   `${r.inputs.ipProtocol} ${r.inputs.fromPort}-${r.inputs.toPort}`;
 
 describe("PbxPair argument checks: every problem named, thrown once as a RunError", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   it("non-compliant: a bad port, an inverted RTP range and a bad endpoint are all listed", async () => {
     let err: unknown;
     try {
@@ -93,7 +93,7 @@ describe("PbxPair argument checks: every problem named, thrown once as a RunErro
 });
 
 describe("PbxPair", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let d: Deployment;
   let summary: ServiceSummary;
   before(async () => ({ d, summary } = await synth()));
@@ -276,7 +276,7 @@ describe("PbxPair", function () {
 });
 
 describe("PbxPair: the replicated set, FreePBX's database and the switch (issue 16)", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstub\n-----END OPENSSH PRIVATE KEY-----\n";
   const INTERNAL_DB = "db.internal.example.co.id";
   let d: Deployment;

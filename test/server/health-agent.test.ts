@@ -40,7 +40,7 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number): Promis
 }
 
 describe("hastack-health-agent (real python3, loopback)", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let dir: string;
   let agent: ChildProcess | undefined;
   let service: net.Server | undefined;

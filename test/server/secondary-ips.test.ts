@@ -12,7 +12,7 @@ const SCRIPT = path.join(PACKAGE_ROOT, "server/common/hastack-secondary-ips.sh")
 const MAC = "0a:11:22:33:44:55";
 
 describe("hastack-secondary-ips (real ip(8) in a namespace the test creates)", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   const ns = `hstest-sip-${process.pid}`;
   let stub: string;
 

@@ -114,7 +114,7 @@ describe("rehearse mysql: the disaster drill on real MariaDB", function () {
 });
 
 describe("rehearse mysql: CLI", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   it("refuses an unknown drill with exit 2 naming the drills", () => {
     const r = spawnSync("node", [REHEARSE, "sideways"], { encoding: "utf8" });
     expect(r.status).to.equal(2);

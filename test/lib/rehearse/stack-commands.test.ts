@@ -40,7 +40,7 @@ function spec(over: Partial<RemoteCommandSpec>): RemoteCommandSpec {
 }
 
 describe("stack rehearsal: remote commands from the synth", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let specs: RemoteCommandSpec[];
   before(async () => {
     let unmasked: InspectedResource[] = [];

@@ -8,7 +8,7 @@ import { spawn } from "child_process";
 import { RehearsalLockBusy, takeLock } from "../../../lib/rehearse/stack/lock";
 
 describe("stack rehearsal: one run at a time (flock)", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let dir: string;
   beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-lock-"))));
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));

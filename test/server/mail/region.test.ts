@@ -16,7 +16,7 @@ const LIB = path.join(PROJECT_DIR, "server", "lib", "hastack.sh");
 const TOKEN = "tok-123";
 
 describe("mail refresh: the region comes from IMDSv2 through hastack_region", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let dir: string;
   let imds: http.Server;
   let imdsUrl: string;

@@ -18,7 +18,7 @@ import { requireTools, run } from "../../../lib/rehearse/backup";
 const BOOTSTRAP = "/var/www/html/admin/bootstrap.php";
 
 describe("freepbx.conf (real PHP)", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let tmp: string;
   before(() => requireTools({ php: "php-cli" }));
   beforeEach(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-freepbx-conf-"))));
