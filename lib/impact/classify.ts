@@ -462,6 +462,14 @@ function classifyOp(
     return res("none", `${what} of a resource users do not reach`);
   }
   if (op === "update") {
+    if (
+      step.type === RECORD &&
+      step.diffReasons.length > 0 &&
+      step.diffReasons.every((k) => topKey(k) === "ttl")
+    ) {
+      // The answers stay the same; resolvers take the new TTL when their cached copy expires.
+      return res("none", "TTL only: every answer stays the same");
+    }
     if (step.type === RECORD) {
       return res(
         "brief",

@@ -324,6 +324,34 @@ describe("impact: classification table", () => {
       360,
     ],
     [
+      "a record whose TTL alone changes (60 → 30): no switch",
+      step({
+        op: "update",
+        type: "aws:route53/record:Record",
+        name: "mail-mx",
+        oldInputs: { ttl: 60, records: ["10 mx1.kantor-contoh.co.id"] },
+        newInputs: { ttl: 30, records: ["10 mx1.kantor-contoh.co.id"] },
+        diffReasons: ["ttl"],
+      }),
+      [],
+      "none",
+      0,
+    ],
+    [
+      "a record whose TTL and answers change: a switch",
+      step({
+        op: "update",
+        type: "aws:route53/record:Record",
+        name: "mail-mx",
+        oldInputs: { ttl: 300, records: ["10 mx1.kantor-contoh.co.id"] },
+        newInputs: { ttl: 60, records: ["10 mx2.kantor-contoh.co.id"] },
+        diffReasons: ["records[0]", "ttl"],
+      }),
+      [],
+      "brief",
+      360,
+    ],
+    [
       "the service record deleted",
       step({
         op: "delete",
