@@ -110,7 +110,9 @@ describe("offline synth", () => {
     });
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-    it("steps 0 → 1 → 2 are accepted; 2 → 5 is refused naming steps 3 and 4, nothing written", async () => {
+    it("steps 0 → 1 → 2 are accepted; 2 → 5 is refused naming steps 3 and 4, nothing written", async function () {
+      // Four synth processes in a row: at load 20 one takes a minute (a bound, not a speed check).
+      this.timeout(600_000);
       let previous = path.join(dir, "p0.json");
       const first = await synthCli([
         "--stack",
