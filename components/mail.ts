@@ -50,7 +50,7 @@ import {
 } from "./mail-mta-sts";
 import { oldServerRecordName } from "./mail-migration";
 import { DEFAULT_SWITCHOVER, ssmPrefix } from "./pair-defaults";
-import { renderServerFile, serverFile, shellQuote } from "./server-files";
+import { renderServerFile, serverFile, shellQuote, withoutComments } from "./server-files";
 
 export interface MailPairArgs extends PairPlacement {
   /** hastack:mail, validated by parseStackConfig. */
@@ -1417,20 +1417,6 @@ export function mailCloudConfigParts(input: MailCloudConfigInput): CloudConfigPa
 }
 
 type CloudConfigFile = NonNullable<CloudConfigParts["writeFiles"]>[number];
-
-/**
- * A server file as user-data carries it: without its comment-only lines except the first two
- * (shebang, the header that names the file under server/mail/), which the repository keeps.
- * EC2 caps user-data at 16 KB even gzipped, and the mail pair's files passed it (issue 17). Every
- * format here — bash, Postfix, Dovecot, OpenDKIM — ignores a line whose first non-blank
- * character is `#`; no script has a heredoc with such a line (test/components/mail-render.test.ts).
- */
-export function withoutComments(text: string): string {
-  return text
-    .split("\n")
-    .filter((line, i) => i < 2 || !/^\s*#/.test(line))
-    .join("\n");
-}
 
 /** SPF for the domain: every server that sends its mail, nothing else (softfail). */
 export function spfRecord(ips: string[]): string {

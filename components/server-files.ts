@@ -83,5 +83,27 @@ export const HASTACK_LIB_PATH = "/usr/local/lib/hastack/hastack.sh";
 
 /** The write_files entry that installs server/lib/hastack.sh at HASTACK_LIB_PATH. */
 export function hastackLibWriteFile(): { path: string; permissions: string; content: string } {
-  return { path: HASTACK_LIB_PATH, permissions: "0644", content: serverFile("lib/hastack.sh") };
+  return { path: HASTACK_LIB_PATH, permissions: "0644", content: userDataFile("lib/hastack.sh") };
+}
+
+/**
+ * A server file as user-data carries it: without its comment-only lines except the first two
+ * (shebang, the header that names the file under server/), which the repository keeps. EC2 caps
+ * user-data at 16 KB even gzipped; the mail servers' passed it twice (issue 17, then with the
+ * shared helpers' comments: 16,552 bytes). Every format it is used on — bash, Python, Postfix,
+ * Dovecot, OpenDKIM, nginx, systemd units — ignores a line whose first non-blank character is
+ * `#`; none of those files has a heredoc or a multi-line string with such a line
+ * (test/components/mail-render.test.ts, test/components/server-pair.test.ts). Never for a file
+ * where `#` can be a directive (sudoers' `#include`).
+ */
+export function withoutComments(text: string): string {
+  return text
+    .split("\n")
+    .filter((line, i) => i < 2 || !/^\s*#/.test(line))
+    .join("\n");
+}
+
+/** serverFile(rel) as user-data carries it (withoutComments). */
+export function userDataFile(relPath: string): string {
+  return withoutComments(serverFile(relPath));
 }

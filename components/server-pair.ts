@@ -18,7 +18,7 @@ import {
   estimateRtoSeconds,
   ssmPrefix,
 } from "./pair-defaults";
-import { hastackLibWriteFile, renderServerFile, serverFile } from "./server-files";
+import { hastackLibWriteFile, renderServerFile, userDataFile } from "./server-files";
 import * as tls from "@pulumi/tls";
 
 export const Role = { Primary: "primary", Standby: "standby" } as const;
@@ -1205,7 +1205,7 @@ export function renderCloudConfig(parts: CloudConfigParts): string {
       path: "/usr/local/sbin/hastack-mount-data",
       permissions: "0755",
       // Formats the data volume only when it holds no filesystem, then mounts it at DATA_MOUNT.
-      content: serverFile("common/hastack-mount-data.sh"),
+      content: userDataFile("common/hastack-mount-data.sh"),
     },
     ...secondaryIpFiles(),
     ...(parts.healthAgent ? renderHealthAgent(parts.healthAgent) : []),
@@ -1214,7 +1214,7 @@ export function renderCloudConfig(parts: CloudConfigParts): string {
           {
             path: "/usr/local/sbin/hastack-install-host-key",
             permissions: "0755",
-            content: serverFile("common/hastack-install-host-key.sh"),
+            content: userDataFile("common/hastack-install-host-key.sh"),
           },
           ...((parts.writeFiles ?? []).some((f) => f.path === hastackLibWriteFile().path)
             ? []
@@ -1280,7 +1280,7 @@ export function renderHealthAgent(o: {
     {
       path: "/usr/local/sbin/hastack-health-agent",
       permissions: "0755",
-      content: serverFile("common/hastack-health-agent.py"),
+      content: userDataFile("common/hastack-health-agent.py"),
     },
     {
       path: "/etc/default/hastack-health-agent",
@@ -1294,17 +1294,17 @@ export function renderHealthAgent(o: {
     {
       path: "/etc/systemd/system/hastack-health-agent.service",
       permissions: "0644",
-      content: serverFile("common/hastack-health-agent.service"),
+      content: userDataFile("common/hastack-health-agent.service"),
     },
     {
       path: "/etc/systemd/system/hastack-fence-on-boot.service",
       permissions: "0644",
-      content: serverFile("common/hastack-fence-on-boot.service"),
+      content: userDataFile("common/hastack-fence-on-boot.service"),
     },
     {
       path: "/usr/local/sbin/hastack-unfence",
       permissions: "0755",
-      content: serverFile("common/hastack-unfence.sh"),
+      content: userDataFile("common/hastack-unfence.sh"),
     },
   ];
 }
@@ -1318,12 +1318,12 @@ function secondaryIpFiles(): { path: string; content: string; permissions: strin
     {
       path: "/usr/local/sbin/hastack-secondary-ips",
       permissions: "0755",
-      content: serverFile("common/hastack-secondary-ips.sh"),
+      content: userDataFile("common/hastack-secondary-ips.sh"),
     },
     {
       path: "/etc/systemd/system/hastack-secondary-ips.service",
       permissions: "0644",
-      content: serverFile("common/hastack-secondary-ips.service"),
+      content: userDataFile("common/hastack-secondary-ips.service"),
     },
   ];
 }

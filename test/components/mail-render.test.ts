@@ -25,9 +25,8 @@ import {
   renderTimerUnits,
   spfRecord,
   testChecklist,
-  withoutComments,
 } from "../../components/mail";
-import { shellQuote } from "../../components/server-files";
+import { shellQuote, withoutComments } from "../../components/server-files";
 import { renderCloudConfig } from "../../components/server-pair";
 
 const SETTINGS: MailServerSettings = {

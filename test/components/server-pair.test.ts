@@ -3,6 +3,13 @@ import { ofType } from "../support/deployment-queries";
 import * as aws from "@pulumi/aws";
 import { randomBytes } from "crypto";
 import { gunzipSync } from "zlib";
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { serverFile, userDataFile } from "../../components/server-files";
+
+const PY_AST = "import ast, sys; print(ast.dump(ast.parse(open(sys.argv[1]).read())))";
 import { Dns } from "../../components/dns";
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -414,6 +421,45 @@ describe("ServerPair", () => {
         gunzipSync(Buffer.from(packed.userDataBase64 as string, "base64")).toString(),
       ).to.equal(big);
       expect(userDataInputs(big)).to.deep.equal(packed); // deterministic bytes
+    });
+    it("shared server files lose their comment lines in user-data, and mean the same", () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-ud-comments-"));
+      try {
+        for (const rel of [
+          "lib/hastack.sh",
+          "common/hastack-mount-data.sh",
+          "common/hastack-install-host-key.sh",
+          "common/hastack-unfence.sh",
+          "common/hastack-secondary-ips.sh",
+          "common/hastack-health-agent.py",
+        ]) {
+          const source = serverFile(rel);
+          const carried = userDataFile(rel);
+          expect(
+            carried
+              .split("\n")
+              .slice(2)
+              .filter((l) => /^\s*#/.test(l)),
+            rel,
+          ).to.deep.equal([]);
+          expect(carried.length, rel).to.be.at.most(source.length);
+          const file = path.join(dir, path.basename(rel));
+          fs.writeFileSync(file, carried);
+          if (rel.endsWith(".py")) {
+            // Same program: the syntax trees of the file and of what user-data carries are equal.
+            const ast = (f: string): string =>
+              execFileSync("/usr/bin/python3", ["-c", PY_AST, f], { encoding: "utf8" });
+            fs.writeFileSync(`${file}.orig`, source);
+            expect(ast(file), rel).to.equal(ast(`${file}.orig`));
+          } else {
+            // No heredoc whose `#` lines the stripping would eat; bash still parses it.
+            expect(source, rel).to.not.match(/<<-?\s*['"]?\w+/);
+            execFileSync("bash", ["-n", file]);
+          }
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
     it("refuses user-data that does not fit even gzipped", () => {
       const noise = "#cloud-config\n# " + randomBytes(20000).toString("base64");
