@@ -424,6 +424,9 @@ describe("mail rendering, checked by the real tools", () => {
         expect(r.status, r.stderr).to.equal(0);
         expect(r.stderr).to.not.match(/SuccessExitStatus/);
         expect(units.timer).to.contain("OnUnitActiveSec=7min");
+        // First run 3 min after the timer starts (provisioning's end), not at once after a long first boot.
+        expect(units.timer).to.match(/^OnActiveSec=3min$/m);
+        expect(units.timer).to.not.match(/^OnBootSec=/m);
         expect(units.service).to.match(new RegExp(`^SuccessExitStatus=${retryStatus ?? ""}$`, "m"));
       });
     }
