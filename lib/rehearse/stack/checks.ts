@@ -377,6 +377,7 @@ export async function runChecks(
   const bootStarted = Date.now();
   const { leaderPid } = await import("./index");
   const leaders = new Map<string, number>();
+  const cloudInit = new Map<string, Promise<CloudInitResult | undefined>>();
 
   // 1. Boot: wait for cloud-init's result on every server, logging each stage change.
   const until = Date.now() + bootTimeout * 1000;
@@ -409,6 +410,9 @@ export async function runChecks(
             if (status) {
               report.timings.cloudInit[c.name] = stageSeconds(status);
             }
+            // cloud-init's result and output are final once result.json exists: read now, while
+            // the slower servers still boot, not after the last one (a Python start per server).
+            cloudInit.set(c.name, readCloudInitResult(leader));
             return;
           }
         }
@@ -424,41 +428,25 @@ export async function runChecks(
   report.problems.push(...(await afterBoot()));
   report.timings.remoteCommands = Math.round((Date.now() - commandsStarted) / 1000);
   const checksStarted = Date.now();
-  for (const c of r.containers) {
-    const leader = leaders.get(c.name);
-    if (!leader) {
+  // Failed units are read after the remote commands (a unit a command broke shows as failed) and
+  // after every boot, as before; each server's reads are independent, so they run side by side.
+  const perServer = await Promise.all(
+    r.containers.map(async (c) => {
+      const leader = leaders.get(c.name);
+      const result = leader ? await cloudInit.get(c.name) : undefined;
+      if (!leader || !result) {
+        return undefined;
+      }
+      return { c, result, units: await failedUnits(leader, report) };
+    }),
+  );
+  for (const one of perServer) {
+    if (!one) {
       continue;
     }
-    const res = await inContainer(leader, ["cat", "/run/cloud-init/result.json"]);
-    if (res.code !== 0) {
-      continue;
-    }
+    const { c, result, units } = one;
+    const { errors, outputErrors } = result;
     report.booted++;
-    const errors = ((JSON.parse(res.out) as { v1?: { errors?: string[] } }).v1?.errors ?? []).map(
-      String,
-    );
-    const status = await inContainer(leader, ["cloud-init", "status", "--long"]);
-    if (/status: error/.test(status.out)) {
-      errors.push(
-        ...status.out
-          .split("\n")
-          .filter((l) => /error|Error/.test(l))
-          .map((l) => l.trim()),
-      );
-    }
-    // A failing runcmd command does not fail cloud-init (the script's status is its last line's),
-    // so its output is read too.
-    const output = await inContainer(leader, [
-      "sh",
-      "-c",
-      "grep -E '^(hastack[^:]*:|.*(ERROR|Traceback|command not found|No such file))' /var/log/cloud-init-output.log | head -20",
-    ]);
-    // apt's "Ign:" notes for optional index files of the flat local repository are not errors.
-    const outputErrors = output.out
-      .split("\n")
-      .map((l) => l.trim())
-      .filter((l) => l && /error|not found|No such file|refus|fail/i.test(l))
-      .filter((l) => !/^File not found - \/var\/local\/hastack-repo\//.test(l));
     if (errors.length > 0) {
       report.cloudInitErrors[c.name] = [...new Set(errors)];
       report.problems.push(`${c.name}: cloud-init errors: ${errors.join("; ")}`);
@@ -474,38 +462,13 @@ export async function runChecks(
         `${c.name}: user-data commands reported errors: ${outputErrors.join("; ")}`,
       );
     }
-    await waitSettled(leader);
-    const failed = await inContainer(leader, ["systemctl", "--failed", "--no-legend", "--plain"]);
-    const listed = failed.out
-      .split("\n")
-      .map((l) => l.trim().split(/\s+/)[0])
-      .filter(Boolean);
-    // The unit's own words, so a failure is diagnosed from the report, not by re-running.
-    const journal = new Map<string, string>();
-    for (const u of listed) {
-      const j = await inContainer(leader, [
-        "sh",
-        "-c",
-        `journalctl -b -u ${u} --no-pager -o cat 2>&1 | tail -8`,
-      ]);
-      journal.set(u, j.out.trim().split("\n").join(" | "));
-    }
-    const units = listed.filter((u) => {
-      const outside = NEEDS_THE_INTERNET.find(
-        (n) => n.unit === u && n.because.test(journal.get(u) ?? ""),
-      );
-      if (outside && !report.notRehearsed.includes(outside.notRehearsed)) {
-        report.notRehearsed.push(outside.notRehearsed);
-      }
-      return outside === undefined;
-    });
-    if (units.length > 0) {
-      report.failedUnits[c.name] = units;
-      const why = units.map((u) => `${u}: ${journal.get(u)}`);
+    if (units.failed.length > 0) {
+      report.failedUnits[c.name] = units.failed;
+      const why = units.failed.map((u) => `${u}: ${units.journal.get(u)}`);
       report.problems.push(`${c.name}: failed units: ${why.join("; ")}`);
     }
     log(
-      `${c.name}: cloud-init ${errors.length ? "with errors" : "done"}, ${units.length} failed units`,
+      `${c.name}: cloud-init ${errors.length ? "with errors" : "done"}, ${units.failed.length} failed units`,
     );
   }
 
@@ -519,8 +482,10 @@ export async function runChecks(
     "EBS data volumes: each server's /srv/data is a directory mounted before boot, so hastack-mount-data's format-and-mount path does not run (a container cannot attach a block device as a disk)",
   );
 
-  // 4. Services.
-  await checkServices(r, leaders, report, log);
+  // 4. Services, and beside them (5.) the flows: each only reads (a login, a banner, a query).
+  const servicesChecked = checkServices(r, leaders, report, log).catch((e: Error) => {
+    report.problems.push(`service checks: ${e.message}`);
+  });
 
   // 5. Flows.
   const declared = declaredFlows(model, net.addresses.admin, net.addresses.checker).filter((f) => {
@@ -534,6 +499,12 @@ export async function runChecks(
     const i = model.servers.findIndex((s) => s.name === from);
     return i >= 0 ? net.serverNs[i] : net.router;
   };
+  // The undeclared samples end in their probe's timeout when dropped (as they must): all at
+  // once, beside the declared flows, instead of a timeout per batch after them.
+  const samples = undeclaredSamples(model, net.addresses.world);
+  const sampleRun = Promise.all(
+    samples.map(async (f) => ({ ...f, ...(await probe(nsOf(f.from), f)) })),
+  );
   const declaredResults: FlowResult[] = await inBatches(declared, 4, async (f) => {
     const p = await probe(nsOf(f.from), f);
     const ok = p.result === "open" && (!f.greeting || f.greeting.test(p.greeting));
@@ -558,11 +529,7 @@ export async function runChecks(
       `flow ${f.ok ? "ok     " : "FAILED "} ${f.from} → ${f.to || f.host}:${f.port} ${f.why}: ${f.result}`,
     );
   }
-  const samples = undeclaredSamples(model, net.addresses.world);
-  const sampleResults = await inBatches(samples, 4, async (f) => ({
-    ...f,
-    ...(await probe(nsOf(f.from), f)),
-  }));
+  const sampleResults = await sampleRun;
   for (const f of sampleResults) {
     const blocked = f.result === "timeout";
     if (blocked) {
@@ -579,8 +546,88 @@ export async function runChecks(
   for (const v of report.flows.violations) {
     report.problems.push(`flow: ${v}`);
   }
+  await servicesChecked;
   report.timings.checks = Math.round((Date.now() - checksStarted) / 1000);
   return report;
+}
+
+interface CloudInitResult {
+  errors: string[];
+  outputErrors: string[];
+}
+
+/** cloud-init's result on a server whose result.json exists: its errors and the runcmd output's. */
+async function readCloudInitResult(leader: number): Promise<CloudInitResult | undefined> {
+  const res = await inContainer(leader, ["cat", "/run/cloud-init/result.json"]);
+  if (res.code !== 0) {
+    return undefined;
+  }
+  let errors: string[];
+  try {
+    errors = ((JSON.parse(res.out) as { v1?: { errors?: string[] } }).v1?.errors ?? []).map(String);
+  } catch (e) {
+    // Read while the slower servers boot: a broken file must not end the rehearsal unreported.
+    errors = [`/run/cloud-init/result.json is no JSON: ${(e as Error).message}`];
+  }
+  const status = await inContainer(leader, ["cloud-init", "status", "--long"]);
+  if (/status: error/.test(status.out)) {
+    errors.push(
+      ...status.out
+        .split("\n")
+        .filter((l) => /error|Error/.test(l))
+        .map((l) => l.trim()),
+    );
+  }
+  // A failing runcmd command does not fail cloud-init (the script's status is its last line's),
+  // so its output is read too.
+  const output = await inContainer(leader, [
+    "sh",
+    "-c",
+    "grep -E '^(hastack[^:]*:|.*(ERROR|Traceback|command not found|No such file))' /var/log/cloud-init-output.log | head -20",
+  ]);
+  // apt's "Ign:" notes for optional index files of the flat local repository are not errors.
+  const outputErrors = output.out
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && /error|not found|No such file|refus|fail/i.test(l))
+    .filter((l) => !/^File not found - \/var\/local\/hastack-repo\//.test(l));
+  return { errors, outputErrors };
+}
+
+/**
+ * The failed units of a settled server, each with its journal's last lines; a unit that failed
+ * only for want of the internet goes to notRehearsed instead (NEEDS_THE_INTERNET).
+ */
+async function failedUnits(
+  leader: number,
+  report: CheckReport,
+): Promise<{ failed: string[]; journal: Map<string, string> }> {
+  await waitSettled(leader);
+  const failed = await inContainer(leader, ["systemctl", "--failed", "--no-legend", "--plain"]);
+  const listed = failed.out
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter(Boolean);
+  // The unit's own words, so a failure is diagnosed from the report, not by re-running.
+  const journal = new Map<string, string>();
+  for (const u of listed) {
+    const j = await inContainer(leader, [
+      "sh",
+      "-c",
+      `journalctl -b -u ${u} --no-pager -o cat 2>&1 | tail -8`,
+    ]);
+    journal.set(u, j.out.trim().split("\n").join(" | "));
+  }
+  const units = listed.filter((u) => {
+    const outside = NEEDS_THE_INTERNET.find(
+      (n) => n.unit === u && n.because.test(journal.get(u) ?? ""),
+    );
+    if (outside && !report.notRehearsed.includes(outside.notRehearsed)) {
+      report.notRehearsed.push(outside.notRehearsed);
+    }
+    return outside === undefined;
+  });
+  return { failed: units, journal };
 }
 
 /** Waits (bounded) until systemd has no job queued, so `--failed` reads a settled system. */

@@ -29,6 +29,19 @@ export const BASE_PACKAGES = [
   "netbase",
 ];
 
+/**
+ * Packages Debian's own EC2 image of bookworm carries that the servers' user-data also lists
+ * (Debian cloud team's debian-cloud-images, config_space/bookworm/package_config: class EC2
+ * installs awscli, class EXTRAS curl and socat; both classes make the ec2 image). On AWS
+ * cloud-init's `packages:` finds them installed and leaves them; a minbase image made every
+ * first boot here install awscli and its ~30 Python packages too, work an instance never does
+ * (about a third of the NAS's and PBX's package step). The AMI's other packages stay out: a
+ * kernel, a boot loader and growroot have nothing to do in a container, systemd-resolved and
+ * netplan would change how the rehearsal's network-config is applied, and man-db only adds its
+ * trigger to every install (so the rehearsal does slightly less than an instance there).
+ */
+export const AMI_PACKAGES = ["awscli", "curl", "socat"];
+
 /** Where the local repository lives inside the image. */
 export const REPO_IN_IMAGE = "/var/local/hastack-repo";
 
@@ -49,7 +62,7 @@ export function imageKey(repoPackages: string[]): string {
   const spec = JSON.stringify({
     RECIPE,
     SUITE,
-    base: [...BASE_PACKAGES].sort(),
+    base: [...BASE_PACKAGES, ...AMI_PACKAGES].sort(),
     repo: [...new Set(repoPackages)].sort(),
   });
   return crypto.createHash("sha256").update(spec).digest("hex").slice(0, 16);
@@ -117,7 +130,7 @@ export function ensureImage(repoPackages: string[], log: (l: string) => void): B
       "mmdebstrap",
       [
         "--variant=minbase",
-        `--include=${BASE_PACKAGES.join(",")}`,
+        `--include=${[...BASE_PACKAGES, ...AMI_PACKAGES].join(",")}`,
         ...hooks.map((h) => `--customize-hook=${h}`),
         SUITE,
         path.join(tmp, "root"),

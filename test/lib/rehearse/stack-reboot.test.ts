@@ -1,7 +1,8 @@
 // A rehearsal server killed like a power-off boots again on the same disk and addresses
 // (reboot.ts, issue 12's fallbacks), each container in a cgroup of its own (container.ts: the
 // 219/CGROUP failures came from containers sharing one), and the teardown removes all of it. A
-// real container on the base image (a small one: the stack's is not needed for this). Needs root
+// real container on the base image (a small one: the stack's is not needed for this), its systemd
+// on cgroup v2 as on an instance, so a service stops when its last process ends. Needs root
 // and the tools test/install-deps.sh installs; skipped saying why otherwise.
 import { expect } from "chai";
 import * as crypto from "crypto";
@@ -27,8 +28,9 @@ function inside(leader: number, argv: string[]): string {
   });
 }
 
-function systemdCgroup(pid: number): string {
-  return /^\d+:name=systemd:(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, "utf8"))?.[1] ?? "";
+/** The process's cgroup in the unified hierarchy (cgroup v2), where the container's systemd runs. */
+function unifiedCgroup(pid: number): string {
+  return /^0::(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, "utf8"))?.[1] ?? "";
 }
 
 describe("rehearse stack: readServers (a kept stack's containers, either state format)", () => {
@@ -183,8 +185,25 @@ describe("rehearse stack: bootServerAgain (a killed server boots again, same dis
     writeServers(dir, [spec], id);
     const first = startContainer(spec, id, td);
     const up = await waitServerUp(spec, first, 900);
-    expect(systemdCgroup(up.leader)).to.match(new RegExp(`/hastack-${id}/db/payload/`));
+    expect(unifiedCgroup(up.leader)).to.match(new RegExp(`/hastack-${id}/db/payload/`));
     inside(up.leader, ["sh", "-c", "echo kept > /var/tmp/power-off-marker"]);
+    // A service whose last process is not its main one (dovecot's log process outlives its
+    // master) stops as soon as that process is gone: the container's systemd hears its cgroup
+    // empty. On the legacy hierarchy it never did and waited out TimeoutStopSec, ending in
+    // Result=timeout (90 s per `systemctl restart dovecot` on the mail servers).
+    inside(up.leader, [
+      "systemd-run",
+      "--unit=hastack-linger",
+      "-p",
+      "TimeoutStopSec=120",
+      "/bin/sh",
+      "-c",
+      `/bin/sh -c 'trap "sleep 1; exit 0" TERM; while :; do sleep 1; done' & exec sleep infinity`,
+    ]);
+    inside(up.leader, ["systemctl", "stop", "hastack-linger.service"]);
+    expect(
+      inside(up.leader, ["systemctl", "show", "-p", "Result", "hastack-linger.service"]).trim(),
+    ).to.equal("Result=success");
 
     // A power-off: SIGKILL of its PID 1.
     process.kill(up.leader, "SIGKILL");
@@ -196,7 +215,7 @@ describe("rehearse stack: bootServerAgain (a killed server boots again, same dis
     expect(fs.statSync(`/proc/${again.leader}/ns/net`).ino).to.equal(
       fs.statSync(`/run/netns/${ns}`).ino,
     );
-    expect(systemdCgroup(again.leader)).to.match(new RegExp(`/hastack-${id}/db/payload/`));
+    expect(unifiedCgroup(again.leader)).to.match(new RegExp(`/hastack-${id}/db/payload/`));
     const made = (
       JSON.parse(fs.readFileSync(path.join(dir, "made.json"), "utf8")) as {
         made: { kind: string; pid?: number; what?: string }[];
