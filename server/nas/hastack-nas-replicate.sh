@@ -24,10 +24,25 @@ exec 9>"$BACKUP_ROOT/.replicate.lock"
 flock -w "${LOCK_WAIT_SECONDS:-3600}" 9 || { log "replication still running after the wait"; exit 1; }
 started=$(date +%s)
 read -ra rsync_opts <<<"${RSYNC_OPTS:-}"
+errf=$(mktemp "${TMPDIR:-/tmp}/hastack-nas-replicate.XXXXXX")
+rc=0
 hastack_rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
   ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${rsync_opts[@]}" \
   --exclude=/.replicate.lock --exclude=/.locks/ --exclude='/*/.incoming/' --exclude='/*/.lock' --exclude='/*/.latest.new' \
-  -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/"
+  -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/" 2> >(tee "$errf" >&2) || rc=$?
+# stderr goes to the journal as it comes (hastack_rsync's retries) and to errf; wait for the copy.
+wait "$!" || true
+if [ "$rc" -ne 0 ] && hastack_ssh_unreachable "$rc" "$errf"; then
+  # The standby NAS not up (a first boot's job can finish before it is, or it is down): not this
+  # NAS's failure and no backup is lost — the snapshots are here. Exit 75 (EX_TEMPFAIL): the unit
+  # counts it as success (SuccessExitStatus=75), the next job or the hourly timer tries again,
+  # and the replication metric below stays old: its age is what monitoring alerts on.
+  rm -f "$errf"
+  log "cannot reach the standby NAS $PEER over ssh (exit $rc): nothing replicated, the next run tries again"
+  exit 75
+fi
+rm -f "$errf"
+[ "$rc" -eq 0 ] || { log "replication to $PEER failed (rsync exit $rc)"; exit "$rc"; }
 log "replicated $BACKUP_ROOT to $PEER:$PEER_ROOT in $(($(date +%s) - started)) s"
 # Success metric for monitoring (docs/outputs.md), labelled with the side that received the copy.
 dir=${TEXTFILE_DIR:-/var/lib/prometheus/node-exporter}

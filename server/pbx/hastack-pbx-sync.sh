@@ -104,8 +104,9 @@ metric() {
 reach_peer() {
   local errf rc=0 last
   errf=$(mktemp "${TMPDIR:-/tmp}/hastack-pbx-sync.XXXXXX")
-  push "$@" 2>"$errf" || rc=$?
-  cat "$errf" >&2
+  push "$@" 2> >(tee "$errf" >&2) || rc=$?
+  # stderr goes out as it comes (hastack_rsync's retries) and to errf; wait for the copy.
+  wait "$!" || true
   if [ "$rc" -ne 0 ] && hastack_ssh_unreachable "$rc" "$errf"; then
     rm -f "$errf"
     last=$(awk '{ print $2 }' "${TEXTFILE_DIR:-/var/lib/prometheus/node-exporter}/hastack_replication_pbx.prom" 2>/dev/null || true)
