@@ -93,19 +93,3 @@ hastack_rsync() {
     delay=$((delay * 2 > 120 ? 120 : delay * 2))
   done
 }
-
-# ---- hastack_ssh_unreachable ----
-# hastack_ssh_unreachable STATUS STDERR_FILE: status 0 when a transfer over ssh (rsync -e ssh,
-# or ssh itself) that ended with STATUS failed only because ssh could not reach the far side at
-# all — the peer not booted yet, down, or being replaced: "try at the next timer", not a fault
-# of this server. That is: STATUS is one a dead remote shell gives (255 from ssh, passed on by
-# rsync; 12 when rsync sees the stream close first) and ssh's own messages in STDERR_FILE say
-# the TCP connection or the SSH protocol never started (refused, timed out, no route, name not
-# resolvable, closed before the banner). An authentication or host-key failure is a fault to
-# fix, never "unreachable": status 1, as for anything else.
-hastack_ssh_unreachable() {
-  local rc=$1 errf=$2
-  [ "$rc" -eq 255 ] || [ "$rc" -eq 12 ] || return 1
-  grep -Eq 'Permission denied|Host key verification failed|REMOTE HOST IDENTIFICATION|No [A-Z0-9]+ host key is known' "$errf" && return 1
-  grep -Eq '^ssh: (connect to host .* port [0-9]+: |Could not resolve hostname )|^kex_exchange_identification: |Connection timed out during banner exchange' "$errf"
-}

@@ -18,6 +18,17 @@ case "${ACTIVE_CHECK:-dns}" in
   dns) /usr/local/sbin/hastack-is-active "$SERVICE_NAME" || { log "not the active NAS ($SERVICE_NAME points elsewhere): nothing to do"; exit 0; } ;;
   *) log "ACTIVE_CHECK must be dns, always or never"; exit 1 ;;
 esac
+# ssh_unreachable STATUS STDERR_FILE: 0 when the transfer failed only because ssh never reached
+# the peer: STATUS 255 (ssh's) or 12 (rsync's, the stream closed first) with ssh's own message
+# of a connection that never started. A refused key or a changed host key is a fault: 1.
+# (The same test is in server/pbx/hastack-pbx-sync.sh; not in lib/hastack.sh, which every
+# server's user-data carries and the mail servers' has no room left for.)
+ssh_unreachable() {
+  [ "$1" -eq 255 ] || [ "$1" -eq 12 ] || return 1
+  grep -Eq 'Permission denied|Host key verification failed|REMOTE HOST IDENTIFICATION|host key is known' "$2" && return 1
+  grep -Eq '^ssh: (connect to host .* port [0-9]+: |Could not resolve hostname )|^kex_exchange_identification: |Connection timed out during banner exchange' "$2"
+}
+
 mkdir -p "$BACKUP_ROOT"
 exec 9>"$BACKUP_ROOT/.replicate.lock"
 # Several jobs finishing together queue up here instead of running side by side.
@@ -32,7 +43,7 @@ hastack_rsync -aH --numeric-ids --delete-after --partial-dir=.rsync-partial --ti
   -e "$RSYNC_RSH" "$BACKUP_ROOT/" "$PEER:$PEER_ROOT/" 2> >(tee "$errf" >&2) || rc=$?
 # stderr goes to the journal as it comes (hastack_rsync's retries) and to errf; wait for the copy.
 wait "$!" || true
-if [ "$rc" -ne 0 ] && hastack_ssh_unreachable "$rc" "$errf"; then
+if [ "$rc" -ne 0 ] && ssh_unreachable "$rc" "$errf"; then
   # The standby NAS not up (a first boot's job can finish before it is, or it is down): not this
   # NAS's failure and no backup is lost — the snapshots are here. Exit 75 (EX_TEMPFAIL): the unit
   # counts it as success (SuccessExitStatus=75), the next job or the hourly timer tries again,

@@ -96,6 +96,17 @@ metric() {
     chmod 0644 "$tmp" && mv -f "$tmp" "$dir/hastack_replication_pbx.prom"; } || log "could not write the metric to $dir"
 }
 
+# ssh_unreachable STATUS STDERR_FILE: 0 when the transfer failed only because ssh never reached
+# the peer: STATUS 255 (ssh's) or 12 (rsync's, the stream closed first) with ssh's own message
+# of a connection that never started. A refused key or a changed host key is a fault: 1.
+# (The same test is in server/nas/hastack-nas-replicate.sh; not in lib/hastack.sh, which every
+# server's user-data carries and the mail servers' has no room left for.)
+ssh_unreachable() {
+  [ "$1" -eq 255 ] || [ "$1" -eq 12 ] || return 1
+  grep -Eq 'Permission denied|Host key verification failed|REMOTE HOST IDENTIFICATION|host key is known' "$2" && return 1
+  grep -Eq '^ssh: (connect to host .* port [0-9]+: |Could not resolve hostname )|^kex_exchange_identification: |Connection timed out during banner exchange' "$2"
+}
+
 # reach_peer PUSH_ARGS...: push; when ssh cannot reach the peer at all (not booted yet — a first
 # boot's sync can run before the standby is up — or down), say so and exit 75 (EX_TEMPFAIL): the
 # unit counts 75 as success (SuccessExitStatus=75), the metric is not written, and its age is what
@@ -107,7 +118,7 @@ reach_peer() {
   push "$@" 2> >(tee "$errf" >&2) || rc=$?
   # stderr goes out as it comes (hastack_rsync's retries) and to errf; wait for the copy.
   wait "$!" || true
-  if [ "$rc" -ne 0 ] && hastack_ssh_unreachable "$rc" "$errf"; then
+  if [ "$rc" -ne 0 ] && ssh_unreachable "$rc" "$errf"; then
     rm -f "$errf"
     last=$(awk '{ print $2 }' "${TEXTFILE_DIR:-/var/lib/prometheus/node-exporter}/hastack_replication_pbx.prom" 2>/dev/null || true)
     log "cannot reach the peer $PEER over ssh (exit $rc): nothing pushed, the next run tries again; last push $([ -n "$last" ] && date -u -d "@$last" +%FT%TZ || echo never)"

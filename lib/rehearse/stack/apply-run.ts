@@ -456,6 +456,10 @@ export function switchSnapshot(live: {
       out.set(`EIP ${dnat[1]}`, dnat[2]);
     }
   }
+  // Where IMDS says each EIP is (public-ipv4s): a drill must leave it where the NAT has it.
+  for (const e of live.config.eips ?? []) {
+    out.set(`IMDS EIP ${e.publicIp}`, e.privateIp);
+  }
   return out;
 }
 

@@ -14,7 +14,13 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
 import { Deployment } from "../../../lib/synth/offline-synth";
 import { StackModel, buildModel } from "../../../lib/rehearse/stack/model";
 import { EipStep, planApply } from "../../../lib/rehearse/stack/apply";
-import { changeConfig, changeStandIns, servedSerial } from "../../../lib/rehearse/stack/apply-run";
+import {
+  changeConfig,
+  changeStandIns,
+  servedSerial,
+  snapshotDiff,
+  switchSnapshot,
+} from "../../../lib/rehearse/stack/apply-run";
 import { renderNamedConf, renderZoneFile, rndcConf } from "../../../lib/rehearse/stack/dns";
 import {
   StandInConfig,
@@ -110,6 +116,19 @@ describe("rehearse IMDS: public addresses as AWS lists them", function () {
     expect(cfg.eips!.filter((e) => e.publicIp !== move.publicIp)).to.deep.equal(
       eipsOf(model)!.filter((e) => e.publicIp !== move.publicIp),
     );
+  });
+
+  it("a drill's before/after snapshot names where IMDS has each EIP, so a move left behind shows", () => {
+    const cfg = {
+      eips: eipsOf(model),
+      dns: { zones: [] },
+      parameters: {},
+    } as unknown as StandInConfig;
+    const before = switchSnapshot({ config: cfg, natListing: "" });
+    changeConfig(cfg, move);
+    expect(snapshotDiff(before, switchSnapshot({ config: cfg, natListing: "" }))).to.deep.equal([
+      `IMDS EIP ${move.publicIp}: ${move.to.privateIp}, was ${move.from.privateIp}`,
+    ]);
   });
 
   it("refuses a move when IMDS has the EIP somewhere else (the rehearsal is not at BEFORE)", () => {
