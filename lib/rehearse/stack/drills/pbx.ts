@@ -550,7 +550,8 @@ export async function pbxDrill(
     sh(o.primary, `systemctl start ${unit} || true`);
     const journal = sh(o.primary, `journalctl -u ${unit} -o cat --no-pager --since=@${since}`);
     const outcome = sh(o.primary, `systemctl show -p Result --value ${unit}`).trim();
-    log(`${o.primary.name}: ${unit} ${outcome}: ${journal.trim().split("\n").slice(-1)[0]}`);
+    const said = journal.split("\n").filter((l) => l.startsWith("hastack-pbx-sync:"));
+    log(`${o.primary.name}: ${unit} ${outcome}: ${said.slice(-1)[0] ?? journal.trim()}`);
     if (outcome !== "success" || !/pushed to /.test(journal)) {
       problems.push(`${unit} on ${o.primary.name} pushed nothing (${outcome}): ${journal.trim()}`);
     }
