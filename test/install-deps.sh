@@ -10,12 +10,12 @@ PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd mariadb
   systemd-container mmdebstrap dpkg-dev bind9 bind9-dnsutils unbound nftables openssh-client openssl
   util-linux openssh-server opendkim python3-dkim python3-dnspython libnet-ssleay-perl
   libio-socket-ssl-perl conntrack sqlite3 php-cli pebble certbot python3-certbot-dns-rfc2136
-  python3-certbot-dns-route53 nginx)
+  python3-certbot-dns-route53 nginx curl)
 TOOLS=(postconf doveconf dovecot doveadm mariadbd mariadb mariadb-backup cloud-init promtool
   prometheus-blackbox-exporter named-checkzone rsync swaks ip /usr/lib/dovecot/lmtp
   rrsync isql systemd-analyze socat shellcheck pyflakes3
   systemd-nspawn mmdebstrap dpkg-scanpackages named rndc dig unbound nft ssh ssh-keygen ssh-keyscan openssl nsenter sshd
-  opendkim flock conntrack sqlite3 php pebble certbot nginx)
+  opendkim flock conntrack sqlite3 php pebble certbot nginx curl)
 
 missing=()
 for tool in "${TOOLS[@]}"; do

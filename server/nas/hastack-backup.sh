@@ -160,7 +160,9 @@ run() {
     "service=\"${BACKUP_SERVICE:-unknown}\",backup=\"$JOB\"" "hastack_backup_$JOB"
   flock -u 9
   if [ "${REPLICATE_AFTER:-yes}" = yes ]; then
-    "${REPLICATE_CMD:-/usr/local/sbin/hastack-nas-replicate}" "$REPLICATE_ENV"
+    # 75: the standby NAS cannot be reached (hastack-nas-replicate says so). The snapshot is taken:
+    # this job succeeded; the replication metric ages and the hourly replication tries again.
+    "${REPLICATE_CMD:-/usr/local/sbin/hastack-nas-replicate}" "$REPLICATE_ENV" || [ $? -eq 75 ]
   fi
 }
 

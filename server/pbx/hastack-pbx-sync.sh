@@ -67,6 +67,7 @@ copies() {
   rm -rf "$dir/local.old"
 }
 
+# Callers run push in a condition (reach_peer), where `set -e` does not apply: each rsync returns.
 push() { # extra rsync options...
   local paths=() excl=() opts=() p e
   read -ra opts <<<"${RSYNC_OPTS:-}"
@@ -75,14 +76,14 @@ push() { # extra rsync options...
   for e in ${EXCLUDES:-}; do excl+=(--exclude="$e"); done
   if [ "${#paths[@]}" -gt 0 ]; then
     hastack_rsync -aHR --no-implied-dirs --numeric-ids --delete-after --partial-dir=.rsync-partial --timeout="${RSYNC_TIMEOUT:-600}" \
-      ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${excl[@]}" -e "$RSYNC_RSH" "$@" "${paths[@]}" "$PEER:$PEER_ROOT/"
+      ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" "${excl[@]}" -e "$RSYNC_RSH" "$@" "${paths[@]}" "$PEER:$PEER_ROOT/" || return
   else
     log "no directory to sync under $SYNC_ROOT ($SYNC_PATHS)"
   fi
   # The copies land beside, never over, the peer's live databases.
   if [ -d "$COPIES_DIR/local" ]; then
     hastack_rsync -a --numeric-ids --delete-after --mkpath --timeout="${RSYNC_TIMEOUT:-600}" \
-      ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" -e "$RSYNC_RSH" "$@" "$COPIES_DIR/local/" "$PEER:$PEER_ROOT/$COPIES_DIR/peer/"
+      ${BWLIMIT:+--bwlimit="$BWLIMIT"} "${opts[@]}" -e "$RSYNC_RSH" "$@" "$COPIES_DIR/local/" "$PEER:$PEER_ROOT/$COPIES_DIR/peer/" || return
   fi
 }
 
@@ -95,9 +96,41 @@ metric() {
     chmod 0644 "$tmp" && mv -f "$tmp" "$dir/hastack_replication_pbx.prom"; } || log "could not write the metric to $dir"
 }
 
+# ssh_unreachable STATUS STDERR_FILE: 0 when the transfer failed only because ssh never reached
+# the peer: STATUS 255 (ssh's) or 12 (rsync's, the stream closed first) with ssh's own message
+# of a connection that never started. A refused key or a changed host key is a fault: 1.
+# (The same test is in server/nas/hastack-nas-replicate.sh; not in lib/hastack.sh, which every
+# server's user-data carries and the mail servers' has no room left for.)
+ssh_unreachable() {
+  [ "$1" -eq 255 ] || [ "$1" -eq 12 ] || return 1
+  grep -Eq 'Permission denied|Host key verification failed|REMOTE HOST IDENTIFICATION|host key is known' "$2" && return 1
+  grep -Eq '^ssh: (connect to host .* port [0-9]+: |Could not resolve hostname )|^kex_exchange_identification: |Connection timed out during banner exchange' "$2"
+}
+
+# reach_peer PUSH_ARGS...: push; when ssh cannot reach the peer at all (not booted yet — a first
+# boot's sync can run before the standby is up — or down), say so and exit 75 (EX_TEMPFAIL): the
+# unit counts 75 as success (SuccessExitStatus=75), the metric is not written, and its age is what
+# monitoring alerts on (the RPO). Any other failure (rsync, authentication, host key) is the
+# sync's own: its status fails the run.
+reach_peer() {
+  local errf rc=0 last
+  errf=$(mktemp "${TMPDIR:-/tmp}/hastack-pbx-sync.XXXXXX")
+  push "$@" 2> >(tee "$errf" >&2) || rc=$?
+  # stderr goes out as it comes (hastack_rsync's retries) and to errf; wait for the copy.
+  wait "$!" || true
+  if [ "$rc" -ne 0 ] && ssh_unreachable "$rc" "$errf"; then
+    rm -f "$errf"
+    last=$(awk '{ print $2 }' "${TEXTFILE_DIR:-/var/lib/prometheus/node-exporter}/hastack_replication_pbx.prom" 2>/dev/null || true)
+    log "cannot reach the peer $PEER over ssh (exit $rc): nothing pushed, the next run tries again; last push $([ -n "$last" ] && date -u -d "@$last" +%FT%TZ || echo never)"
+    exit 75
+  fi
+  rm -f "$errf"
+  return "$rc"
+}
+
 check() {
   local diff
-  diff=$(push --dry-run --itemize-changes)
+  diff=$(reach_peer --dry-run --itemize-changes)
   if [ -n "$diff" ]; then
     log "$PEER differs from this server:"
     printf '%s\n' "$diff" | head -n 20 >&2
@@ -116,13 +149,13 @@ case "$cmd" in
     fi
     started=$(date +%s)
     copies
-    push
+    reach_peer
     metric
     log "pushed to $PEER in $(($(date +%s) - started)) s"
     ;;
   final)
     copies
-    push
+    reach_peer
     check
     metric
     ;;

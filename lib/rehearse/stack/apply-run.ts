@@ -5,7 +5,8 @@
 //   zones (new serial, failover answered from the measured health) and reloads bind9 on SIGHUP;
 //   the step is done when bind9 serves the new serial. Clients resolve through unbound, which
 //   keeps the old answer for its TTL, as resolvers do with Route 53's;
-// - EIP moves: eip.ts, on the router's nftables;
+// - EIP moves: eip.ts, on the router's nftables; then in the stand-ins' config, whose IMDS lists
+//   each server's public addresses from it (SIGHUP, as above);
 // - remote commands: commands.ts over real SSH, from the admin address. The synth files show the
 //   connection and environment as "[secret]"; they are taken from the booted stack's own synth
 //   (the same stack config's key, passwords and peers), the rest (create, update, delete, stdin,
@@ -98,7 +99,10 @@ export function servedSerial(router: string, zone: string): number {
   }
 }
 
-/** Applies one record or parameter change to the stand-ins' config (pure on the config object). */
+/**
+ * Applies one record, parameter or EIP change to the stand-ins' config (pure on the config
+ * object). An EIP step changes only what IMDS serves; the router's NAT is eip.ts's.
+ */
 export function changeConfig(cfg: StandInConfig, step: ApplyStep): void {
   if (step.kind === "record") {
     const zone = cfg.dns.zones.find((z) => z.name === step.zone);
@@ -139,10 +143,49 @@ export function changeConfig(cfg: StandInConfig, step: ApplyStep): void {
     }
     return;
   }
+  if (step.kind === "eip") {
+    // IMDS's view of the move (public-ipv4s of both servers). A config from before `eips`
+    // existed has nothing to move: its IMDS serves each server's own address statically.
+    if (!cfg.eips) {
+      return;
+    }
+    const at = cfg.eips.find((e) => e.publicIp === step.publicIp);
+    if (at && at.privateIp !== step.from.privateIp && at.privateIp !== step.to.privateIp) {
+      throw new Error(
+        `${step.urn}: IMDS has EIP ${step.publicIp} on ${at.privateIp}, not on ${step.from.privateIp} (the rehearsal is not at BEFORE)`,
+      );
+    }
+    if (at) {
+      at.privateIp = step.to.privateIp;
+    } else {
+      cfg.eips.push({ publicIp: step.publicIp, privateIp: step.to.privateIp });
+    }
+    return;
+  }
   throw new Error(`${step.urn}: not a stand-in change`);
 }
 
-async function reloadStandIns(t: ApplyTarget, zone: string): Promise<void> {
+/**
+ * Makes a record, parameter or EIP step in the running stand-ins: their config file rewritten
+ * (changeConfig) and reloaded (SIGHUP); resolves once bind9 serves the serial the reload gave,
+ * so IMDS and the zones answer from the new config.
+ */
+export async function changeStandIns(
+  t: Pick<ApplyTarget, "router" | "standInsConfig" | "standInsPid">,
+  s: ApplyStep,
+): Promise<void> {
+  const cfg = JSON.parse(fs.readFileSync(t.standInsConfig, "utf8")) as StandInConfig;
+  changeConfig(cfg, s);
+  const tmp = `${t.standInsConfig}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(cfg), { mode: 0o600 });
+  fs.renameSync(tmp, t.standInsConfig);
+  await reloadStandIns(t, s.kind === "record" ? s.zone : cfg.dns.zones[0].name);
+}
+
+async function reloadStandIns(
+  t: Pick<ApplyTarget, "router" | "standInsPid">,
+  zone: string,
+): Promise<void> {
   const before = servedSerial(t.router, zone);
   process.kill(t.standInsPid, "SIGHUP");
   const until = Date.now() + 60_000;
@@ -251,15 +294,13 @@ export async function executePlan(
     log(`apply: ${what}`);
     try {
       let outcome: StepResult["outcome"] = "applied";
-      if (s.kind === "record" || s.kind === "parameter") {
-        const cfg = JSON.parse(fs.readFileSync(t.standInsConfig, "utf8")) as StandInConfig;
-        changeConfig(cfg, s);
-        const tmp = `${t.standInsConfig}.tmp`;
-        fs.writeFileSync(tmp, JSON.stringify(cfg), { mode: 0o600 });
-        fs.renameSync(tmp, t.standInsConfig);
-        await reloadStandIns(t, s.kind === "record" ? s.zone : cfg.dns.zones[0].name);
-      } else if (s.kind === "eip") {
-        moveEip(t.router, t.model, s.publicIp, s.from, s.to);
+      if (s.kind === "record" || s.kind === "parameter" || s.kind === "eip") {
+        if (s.kind === "eip") {
+          moveEip(t.router, t.model, s.publicIp, s.from, s.to);
+        }
+        // Then IMDS follows: on AWS the association is one change, and an instance's
+        // public-ipv4s lists the EIP from then on (hastack-is-active reads it).
+        await changeStandIns(t, s);
       } else if (s.command === undefined) {
         outcome = "nothing to run";
       } else {
@@ -414,6 +455,10 @@ export function switchSnapshot(live: {
     if (dnat) {
       out.set(`EIP ${dnat[1]}`, dnat[2]);
     }
+  }
+  // Where IMDS says each EIP is (public-ipv4s): a drill must leave it where the NAT has it.
+  for (const e of live.config.eips ?? []) {
+    out.set(`IMDS EIP ${e.publicIp}`, e.privateIp);
   }
   return out;
 }

@@ -452,6 +452,9 @@ async function rehearse(
       userData: s.userData.toString("utf8"),
     })),
     parameters: secrets.values,
+    // Every EIP where the synth associates it (a service EIP on a secondary address included):
+    // IMDS lists them as AWS does; an `--apply` EIP move rewrites this.
+    eips: model.nat.map(({ publicIp, privateIp }) => ({ publicIp, privateIp })),
     checker: { source: net.addresses.checker, statusFile: path.join(dir, "health.json") },
     healthChecks: model.healthChecks,
     dns: { dir: dnsDir, zones: model.zones, extraZones, rndcConf: path.join(dnsDir, "rndc.conf") },

@@ -45,6 +45,13 @@ export interface StandInConfig {
   /** Parameter name → type and value (secrets already generated). */
   parameters: Record<string, { type: string; value: string; keyId?: string }>;
   checker: { source: string; statusFile: string };
+  /**
+   * Where each EIP points: its public address and the private address it is associated to, as
+   * the stack's NAT mappings (model.ts `nat`) at boot; an EIP move in `--apply` rewrites it and
+   * sends SIGHUP (apply-run.ts). IMDS serves every server's public addresses from it. Absent in
+   * configs written before it existed: each server's own `publicIp` then, statically.
+   */
+  eips?: { publicIp: string; privateIp: string }[];
   healthChecks: HealthCheck[];
   dns: { dir: string; zones: DnsZone[]; extraZones: ExtraZone[]; rndcConf: string };
   logFile: string;
@@ -146,7 +153,37 @@ function imds(cfg: StandInConfig): http.Server {
   });
 }
 
-function metadata(cfg: StandInConfig, s: StandInServer): Record<string, string> {
+/**
+ * The public addresses IMDS gives `s`, from where the EIPs point now (`cfg.eips`), as AWS
+ * answers: `public-ipv4` is the public address of the primary private address only;
+ * `network/interfaces/macs/MAC/public-ipv4s` lists the public address of every private address
+ * of the interface — a service EIP on a secondary address included — in the order of
+ * `local-ipv4s`; `ipv4-associations/PUBLIC` names the private address an EIP sits on.
+ */
+export function publicAddressesOf(
+  cfg: Pick<StandInConfig, "eips">,
+  s: Pick<StandInServer, "privateIp" | "secondaryIps" | "publicIp">,
+): { publicIpv4?: string; publicIpv4s: string[]; associations: Record<string, string> } {
+  if (!cfg.eips) {
+    return {
+      publicIpv4: s.publicIp,
+      publicIpv4s: s.publicIp ? [s.publicIp] : [],
+      associations: s.publicIp ? { [s.publicIp]: s.privateIp } : {},
+    };
+  }
+  const eips = cfg.eips;
+  const mine = [s.privateIp, ...s.secondaryIps].flatMap((p) =>
+    eips.filter((e) => e.privateIp === p),
+  );
+  return {
+    publicIpv4: eips.find((e) => e.privateIp === s.privateIp)?.publicIp,
+    publicIpv4s: mine.map((e) => e.publicIp),
+    associations: Object.fromEntries(mine.map((e) => [e.publicIp, e.privateIp])),
+  };
+}
+
+/** Every instance-metadata key IMDS serves `s` (a directory is listed from the keys under it). */
+export function metadata(cfg: StandInConfig, s: StandInServer): Record<string, string> {
   const m = `network/interfaces/macs/${s.mac}`;
   const md: Record<string, string> = {
     "ami-id": "ami-rehearsal",
@@ -166,9 +203,15 @@ function metadata(cfg: StandInConfig, s: StandInServer): Record<string, string> 
     [`${m}/device-number`]: "0",
     [`${m}/mac`]: s.mac,
   };
-  if (s.publicIp) {
-    md["public-ipv4"] = s.publicIp;
-    md[`${m}/public-ipv4s`] = s.publicIp;
+  const pub = publicAddressesOf(cfg, s);
+  if (pub.publicIpv4) {
+    md["public-ipv4"] = pub.publicIpv4;
+  }
+  if (pub.publicIpv4s.length > 0) {
+    md[`${m}/public-ipv4s`] = pub.publicIpv4s.join("\n");
+  }
+  for (const [publicIp, privateIp] of Object.entries(pub.associations)) {
+    md[`${m}/ipv4-associations/${publicIp}`] = privateIp;
   }
   if (s.roleName) {
     const now = new Date();
@@ -376,13 +419,16 @@ function checker(cfg: StandInConfig, configFile: string): void {
     fs.renameSync(`${cfg.checker.statusFile}.tmp`, cfg.checker.statusFile);
   };
   writeStatus();
-  // `--apply` (issue 12, apply-run.ts) changes record sets and parameter values as `pulumi up`
-  // would: it rewrites the config file and sends SIGHUP; the zones are re-rendered from the new
-  // records under the measured health, with a new serial, and bind9 reloads them.
+  // `--apply` (issue 12, apply-run.ts) changes record sets, parameter values and EIP associations
+  // as `pulumi up` would: it rewrites the config file and sends SIGHUP; IMDS answers from the new
+  // associations at once; the zones are re-rendered from the new records under the measured
+  // health, with a new serial, and bind9 reloads them (the serial is how apply-run knows the
+  // reload happened).
   process.on("SIGHUP", () => {
     const next = JSON.parse(fs.readFileSync(configFile, "utf8")) as StandInConfig;
     cfg.dns.zones = next.dns.zones;
     cfg.parameters = next.parameters;
+    cfg.eips = next.eips;
     writeZones();
     try {
       execFileSync("rndc", ["-c", cfg.dns.rndcConf, "reload"], { stdio: "ignore", timeout: 10000 });

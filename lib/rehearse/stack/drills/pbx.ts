@@ -1,7 +1,8 @@
 // The pbx drill on the booted stack (issue 12 item 3, issue 16): known data goes into every
 // point of the flavour's replicated set on the active PBX (components/pbx-replicated-set.ts
 // comparisonPoints: each directory, astdb and any other SQLite database, FreePBX's database on
-// the MySQL pair through FreePBX's own /etc/freepbx.conf); the stack's own sync unit pushes it;
+// the MySQL pair through FreePBX's own /etc/freepbx.conf); the stack's own sync unit (the one
+// its timer starts, which pushes only from the server IMDS gives the service EIP) pushes it;
 // `active: standby` is applied as `pulumi up` would (apply-run.ts: the stack's activation
 // command over SSH, then the EIP move); the service address is probed from an admin address
 // until the standby answers (rtoSeconds); every point is compared between the two servers. Then,
@@ -535,27 +536,24 @@ export async function pbxDrill(
     }
     log(`run ${run}: drill data into ${points.map((p) => p.key).join(", ")} on ${o.primary.name}`);
     seed(o.primary, 1);
-    // The unit the stack's timer starts, as it would run at the next interval.
-    const since = Math.floor(Date.now() / 1000) - 1;
-    sh(o.primary, "systemctl start hastack-pbx-sync.service");
-    const journal = sh(
-      o.primary,
-      `journalctl -u hastack-pbx-sync.service -o cat --no-pager --since=@${since}`,
+    // The stack's own sync: the unit its timer starts, run now instead of at the next interval.
+    // It pushes only where hastack-is-active finds the service EIP among the server's public
+    // addresses (IMDS public-ipv4s), as on AWS. A run the timer began before the data went in
+    // would be joined, not repeated: wait for it first (bounded), then start a fresh one.
+    const unit = "hastack-pbx-sync.service";
+    await until(`${unit} on ${o.primary.name} not running`, 900, () =>
+      sh(o.primary, `systemctl is-active ${unit} || true`).trim() === "activating"
+        ? undefined
+        : true,
     );
-    log(`${o.primary.name}: ${journal.trim().split("\n").slice(-1)[0]}`);
-    if (/not the active PBX/.test(journal)) {
-      // hastack-is-active asks IMDS for the interface's public addresses: AWS lists the service
-      // EIP of the secondary address there; the rehearsal's IMDS stand-in lists only the
-      // server's own EIP, so the timer's sync skips. The operator's handover sync has no such
-      // check: it pushes the same set.
-      findings.push(
-        `pbx: the timer's sync (hastack-pbx-sync.service) on ${o.primary.name} skipped ("not the active PBX"): the rehearsal's IMDS stand-in does not list the service EIP ${address} (on the secondary private address) among the interface's public-ipv4s as AWS does; the drill pushed with \`hastack-pbx-sync final\` instead`,
-      );
-      syncLine(o.primary, "/usr/local/sbin/hastack-pbx-sync final /etc/hastack/pbx-sync.env");
-    } else if (!/pushed to /.test(journal)) {
-      problems.push(
-        `hastack-pbx-sync.service on ${o.primary.name} pushed nothing: ${journal.trim()}`,
-      );
+    const since = Math.floor(Date.now() / 1000) - 1;
+    sh(o.primary, `systemctl start ${unit} || true`);
+    const journal = sh(o.primary, `journalctl -u ${unit} -o cat --no-pager --since=@${since}`);
+    const outcome = sh(o.primary, `systemctl show -p Result --value ${unit}`).trim();
+    const said = journal.split("\n").filter((l) => l.startsWith("hastack-pbx-sync:"));
+    log(`${o.primary.name}: ${unit} ${outcome}: ${said.slice(-1)[0] ?? journal.trim()}`);
+    if (outcome !== "success" || !/pushed to /.test(journal)) {
+      problems.push(`${unit} on ${o.primary.name} pushed nothing (${outcome}): ${journal.trim()}`);
     }
     // The SQLite points' live files change only at the activation: compared after the switch.
     compareAll("after the sync", [1], ["tree", "database"]);
