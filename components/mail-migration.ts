@@ -97,7 +97,7 @@ export interface MigrationPlan {
   steps: {
     /** Step 2: users and passwords loaded (from the SSM users parameter) and checked. */
     importUsers: boolean;
-    /** Step 3: first old → new mailbox copy (doveadm backup -R over IMAP). */
+    /** Step 3: first old → new mailbox copy (one-way doveadm sync over IMAP, deletes nothing). */
     initialSync: boolean;
     /** Step 7: final old → new merge without deleting mail that landed on the new server. */
     finalSync: boolean;

@@ -1183,7 +1183,7 @@ export function certificateNames(
 /** One run of a migration step that copies mail from the old server (steps 3, 7 and 9). */
 export interface MigrationSyncSpec {
   /**
-   * initial = step 3 (doveadm backup -R); final = step 7 (doveadm sync -1 -R); retire = step 9
+   * initial = step 3, final = step 7 (both doveadm sync -1 -R); retire = step 9
    * (refuses while the old server accepts SMTP, repeats the final sync, verifies by counts).
    */
   mode: "initial" | "final" | "retire";
@@ -1216,10 +1216,11 @@ export function migrationSyncCommand(
 /**
  * hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT (server/mail/hastack-mail-migrate.sh):
  * copies every user's mailboxes from the old server over IMAPS (Dovecot imapc, logged in as the
- * master user), on the new server. initial (step 3) = `doveadm backup -R`: the new server
- * becomes an exact copy (it receives no mail yet). final (step 7) = `doveadm sync -1 -R`:
- * merges what reached the old server since and deletes nothing, so mail delivered to the new
- * server since step 6 stays.
+ * master user), on the new server, one way (`doveadm sync -1 -R`): it merges and deletes
+ * nothing here. initial (step 3) copies everything; final (step 7) adds what reached the old
+ * server since, and mail delivered to the new server since step 6 stays. Not `doveadm backup
+ * -R` for step 3: once the new server's INBOX exists (the pair's sync, a delivery or a login
+ * makes it) it fails ("INBOX can't be deleted") after expunging what the new server held.
  *
  * The old server's certificate names our own host name, which resolves to the new pair by now,
  * and imapc can only verify a certificate against the host it connects to. So the TLS leg is a
@@ -1227,7 +1228,7 @@ export function migrationSyncCommand(
  * to the tunnel over loopback: the old server's real certificate is still checked.
  *
  * One-way sync copies again, after a re-run, what it copied before once the two sides' UIDs
- * diverge (new mail on the new server makes them diverge). So `final` then removes copies
+ * diverge (new mail on the new server makes them diverge). So every step then removes copies
  * that are byte-identical to another message with the same Message-ID in the same mailbox —
  * only exact duplicates, never two different messages — and a re-run (a rollback of step 7
  * and forward again) leaves every mailbox as it was.

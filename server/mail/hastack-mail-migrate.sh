@@ -1,8 +1,8 @@
 #!/bin/bash
 # hastack-mail-migrate — hastack's server/mail/hastack-mail-migrate.sh; components/mail.ts fills in its @@values@@.
 # Steps 3, 7 and 9 of the move from the old server: copy every user's mailboxes from it over
-# IMAPS. initial = doveadm backup -R (step 3); final = doveadm sync -1 -R (step 7: merge,
-# delete nothing on this server); retire (step 9) refuses while the old server still accepts
+# IMAPS, one way (doveadm sync -1 -R: merge, delete nothing on this server) in every step:
+# initial (step 3), final (step 7); retire (step 9) refuses while the old server still accepts
 # SMTP on SMTP_PORT, repeats the final sync (at most 3 rounds) and refuses while any old
 # mailbox holds a message this server lacks (counted by Message-ID). The old server must allow
 # MASTER_USER to log in as any user and its master password must be in SSM at
@@ -20,8 +20,10 @@ usage="usage: hastack-mail-migrate initial|final OLD_IP MASTER_USER PORT | retir
 if [ $# -lt 4 ] || [ $# -ne "$([ "$1" = retire ] && echo 5 || echo 4)" ]; then log "$usage"; exit 2; fi
 mode=$1 old_ip=$2 master=$3 port=$4 smtp_port=${5:-25}
 case "$mode" in
-  initial) dsync=(backup -R) ;;
-  final | retire) dsync=(sync -1 -R) ;;
+  # Not doveadm backup -R for step 3: it fails ("INBOX can't be deleted", exit 65) once this
+  # server's INBOX exists (the pair's sync, a delivery or a login makes it) and, before failing,
+  # expunges what this server holds that the old server lacks.
+  initial | final | retire) dsync=(sync -1 -R) ;;
   *) log "mode must be initial (step 3), final (step 7) or retire (step 9), got $mode"; exit 2 ;;
 esac
 if ! [[ "$smtp_port" =~ ^[0-9]+$ ]]; then log "SMTP_PORT must be a number, got $smtp_port"; exit 2; fi
@@ -93,7 +95,6 @@ sync_round() {
     sed "s/^/tls tunnel: /" "$tmp/tunnel.log" | tail -n 5 >&2
     exit "$rc"
   fi
-  if [ "$mode" = initial ]; then return; fi
   while read -r user; do
     while IFS=$'\t' read -r mailbox uids; do
       unset seen; declare -A seen=()

@@ -291,7 +291,7 @@ describe("mail rendering, checked by the real tools", () => {
       expect(scripts.sync).not.to.match(/doveadm[^\n]* backup/);
     });
 
-    it("the migration step commands: initial = backup -R, final = sync -1 -R, against the pinned IP", () => {
+    it("the migration step commands: every step a one-way sync -1 -R (never backup -R), against the pinned IP", () => {
       expect(
         migrationSyncCommand({
           mode: "initial",
@@ -299,8 +299,9 @@ describe("mail rendering, checked by the real tools", () => {
           masterUser: "hastack-migrate",
         }),
       ).to.equal("/usr/local/sbin/hastack-mail-migrate initial 203.0.113.25 hastack-migrate 993");
-      expect(scripts.migrate).to.contain("initial) dsync=(backup -R) ;;");
-      expect(scripts.migrate).to.contain("final | retire) dsync=(sync -1 -R) ;;");
+      expect(scripts.migrate).to.contain("initial | final | retire) dsync=(sync -1 -R) ;;");
+      const code = scripts.migrate.split("\n").filter((l) => !/^\s*#/.test(l));
+      expect(code.join("\n")).to.not.contain("backup");
       // Step 9 (issue 18): the same merge, after the old server stopped taking SMTP on port 25.
       expect(
         migrationSyncCommand({
