@@ -1219,7 +1219,7 @@ export function migrationSyncCommand(
  * master user), on the new server, one way (`doveadm sync -1 -R`): it merges and deletes
  * nothing here. initial (step 3) copies everything; final (step 7) adds what reached the old
  * server since, and mail delivered to the new server since step 6 stays. Not `doveadm backup
- * -R` for step 3: once the new server's INBOX exists (the pair's sync, a delivery or a login
+ * -R` for step 3: once the new server's INBOX exists (a delivery, a login, an earlier run
  * makes it) it fails ("INBOX can't be deleted") after expunging what the new server held.
  *
  * The old server's certificate names our own host name, which resolves to the new pair by now,

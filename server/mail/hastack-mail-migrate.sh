@@ -21,7 +21,7 @@ if [ $# -lt 4 ] || [ $# -ne "$([ "$1" = retire ] && echo 5 || echo 4)" ]; then l
 mode=$1 old_ip=$2 master=$3 port=$4 smtp_port=${5:-25}
 case "$mode" in
   # Not doveadm backup -R for step 3: it fails ("INBOX can't be deleted", exit 65) once this
-  # server's INBOX exists (the pair's sync, a delivery or a login makes it) and, before failing,
+  # server's INBOX exists (a delivery, a login, an earlier run) and, before failing,
   # expunges what this server holds that the old server lacks.
   initial | final | retire) dsync=(sync -1 -R) ;;
   *) log "mode must be initial (step 3), final (step 7) or retire (step 9), got $mode"; exit 2 ;;

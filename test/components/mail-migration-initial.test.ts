@@ -1,7 +1,8 @@
 // Step 3 of the move (hastack-mail-migrate initial) on a new server that already has its users'
-// INBOXes: on the booted stack the pair's sync, a test delivery or a login makes them between
-// the user import (step 2) and step 3. `doveadm backup -R` failed there ("INBOX can't be
-// deleted", exit 65) after expunging what the new server held; step 3 merges one way instead.
+// INBOXes: a test delivery, a login or an earlier run (step 3 applied again after a step back;
+// the migration drill's second run on the kept stack) makes them. `doveadm backup -R` failed
+// there ("INBOX can't be deleted", exit 65) after expunging what the new server held; step 3
+// merges one way instead.
 // Real Postfix + Dovecot on loopback (test/support/mail-harness.ts), the rendered script.
 import { expect } from "chai";
 import { migrationSyncCommand } from "../../components/mail";
@@ -35,7 +36,7 @@ describe("migration step 3 onto a new server whose INBOXes exist (real Postfix +
     await old.waitForMessages(ALICE, 3);
     await old.waitForMessages(BOB, 1);
     // ALICE's INBOX holds a message delivered to the new server (a test delivery); BOB's exists,
-    // empty, because something opened it (what the pair's sync does for every user).
+    // empty, because something opened it (a login).
     await fresh.deliver(ALICE, "new-alice-0");
     await fresh.waitForMessages(ALICE, 1);
     await fresh.doveadm("mailbox", "status", "-u", BOB, "guid", "INBOX");
