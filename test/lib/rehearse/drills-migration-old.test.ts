@@ -58,6 +58,8 @@ const haveTools = ["postfix", "dovecot", "openssl", "swaks"].every(
           users: [user],
           masterUser: "hastack-migrate",
           masterPassword: "s3cret-master",
+          // The INBOX an earlier run's new servers copied: this old server continues it.
+          uidValidity: { [user]: 1700000123 },
           ca: {
             cert: fs.readFileSync(path.join(tmp, "ca.crt"), "utf8"),
             key: path.join(tmp, "ca.key"),
@@ -105,11 +107,14 @@ const haveTools = ["postfix", "dovecot", "openssl", "swaks"].every(
         `m = Old(${JSON.stringify(hostname)}, 993, ssl_context=c)`,
         `m.authenticate("PLAIN", lambda _: b"${user}\\0hastack-migrate\\0s3cret-master")`,
         "print(m.select('INBOX')[1][0].decode())",
+        "print(m.status('INBOX', '(UIDVALIDITY)')[1][0].decode())",
       ].join("\n");
       const out = execFileSync("ip", ["netns", "exec", router, "/usr/bin/python3", "-c", py], {
         encoding: "utf8",
       });
-      expect(out.trim()).to.equal("2");
+      const [count, status] = out.trim().split("\n");
+      expect(count).to.equal("2");
+      expect(status).to.match(/UIDVALIDITY 1700000123\b/);
       // A wrong master password is refused.
       const bad = spawnSync(
         "ip",

@@ -128,6 +128,14 @@ export class OldMailServer {
       masterUser: string;
       masterPassword: string;
       ca: { cert: string; key: string };
+      /**
+       * Per user, the UIDVALIDITY of the INBOX the new servers already copied from "the old
+       * server" (an earlier run): this run's old server continues it, as the one real old server
+       * would. Dovecot's imapc names every old INBOX by the same GUID (a hash of its name), so
+       * one-way dsync copies nothing from an INBOX of another UIDVALIDITY whose UIDs the new
+       * server already holds (exit 0; the retire check then refuses).
+       */
+      uidValidity?: Record<string, number>;
     },
     log: (l: string) => void,
   ): OldMailServer {
@@ -168,6 +176,7 @@ export class OldMailServer {
     masterUser: string;
     masterPassword: string;
     ca: { cert: string; key: string };
+    uidValidity?: Record<string, number>;
   }): void {
     const d = (p: string): string => path.join(this.dir, p);
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
@@ -189,6 +198,12 @@ export class OldMailServer {
     fs.writeFileSync(d("master.cf"), WORLD_MASTER_CF.replace("world MTA", "old server"));
     fs.writeFileSync(d("postfix.log"), "");
     fs.chownSync(d("postfix.log"), postfixUid, 0);
+    for (const [user, uv] of Object.entries(o.uidValidity ?? {})) {
+      const maildir = path.join(this.dir, "mailboxes", this.maildirOf(user));
+      fs.mkdirSync(maildir, { recursive: true });
+      fs.writeFileSync(path.join(maildir, "dovecot-uidlist"), `3 V${uv} N1\n`);
+    }
+    sh(["chown", "-R", "65534:65534", d("mailboxes")]);
     fs.writeFileSync(d("vmailbox"), o.users.map((u) => `${u} ${this.maildirOf(u)}/\n`).join(""));
     fs.writeFileSync(
       d("users"),

@@ -249,6 +249,15 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
       };
     });
     masterSet = true;
+    // An earlier run's copy on the new servers: the old server continues its INBOX's UIDVALIDITY.
+    const [local, domain] = user.split("@");
+    const uidlist = path.join(PRODUCTION_LAYOUT.mailRoot, domain, local, "Maildir/dovecot-uidlist");
+    const uv = /^3 V(\d+) /.exec(
+      inServer(primary, ["sh", "-c", 'test -f "$1" && head -n 1 "$1"; exit 0', "sh", uidlist]),
+    )?.[1];
+    if (uv) {
+      log(`migration: ${user}'s INBOX on the new servers was copied before: UIDVALIDITY ${uv}`);
+    }
     old = OldMailServer.create(
       {
         router: target.router,
@@ -258,6 +267,7 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
         users,
         masterUser,
         masterPassword,
+        uidValidity: uv ? { [user]: Number(uv) } : undefined,
         ca: {
           cert: fs.readFileSync(path.join(imageDir, "ca.crt"), "utf8"),
           key: path.join(imageDir, "ca.key"),
@@ -433,6 +443,7 @@ export async function runMigrationDrill(ctx: DrillContext): Promise<DrillOutcome
   }
   notRehearsed.push(
     "migration drill: the old server is a network namespace of this machine (no container, no boot), its mail stored before the move written straight into its Maildirs",
+    "migration drill: on a stack an earlier run moved mail to, the old server's INBOX continues the UIDVALIDITY the new servers copied (the one real old server would); a second, different old server into the same servers is not rehearsed (imapc names every INBOX by one GUID: one-way dsync then copies nothing and only the retire check refuses)",
     "migration drill: the stream's messages and the synced mail stay in the new servers' mailboxes afterwards (as after a real move); only the records, parameters and the old server are undone",
   );
   return {
