@@ -30,38 +30,24 @@ started=$(date +%s)
 rc=0
 # -f (full): the default fast sync skips a mailbox whose uidvalidity, uidnext, message count and
 # modseqs match, which is the case for one new message on each side after a sync: neither moved.
-# Its warnings are kept to be read below (and still logged).
-dsync() {
-  doveadm -c @@DOVECOT_CONF@@ sync -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" 2>"$STATE/dsync.err" || rc=$?
-  cat "$STATE/dsync.err" >&2
-}
-# A mailbox made on both servers before any sync carried it (a new user's INBOX, made by the first
-# delivery on each side: a failover, or the standby as second MX) has a GUID on each. Dovecot
-# 2.3.19's dsync then swaps the two GUIDs at every pass and copies no message ("Remote lost
-# mailbox GUID"). Such a mailbox (same name, different GUIDs, neither GUID on the other server)
-# takes the peer's GUID here, and the next pass merges both sides' messages. Only after a pass
-# that said so: a mailbox deleted, renamed or made on one side has been handled by dsync already.
-adopt_peer_guids() {
-  local user here there box guid
-  for user in $(doveadm -c @@DOVECOT_CONF@@ user '*'); do
-    here=$(doveadm -c @@DOVECOT_CONF@@ -f tab mailbox status -u "$user" guid '*')
-    there=$(doveadm -c @@DOVECOT_CONF@@ -f tab mailbox status -S "$PEER:@@DOVEADM_PORT@@" -u "$user" guid '*')
-    while IFS=$'\t' read -r box guid; do
-      log "$user: $box has a GUID on each server (made on both before a sync); taking $PEER's $guid here"
-      doveadm -c @@DOVECOT_CONF@@ mailbox update -u "$user" --mailbox-guid "$guid" "$box"
-    done < <(awk -F'\t' 'FNR == 1 { f++; next } f == 1 { h[$1] = $2; hg[$2]; next } { t[$1] = $2; tg[$2] }
-      END { for (b in h) if ((b in t) && h[b] != t[b] && !(h[b] in tg) && !(t[b] in hg)) print b "\t" t[b] }' \
-      <(printf '%s\n' "$here") <(printf '%s\n' "$there"))
-  done
-}
+# Its warnings are kept for the checks below (and still logged).
+dsync() { err=$(doveadm -c @@DOVECOT_CONF@@ sync "$@" -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" 2>&1) || rc=$?; [ -z "$err" ] || echo "$err" >&2; }
 dsync
+# A mailbox made on both servers before any sync carried it (a new user's INBOX, made by the first
+# delivery on each side: a failover, or the standby as second MX; a Sent made by a client on each)
+# has a GUID on each, and Dovecot 2.3.19's two-way dsync swaps the two at every pass without
+# copying a message ("Remote lost mailbox GUID"). A one-way pass (-1: the peer takes this server's
+# GUID and messages, keeps its own messages and deletes nothing) gives each mailbox one GUID; the
+# two-way pass after it brings the peer's messages here.
+if [[ $err == *"lost mailbox GUID"* ]]; then
+  log "a mailbox has two GUIDs (made on both servers): one-way pass, $PEER takes ours"
+  rc=0
+  dsync -1
+  [ "$rc" -ne 0 ] || rc=2
+fi
 # 2 = synced without errors but something changed meanwhile: one more pass settles it. With -A,
 # doveadm exits with the LAST user's code, so another user's 2 shows only in its warning.
-if [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ]; then
-  if grep -q 'Remote lost mailbox GUID' "$STATE/dsync.err"; then adopt_peer_guids; fi
-  if grep -q 'caused a desync' "$STATE/dsync.err"; then rc=2; fi
-fi
-if [ "$rc" -eq 2 ]; then
+if [ "$rc" -eq 2 ] || [[ $err == *"caused a desync"* ]]; then
   rc=0
   dsync
 fi

@@ -1,9 +1,9 @@
 // A user whose very first message reaches both servers before any sync (a failover of a new user,
 // or the standby taking mail as second MX) gets an INBOX on each server, each under its own
 // mailbox GUID. Dovecot 2.3's dsync swaps the two GUIDs at every pass and never copies a message
-// (exit 2, "Remote lost mailbox GUID"; found by the mail drill), so hastack-mail-sync gives the
-// mailbox one GUID before its second pass. Real Postfix + Dovecot (test/support/mail-harness.ts),
-// the stack's rendered scripts, mail delivered over SMTP to each server.
+// ("Remote lost mailbox GUID"; found by the mail drill), so hastack-mail-sync then runs a one-way
+// pass (the standby takes the primary's GUID) before its second two-way pass. Real Postfix +
+// Dovecot (test/support/mail-harness.ts), the stack's rendered scripts, SMTP to each server.
 import { expect } from "chai";
 import * as fs from "fs";
 import { MailServer, MailWorld, requireBinaries } from "../../support/mail-harness";
@@ -19,6 +19,7 @@ describe("a mailbox made on both servers before a sync (two GUIDs) is merged by 
   let primary: MailServer;
   let standby: MailServer;
   let danGuid: string;
+  let erinOnPrimary: Record<string, string>;
 
   /** Mailbox name → GUID of `user` on `server`. */
   const guids = async (server: MailServer, user: string): Promise<Record<string, string>> => {
@@ -79,6 +80,7 @@ describe("a mailbox made on both servers before a sync (two GUIDs) is merged by 
 
   it("each server holds its own INBOX under its own GUID before the sync (the defect's start)", async () => {
     const [p, s] = await Promise.all([guids(primary, ERIN), guids(standby, ERIN)]);
+    erinOnPrimary = p;
     expect(p.INBOX).to.match(/^[0-9a-f]{32}$/);
     expect(s.INBOX).to.match(/^[0-9a-f]{32}$/);
     expect(p.INBOX).not.to.equal(s.INBOX);
@@ -88,7 +90,7 @@ describe("a mailbox made on both servers before a sync (two GUIDs) is merged by 
   it("the timer's sync exits 0 and both servers hold every message of both sides, once", async () => {
     const { code, out } = await run("hastack-mail-sync");
     expect(code, out).to.equal(0);
-    expect(out).to.contain(`${ERIN}: INBOX has a GUID on each server`);
+    expect(out).to.contain("a mailbox has two GUIDs (made on both servers): one-way pass");
     const erin = ["erin-first-on-primary", "erin-first-on-standby", "erin-sent-on-primary"];
     erin.push("erin-sent-on-standby");
     const fay = ["fay-first-on-primary", "fay-first-on-standby"];
@@ -111,6 +113,8 @@ describe("a mailbox made on both servers before a sync (two GUIDs) is merged by 
       expect(await guids(standby, user), user).to.deep.equal(await guids(primary, user));
     }
     expect((await guids(primary, DAN)).INBOX).to.equal(danGuid);
+    // The one-way pass runs from the primary: the standby took the primary's GUIDs.
+    expect(await guids(standby, ERIN)).to.deep.equal(erinOnPrimary);
     expect(out(await run("hastack-mail-sync", "--verify"))).to.contain(
       "verified: 4 users hold the same messages",
     );
@@ -124,7 +128,7 @@ describe("a mailbox made on both servers before a sync (two GUIDs) is merged by 
     await standby.waitForMessages(ERIN, 5);
     const { code, out: log } = await run("hastack-mail-sync");
     expect(code, log).to.equal(0);
-    expect(log).not.to.contain("has a GUID on each server");
+    expect(log).not.to.contain("two GUIDs");
     expect(await guids(primary, ERIN)).to.deep.equal(before);
     expect(await guids(standby, ERIN)).to.deep.equal(before);
     expect(await standby.tokens(ERIN)).to.have.length(6);
@@ -140,7 +144,7 @@ describe("a mailbox made on both servers before a sync (two GUIDs) is merged by 
     await standby.waitForMessages(GUS, 1);
     const { code, out: log } = await run("hastack-mail-fallback");
     expect(code, log).to.equal(0);
-    expect(log).to.contain(`${GUS}: INBOX has a GUID on each server`);
+    expect(log).to.contain("a mailbox has two GUIDs (made on both servers): one-way pass");
     expect(log).to.contain("verified: 4 users hold the same messages");
     expect(log).to.contain("fence released");
     expect(fs.existsSync(primary.file("state/unfenced")), "unfence ran").to.equal(true);
