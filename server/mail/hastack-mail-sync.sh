@@ -31,7 +31,7 @@ rc=0
 # -f (full): the default fast sync skips a mailbox whose uidvalidity, uidnext, message count and
 # modseqs match, which is the case for one new message on each side after a sync: neither moved.
 # Its warnings are kept for the checks below (and still logged).
-dsync() { err=$(doveadm -c @@DOVECOT_CONF@@ sync "$@" -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" 2>&1) || rc=$?; [ -z "$err" ] || echo "$err" >&2; }
+dsync() { err=$(doveadm -c @@DOVECOT_CONF@@ sync -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" 2>&1) || rc=$?; [ -z "$err" ] || echo "$err" >&2; }
 dsync
 # A mailbox made on both servers before any sync carried it (a new user's INBOX, made by the first
 # delivery on each side: a failover, or the standby as second MX; a Sent made by a client on each)
@@ -41,12 +41,10 @@ dsync
 # two-way pass after it brings the peer's messages here.
 if [[ $err == *"lost mailbox GUID"* ]]; then
   log "a mailbox has two GUIDs (made on both servers): one-way pass, $PEER takes ours"
-  rc=0
-  dsync -1
-  [ "$rc" -ne 0 ] || rc=2
+  doveadm -c @@DOVECOT_CONF@@ sync -1 -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" || [ $? -eq 2 ]
 fi
-# 2 = synced without errors but something changed meanwhile: one more pass settles it. With -A,
-# doveadm exits with the LAST user's code, so another user's 2 shows only in its warning.
+# 2 = synced without errors but something changed meanwhile (so after a one-way pass): one more
+# pass settles it. With -A, doveadm exits with the LAST user's code: the warning names the others.
 if [ "$rc" -eq 2 ] || [[ $err == *"caused a desync"* ]]; then
   rc=0
   dsync
