@@ -30,24 +30,24 @@ started=$(date +%s)
 rc=0
 # -f (full): the default fast sync skips a mailbox whose uidvalidity, uidnext, message count and
 # modseqs match, which is the case for one new message on each side after a sync: neither moved.
-# Its warnings are kept for the checks below (and still logged).
-dsync() { err=$(doveadm -c @@DOVECOT_CONF@@ sync -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" 2>&1) || rc=$?; [ -z "$err" ] || echo "$err" >&2; }
-dsync
+# Its warnings are kept for the check below (and still logged).
+err=$(doveadm -c @@DOVECOT_CONF@@ sync -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" 2>&1) || rc=$?
+[ -z "$err" ] || echo "$err" >&2
 # A mailbox made on both servers before any sync carried it (a new user's INBOX, made by the first
 # delivery on each side: a failover, or the standby as second MX; a Sent made by a client on each)
 # has a GUID on each, and Dovecot 2.3.19's two-way dsync swaps the two at every pass without
-# copying a message ("Remote lost mailbox GUID"). A one-way pass (-1: the peer takes this server's
-# GUID and messages, keeps its own messages and deletes nothing) gives each mailbox one GUID; the
-# two-way pass after it brings the peer's messages here.
+# copying a message ("Remote lost mailbox GUID"; with -A the exit code is the last user's). A
+# one-way pass (-1: the peer takes this server's GUID and messages, keeps its own messages and
+# deletes nothing) gives each mailbox one GUID; the two-way pass after it brings the peer's here.
 if [[ $err == *"lost mailbox GUID"* ]]; then
-  log "a mailbox has two GUIDs (made on both servers): one-way pass, $PEER takes ours"
+  log "two GUIDs: one-way pass first"
   doveadm -c @@DOVECOT_CONF@@ sync -1 -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" || [ $? -eq 2 ]
+  rc=2
 fi
-# 2 = synced without errors but something changed meanwhile (so after a one-way pass): one more
-# pass settles it. With -A, doveadm exits with the LAST user's code: the warning names the others.
-if [ "$rc" -eq 2 ] || [[ $err == *"caused a desync"* ]]; then
+# 2 = synced without errors but something changed meanwhile: one more pass settles it.
+if [ "$rc" -eq 2 ]; then
   rc=0
-  dsync
+  doveadm -c @@DOVECOT_CONF@@ sync -A -f -l 60 -T 300 "tcp:$PEER:@@DOVEADM_PORT@@" || rc=$?
 fi
 if [ "$rc" -eq 75 ]; then
   # EX_TEMPFAIL: no connection (the peer is not up yet, or is down). Not this server's failure:
