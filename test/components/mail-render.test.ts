@@ -28,6 +28,7 @@ import {
 } from "../../components/mail";
 import { shellQuote, withoutComments } from "../../components/server-files";
 import { renderCloudConfig } from "../../components/server-pair";
+import { selfSignedCertificate } from "../../lib/rehearse/stack/pki";
 
 const SETTINGS: MailServerSettings = {
   hostname: "mail.kantor-contoh.co.id",
@@ -68,25 +69,12 @@ describe("mail rendering, checked by the real tools", () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-mail-render-"));
     cert = path.join(dir, "mail.crt");
     key = path.join(dir, "mail.key");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        `/CN=${SETTINGS.hostname}`,
-        "-keyout",
-        key,
-        "-out",
-        cert,
-      ],
-      { stdio: "ignore" },
-    );
+    selfSignedCertificate({
+      subject: `/CN=${SETTINGS.hostname}`,
+      days: 1,
+      keyFile: key,
+      certFile: cert,
+    });
   });
 
   after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -10,6 +10,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { execFileSync } from "child_process";
+import { selfSignedCertificate } from "./pki";
 
 export const CACHE_DIR = process.env.HASTACK_CACHE_DIR ?? "/var/cache/hastack";
 export const SUITE = "bookworm";
@@ -91,25 +92,12 @@ export function ensureImage(repoPackages: string[], log: (l: string) => void): B
       `building the base image ${key} (Debian ${SUITE}, ${repoPackages.length} packages for the local repository); minutes, once`,
     );
     // The rehearsal CA: trusted by the image, signs the stand-ins' certificates per run.
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=hastack rehearsal CA",
-        "-keyout",
-        path.join(tmp, "ca.key"),
-        "-out",
-        path.join(tmp, "ca.crt"),
-      ],
-      { stdio: "ignore" },
-    );
+    selfSignedCertificate({
+      subject: "/CN=hastack rehearsal CA",
+      days: 3650,
+      keyFile: path.join(tmp, "ca.key"),
+      certFile: path.join(tmp, "ca.crt"),
+    });
     const repo = `"$1"${REPO_IN_IMAGE}`;
     const hooks = [
       // Download (not install) what the user-data installs, with its dependencies, into the repo.

@@ -13,6 +13,7 @@ import { PACKAGE_ROOT } from "../../package-root";
 import { InspectedResource, synthesize } from "../../synth/offline-synth";
 import { Drill, DrillUsageError, findBinary, runDrill } from "../drill";
 import { ensureImage } from "./image";
+import { caSignedCertificate } from "./pki";
 import { StackModel, buildModel } from "./model";
 import { RehearsalNet, createNetwork } from "./network";
 import { generateParameters, parameterTail } from "./secrets";
@@ -355,36 +356,14 @@ async function rehearse(
   ]);
   const adminPub = fs.readFileSync(`${adminKey}.pub`, "utf8").trim();
   const ssmName = `ssm.${model.region}.amazonaws.com`;
-  sh("openssl", [
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    `/CN=${ssmName}`,
-    "-keyout",
-    path.join(dir, "ssm.key"),
-    "-out",
-    path.join(dir, "ssm.csr"),
-  ]);
-  fs.writeFileSync(path.join(dir, "ssm.ext"), `subjectAltName=DNS:${ssmName}\n`);
-  sh("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    path.join(dir, "ssm.csr"),
-    "-CA",
-    image.caCert,
-    "-CAkey",
-    image.caKey,
-    "-CAcreateserial",
-    "-days",
-    "30",
-    "-extfile",
-    path.join(dir, "ssm.ext"),
-    "-out",
-    path.join(dir, "ssm.crt"),
-  ]);
+  caSignedCertificate({
+    dnsName: ssmName,
+    days: 30,
+    caCert: image.caCert,
+    caKey: image.caKey,
+    keyFile: path.join(dir, "ssm.key"),
+    certFile: path.join(dir, "ssm.crt"),
+  });
 
   // DNS: bind9 authoritative for the synth's zones and the stand-in endpoints; unbound resolves.
   const dnsDir = path.join(dir, "dns");

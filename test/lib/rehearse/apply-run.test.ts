@@ -5,10 +5,8 @@
 // rehearsal that is not at BEFORE fails at its first step and runs nothing after it.
 import { expect } from "chai";
 import * as crypto from "crypto";
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
-import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
+import { execFileSync, spawnSync } from "child_process";
+import { StandInWorld, startStandInWorld } from "../../support/standins-world";
 import { Deployment } from "../../../lib/synth/offline-synth";
 import { buildModel } from "../../../lib/rehearse/stack/model";
 import { planApply } from "../../../lib/rehearse/stack/apply";
@@ -18,7 +16,6 @@ import {
   executePlan,
   servedSerial,
 } from "../../../lib/rehearse/stack/apply-run";
-import { renderNamedConf, renderZoneFile, rndcConf } from "../../../lib/rehearse/stack/dns";
 import { StandInConfig } from "../../../lib/rehearse/stack/standins";
 import { synthProd } from "../../support/stack-files";
 
@@ -74,12 +71,9 @@ const haveTools = ["named", "rndc", "dig", "openssl"].every(
   function () {
     this.timeout(300_000);
     const ns = `hsa-${crypto.randomBytes(3).toString("hex")}`;
-    let dir: string;
     let base: Deployment;
     let flipped: Deployment;
-    let standIns: ChildProcess;
-    let named: ChildProcess;
-    let cfgFile: string;
+    let world: StandInWorld;
     const domain = "kantor-contoh.co.id";
 
     const dig = (name: string): string[] =>
@@ -96,101 +90,17 @@ const haveTools = ["named", "rndc", "dig", "openssl"].every(
       flipped = await synthProd((c) => {
         c["hastack:mail"].active = "standby";
       });
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-apply-dns-"));
-      execFileSync("ip", ["netns", "add", ns]);
-      execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"]);
-      for (const a of ["169.254.169.254/32", "198.18.0.10/32"]) {
-        execFileSync("ip", ["-n", ns, "addr", "add", a, "dev", "lo"]);
-      }
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "rsa:2048",
-          "-nodes",
-          "-subj",
-          "/CN=ssm.test",
-          "-days",
-          "1",
-          "-keyout",
-          path.join(dir, "ssm.key"),
-          "-out",
-          path.join(dir, "ssm.crt"),
-        ],
-        { stdio: "ignore" },
-      );
-      const model = buildModel(base, [], REGION);
-      const secret = crypto.randomBytes(32).toString("base64");
-      for (const z of model.zones) {
-        fs.writeFileSync(path.join(dir, `${z.name}.zone`), renderZoneFile(z, {}, 1000));
-      }
-      fs.writeFileSync(
-        path.join(dir, "named.conf"),
-        renderNamedConf(
-          dir,
-          model.zones.map((z) => z.name),
-          secret,
-        ),
-      );
-      fs.writeFileSync(path.join(dir, "rndc.conf"), rndcConf(secret));
-      named = spawn(
-        "ip",
-        ["netns", "exec", ns, "named", "-g", "-c", path.join(dir, "named.conf")],
-        {
-          stdio: "ignore",
-        },
-      );
-      const cfg: StandInConfig = {
-        account: "123456789012",
+      world = await startStandInWorld({
+        ns,
         region: REGION,
-        imdsAddress: "169.254.169.254",
-        ssm: {
-          address: "198.18.0.10",
-          certFile: path.join(dir, "ssm.crt"),
-          keyFile: path.join(dir, "ssm.key"),
-        },
-        servers: [],
-        parameters: {},
-        checker: { source: "127.0.0.1", statusFile: path.join(dir, "health.json") },
-        healthChecks: [],
-        dns: { dir, zones: model.zones, extraZones: [], rndcConf: path.join(dir, "rndc.conf") },
-        logFile: path.join(dir, "standins.log"),
-      };
-      cfgFile = path.join(dir, "standins.json");
-      fs.writeFileSync(cfgFile, JSON.stringify(cfg));
-      standIns = spawn(
-        "ip",
-        [
-          "netns",
-          "exec",
-          ns,
-          process.execPath,
-          path.join(__dirname, "../../../lib/rehearse/stack/standins.js"),
-          cfgFile,
-        ],
-        { stdio: "ignore" },
-      );
-      const until = Date.now() + 60_000;
-      while (
-        Date.now() < until &&
-        !(
-          servedSerial(ns, domain) === 1000 &&
-          fs.existsSync(cfg.logFile) &&
-          fs.readFileSync(cfg.logFile, "utf8").includes("ssm on")
-        )
-      ) {
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(servedSerial(ns, domain), "bind9 serves the initial zone").to.equal(1000);
+        model: buildModel(base, [], REGION),
+        domain,
+        ready: "ssm on",
+      });
     });
 
     after(() => {
-      standIns?.kill("SIGKILL");
-      named?.kill("SIGTERM");
-      spawnSync("ip", ["netns", "delete", ns]);
-      fs.rmSync(dir, { recursive: true, force: true });
+      world?.stop();
     });
 
     it("applies the mail flip: new answers, a new serial per step; again from BEFORE it fails first", async () => {
@@ -199,8 +109,8 @@ const haveTools = ["named", "rndc", "dig", "openssl"].every(
       const target: ApplyTarget = {
         router: ns,
         model: buildModel(base, [], REGION),
-        standInsConfig: cfgFile,
-        standInsPid: standIns.pid!,
+        standInsConfig: world.cfgFile,
+        standInsPid: world.standInsPid,
         commandContext: {},
         unmasked: new Map(),
       };

@@ -9,6 +9,7 @@ import * as os from "os";
 import * as path from "path";
 import { execFileSync, spawnSync } from "child_process";
 import { OldMailServer } from "../../../lib/rehearse/stack/drills/migration-old";
+import { selfSignedCertificate } from "../../../lib/rehearse/stack/pki";
 
 const root = process.getuid?.() === 0;
 const haveTools = ["postfix", "dovecot", "openssl", "swaks"].every(
@@ -30,25 +31,12 @@ const haveTools = ["postfix", "dovecot", "openssl", "swaks"].every(
       execFileSync("ip", ["-n", router, "link", "set", "lo", "up"]);
       // The router's own address (the rehearsal's router holds its admin addresses on lo).
       execFileSync("ip", ["-n", router, "addr", "add", "192.0.2.10/32", "dev", "lo"]);
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "rsa:2048",
-          "-nodes",
-          "-days",
-          "2",
-          "-subj",
-          "/CN=test CA",
-          "-keyout",
-          path.join(tmp, "ca.key"),
-          "-out",
-          path.join(tmp, "ca.crt"),
-        ],
-        { stdio: "ignore" },
-      );
+      selfSignedCertificate({
+        subject: "/CN=test CA",
+        days: 2,
+        keyFile: path.join(tmp, "ca.key"),
+        certFile: path.join(tmp, "ca.crt"),
+      });
       old = OldMailServer.create(
         {
           router,

@@ -8,20 +8,16 @@
 import { expect } from "chai";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
-import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import { Deployment } from "../../../lib/synth/offline-synth";
 import { StackModel, buildModel } from "../../../lib/rehearse/stack/model";
 import { EipStep, planApply } from "../../../lib/rehearse/stack/apply";
 import {
   changeConfig,
   changeStandIns,
-  servedSerial,
   snapshotDiff,
   switchSnapshot,
 } from "../../../lib/rehearse/stack/apply-run";
-import { renderNamedConf, renderZoneFile, rndcConf } from "../../../lib/rehearse/stack/dns";
 import {
   StandInConfig,
   StandInServer,
@@ -29,6 +25,7 @@ import {
   publicAddressesOf,
 } from "../../../lib/rehearse/stack/standins";
 import { synthProd } from "../../support/stack-files";
+import { StandInWorld, startStandInWorld } from "../../support/standins-world";
 
 const REGION = "ap-southeast-3";
 
@@ -156,10 +153,7 @@ const haveTools = ["named", "rndc", "dig", "openssl", "curl"].every(
     this.timeout(300_000);
     const ns = `hsi-${crypto.randomBytes(3).toString("hex")}`;
     const domain = "kantor-contoh.co.id";
-    let dir: string;
-    let cfgFile: string;
-    let standIns: ChildProcess | undefined;
-    let named: ChildProcess | undefined;
+    let world: StandInWorld;
     let model: StackModel;
     let move: EipStep;
     let primary: StandInServer;
@@ -214,102 +208,19 @@ const haveTools = ["named", "rndc", "dig", "openssl", "curl"].every(
       )!;
       primary = standInServer(model, "pbx-primary");
       standby = standInServer(model, "pbx-standby");
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-imds-"));
-      execFileSync("ip", ["netns", "add", ns]);
-      execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"]);
-      const addrs = ["169.254.169.254", "198.18.0.10"];
-      for (const s of [primary, standby]) {
-        addrs.push(s.privateIp, ...s.secondaryIps);
-      }
-      for (const a of addrs) {
-        execFileSync("ip", ["-n", ns, "addr", "add", `${a}/32`, "dev", "lo"]);
-      }
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "rsa:2048",
-          "-nodes",
-          "-subj",
-          "/CN=ssm.test",
-          "-days",
-          "1",
-          "-keyout",
-          path.join(dir, "ssm.key"),
-          "-out",
-          path.join(dir, "ssm.crt"),
-        ],
-        { stdio: "ignore" },
-      );
-      const secret = crypto.randomBytes(32).toString("base64");
-      for (const z of model.zones) {
-        fs.writeFileSync(path.join(dir, `${z.name}.zone`), renderZoneFile(z, {}, 1000));
-      }
-      fs.writeFileSync(
-        path.join(dir, "named.conf"),
-        renderNamedConf(
-          dir,
-          model.zones.map((z) => z.name),
-          secret,
-        ),
-      );
-      fs.writeFileSync(path.join(dir, "rndc.conf"), rndcConf(secret));
-      named = spawn(
-        "ip",
-        ["netns", "exec", ns, "named", "-g", "-c", path.join(dir, "named.conf")],
-        {
-          stdio: "ignore",
-        },
-      );
-      const cfg: StandInConfig = {
-        account: "123456789012",
+      world = await startStandInWorld({
+        ns,
         region: REGION,
-        imdsAddress: "169.254.169.254",
-        ssm: {
-          address: "198.18.0.10",
-          certFile: path.join(dir, "ssm.crt"),
-          keyFile: path.join(dir, "ssm.key"),
-        },
+        model,
+        domain,
+        ready: "imds on",
         servers: [primary, standby],
-        parameters: {},
-        checker: { source: "127.0.0.1", statusFile: path.join(dir, "health.json") },
         eips: eipsOf(model),
-        healthChecks: [],
-        dns: { dir, zones: model.zones, extraZones: [], rndcConf: path.join(dir, "rndc.conf") },
-        logFile: path.join(dir, "standins.log"),
-      };
-      cfgFile = path.join(dir, "standins.json");
-      fs.writeFileSync(cfgFile, JSON.stringify(cfg));
-      standIns = spawn(
-        "ip",
-        [
-          "netns",
-          "exec",
-          ns,
-          process.execPath,
-          path.join(__dirname, "../../../lib/rehearse/stack/standins.js"),
-          cfgFile,
-        ],
-        { stdio: "ignore" },
-      );
-      const until = Date.now() + 60_000;
-      const up = (): boolean =>
-        servedSerial(ns, domain) === 1000 &&
-        fs.existsSync(cfg.logFile) &&
-        fs.readFileSync(cfg.logFile, "utf8").includes("imds on");
-      while (Date.now() < until && !up()) {
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(up(), "bind9 serves the zone and IMDS listens").to.equal(true);
+      });
     });
 
     after(() => {
-      standIns?.kill("SIGKILL");
-      named?.kill("SIGTERM");
-      spawnSync("ip", ["netns", "delete", ns]);
-      fs.rmSync(dir, { recursive: true, force: true });
+      world?.stop();
     });
 
     it("lists the service EIP on the primary before the move and on the standby after", async () => {
@@ -330,7 +241,7 @@ const haveTools = ["named", "rndc", "dig", "openssl", "curl"].every(
       expect(plain.stdout).to.equal("401");
 
       await changeStandIns(
-        { router: ns, standInsConfig: cfgFile, standInsPid: standIns!.pid! },
+        { router: ns, standInsConfig: world.cfgFile, standInsPid: world.standInsPid },
         move,
       );
 
@@ -343,7 +254,7 @@ const haveTools = ["named", "rndc", "dig", "openssl", "curl"].every(
         imds(primary.privateIp, `network/interfaces/macs/${primary.mac}/ipv4-associations/`).body,
       ).to.equal(primary.publicIp);
       // The file the next boot or reload reads says the same.
-      const written = JSON.parse(fs.readFileSync(cfgFile, "utf8")) as StandInConfig;
+      const written = JSON.parse(fs.readFileSync(world.cfgFile, "utf8")) as StandInConfig;
       expect(written.eips!.find((e) => e.publicIp === move.publicIp)!.privateIp).to.equal(
         move.to.privateIp,
       );

@@ -11,6 +11,7 @@ import * as path from "path";
 import { spawnSync } from "child_process";
 import { WORLD_MASTER_CF } from "./mail-world";
 import { linkToRouter, namespaceExists, removeNamespace, sh } from "./outside";
+import { caSignedCertificate } from "../pki";
 
 /** main.cf of the old server: the domain's mailboxes, delivered by Postfix's virtual(8). */
 export function renderOldMainCf(o: {
@@ -222,41 +223,15 @@ export class OldMailServer {
       renderOldDovecotConf({ dir: this.dir, address: this.address }),
     );
     // The certificate names the shared host name, as the old server's real one does.
-    fs.writeFileSync(d("cert.ext"), `subjectAltName=DNS:${this.hostname}\n`);
     fs.writeFileSync(d("ca.crt"), o.ca.cert);
-    sh([
-      "openssl",
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      `/CN=${this.hostname}`,
-      "-keyout",
-      d("key.pem"),
-      "-out",
-      d("cert.csr"),
-    ]);
-    sh([
-      "openssl",
-      "x509",
-      "-req",
-      "-in",
-      d("cert.csr"),
-      "-CA",
-      d("ca.crt"),
-      "-CAkey",
-      o.ca.key,
-      "-CAserial",
-      d("ca.srl"),
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      d("cert.ext"),
-      "-out",
-      d("cert.pem"),
-    ]);
+    caSignedCertificate({
+      dnsName: this.hostname,
+      days: 2,
+      caCert: d("ca.crt"),
+      caKey: o.ca.key,
+      keyFile: d("key.pem"),
+      certFile: d("cert.pem"),
+    });
   }
 
   /** A user's Maildir, relative to the mailbox base. */
