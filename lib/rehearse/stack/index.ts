@@ -581,6 +581,9 @@ async function rehearse(
     flows: report.flows,
     notRehearsed: [
       ...report.notRehearsed,
+      // Found by the speed work (2026-11-30): mmdebstrap's build environment downloads without
+      // Recommends, so apt on the servers skips them where an instance installs them.
+      "the Recommends of the user-data's packages (an instance installs them from the Debian mirror; the image's local repository holds Depends only, e.g. mail's prometheus-node-exporter-collectors, opendkim-tools, libsasl2-modules)",
       ...(commandsNotRun.length > 0
         ? [
             `remote commands on the PBX servers (${commandsNotRun.map((c) => c.name).join(", ")}): they stop and start Asterisk and run FreePBX's fwconsole reload, not in Debian 12`,
