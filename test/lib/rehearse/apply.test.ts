@@ -192,15 +192,15 @@ describe("rehearse apply: what `pulumi up` does between two synths", function ()
         from: 4,
         to: 5,
         steps: [
-          "record kantor-contoh.co.id MX: 0 mx-old.kantor-contoh.co.id → 10 mx-old.kantor-contoh.co.id (TTL 60)",
+          "record kantor-contoh.co.id MX: 0 mx-old.kantor-contoh.co.id → 10 mx-old.kantor-contoh.co.id (TTL 30)",
         ],
       },
       {
         from: 5,
         to: 6,
         steps: [
-          "record mail.kantor-contoh.co.id A [mail-primary]: 203.0.113.25 → 198.51.100.145 (TTL 60)",
-          "record kantor-contoh.co.id MX: 10 mx-old.kantor-contoh.co.id → 0 mx1.kantor-contoh.co.id 5 mx2.kantor-contoh.co.id 10 mx-old.kantor-contoh.co.id (TTL 60)",
+          "record mail.kantor-contoh.co.id A [mail-primary]: 203.0.113.25 → 198.51.100.145 (TTL 30)",
+          "record kantor-contoh.co.id MX: 10 mx-old.kantor-contoh.co.id → 0 mx1.kantor-contoh.co.id 5 mx2.kantor-contoh.co.id 10 mx-old.kantor-contoh.co.id (TTL 30)",
         ],
       },
       { from: 6, to: 7, steps: ["command mail-final-sync: create, runs `create`"] },
@@ -208,7 +208,7 @@ describe("rehearse apply: what `pulumi up` does between two synths", function ()
         from: 7,
         to: 8,
         steps: [
-          "record kantor-contoh.co.id MX: 0 mx1.kantor-contoh.co.id 5 mx2.kantor-contoh.co.id 10 mx-old.kantor-contoh.co.id → 10 mx1.kantor-contoh.co.id 20 mx2.kantor-contoh.co.id (TTL 60)",
+          "record kantor-contoh.co.id MX: 0 mx1.kantor-contoh.co.id 5 mx2.kantor-contoh.co.id 10 mx-old.kantor-contoh.co.id → 10 mx1.kantor-contoh.co.id 20 mx2.kantor-contoh.co.id (TTL 30)",
         ],
       },
       {
