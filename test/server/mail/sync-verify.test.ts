@@ -77,4 +77,36 @@ describe("hastack-mail-sync --verify compares messages, not counts", function ()
     expect(await primary.tokens(CAROL)).to.deep.equal(all);
     expect(await standby.tokens(CAROL)).to.deep.equal(all);
   });
+
+  it("mail reaching the active side after the sync (a sender's retry) does not fail it: what each held before is on both", async () => {
+    const real = (await primary.shell("command -v doveadm")).stdout.trim();
+    const message = path.join(world.binDir, "late.eml");
+    fs.writeFileSync(
+      message,
+      `From: sender@example.net\nTo: ${CAROL}\nSubject: hastack test carol-late\n` +
+        `Message-Id: <carol-late@example.net>\n\ntoken carol-late\n`,
+    );
+    // The real sync, then one delivery to the standby before the check reads it.
+    fs.writeFileSync(
+      path.join(world.binDir, "doveadm"),
+      `#!/bin/sh\n# Test: mail lands on the standby right after each sync.\n` +
+        `if [ "$3" = sync ]; then ${real} "$@"; rc=$?\n` +
+        `/usr/lib/dovecot/dovecot-lda -c ${standby.layout.dovecotConfig} -d ${CAROL} -f sender@example.net < ${message}\n` +
+        `exit $rc; fi\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    try {
+      const { code, stderr } = await verify();
+      expect(code, stderr).to.equal(0);
+      expect(stderr).to.contain("verified: 2 users hold the same messages");
+      expect(await standby.tokens(CAROL)).to.include("carol-late");
+      expect(await primary.tokens(CAROL)).to.include.members([
+        "carol-both",
+        "carol-on-primary",
+        "carol-on-standby",
+      ]);
+    } finally {
+      fs.rmSync(path.join(world.binDir, "doveadm"));
+    }
+  });
 });
