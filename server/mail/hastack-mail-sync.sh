@@ -26,7 +26,10 @@ if ! flock -w 600 9; then log "another sync has held the lock for 10 minutes; gi
 "$SBIN/hastack-mail-refresh"
 PEER=$(cat "$STATE/peer-ip")
 if [ "$ROLE" = primary ]; then PEER_ROLE=standby; else PEER_ROLE=primary; fi
-guids() { doveadm -c @@DOVECOT_CONF@@ -f tab fetch "$@" 'mailbox guid' ALL | sort; }
+# Tabs dropped: over the doveadm protocol (-S) Dovecot 2.3.19 can split a long value (a Maildir
+# message's GUID is its file name) with a tab where its output is chunked, so the same message
+# read locally and remotely differed (the mail drill, 2026-12-01).
+guids() { doveadm -c @@DOVECOT_CONF@@ -f tab fetch "$@" 'mailbox guid' ALL | tr -d '\t' | sort; }
 if [ "$verify" -eq 1 ]; then
   # What each side holds as the sync begins, per user (checked after it; see the end).
   snap="$STATE/verify"
