@@ -5,24 +5,13 @@
 import { expect } from "chai";
 import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../support/stack-files";
+import { freePort } from "../../lib/rehearse/drill";
 
 const SCRIPT = path.join(PROJECT_DIR, "server", "common", "hastack-install-host-key.sh");
 const LIB = path.join(PROJECT_DIR, "server", "lib", "hastack.sh");
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 describe("host key installed at boot is the one sshd serves", function () {
   this.timeout(120_000);

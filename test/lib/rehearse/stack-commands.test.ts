@@ -23,6 +23,7 @@ import {
   runRemoteCommands,
   runRemoteCommandsWhenReady,
 } from "../../../lib/rehearse/stack/commands";
+import { freePort } from "../../../lib/rehearse/drill";
 
 function spec(over: Partial<RemoteCommandSpec>): RemoteCommandSpec {
   return {
@@ -124,17 +125,6 @@ describe("stack rehearsal: remote commands from the synth", function () {
     ).to.throw(/cycle: x, y/);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
 
 async function until(what: string, cond: () => Promise<boolean>, seconds: number): Promise<void> {
   const end = Date.now() + seconds * 1000;

@@ -6,7 +6,6 @@
 import { expect } from "chai";
 import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import {
@@ -18,21 +17,11 @@ import {
 import { renderPbxSyncEnv } from "../../../components/pbx";
 import { replicatedSet, syncPlan } from "../../../components/pbx-replicated-set";
 import { PROJECT_DIR } from "../../support/stack-files";
+import { freePort } from "../../../lib/rehearse/drill";
 
 const SCRIPT = path.join(PROJECT_DIR, "server", "nas", "hastack-backup.sh");
 const LIB = path.join(PROJECT_DIR, "server", "lib", "hastack.sh");
 const PARAMETER = "/hastack/test/nas/ssh-known-hosts-sources";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 function keygen(file: string): string {
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", file]);

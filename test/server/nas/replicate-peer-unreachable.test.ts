@@ -9,7 +9,6 @@ import { expect } from "chai";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import {
@@ -23,22 +22,11 @@ import {
 } from "../../../components/backup-jobs";
 import { SERVER_DIR } from "../../../components/server-files";
 import { RRSYNC_SHIM, requireTools } from "../../../lib/rehearse/backup";
+import { freePort } from "../../../lib/rehearse/drill";
 
 const BACKUP = path.join(SERVER_DIR, BACKUP_SCRIPT_SOURCE);
 const REPLICATE = path.join(SERVER_DIR, REPLICATE_SCRIPT_SOURCE);
 const LIB = path.join(SERVER_DIR, "lib", "hastack.sh");
-
-/** A loopback port nobody listens on (bound, then released). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 describe("NAS replication: an unreachable standby NAS is 'try again', not a failed job (real rsync, ssh)", function () {
   this.timeout(120_000);
@@ -62,7 +50,7 @@ describe("NAS replication: an unreachable standby NAS is 'try again', not a fail
     fs.writeFileSync(f("rsh"), RRSYNC_SHIM, { mode: 0o755 });
     fs.writeFileSync(f("known_hosts"), "");
     // The stack's own remote shell for the replication, at a port where nothing listens.
-    const port = await closedPort();
+    const port = await freePort();
     writeReplicateEnv(`${defaultRsyncRsh(f("nas-key"), f("known_hosts"))} -p ${port}`);
     fs.writeFileSync(
       f("job.env"),
@@ -138,7 +126,7 @@ describe("NAS replication: an unreachable standby NAS is 'try again', not a fail
   });
 
   it("a pull from a dead source still fails the job (that is an alert)", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     fs.writeFileSync(
       f("job.env"),
       renderJobEnv(job, {

@@ -7,7 +7,6 @@
 import { expect } from "chai";
 import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import {
@@ -18,21 +17,11 @@ import {
 import { replicatedSet, syncPlan } from "../../../components/pbx-replicated-set";
 import { SERVER_DIR } from "../../../components/server-files";
 import { requireTools } from "../../../lib/rehearse/backup";
+import { freePort } from "../../../lib/rehearse/drill";
 
 const SCRIPT = path.join(SERVER_DIR, PBX_SYNC_SCRIPT_SOURCE);
 const LIB = path.join(SERVER_DIR, "lib", "hastack.sh");
 const PBX_SYNC_KEY_PATH_RE = /-i (\S+)/;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 function keygen(file: string): string {
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", file]);
