@@ -4,7 +4,7 @@
 // comes from SSM (a stand-in `aws` answering from a file) before each pull. A changed host key,
 // or a host the stack never pinned, is refused — and nothing is learned from it.
 import { expect } from "chai";
-import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -18,15 +18,11 @@ import { renderPbxSyncEnv } from "../../../components/pbx";
 import { replicatedSet, syncPlan } from "../../../components/pbx-replicated-set";
 import { PROJECT_DIR } from "../../support/stack-files";
 import { freePort } from "../../../lib/rehearse/drill";
+import { keygen } from "../../support/ssh-keys";
 
 const SCRIPT = path.join(PROJECT_DIR, "server", "nas", "hastack-backup.sh");
 const LIB = path.join(PROJECT_DIR, "server", "lib", "hastack.sh");
 const PARAMETER = "/hastack/test/nas/ssh-known-hosts-sources";
-
-function keygen(file: string): string {
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", file]);
-  return fs.readFileSync(`${file}.pub`, "utf8").trim();
-}
 
 describe("NAS pulls pin the sources' host keys (real sshd on loopback)", function () {
   this.timeout(180_000);

@@ -18,15 +18,11 @@ import { replicatedSet, syncPlan } from "../../../components/pbx-replicated-set"
 import { SERVER_DIR } from "../../../components/server-files";
 import { requireTools } from "../../../lib/rehearse/backup";
 import { freePort } from "../../../lib/rehearse/drill";
+import { keygen } from "../../support/ssh-keys";
 
 const SCRIPT = path.join(SERVER_DIR, PBX_SYNC_SCRIPT_SOURCE);
 const LIB = path.join(SERVER_DIR, "lib", "hastack.sh");
 const PBX_SYNC_KEY_PATH_RE = /-i (\S+)/;
-
-function keygen(file: string): string {
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", file]);
-  return fs.readFileSync(`${file}.pub`, "utf8").trim();
-}
 
 describe("PBX sync: an unreachable peer is 'try at the next timer' (real ssh, rsync, sshd)", function () {
   this.timeout(180_000);
