@@ -50,7 +50,12 @@ function runCli(
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    // The rehearsal's progress goes to the suite's log as it comes (a drills run takes many
+    // minutes; a failure must be readable from CI's output, not only from the summary).
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      process.stderr.write(d);
+    });
     // Bounded: SIGINT runs the drill's cleanup; the test fails on the timeout, it never hangs.
     const timer = setTimeout(() => child.kill("SIGINT"), timeoutMs);
     child.on("close", (code) => {
@@ -145,6 +150,10 @@ describe("rehearse stack (every server booted from its user-data, wired as on AW
       .split("\n")
       .filter((l) => /PROBLEM|FAILED|drill \w+: (starting|done)|: problem|Error/.test(l))
       .slice(-40)
+      .join("\n")}\n(last lines of the rehearsal's output:)\n${r.stderr
+      .trim()
+      .split("\n")
+      .slice(-30)
       .join("\n")}`;
     expect(Object.keys(s.drills ?? {}), `drills run${drillLog}`).to.deep.equal([
       "mysql",
