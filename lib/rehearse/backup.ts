@@ -677,6 +677,40 @@ export function compareTrees(expected: Map<string, string>, actual: Map<string, 
   return diffs;
 }
 
+/**
+ * `compareTrees` for a backup of a live source, read after the backup: a snapshot is the source
+ * as it was when the backup began (`sinceMs`), so a difference is a mismatch only where the
+ * source has not changed since — a file modified at or after `sinceMs` (Dovecot appending to a
+ * mailbox's index log, a message delivered) is `changedSince`, not a fault of the backup, and so
+ * is a file gone from the source whose directory changed since. `sourceRoot` is the source
+ * directory as this process reads it.
+ */
+export function compareTreesSince(
+  expected: Map<string, string>,
+  actual: Map<string, string>,
+  sourceRoot: string,
+  sinceMs: number,
+): { mismatches: string[]; changedSince: string[] } {
+  const modifiedSince = (rel: string): boolean => {
+    try {
+      return fs.statSync(path.join(sourceRoot, rel)).mtimeMs >= sinceMs;
+    } catch {
+      return false;
+    }
+  };
+  const mismatches: string[] = [];
+  const changedSince: string[] = [];
+  for (const d of compareTrees(expected, actual)) {
+    const notInSource = d.endsWith(" not in the source");
+    const rel = d.replace(/ (missing|differs|not in the source)$/, "");
+    const changed = notInSource
+      ? modifiedSince(path.posix.dirname(rel) === "." ? "" : path.posix.dirname(rel))
+      : modifiedSince(rel);
+    (changed ? changedSince : mismatches).push(d);
+  }
+  return { mismatches, changedSince };
+}
+
 function treeStats(root: string): { files: number; bytes: number } {
   let files = 0;
   let bytes = 0;
