@@ -107,6 +107,19 @@ describe("mail migration for real: bind9 serves each phase, a real MTA follows t
   let oldShutDown = false;
   const phasesDone = new Set<number>();
   const figures: string[] = [];
+  /** Each phase's records (a failed synth fails that phase's test). */
+  const records = new Map<number, Promise<ZoneRecord[]>>();
+
+  /** Synthesizes every phase's records, one after another (the SDK's mocks are global). */
+  function synthesizeAll(oldIp: string): void {
+    let previous: Promise<unknown> = Promise.resolve();
+    for (const phase of [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]) {
+      const synth = previous.then(() => synthRecords(phase, oldIp));
+      // Handled here, thrown where the phase awaits it.
+      previous = synth.catch(() => undefined);
+      records.set(phase, synth);
+    }
+  }
 
   const serverOf = (host: string): MailServer =>
     ({ [MX1]: mx1, [MX2]: mx2, [MX_OLD]: old })[host] ?? expect.fail(`unknown MX host ${host}`);
@@ -136,24 +149,21 @@ describe("mail migration for real: bind9 serves each phase, a real MTA follows t
     );
   }
 
-  /** Sends N messages through the sender; returns where each landed. */
+  /** Sends N messages through the sender (all at once, as N clients would); where each landed. */
   async function sendBatch(tag: string): Promise<Map<string, string[]>> {
-    const tokens: string[] = [];
-    for (let i = 0; i < N; i++) {
-      const token = `${tag}-${++seq}`;
-      await sender.deliver(ALICE, token);
-      tokens.push(token);
-    }
+    const tokens = Array.from({ length: N }, () => `${tag}-${++seq}`);
+    await Promise.all(tokens.map((token) => sender.deliver(ALICE, token)));
     counts.sent += tokens.length;
     const where = new Map<string, string[]>();
     const look = async (): Promise<boolean> => {
+      const servers = receivers();
+      const held = await Promise.all(servers.map(async (s) => new Set(await s.tokens(ALICE))));
       where.clear();
-      for (const s of receivers()) {
-        const have = new Set(await s.tokens(ALICE));
-        for (const t of tokens.filter((t) => have.has(t))) {
+      servers.forEach((s, i) => {
+        for (const t of tokens.filter((t) => held[i].has(t))) {
           where.set(t, [...(where.get(t) ?? []), s.name]);
         }
-      }
+      });
       return where.size === tokens.length;
     };
     await waitFor(`${tag}: ${N} messages delivered`, look, 90000, () =>
@@ -179,8 +189,7 @@ describe("mail migration for real: bind9 serves each phase, a real MTA follows t
 
   /** The phase's MX answer from bind9, checked against the plan and the issue-18 policies. */
   async function applyPhase(phase: number): Promise<{ preference: number; host: string }[]> {
-    const records = await synthRecords(phase, old.ip);
-    await serve(records);
+    await serve(await records.get(phase)!);
     const plan = migrationPlan({
       phase,
       oldServer:
@@ -295,13 +304,17 @@ describe("mail migration for real: bind9 serves each phase, a real MTA follows t
       30000,
       () => fs.readFileSync(path.join(root, "named.log"), "utf8"),
     );
+    // Every phase's records, synthesized while the servers start.
+    synthesizeAll(world.ips[2]);
     // Distinct loopback addresses, one per server, as one IP per EC2 instance.
-    mx1 = await world.server("mx1", "primary", world.ips[0]);
-    mx2 = await world.server("mx2", "standby", world.ips[1]);
-    old = await world.server("old", "primary", world.ips[2], { masterUser: MASTER });
-    sender = await world.server("sender", "primary", world.ips[9 - 1], { sender: true });
+    [mx1, mx2, old, sender] = await Promise.all([
+      world.server("mx1", "primary", world.ips[0]),
+      world.server("mx2", "standby", world.ips[1]),
+      world.server("old", "primary", world.ips[2], { masterUser: MASTER }),
+      world.server("sender", "primary", world.ips[9 - 1], { sender: true }),
+    ]);
     // The stack's mock EIPs of mx1/mx2 → the servers' addresses in the namespace.
-    const phase1 = await synthRecords(1, old.ip);
+    const phase1 = await records.get(1)!;
     const a = (name: string) => phase1.find((r) => r.name === name && r.type === "A")!.records[0];
     eips.set(a(MX1), mx1.ip);
     eips.set(a(MX2), mx2.ip);
@@ -357,13 +370,11 @@ describe("mail migration for real: bind9 serves each phase, a real MTA follows t
     const mx = await applyPhase(7);
     await migrate("final");
     await deliveries(7, mx);
-    await mx1.stopPostfix();
-    await mx2.stopPostfix();
+    await Promise.all([mx1.stopPostfix(), mx2.stopPostfix()]);
     try {
       await expectLanding("phase7-both-new-down", old);
     } finally {
-      await mx1.startPostfix();
-      await mx2.startPostfix();
+      await Promise.all([mx1.startPostfix(), mx2.startPostfix()]);
     }
   });
 
