@@ -25,8 +25,10 @@ describe("migration step 3 onto a new server whose INBOXes exist (real Postfix +
     world = await MailWorld.create();
     await world.setUsers(USERS);
     world.setParameter("migration/master-password", MASTER.password);
-    old = await world.server("old", "primary", world.ips[2], { masterUser: MASTER });
-    fresh = await world.server("new", "primary", world.ips[3]);
+    [old, fresh] = await Promise.all([
+      world.server("old", "primary", world.ips[2], { masterUser: MASTER }),
+      world.server("new", "primary", world.ips[3]),
+    ]);
     for (let i = 0; i < 3; i++) {
       await old.deliver(ALICE, `old-alice-${i}`);
       onOld[ALICE].push(`old-alice-${i}`);

@@ -33,12 +33,9 @@ async function deliverMany(
   count: number,
   tag: string,
 ): Promise<string[]> {
-  const tokens: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const token = `${tag}-${++tokenSeq}`;
-    await server.deliver(user, token);
-    tokens.push(token);
-  }
+  // All at once, as `count` senders would.
+  const tokens = Array.from({ length: count }, () => `${tag}-${++tokenSeq}`);
+  await Promise.all(tokens.map((token) => server.deliver(user, token)));
   return tokens;
 }
 
@@ -76,8 +73,10 @@ describe("mail servers for real (Postfix + Dovecot on loopback, rendered configs
     const sent: Record<string, string[]> = { [ALICE]: [], [BOB]: [] };
 
     before(async () => {
-      primary = await world.server("primary", "primary", world.ips[0]);
-      standby = await world.server("standby", "standby", world.ips[1]);
+      [primary, standby] = await Promise.all([
+        world.server("primary", "primary", world.ips[0]),
+        world.server("standby", "standby", world.ips[1]),
+      ]);
     });
 
     it("delivers through Postfix and Dovecot LMTP into Maildir under the mail root", async () => {
@@ -213,8 +212,10 @@ describe("mail servers for real (Postfix + Dovecot on loopback, rendered configs
     const onNew: string[] = [];
 
     before(async () => {
-      old = await world.server("old", "primary", world.ips[2], { masterUser: MASTER });
-      fresh = await world.server("new", "primary", world.ips[3]);
+      [old, fresh] = await Promise.all([
+        world.server("old", "primary", world.ips[2], { masterUser: MASTER }),
+        world.server("new", "primary", world.ips[3]),
+      ]);
       onOld[ALICE].push(...(await deliverMany(old, ALICE, 6, "old-before-3")));
       onOld[BOB].push(...(await deliverMany(old, BOB, 4, "old-before-3")));
       await old.waitForMessages(ALICE, 6);

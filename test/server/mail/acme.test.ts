@@ -137,12 +137,12 @@ describe("ACME certificates: both servers obtain, install and renew theirs (pebb
     fs.writeFileSync(pebbleRoots, root);
 
     await world.setUsers({ [`alice@${DOMAIN}`]: "secret-alice" });
-    for (const [name, role, ip] of [
-      ["mx1", "primary", world.ips[0]],
-      ["mx2", "standby", world.ips[1]],
-    ] as const) {
-      // nginx too: it serves the MTA-STS policy with the same certificate (mta-sts.<domain>).
-      const server = await world.server(name, role, ip, { web: true });
+    // nginx too: it serves the MTA-STS policy with the same certificate (mta-sts.<domain>).
+    const started = await Promise.all([
+      world.server("mx1", "primary", world.ips[0], { web: true }),
+      world.server("mx2", "standby", world.ips[1], { web: true }),
+    ]);
+    for (const server of started) {
       server.layout.acmeArgs = [
         "--server",
         `https://127.0.0.1:${acmePort}/dir`,

@@ -97,8 +97,12 @@ describe("DKIM: both servers sign; the signature verifies against the published 
     world.setParameter(`dkim/${DKIM_SELECTOR}`, privatePem);
     world.setParameter("dkim-signing-selector", DKIM_SELECTOR);
     await world.setUsers({ [USER]: PASSWORD });
-    servers.push(await world.server("mx1", "primary", world.ips[0], { dkim: true }));
-    servers.push(await world.server("mx2", "standby", world.ips[1], { dkim: true }));
+    servers.push(
+      ...(await Promise.all([
+        world.server("mx1", "primary", world.ips[0], { dkim: true }),
+        world.server("mx2", "standby", world.ips[1], { dkim: true }),
+      ])),
+    );
 
     // bind9 serving the zone with the record as the stack renders it.
     dnsPort = await freePort();

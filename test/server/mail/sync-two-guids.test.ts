@@ -42,8 +42,10 @@ describe("a mailbox made on both servers before a sync (two GUIDs) is merged by 
       [DAN]: "dan-pw-1",
       [GUS]: "gus-pw-1",
     });
-    primary = await world.server("primary", "primary", world.ips[0]);
-    standby = await world.server("standby", "standby", world.ips[1]);
+    [primary, standby] = await Promise.all([
+      world.server("primary", "primary", world.ips[0]),
+      world.server("standby", "standby", world.ips[1]),
+    ]);
     // Dan has been synced before: his INBOX has one GUID, which the fix must leave alone.
     await primary.deliver(DAN, "dan-synced");
     await primary.waitForMessages(DAN, 1);

@@ -25,8 +25,10 @@ describe("hastack-mail-sync --verify compares messages, not counts", function ()
     requireBinaries();
     world = await MailWorld.create();
     await world.setUsers({ [CAROL]: "carol-pw-1", [DAN]: "dan-pw-1" });
-    primary = await world.server("primary", "primary", world.ips[0]);
-    standby = await world.server("standby", "standby", world.ips[1]);
+    [primary, standby] = await Promise.all([
+      world.server("primary", "primary", world.ips[0]),
+      world.server("standby", "standby", world.ips[1]),
+    ]);
     await primary.script("hastack-mail-refresh");
     await standby.script("hastack-mail-refresh");
     // Both users hold one message on each side, the same one (a real sync carried it).
