@@ -4,7 +4,12 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
-import { diffDeployments, readStackConfig, readProject } from "../../lib/synth/offline-synth";
+import {
+  Deployment,
+  diffDeployments,
+  readStackConfig,
+  readProject,
+} from "../../lib/synth/offline-synth";
 import {
   isSwitchResource,
   PROJECT_DIR,
@@ -27,19 +32,28 @@ async function synthCli(args: string[]): Promise<{ code: number; stdout: string;
   }
 }
 
+/** The prod stack as it is, synthesized once for every test that reads it unedited. */
+let prodAsIs: Promise<Deployment> | undefined;
+const synthProdAsIs = (): Promise<Deployment> => (prodAsIs ??= synthProd());
+
 describe("offline synth", () => {
   it("is deterministic: the same input gives a byte-identical file (CLI, two processes)", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hastack-synth-"));
     const a = path.join(dir, "a.json");
     const b = path.join(dir, "b.json");
-    expect((await synthCli(["--stack", "prod", "--out", a])).code).to.equal(0);
-    expect((await synthCli(["--stack", "prod", "--out", b])).code).to.equal(0);
+    // Two processes at once: neither can see the other's output.
+    const [ra, rb] = await Promise.all([
+      synthCli(["--stack", "prod", "--out", a]),
+      synthCli(["--stack", "prod", "--out", b]),
+    ]);
+    expect(ra.code, ra.stderr).to.equal(0);
+    expect(rb.code, rb.stderr).to.equal(0);
     expect(fs.readFileSync(a, "utf8")).to.equal(fs.readFileSync(b, "utf8"));
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it("has the shape of `pulumi stack export`, outputs on the Stack resource", async () => {
-    const d = await synthProd();
+    const d = await synthProdAsIs();
     expect(d.version).to.equal(3);
     const [stack, ...rest] = d.deployment.resources;
     expect(stack.type).to.equal("pulumi:pulumi:Stack");
@@ -77,14 +91,14 @@ describe("offline synth", () => {
   });
 
   it("never prints a secret's ciphertext or value", async () => {
-    const text = JSON.stringify(await synthProd());
+    const text = JSON.stringify(await synthProdAsIs());
     expect(text).not.to.contain("v1:Q2hh");
     expect(text).not.to.match(/mock-?[0-9a-f]{24}/); // RandomPassword results
   });
 
   for (const service of ["mail", "pbx", "mysql", "nas"]) {
     it(`flipping hastack:${service}.active changes only switch resources`, async function () {
-      const before = await synthProd();
+      const before = await synthProdAsIs();
       const services = (before.deployment.resources[0].outputs as StackConfigDoc).services;
       expect(services, "index.ts declares every service").to.have.property(service);
       const after = await synthProd((c) => (c[`hastack:${service}`].active = "standby"));
@@ -241,11 +255,24 @@ describe("offline synth", () => {
         expected: 'services.mail.migrationPhase must be a migration phase 0–9, got "five"',
       },
     ];
-    for (const c of cases) {
-      it(c.what, async () => {
+    // One process per case, all started at once; each case's test reads its own.
+    const results = new Map<
+      string,
+      Promise<{ file: string; r: Awaited<ReturnType<typeof synthCli>> }>
+    >();
+    before(() => {
+      for (const c of cases) {
         const file = path.join(dir, `${c.what.replace(/\W+/g, "-")}.json`);
         fs.writeFileSync(file, JSON.stringify(c.doc));
-        const r = await synthCli(["--stack", "prod", "--previous", file]);
+        results.set(
+          c.what,
+          synthCli(["--stack", "prod", "--previous", file]).then((r) => ({ file, r })),
+        );
+      }
+    });
+    for (const c of cases) {
+      it(c.what, async () => {
+        const { file, r } = await results.get(c.what)!;
         expect(r.code).to.equal(1);
         expect(r.stderr).to.contain(`--previous ${file}: ${c.expected}`);
         expect(r.stderr).not.to.contain("hastack:mail.migration.phase cannot move");
@@ -255,21 +282,23 @@ describe("offline synth", () => {
     it("at phase ≥ 1 without --previous, says loudly that the check was skipped", async () => {
       const file = writeStackFile((c) => (c["hastack:mail"].migration.phase = 5));
       const out = path.join(dir, "p5.json");
-      const r = await synthCli(["--stack", "prod", "--stack-file", file, "--out", out]);
+      // No migration (phase 0, no old server): nothing was skipped, nothing to say.
+      const noMigration = writeStackFile((c) => (c["hastack:mail"].migration = { phase: 0 }));
+      const [r, quiet] = await Promise.all([
+        synthCli(["--stack", "prod", "--stack-file", file, "--out", out]),
+        synthCli([
+          "--stack",
+          "prod",
+          "--stack-file",
+          noMigration,
+          "--out",
+          path.join(dir, "p0.json"),
+        ]),
+      ]);
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stderr).to.contain(
         "WARNING: the one-phase-at-a-time check of hastack:mail.migration.phase (5) was SKIPPED",
       );
-      // No migration (phase 0, no old server): nothing was skipped, nothing to say.
-      const noMigration = writeStackFile((c) => (c["hastack:mail"].migration = { phase: 0 }));
-      const quiet = await synthCli([
-        "--stack",
-        "prod",
-        "--stack-file",
-        noMigration,
-        "--out",
-        path.join(dir, "p0.json"),
-      ]);
       expect(quiet.code, quiet.stderr).to.equal(0);
       expect(quiet.stderr).not.to.contain("WARNING");
     });
@@ -323,10 +352,12 @@ describe("offline synth", () => {
         "list.yaml": "- a\n- b\n",
         "noconfig.yaml": "encryptionsalt: v1:abc\n",
       };
-      for (const [name, content] of Object.entries(files)) {
+      const runs = Object.entries(files).map(async ([name, content]) => {
         const file = path.join(dir, name);
         fs.writeFileSync(file, content);
-        const r = await synthCli(["--stack", "prod", "--stack-file", file]);
+        return { name, file, r: await synthCli(["--stack", "prod", "--stack-file", file]) };
+      });
+      for (const { name, file, r } of await Promise.all(runs)) {
         expect(r.code, name).to.equal(1);
         expect(r.stderr, name).to.contain(`${file}: this is not a Pulumi stack file`);
         expect(r.stderr, name).not.to.contain("is required");
