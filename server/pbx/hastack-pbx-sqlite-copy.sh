@@ -4,6 +4,7 @@
 # copy: Asterisk writes while the copy runs, and rsync of a live database file can tear it
 # (issue 16). The copy must pass PRAGMA integrity_check before it replaces DEST (atomic rename),
 # so DEST is always a whole database: the old one or the new one.
+# env: SQLITE_BUSY_MS (20000) a writer's lock is waited for; COPY_RETRY_SECONDS (1) retry n waits n × it.
 set -euo pipefail
 src=${1:?usage: hastack-pbx-sqlite-copy SRC DEST}
 dest=${2:?usage: hastack-pbx-sqlite-copy SRC DEST}
@@ -26,7 +27,7 @@ for attempt in 1 2 3 4 5; do
     break
   fi
   echo "hastack-pbx-sqlite-copy: $src busy (attempt $attempt/5), retrying" >&2
-  sleep "$attempt"
+  sleep "$((attempt * ${COPY_RETRY_SECONDS:-1}))"
 done
 [ "$copied" = yes ] || { echo "hastack-pbx-sqlite-copy: could not copy $src" >&2; exit 1; }
 check=$(sqlite3 -readonly "$tmp" 'PRAGMA integrity_check;')
