@@ -47,12 +47,14 @@ async function waitFor(
 }
 
 function listen(port: number): Promise<net.Server> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const srv = net.createServer((s) => {
       // The agent's probe connects and closes at once: a reset is expected, not a failure.
       s.on("error", () => undefined);
       s.end("220 ready\r\n");
     });
+    // A port taken meanwhile (freePort's pick is only free when picked) fails here, not at timeout.
+    srv.once("error", reject);
     srv.listen(port, "127.0.0.1", () => resolve(srv));
   });
 }
@@ -92,7 +94,9 @@ describe("fencing health agent (real python3 on loopback)", () => {
     fs.writeFileSync(env.HASTACK_PROVISIONED_FILE!, "");
     service = await listen(servicePort);
     agent = spawn("python3", [path.join(dir, "hastack-health-agent")], { env, stdio: "ignore" });
-    await waitFor("the agent to answer", 10000, async () => (await get(agentPort)).status > 0);
+    // Generous: python3 (a pyenv shim here) starting beside three other test files on 2 cores
+    // took over 10 s in the parallel suite (01:45, load 24); it is polled, so a fast start is fast.
+    await waitFor("the agent to answer", 60000, async () => (await get(agentPort)).status > 0);
   });
 
   after(async () => {
