@@ -152,7 +152,23 @@ describe("hastack-mail-queue: the Postfix queue's size and age, flushed and move
     expect(refused.stderr).to.contain("a Postfix still runs on");
     expect(fs.readdirSync(path.join(oldQueue, "hold"))).to.have.length(2);
 
+    const masterPid = Number(fs.readFileSync(path.join(oldQueue, "pid", "master.pid"), "utf8"));
     await server.stopPostfix();
+    // adopt asks `kill -0` of the old master, which a zombie still answers: on a server systemd
+    // reaps the master at once, here init takes seconds (the harness's stop counts the zombie
+    // as stopped). Wait for the reaping, as a server would not need to.
+    await waitFor(
+      `the stopped Postfix master (pid ${masterPid}) reaped`,
+      () => {
+        try {
+          process.kill(masterPid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      60000,
+    );
     server.layout.postfixQueueDir = newQueue;
     const dovecotConf = server.layout.dovecotConfig;
     fs.writeFileSync(
