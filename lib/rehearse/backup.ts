@@ -658,23 +658,32 @@ export function hashTree(root: string, excludes: string[]): Map<string, string> 
   return out;
 }
 
-/** Differences between two hashed trees, one sentence each. */
-export function compareTrees(expected: Map<string, string>, actual: Map<string, string>): string[] {
-  const diffs: string[] = [];
-  for (const [f, h] of expected) {
-    const a = actual.get(f);
+type TreeDifference = { file: string; kind: "missing" | "differs" | "not in the source" };
+
+function treeDifferences(
+  expected: Map<string, string>,
+  actual: Map<string, string>,
+): TreeDifference[] {
+  const diffs: TreeDifference[] = [];
+  for (const [file, h] of expected) {
+    const a = actual.get(file);
     if (a === undefined) {
-      diffs.push(`${f} missing`);
+      diffs.push({ file, kind: "missing" });
     } else if (a !== h) {
-      diffs.push(`${f} differs`);
+      diffs.push({ file, kind: "differs" });
     }
   }
-  for (const f of actual.keys()) {
-    if (!expected.has(f)) {
-      diffs.push(`${f} not in the source`);
+  for (const file of actual.keys()) {
+    if (!expected.has(file)) {
+      diffs.push({ file, kind: "not in the source" });
     }
   }
   return diffs;
+}
+
+/** Differences between two hashed trees, one sentence each. */
+export function compareTrees(expected: Map<string, string>, actual: Map<string, string>): string[] {
+  return treeDifferences(expected, actual).map((d) => `${d.file} ${d.kind}`);
 }
 
 /**
@@ -700,13 +709,12 @@ export function compareTreesSince(
   };
   const mismatches: string[] = [];
   const changedSince: string[] = [];
-  for (const d of compareTrees(expected, actual)) {
-    const notInSource = d.endsWith(" not in the source");
-    const rel = d.replace(/ (missing|differs|not in the source)$/, "");
-    const changed = notInSource
-      ? modifiedSince(path.posix.dirname(rel) === "." ? "" : path.posix.dirname(rel))
-      : modifiedSince(rel);
-    (changed ? changedSince : mismatches).push(d);
+  for (const d of treeDifferences(expected, actual)) {
+    const dir = path.posix.dirname(d.file);
+    const changed = modifiedSince(
+      d.kind === "not in the source" ? (dir === "." ? "" : dir) : d.file,
+    );
+    (changed ? changedSince : mismatches).push(`${d.file} ${d.kind}`);
   }
   return { mismatches, changedSince };
 }
