@@ -43,6 +43,8 @@ export async function startStandInWorld(o: {
   ready: string;
   servers?: StandInServer[];
   eips?: StandInConfig["eips"];
+  /** Health checks the stand-ins' checker probes from 127.0.0.1 in the namespace. */
+  healthChecks?: StandInConfig["healthChecks"];
 }): Promise<StandInWorld> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `hastack-${o.ns}-`));
   const daemons: ChildProcess[] = [];
@@ -102,7 +104,7 @@ export async function startStandInWorld(o: {
       parameters: {},
       checker: { source: "127.0.0.1", statusFile: path.join(dir, "health.json") },
       ...(o.eips ? { eips: o.eips } : {}),
-      healthChecks: [],
+      healthChecks: o.healthChecks ?? [],
       dns: {
         dir,
         zones: o.model.zones,

@@ -403,7 +403,12 @@ function probe(cfg: StandInConfig, hc: HealthCheck): Promise<boolean> {
 
 function checker(cfg: StandInConfig, configFile: string): void {
   const health: HealthState = {};
-  const streak: Record<string, { ok: boolean; n: number; probes: number; last?: boolean }> = {};
+  // Per check: the status it holds (ok) and the opposite answers in a row (n); every probe made and
+  // every probe that passed (drills compare these counts across a window: a sample can miss one).
+  const streak: Record<
+    string,
+    { ok: boolean; n: number; probes: number; passes: number; last?: boolean }
+  > = {};
   let serial = Math.floor(Date.now() / 1000);
   const writeZones = (): void => {
     serial++;
@@ -438,11 +443,12 @@ function checker(cfg: StandInConfig, configFile: string): void {
     }
   });
   for (const hc of cfg.healthChecks) {
-    streak[hc.id] = { ok: true, n: 0, probes: 0 };
+    streak[hc.id] = { ok: true, n: 0, probes: 0, passes: 0 };
     const tick = async (): Promise<void> => {
       const ok = await probe(cfg, hc);
       const st = streak[hc.id];
       st.probes++;
+      st.passes += ok ? 1 : 0;
       st.last = ok;
       st.n = st.ok === ok ? 0 : st.n + 1;
       if (st.n >= hc.failureThreshold) {

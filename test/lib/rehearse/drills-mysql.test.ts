@@ -1,11 +1,14 @@
 // The mysql drill's own arithmetic and parsing (issue 12, lib/rehearse/stack/drills/mysql.ts):
 // the replica status a role is read from, the role comparison that says whether the pair is back
-// as it was, the checksum comparison, and the longest pause writers felt during the fallback.
+// as it was, the checksum comparison, the longest pause writers felt during the fallback, and the
+// verdict on the killed primary's health check while it is back fenced.
 // The drill itself runs on the booted stack (`rehearse stack --drills mysql --keep`).
 import { expect } from "chai";
 import {
+  CheckerView,
   DbRole,
   checksumMismatches,
+  fencedCheckProblems,
   longestGap,
   parseReplicaStatus,
   roleDrift,
@@ -75,4 +78,45 @@ describe("rehearse drills mysql: replica status, roles, checksums, pauses", () =
       expect(longestGap(r.times, r.from, r.to)).to.equal(r.gap);
     });
   }
+
+  describe("the fenced primary's health check", () => {
+    const view = (v: Partial<CheckerView>): CheckerView => ({
+      health: true,
+      probes: 100,
+      passes: 90,
+      failureThreshold: 3,
+      intervalSeconds: 10,
+      ...v,
+    });
+    it("no probe passed since the kill and the checker holds it unhealthy: no problem", () => {
+      const end = view({ health: false, probes: 105, passes: 90 });
+      expect(fencedCheckProblems("mysql-primary", view({}), end, 55)).to.deep.equal([]);
+    });
+    it("a probe that passed after the kill means its agent answered healthy while fenced", () => {
+      // A sample of the status at the end would see it unhealthy again: the counts do not lose it.
+      const end = view({ health: false, probes: 108, passes: 91 });
+      const p = fencedCheckProblems("mysql-primary", view({}), end, 80);
+      expect(p).to.have.length(1);
+      expect(p[0]).to.match(/1 of the health checker's 8 probes of mysql-primary passed/);
+    });
+    it("held healthy (or never measured) at the end of the watch is a problem, naming the flip rule", () => {
+      const held = fencedCheckProblems("mysql-primary", view({}), view({ probes: 104 }), 45);
+      expect(held).to.deep.equal([
+        "the health checker holds mysql-primary healthy 45 s after the kill, while it is fenced (3 failures × 10 s flip it)",
+      ]);
+      const never = fencedCheckProblems(
+        "mysql-primary",
+        view({}),
+        view({ probes: 104, health: undefined }),
+        45,
+      );
+      expect(never[0]).to.match(/unmeasured \(healthy\)/);
+    });
+    it("a checker that made no probe since the kill proves nothing", () => {
+      const p = fencedCheckProblems("mysql-primary", view({}), view({ health: false }), 40);
+      expect(p).to.deep.equal([
+        "the health checker made no probe of mysql-primary in the 40 s after the kill",
+      ]);
+    });
+  });
 });

@@ -246,7 +246,18 @@ class WriteLoad {
 }
 
 /** The Route 53 stand-in's last verdict on the health check probing `server`'s agent. */
-function healthOf(t: ApplyTarget, healthFile: string, server: string): boolean | undefined {
+/** What the Route 53 stand-in's checker says of one server's health check (its status file). */
+export interface CheckerView {
+  /** The status it holds (undefined: never measured; Route 53 then counts it healthy). */
+  health: boolean | undefined;
+  /** Probes made, and probes the target passed, since the checker started. */
+  probes: number;
+  passes: number;
+  failureThreshold: number;
+  intervalSeconds: number;
+}
+
+function checkerView(t: ApplyTarget, healthFile: string, server: string): CheckerView | undefined {
   const s = t.model.servers.find((x) => x.name === server);
   const hc = t.model.healthChecks.find(
     (h) => h.ipAddress === s?.publicIp || h.ipAddress === s?.privateIp,
@@ -254,8 +265,55 @@ function healthOf(t: ApplyTarget, healthFile: string, server: string): boolean |
   if (!hc) {
     return undefined;
   }
-  const h = JSON.parse(fs.readFileSync(healthFile, "utf8")) as { health: Record<string, boolean> };
-  return h.health[hc.id];
+  const h = JSON.parse(fs.readFileSync(healthFile, "utf8")) as {
+    health: Record<string, boolean>;
+    streak?: Record<string, { probes?: number; passes?: number }>;
+  };
+  return {
+    health: h.health[hc.id],
+    probes: h.streak?.[hc.id]?.probes ?? 0,
+    passes: h.streak?.[hc.id]?.passes ?? 0,
+    failureThreshold: hc.failureThreshold,
+    intervalSeconds: hc.intervalSeconds,
+  };
+}
+
+function healthOf(t: ApplyTarget, healthFile: string, server: string): boolean | undefined {
+  return checkerView(t, healthFile, server)?.health;
+}
+
+/**
+ * The verdict on a killed and fenced server's health check, from the checker's view once the
+ * failover was applied (`atKill`: the server was already dead) and at the end of the watch: no
+ * probe passed in between — its agent never answered healthy — and the checker then holds it
+ * unhealthy. The checker flips only after `failureThreshold` failures in a row, so the watch must
+ * end at least that many intervals after the kill; before, "healthy" is only the old status.
+ */
+export function fencedCheckProblems(
+  server: string,
+  atKill: CheckerView,
+  atEnd: CheckerView,
+  secondsSinceKill: number,
+): string[] {
+  const problems: string[] = [];
+  const probes = atEnd.probes - atKill.probes;
+  const passed = atEnd.passes - atKill.passes;
+  if (probes <= 0) {
+    problems.push(
+      `the health checker made no probe of ${server} in the ${secondsSinceKill} s after the kill`,
+    );
+  }
+  if (passed > 0) {
+    problems.push(
+      `${passed} of the health checker's ${probes} probes of ${server} passed after the kill: its agent answered healthy while it is fenced`,
+    );
+  }
+  if (atEnd.health !== false) {
+    problems.push(
+      `the health checker holds ${server} ${atEnd.health === undefined ? "unmeasured (healthy)" : "healthy"} ${secondsSinceKill} s after the kill, while it is fenced (${atEnd.failureThreshold} failures × ${atEnd.intervalSeconds} s flip it)`,
+    );
+  }
+  return problems;
 }
 
 function seconds(fromMs: number, toMs: number): number {
@@ -345,6 +403,8 @@ export async function mysqlDrill(
   const load = new WriteLoad(o.client, name, password);
   let primary = o.primary;
   let killed = false;
+  let killedAt = 0;
+  let checkAtKill: CheckerView | undefined;
   let failedOver = false;
   try {
     await until(`the first acknowledged write through ${name}`, 180, () =>
@@ -354,13 +414,15 @@ export async function mysqlDrill(
 
     // --- Failover ---
     log(`${load.acked.length} writes acknowledged; killing ${primary.name} (SIGKILL to its PID 1)`);
-    const killedAt = Date.now();
+    killedAt = Date.now();
     const firstIdAfterKill = load.nextId;
     process.kill(primary.leader, "SIGKILL");
     killed = true;
     log("applying `active: standby` (pulumi up's steps)");
     const failover = await executePlan(failoverPlan, o.target, log);
     failedOver = true;
+    // The primary is dead by now: a probe counted from here on was answered after the kill.
+    checkAtKill = checkerView(o.target, o.healthFile, primary.name);
     r.applySeconds = seconds(killedAt, Date.now());
     if (!failover.ok) {
       problems.push(
@@ -387,7 +449,9 @@ export async function mysqlDrill(
         600,
         () => sql(primary, "SELECT @@GLOBAL.read_only").trim() || undefined,
       );
-      problems.push(...(await proveFenced(o, primary, ro, name, password, log)));
+      problems.push(
+        ...(await proveFenced(o, primary, ro, name, password, { killedAt, checkAtKill }, log)),
+      );
     }
     if (failedOver) {
       log("applying `active: primary` (pulumi up's steps: fallback, rejoin, then the records)");
@@ -500,6 +564,7 @@ async function proveFenced(
   readOnly: string,
   name: string,
   password: string,
+  kill: { killedAt: number; checkAtKill: CheckerView | undefined },
   log: (l: string) => void,
 ): Promise<string[]> {
   const problems: string[] = [];
@@ -508,21 +573,32 @@ async function proveFenced(
   }
   const server = o.target.model.servers.find((s) => s.name === primary.name)!;
   const standbyIp = o.target.model.servers.find((s) => s.name === o.standby.name)!.privateIp;
-  // Three probe intervals after its sshd answers: the agent has had time to answer if it would.
-  const hc = o.target.model.healthChecks.find(
-    (h) => h.ipAddress === server.publicIp || h.ipAddress === server.privateIp,
-  );
-  if (!hc) {
+  // Watched for three probe intervals after its sshd answers (the agent has had time to answer
+  // if it would), and at least until the checker's failure threshold has passed since the kill.
+  const atKill = kill.checkAtKill;
+  let checkerSaid = "no check";
+  if (!atKill) {
     problems.push(`no health check probes ${primary.name} (${server.privateIp})`);
-  }
-  const watchMs = (hc?.intervalSeconds ?? 10) * 3 * 1000;
-  const end = Date.now() + watchMs;
-  while (hc && Date.now() < end) {
-    if (healthOf(o.target, o.healthFile, primary.name) !== false) {
-      problems.push(`the health checker sees ${primary.name} healthy while it is fenced`);
-      break;
+  } else {
+    const intervalMs = atKill.intervalSeconds * 1000;
+    const end = Math.max(
+      Date.now() + 3 * intervalMs,
+      kill.killedAt + (atKill.failureThreshold + 1) * intervalMs + 5000,
+    );
+    let now = checkerView(o.target, o.healthFile, primary.name)!;
+    while (Date.now() < end && now.passes === atKill.passes) {
+      await new Promise((res) => setTimeout(res, 1000));
+      now = checkerView(o.target, o.healthFile, primary.name)!;
     }
-    await new Promise((res) => setTimeout(res, 1000));
+    problems.push(
+      ...fencedCheckProblems(
+        primary.name,
+        atKill,
+        now,
+        Math.round((Date.now() - kill.killedAt) / 1000),
+      ),
+    );
+    checkerSaid = `${now.passes - atKill.passes} of ${now.probes - atKill.probes} probes passed since the kill, held ${now.health === false ? "unhealthy" : "healthy"} ${Math.round((Date.now() - kill.killedAt) / 1000)} s after it`;
   }
   const answer = inServer(o.client, ["getent", "ahostsv4", name]).trim().split(/\s+/)[0];
   if (answer !== standbyIp) {
@@ -557,7 +633,7 @@ async function proveFenced(
     }
   }
   log(
-    `${primary.name} is back fenced: read_only ${readOnly}, health checker: unhealthy for ${watchMs / 1000} s, ${name} → ${answer}, direct write: ${refused}`,
+    `${primary.name} is back fenced: read_only ${readOnly}, health checker: ${checkerSaid}, ${name} → ${answer}, direct write: ${refused}`,
   );
   return problems;
 }
