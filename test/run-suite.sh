@@ -2,9 +2,12 @@
 # The whole suite after install (npm run test:all; CI's .ci/run): lint, the fast part, the loopback
 # rehearsals, and the whole-stack rehearsal with every drill. The whole-stack test is the longest
 # part by far (a CPU-bound boot of 8 servers, then drills that mostly wait on TTLs, reboots and
-# syncs), so it runs in a lane of its own, started first, beside the rest run one after another
-# at a lower CPU priority: the suite then takes about as long as that test, not the sum of all
-# parts (2026-12-01, clean clone, `.ci/run`: 1385 s with the lanes, 1735–1833 s one after another).
+# syncs), so it runs in a lane of its own, started first, beside the rest run one after another:
+# the suite then takes about as long as that test, not the sum of all parts (2026-12-01, clean
+# clone, `.ci/run`: 1385 s with the lanes, 1735–1833 s one after another). The other lane is not
+# niced: it was tried (1386 s, the boot no faster), as the kernel shares CPU between sessions
+# first (autogroups) and every container service runs in a session of its own, so nice counts only
+# inside the suite's own session.
 #
 # Output: every line of the whole-stack lane is prefixed "[whole stack] " (the lanes interleave
 # line by line); each part says when it starts and how it ended; at the end, the failures of each
@@ -57,9 +60,7 @@ part() {
   shift
   local started=$SECONDS
   echo "suite: $name: started"
-  # Niced: the whole-stack boot is CPU-bound and on the suite's critical path; these parts take
-  # the cores it leaves, which are most of them once its drills (mostly waits) begin.
-  nice -n 10 "$@" 2>&1 | tee "$logs/$name.out"
+  "$@" 2>&1 | tee "$logs/$name.out"
   local rc=${PIPESTATUS[0]}
   echo "$rc $((SECONDS - started))" >"$logs/$name.rc"
   echo "suite: $name: $([ "$rc" = 0 ] && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - started)) s"
