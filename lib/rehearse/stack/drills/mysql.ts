@@ -245,7 +245,6 @@ class WriteLoad {
   }
 }
 
-/** The Route 53 stand-in's last verdict on the health check probing `server`'s agent. */
 /** What the Route 53 stand-in's checker says of one server's health check (its status file). */
 export interface CheckerView {
   /** The status it holds (undefined: never measured; Route 53 then counts it healthy). */
@@ -278,6 +277,7 @@ function checkerView(t: ApplyTarget, healthFile: string, server: string): Checke
   };
 }
 
+/** The Route 53 stand-in's last verdict on the health check probing `server`'s agent. */
 function healthOf(t: ApplyTarget, healthFile: string, server: string): boolean | undefined {
   return checkerView(t, healthFile, server)?.health;
 }
@@ -578,7 +578,9 @@ async function proveFenced(
   const atKill = kill.checkAtKill;
   let checkerSaid = "no check";
   if (!atKill) {
-    problems.push(`no health check probes ${primary.name} (${server.privateIp})`);
+    problems.push(
+      `no health-check counts of ${primary.name} from the failover: no check probes ${server.privateIp}, or the failover did not get that far`,
+    );
   } else {
     const intervalMs = atKill.intervalSeconds * 1000;
     const end = Math.max(
