@@ -9,6 +9,7 @@ import { promisify } from "util";
 import { PACKAGE_ROOT } from "../../package-root";
 import { answeredRecords } from "./dns";
 import { RehearsalServer, StackModel } from "./model";
+import { readCheckerStatus } from "./standins";
 import type { Rehearsal } from "./index";
 
 const execFileP = promisify(execFile);
@@ -807,11 +808,8 @@ async function checkServices(
     let want: string | undefined;
     let side = "";
     while (Date.now() - started < (db.ttl + 15) * 1000) {
-      const health = JSON.parse(fs.readFileSync(r.checkerStatus, "utf8")) as {
-        health: Record<string, boolean>;
-      };
       // As Route 53 answers: dns.ts's failover rule, applied to the checker's current state.
-      const answer = answeredRecords(internal!, health.health).find(
+      const answer = answeredRecords(internal!, readCheckerStatus(r.checkerStatus).health).find(
         (x) => x.name === db.name && x.type === "A",
       );
       want = answer?.values[0];

@@ -354,6 +354,33 @@ function ssm(cfg: StandInConfig): https.Server {
 }
 
 // ---- Route 53 health checkers -----------------------------------------------------------------
+/**
+ * One check's counts: the status it holds (ok) and the opposite answers in a row (n); every probe
+ * made and every probe that passed (drills compare these counts across a window: a sample of the
+ * status can miss a pass, and before the threshold it is only the old status).
+ */
+export interface CheckStreak {
+  ok: boolean;
+  n: number;
+  probes: number;
+  passes: number;
+  last?: boolean;
+}
+
+/**
+ * The checker's status file (`checker.statusFile`), rewritten after every probe: the status each
+ * check holds (absent: never flipped, healthy as in Route 53) and each check's counts.
+ */
+export interface CheckerStatus {
+  health: HealthState;
+  streak: Record<string, CheckStreak>;
+}
+
+/** Reads the checker's status file (throws when it is absent or unreadable). */
+export function readCheckerStatus(file: string): CheckerStatus {
+  return JSON.parse(fs.readFileSync(file, "utf8")) as CheckerStatus;
+}
+
 function probe(cfg: StandInConfig, hc: HealthCheck): Promise<boolean> {
   const timeoutMs = 4000; // Route 53: 4 s to connect (TCP) or get a response (HTTP)
   return new Promise((resolve) => {
@@ -403,12 +430,7 @@ function probe(cfg: StandInConfig, hc: HealthCheck): Promise<boolean> {
 
 function checker(cfg: StandInConfig, configFile: string): void {
   const health: HealthState = {};
-  // Per check: the status it holds (ok) and the opposite answers in a row (n); every probe made and
-  // every probe that passed (drills compare these counts across a window: a sample can miss one).
-  const streak: Record<
-    string,
-    { ok: boolean; n: number; probes: number; passes: number; last?: boolean }
-  > = {};
+  const streak: CheckerStatus["streak"] = {};
   let serial = Math.floor(Date.now() / 1000);
   const writeZones = (): void => {
     serial++;
@@ -420,7 +442,8 @@ function checker(cfg: StandInConfig, configFile: string): void {
     }
   };
   const writeStatus = (): void => {
-    fs.writeFileSync(`${cfg.checker.statusFile}.tmp`, JSON.stringify({ health, streak }));
+    const status: CheckerStatus = { health, streak };
+    fs.writeFileSync(`${cfg.checker.statusFile}.tmp`, JSON.stringify(status));
     fs.renameSync(`${cfg.checker.statusFile}.tmp`, cfg.checker.statusFile);
   };
   writeStatus();

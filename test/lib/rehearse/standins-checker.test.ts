@@ -10,6 +10,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { ChildProcess, execFileSync, spawn } from "child_process";
 import { StackModel } from "../../../lib/rehearse/stack/model";
+import { CheckerStatus, readCheckerStatus } from "../../../lib/rehearse/stack/standins";
+import { until as pollUntil } from "../../../lib/rehearse/stack/drills/container";
 import { StandInWorld, startStandInWorld } from "../../support/standins-world";
 
 const NS = `hastack-checker-${process.pid}`;
@@ -32,18 +34,12 @@ http.createServer((req, res) => {
 }).listen(${HC.port}, "127.0.0.1");
 `;
 
-interface Status {
-  health: Record<string, boolean>;
-  streak: Record<string, { probes: number; passes: number; last?: boolean }>;
-}
-
 describe("rehearse Route 53 stand-in: the health checker, its counts and the answers it drives", function () {
   this.timeout(180_000);
   let world: StandInWorld | undefined;
   let agent: ChildProcess | undefined;
 
-  const status = (): Status =>
-    JSON.parse(fs.readFileSync(world!.cfg.checker.statusFile, "utf8")) as Status;
+  const status = (): CheckerStatus => readCheckerStatus(world!.cfg.checker.statusFile);
   const answer = (): string =>
     execFileSync(
       "ip",
@@ -61,19 +57,11 @@ describe("rehearse Route 53 stand-in: the health checker, its counts and the ans
       ],
       { encoding: "utf8" },
     ).trim();
-  const until = async <T>(what: string, seconds: number, f: () => T | undefined): Promise<T> => {
-    const end = Date.now() + seconds * 1000;
-    for (;;) {
-      const v = f();
-      if (v !== undefined) {
-        return v;
-      }
-      if (Date.now() > end) {
-        throw new Error(`${what}: not within ${seconds} s (status ${JSON.stringify(status())})`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
+  /** The drills' poll, its failure naming the checker's status then. */
+  const until = <T>(what: string, seconds: number, f: () => T | undefined): Promise<T> =>
+    pollUntil(what, seconds, f).catch((e: Error) => {
+      throw new Error(`${e.message} (status ${JSON.stringify(status())})`);
+    });
 
   before(async () => {
     const model = {

@@ -22,7 +22,7 @@ import { Deployment, synthesize, synthesizeEdited } from "../../../synth/offline
 import { PACKAGE_ROOT } from "../../../package-root";
 import { ApplyPlan, describeStep, planApply } from "../apply";
 import { ApplyTarget, bootedTarget, executePlan } from "../apply-run";
-import { StandInConfig } from "../standins";
+import { StandInConfig, readCheckerStatus } from "../standins";
 import { bootServerAgain } from "../reboot";
 import {
   DrillContext,
@@ -101,8 +101,7 @@ function message(o: { from: string; to: string; id: string; subject: string }): 
 /** What the checker measured for each health check (absent: not measured yet, healthy). */
 function healthOf(statusFile: string): Record<string, boolean> {
   try {
-    return (JSON.parse(fs.readFileSync(statusFile, "utf8")) as { health: Record<string, boolean> })
-      .health;
+    return readCheckerStatus(statusFile).health;
   } catch {
     return {};
   }

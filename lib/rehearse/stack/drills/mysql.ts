@@ -18,7 +18,6 @@
 // and the stack is exactly where it was: its switch state is BEFORE's (apply-run.ts driftFrom)
 // and both servers have the roles they had (read_only, replication source, semi-sync).
 import * as crypto from "crypto";
-import * as fs from "fs";
 import { Writer, stackMysqlSettings } from "../../mysql";
 import {
   ApplyTarget,
@@ -42,6 +41,7 @@ import {
 } from "./container";
 import { bootedTarget } from "../apply-run";
 import { bootServerAgain } from "../reboot";
+import { readCheckerStatus } from "../standins";
 
 export interface MysqlStackDrillResult {
   acknowledged: number;
@@ -264,14 +264,11 @@ function checkerView(t: ApplyTarget, healthFile: string, server: string): Checke
   if (!hc) {
     return undefined;
   }
-  const h = JSON.parse(fs.readFileSync(healthFile, "utf8")) as {
-    health: Record<string, boolean>;
-    streak?: Record<string, { probes?: number; passes?: number }>;
-  };
+  const h = readCheckerStatus(healthFile);
   return {
     health: h.health[hc.id],
-    probes: h.streak?.[hc.id]?.probes ?? 0,
-    passes: h.streak?.[hc.id]?.passes ?? 0,
+    probes: h.streak[hc.id]?.probes ?? 0,
+    passes: h.streak[hc.id]?.passes ?? 0,
     failureThreshold: hc.failureThreshold,
     intervalSeconds: hc.intervalSeconds,
   };
@@ -592,15 +589,9 @@ async function proveFenced(
       await new Promise((res) => setTimeout(res, 1000));
       now = checkerView(o.target, o.healthFile, primary.name)!;
     }
-    problems.push(
-      ...fencedCheckProblems(
-        primary.name,
-        atKill,
-        now,
-        Math.round((Date.now() - kill.killedAt) / 1000),
-      ),
-    );
-    checkerSaid = `${now.passes - atKill.passes} of ${now.probes - atKill.probes} probes passed since the kill, held ${now.health === false ? "unhealthy" : "healthy"} ${Math.round((Date.now() - kill.killedAt) / 1000)} s after it`;
+    const sinceKill = Math.round((Date.now() - kill.killedAt) / 1000);
+    problems.push(...fencedCheckProblems(primary.name, atKill, now, sinceKill));
+    checkerSaid = `${now.passes - atKill.passes} of ${now.probes - atKill.probes} probes passed since the kill, held ${now.health === false ? "unhealthy" : "healthy"} ${sinceKill} s after it`;
   }
   const answer = inServer(o.client, ["getent", "ahostsv4", name]).trim().split(/\s+/)[0];
   if (answer !== standbyIp) {
