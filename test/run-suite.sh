@@ -41,34 +41,27 @@ if ! npx tsc -b tsconfig.json; then
   exit 1
 fi
 
+# One part: its output through (each line after PREFIX) and into its log; records rc and time.
+part() {
+  local name=$1 prefix=$2
+  shift 2
+  local started=$SECONDS
+  echo "${prefix}suite: $name: started"
+  "$@" 2>&1 | sed -u "s/^/$prefix/" | tee "$logs/$name.out"
+  local rc=${PIPESTATUS[0]}
+  echo "$rc $((SECONDS - started))" >"$logs/$name.rc"
+  echo "${prefix}suite: $name: $([ "$rc" = 0 ] && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - started)) s"
+}
+
 # The whole-stack lane: its own process group (set -m), so a stop reaches every process in it.
 set -m
-(
-  started=$SECONDS
-  echo "[whole stack] suite: stack: started (the rehearsal's progress follows)"
-  npx mocha --config .mocharc.stack.json 2>&1 | sed -u 's/^/[whole stack] /' | tee "$logs/stack.out"
-  rc=${PIPESTATUS[0]}
-  echo "$rc $((SECONDS - started))" >"$logs/stack.rc"
-  echo "[whole stack] suite: stack: $([ "$rc" = 0 ] && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - started)) s"
-) &
+part stack "[whole stack] " npx mocha --config .mocharc.stack.json &
 stack_pid=$!
 set +m
 
-# One part of the other lane: its output straight through and into its log; records rc and time.
-part() {
-  local name=$1
-  shift
-  local started=$SECONDS
-  echo "suite: $name: started"
-  "$@" 2>&1 | tee "$logs/$name.out"
-  local rc=${PIPESTATUS[0]}
-  echo "$rc $((SECONDS - started))" >"$logs/$name.rc"
-  echo "suite: $name: $([ "$rc" = 0 ] && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - started)) s"
-}
-
-part lint npm run -s lint
-part fast-part npx mocha
-part loopback-rehearsals npx mocha --config .mocharc.rehearse.json
+part lint "" npm run -s lint
+part fast-part "" npx mocha
+part loopback-rehearsals "" npx mocha --config .mocharc.rehearse.json
 
 echo "suite: waiting for the whole-stack lane ($((SECONDS - suite_started)) s so far)"
 wait "$stack_pid"
